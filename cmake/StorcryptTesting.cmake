@@ -1,0 +1,34 @@
+include(GoogleTest)
+
+# storcrypt_test(NAME n LABEL unit|host|vm SOURCES ... LIBS ...)
+# One GoogleTest binary; every TEST() becomes one ctest test carrying LABEL.
+function(storcrypt_test)
+  cmake_parse_arguments(T "" "NAME;LABEL" "SOURCES;LIBS" ${ARGN})
+  if(NOT T_LABEL MATCHES "^(unit|host|vm)$")
+    message(FATAL_ERROR "storcrypt_test(${T_NAME}): LABEL must be unit, host or vm")
+  endif()
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} storcrypt_test_support GTest::gtest GTest::gmock GTest::gtest_main)
+  gtest_discover_tests(${T_NAME}
+    TEST_PREFIX "${T_LABEL}."
+    DISCOVERY_MODE PRE_TEST
+    PROPERTIES LABELS ${T_LABEL} TIMEOUT 600)
+endfunction()
+
+# storcrypt_fuzzer(NAME n SOURCES ... LIBS ... [CORPUS dir])
+# With STORCRYPT_FUZZ=ON: a libFuzzer binary. Otherwise: the same entry point
+# linked with a replay driver and run over the seed corpus as a unit test, so
+# every fuzz target is exercised (and kept compiling) by the ordinary suite.
+function(storcrypt_fuzzer)
+  cmake_parse_arguments(F "" "NAME;CORPUS" "SOURCES;LIBS" ${ARGN})
+  add_executable(${F_NAME} ${F_SOURCES})
+  target_link_libraries(${F_NAME} PRIVATE ${F_LIBS})
+  if(STORCRYPT_FUZZ)
+    target_link_options(${F_NAME} PRIVATE -fsanitize=fuzzer)
+    set_property(GLOBAL APPEND PROPERTY STORCRYPT_FUZZERS "${F_NAME}|${F_CORPUS}")
+  else()
+    target_sources(${F_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/tests/fuzz/replay_main.cpp)
+    add_test(NAME unit.fuzz_replay.${F_NAME} COMMAND ${F_NAME} ${F_CORPUS})
+    set_tests_properties(unit.fuzz_replay.${F_NAME} PROPERTIES LABELS unit)
+  endif()
+endfunction()
