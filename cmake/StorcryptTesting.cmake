@@ -32,3 +32,18 @@ function(storcrypt_fuzzer)
     set_tests_properties(unit.fuzz_replay.${F_NAME} PROPERTIES LABELS unit)
   endif()
 endfunction()
+
+# storcrypt_vm_test(NAME n SCRIPTS a.sh b.sh ... [TIMEOUT s] [DEPENDS targets...])
+# One boot of the kernel VM (tests/vm/harness/vmrun.sh) running the scenario
+# scripts in order; labelled vm. VM tests never run concurrently (2 cores).
+function(storcrypt_vm_test)
+  cmake_parse_arguments(V "" "NAME;TIMEOUT" "SCRIPTS;DEPENDS" ${ARGN})
+  if(NOT V_TIMEOUT)
+    set(V_TIMEOUT 900)
+  endif()
+  add_test(NAME vm.${V_NAME}
+    COMMAND ${PROJECT_SOURCE_DIR}/tests/vm/harness/vmrun.sh
+            --build-dir ${PROJECT_BINARY_DIR} --name ${V_NAME} --timeout ${V_TIMEOUT} ${V_SCRIPTS})
+  math(EXPR ctest_timeout "${V_TIMEOUT} + 60")
+  set_tests_properties(vm.${V_NAME} PROPERTIES LABELS vm TIMEOUT ${ctest_timeout} RESOURCE_LOCK storcrypt_vm)
+endfunction()

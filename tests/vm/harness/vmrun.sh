@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Boot Debian's stock kernel (linux-image-amd64: ESP, dm-crypt, loop as modules)
+# under QEMU with the host root filesystem shared read-only plus a tmpfs overlay,
+# run one or more scenario scripts as root inside it, stream the console to a
+# log, and exit with the scenarios' combined status.
+#
+#   vmrun.sh --build-dir DIR --name NAME [--timeout SECONDS] [--memory MiB] SCENARIO...
+#
+# Each scenario is a bash script; exit 0 = pass. Inside the guest the
+# environment has STORCRYPT_BUILD_DIR, STORCRYPT_SOURCE_DIR and a sane PATH; the
+# working directory is the build directory. Several scenarios share one boot.
+# Env: STORCRYPT_VM_ACCEL=tcg|kvm overrides the accelerator probe.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+source_dir=$(cd "$here/../../.." && pwd)
+build_dir="" name="" timeout=900 memory=2048
+scenarios=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-dir) build_dir=$2; shift 2 ;;
+    --name) name=$2; shift 2 ;;
+    --timeout) timeout=$2; shift 2 ;;
+    --memory) memory=$2; shift 2 ;;
+    -*) echo "vmrun: unknown option $1" >&2; exit 2 ;;
+    *) scenarios+=("$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"); shift ;;
+  esac
+done
+[ -n "$build_dir" ] && [ -n "$name" ] && [ "${#scenarios[@]}" -gt 0 ] || {
+  echo "usage: vmrun.sh --build-dir DIR --name NAME [--timeout S] [--memory MiB] SCENARIO..." >&2; exit 2; }
+build_dir=$(cd "$build_dir" && pwd)
+
+fail() { echo "vmrun: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || fail "needs root (QEMU's 9p passthrough share of / must read every file)"
+command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 missing: run scripts/setup.sh"
+[ -x /bin/busybox ] || fail "busybox-static missing: run scripts/setup.sh"
+
+# The newest installed Debian kernel that has ESP as a module.
+kver=""
+for d in $(ls -1d /lib/modules/* 2>/dev/null | sort -V -r); do
+  v=$(basename "$d")
+  if [ -f "/boot/vmlinuz-$v" ] && [ -n "$(find "$d/kernel/net/ipv4" -name 'esp4.ko*' 2>/dev/null | head -1)" ]; then
+    kver=$v; break
+  fi
+done
+[ -n "$kver" ] || fail "no /boot/vmlinuz-* with ESP modules: install linux-image-amd64 (scripts/setup.sh)"
+
+vmdir="$build_dir/vm"
+mkdir -p "$vmdir"
+
+# --- initramfs: busybox + the modules to mount the shared root (built once per kernel) ---
+initrd="$vmdir/initrd-$kver.gz"
+build_initrd() {
+  local tmp
+  tmp=$(mktemp -d "$vmdir/initrd.XXXXXX")
+  mkdir -p "$tmp"/{bin,mods,proc,sys,dev,host,rw,newroot}
+  cp /bin/busybox "$tmp/bin/busybox"
+  for l in sh mount insmod chroot sed mkdir poweroff cat echo sleep; do ln -s busybox "$tmp/bin/$l"; done
+  : > "$tmp/mods/order"
+  for m in virtio_pci 9pnet_virtio 9p overlay; do
+    modprobe -S "$kver" --show-depends "$m" | awk '$1=="insmod"{print $2}'
+  done | awk '!seen[$0]++' | while read -r f; do
+    case "$f" in
+      *.ko.xz) xz -dc "$f" > "$tmp/mods/$(basename "${f%.xz}")"; echo "$(basename "${f%.xz}")" >> "$tmp/mods/order" ;;
+      *.ko.zst) zstd -qdc "$f" > "$tmp/mods/$(basename "${f%.zst}")"; echo "$(basename "${f%.zst}")" >> "$tmp/mods/order" ;;
+      *) cp "$f" "$tmp/mods/"; echo "$(basename "$f")" >> "$tmp/mods/order" ;;
+    esac
+  done
+  cat > "$tmp/init" <<'INIT'
+#!/bin/sh
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+while read f; do insmod /mods/$f; done < /mods/order
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /host || echo "VMRUN: 9p mount failed"
+mount -t tmpfs rw /rw; mkdir -p /rw/upper /rw/work
+mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /newroot || echo "VMRUN: overlay failed"
+mount --move /proc /newroot/proc; mount --move /sys /newroot/sys; mount --move /dev /newroot/dev
+SCRIPT=$(sed -n 's/.*testscript=\([^ ]*\).*/\1/p' /newroot/proc/cmdline)
+exec chroot /newroot /bin/sh -c "mount -t tmpfs t /tmp; mount -t tmpfs r /run; mkdir -p /run/netns /run/lock; /bin/bash $SCRIPT; echo GUEST_EXIT=\$?; poweroff -f"
+INIT
+  chmod +x "$tmp/init"
+  (cd "$tmp" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd.tmp"
+  mv "$initrd.tmp" "$initrd"
+  rm -rf "$tmp"
+}
+(
+  flock 9
+  [ -s "$initrd" ] || build_initrd
+) 9>"$vmdir/initrd.lock"
+
+# --- the guest-side wrapper: runs every scenario, reports each on the console ---
+rundir="$vmdir/$name"
+mkdir -p "$rundir"
+guest="$rundir/guest.sh"
+{
+  echo '#!/bin/bash'
+  echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  echo "export STORCRYPT_BUILD_DIR='$build_dir' STORCRYPT_SOURCE_DIR='$source_dir' STORCRYPT_IN_VM=1 HOME=/root"
+  echo "export CI='${CI:-}' STORCRYPT_REQUIRE_ALL='${STORCRYPT_REQUIRE_ALL:-}'"
+  echo "cd '$build_dir'"
+  echo 'echo "VMRUN: guest up, kernel $(uname -r)"'
+  echo 'rc=0'
+  for s in "${scenarios[@]}"; do
+    sname=$(basename "$s" .sh)
+    echo "echo 'VMRUN: ===== scenario $sname ====='"
+    echo "timeout $((timeout - 30)) /bin/bash -eo pipefail '$s' 2>&1 | sed -u 's/^/[$sname] /'"
+    echo "r=\${PIPESTATUS[0]}"
+    echo "if [ \$r -eq 0 ]; then echo 'VMRUN: SCENARIO $sname PASS'; else echo \"VMRUN: SCENARIO $sname FAIL rc=\$r\"; rc=1; fi"
+  done
+  echo 'exit $rc'
+} > "$guest"
+chmod +x "$guest"
+
+# --- accelerator: KVM hangs on some hosts although /dev/kvm exists; probe once ---
+accel=${STORCRYPT_VM_ACCEL:-}
+if [ -z "$accel" ]; then
+  if [ -f "$vmdir/accel" ]; then
+    accel=$(cat "$vmdir/accel")
+  else
+    accel=tcg
+    if [ -c /dev/kvm ] && [ -w /dev/kvm ]; then
+      probe="$vmdir/probe.sh"; printf '#!/bin/bash\nexit 0\n' > "$probe"; chmod +x "$probe"
+      if timeout 30 qemu-system-x86_64 -accel kvm -cpu host -m 512 -nographic -no-reboot -net none \
+           -kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
+           -append "console=ttyS0 quiet panic=-1 testscript=$probe" \
+           -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
+           2>/dev/null | grep -q 'GUEST_EXIT=0'; then
+        accel=kvm
+      fi
+    fi
+    echo "$accel" > "$vmdir/accel"
+  fi
+fi
+cpu=max
+[ "$accel" = kvm ] && cpu=host
+
+log="$rundir/console.log"
+echo "vmrun: kernel $kver, accel $accel, ${#scenarios[@]} scenario(s), console log $log"
+set +e
+timeout --kill-after=10 "$timeout" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -m "$memory" -smp 2 \
+  -nographic -no-reboot -net none \
+  -kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
+  -append "console=ttyS0 quiet panic=-1 testscript=$guest" \
+  -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
+  </dev/null 2>&1 | tr -d '\r' | tee "$log" | grep --line-buffered -E '^(VMRUN:|\[)'
+qrc=${PIPESTATUS[0]}
+set -e
+
+if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
+  echo "vmrun: guest timed out after ${timeout}s (console log: $log)" >&2
+  exit 1
+fi
+status=$(sed -n 's/.*GUEST_EXIT=\([0-9]*\).*/\1/p' "$log" | tail -1)
+if [ -z "$status" ]; then
+  echo "vmrun: guest ended without reporting a status; last console lines:" >&2
+  tail -30 "$log" >&2
+  exit 1
+fi
+passed=$(grep -c 'VMRUN: SCENARIO .* PASS' "$log" || true)
+failed=$(grep -c 'VMRUN: SCENARIO .* FAIL' "$log" || true)
+echo "vmrun: $name: $passed scenario(s) passed, $failed failed"
+exit "$status"
