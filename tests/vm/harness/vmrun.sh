@@ -49,7 +49,7 @@ vmdir="$build_dir/vm"
 mkdir -p "$vmdir"
 
 # --- initramfs: busybox + the modules to mount the shared root (built once per kernel) ---
-initrd="$vmdir/initrd-$kver.gz"
+initrd="$vmdir/initrd-$kver-v2.gz"  # bump the suffix when init changes
 build_initrd() {
   local tmp
   tmp=$(mktemp -d "$vmdir/initrd.XXXXXX")
@@ -75,7 +75,7 @@ mount -t tmpfs rw /rw; mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /newroot || echo "VMRUN: overlay failed"
 mount --move /proc /newroot/proc; mount --move /sys /newroot/sys; mount --move /dev /newroot/dev
 SCRIPT=$(sed -n 's/.*testscript=\([^ ]*\).*/\1/p' /newroot/proc/cmdline)
-exec chroot /newroot /bin/sh -c "mount -t tmpfs t /tmp; mount -t tmpfs r /run; mkdir -p /run/netns /run/lock; /bin/bash $SCRIPT; echo GUEST_EXIT=\$?; poweroff -f"
+exec chroot /newroot /bin/sh -c "mount -t tmpfs r /run; mkdir -p /run/netns /run/lock; /bin/bash $SCRIPT; echo GUEST_EXIT=\$?; poweroff -f"
 INIT
   chmod +x "$tmp/init"
   (cd "$tmp" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd.tmp"
@@ -96,6 +96,14 @@ guest="$rundir/guest.sh"
   echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
   echo "export STORCRYPT_BUILD_DIR='$build_dir' STORCRYPT_SOURCE_DIR='$source_dir' STORCRYPT_IN_VM=1 HOME=/root"
   echo "export CI='${CI:-}' STORCRYPT_REQUIRE_ALL='${STORCRYPT_REQUIRE_ALL:-}'"
+  # A fresh tmpfs on /tmp for the scenarios; the build and source trees stay
+  # visible at their own paths even when they live under the host's /tmp.
+  echo 'mkdir -p /run/hosttmp && mount --bind /tmp /run/hosttmp && mount -t tmpfs t /tmp'
+  for d in "$build_dir" "$source_dir"; do
+    case "$d" in
+      /tmp/*) echo "mkdir -p '$d' && mount --bind '/run/hosttmp/${d#/tmp/}' '$d'" ;;
+    esac
+  done
   echo "cd '$build_dir'"
   echo 'echo "VMRUN: guest up, kernel $(uname -r)"'
   echo 'rc=0'
