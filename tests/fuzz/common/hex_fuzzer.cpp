@@ -1,6 +1,6 @@
 // Fuzz the hexadecimal key parser (keys entered by administrators).
-#include <cstdint>
 #include <cctype>
+#include <cstdint>
 #include <cstdlib>
 #include <string_view>
 

@@ -3,11 +3,10 @@
 // XfrmOutPolBlock must rise. Uses `ip xfrm` only; the netlink/ library has
 // its own host tests.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <thread>
@@ -36,7 +35,8 @@ TEST(HostSmoke, XfrmBlockPolicyDropsTcpAndCountsIt) {
     inet_pton(AF_INET, "192.0.2.2", &sa.sin_addr);
     if (bind(listener.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return errno;
     return listen(listener.get(), 16) == 0 ? 0 : errno;
-  }), 0);
+  }),
+            0);
 
   // Before any policy: the connection is accepted by the kernel's backlog.
   EXPECT_EQ(tcp_connect_errno(net.left, "192.0.2.2", 5001), 0);
@@ -44,7 +44,9 @@ TEST(HostSmoke, XfrmBlockPolicyDropsTcpAndCountsIt) {
   ASSERT_GE(before, 0) << "kernel has no XFRM statistics (CONFIG_XFRM_STATISTICS)";
 
   std::string out;
-  ASSERT_EQ(net.left.ip("xfrm policy add src 192.0.2.1/32 dst 192.0.2.2/32 proto tcp dport 5001 dir out action block", &out), 0)
+  ASSERT_EQ(
+      net.left.ip("xfrm policy add src 192.0.2.1/32 dst 192.0.2.2/32 proto tcp dport 5001 dir out action block", &out),
+      0)
       << out;
   int err = tcp_connect_errno(net.left, "192.0.2.2", 5001);
   EXPECT_EQ(err, EPERM) << "connect through a block policy should fail with EPERM, got errno " << err;

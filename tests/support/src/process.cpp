@@ -50,25 +50,43 @@ ProcessResult run(const std::vector<std::string>& argv, const std::string& input
     pollfd p[3];
     int n = 0;
     int oi = -1, ei = -1, ii = -1;
-    if (out_open) { oi = n; p[n++] = {out[0], POLLIN, 0}; }
-    if (err_open) { ei = n; p[n++] = {err[0], POLLIN, 0}; }
-    if (infd >= 0) { ii = n; p[n++] = {infd, POLLOUT, 0}; }
+    if (out_open) {
+      oi = n;
+      p[n++] = {out[0], POLLIN, 0};
+    }
+    if (err_open) {
+      ei = n;
+      p[n++] = {err[0], POLLIN, 0};
+    }
+    if (infd >= 0) {
+      ii = n;
+      p[n++] = {infd, POLLOUT, 0};
+    }
     if (poll(p, n, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (oi >= 0 && p[oi].revents) {
       ssize_t k = read(out[0], buf, sizeof buf);
-      if (k <= 0) out_open = false; else res.out.append(buf, static_cast<size_t>(k));
+      if (k <= 0)
+        out_open = false;
+      else
+        res.out.append(buf, static_cast<size_t>(k));
     }
     if (ei >= 0 && p[ei].revents) {
       ssize_t k = read(err[0], buf, sizeof buf);
-      if (k <= 0) err_open = false; else res.err.append(buf, static_cast<size_t>(k));
+      if (k <= 0)
+        err_open = false;
+      else
+        res.err.append(buf, static_cast<size_t>(k));
     }
     if (ii >= 0 && p[ii].revents) {
       ssize_t k = write(infd, input.data() + written, input.size() - written);
       if (k > 0) written += static_cast<size_t>(k);
-      if (k <= 0 || written == input.size()) { close(infd); infd = -1; }
+      if (k <= 0 || written == input.size()) {
+        close(infd);
+        infd = -1;
+      }
     }
   }
   close(out[0]);

@@ -39,8 +39,9 @@ TEST(Result, ErrorTextCarriesNameContextAndFix) {
                 .with_name("xKeyProviderActive")
                 .context("deleting key provider 3");
   e.with_fix("migrate the volumes first");
-  EXPECT_EQ(e.to_string(),
-            "conflict (xKeyProviderActive): deleting key provider 3: provider is in use (fix: migrate the volumes first)");
+  EXPECT_EQ(
+      e.to_string(),
+      "conflict (xKeyProviderActive): deleting key provider 3: provider is in use (fix: migrate the volumes first)");
 }
 
 TEST(Result, ErrnoMapsToCategories) {

@@ -52,11 +52,26 @@ class Error {
   const std::string& name() const { return name_; }
   int sys_errno() const { return errno_; }
 
-  Error& with_fix(std::string fix) & { fix_ = std::move(fix); return *this; }
-  Error&& with_fix(std::string fix) && { fix_ = std::move(fix); return std::move(*this); }
-  Error& with_name(std::string name) & { name_ = std::move(name); return *this; }
-  Error&& with_name(std::string name) && { name_ = std::move(name); return std::move(*this); }
-  Error&& with_errno(int e) && { errno_ = e; return std::move(*this); }
+  Error& with_fix(std::string fix) & {
+    fix_ = std::move(fix);
+    return *this;
+  }
+  Error&& with_fix(std::string fix) && {
+    fix_ = std::move(fix);
+    return std::move(*this);
+  }
+  Error& with_name(std::string name) & {
+    name_ = std::move(name);
+    return *this;
+  }
+  Error&& with_name(std::string name) && {
+    name_ = std::move(name);
+    return std::move(*this);
+  }
+  Error&& with_errno(int e) && {
+    errno_ = e;
+    return std::move(*this);
+  }
   /// Prefix context: "adding SA spi=0x1000: <old message>".
   Error&& context(std::string_view what) && {
     message_ = std::string(what) + ": " + message_;
@@ -82,20 +97,29 @@ template <typename T>
 class [[nodiscard]] Result {
  public:
   using value_type = T;
-  Result(const T& v) : v_(std::in_place_index<0>, v) {}                 // NOLINT(google-explicit-constructor)
-  Result(T&& v) : v_(std::in_place_index<0>, std::move(v)) {}           // NOLINT(google-explicit-constructor)
-  Result(Error e) : v_(std::in_place_index<1>, std::move(e)) {}         // NOLINT(google-explicit-constructor)
+  Result(const T& v) : v_(std::in_place_index<0>, v) {}          // NOLINT(google-explicit-constructor)
+  Result(T&& v) : v_(std::in_place_index<0>, std::move(v)) {}    // NOLINT(google-explicit-constructor)
+  Result(Error e) : v_(std::in_place_index<1>, std::move(e)) {}  // NOLINT(google-explicit-constructor)
   template <typename U,
             typename = std::enable_if_t<std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, T> &&
                                         !std::is_same_v<std::decay_t<U>, Error>>>
-  Result(U&& v) : v_(std::in_place_index<0>, std::forward<U>(v)) {}     // NOLINT(google-explicit-constructor)
+  Result(U&& v) : v_(std::in_place_index<0>, std::forward<U>(v)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
 
-  T& value() & { check(); return std::get<0>(v_); }
-  const T& value() const& { check(); return std::get<0>(v_); }
-  T&& value() && { check(); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    check();
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    check();
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    check();
+    return std::get<0>(std::move(v_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
@@ -136,9 +160,9 @@ inline Status ok_status() { return {}; }
 }  // namespace storcrypt
 
 /// Propagate an error: STORCRYPT_TRY(expr) returns expr's error from the enclosing function.
-#define STORCRYPT_TRY(expr)                                \
-  do {                                                     \
-    auto&& storcrypt_try_r_ = (expr);                      \
+#define STORCRYPT_TRY(expr)                                                 \
+  do {                                                                      \
+    auto&& storcrypt_try_r_ = (expr);                                       \
     if (!storcrypt_try_r_.ok()) return std::move(storcrypt_try_r_).error(); \
   } while (0)
 

@@ -21,13 +21,13 @@ std::string find_program(const std::string& name);
 
 /// Use at the top of a host/vm test: STORCRYPT_REQUIRE(cond, "needs root").
 /// Locally the test is skipped with the reason; in CI it fails.
-#define STORCRYPT_REQUIRE(cond, reason)                                        \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      if (::storcrypt::testing::require_all()) {                               \
-        FAIL() << "missing capability in CI: " << (reason);                    \
-      } else {                                                                 \
-        GTEST_SKIP() << "skipped: " << (reason) << " (set CI=true to fail)";   \
-      }                                                                        \
-    }                                                                          \
+#define STORCRYPT_REQUIRE(cond, reason)                                      \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      if (::storcrypt::testing::require_all()) {                             \
+        FAIL() << "missing capability in CI: " << (reason);                  \
+      } else {                                                               \
+        GTEST_SKIP() << "skipped: " << (reason) << " (set CI=true to fail)"; \
+      }                                                                      \
+    }                                                                        \
   } while (0)
