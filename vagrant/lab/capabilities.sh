@@ -17,9 +17,13 @@ echo "kernel $(uname -r) capabilities:"
 have "xfrm netlink (xfrm_user)" "$( [ -e /proc/net/xfrm_stat ] && echo present || modstate xfrm_user)"
 have "ESP over IPv4 (esp4)" "$(modstate esp4)"
 have "ESP over IPv6 (esp6)" "$(modstate esp6)"
-have "AEAD rfc4106(gcm(aes))" "$(grep -q 'rfc4106(gcm(aes))' /proc/crypto && echo present || echo 'not registered')"
+# /proc/crypto lists a template instance only once something has used it.
+crypto() {  # algorithm, template module
+  if grep -q "name *: $1\$" /proc/crypto; then echo "registered"; else echo "template module $2: $(modstate "$2")"; fi
+}
+have "AEAD rfc4106(gcm(aes))" "$(crypto 'rfc4106(gcm(aes))' gcm)"
 have "device-mapper (dm-mod)" "$( [ -e /dev/mapper/control ] && echo present || modstate dm_mod)"
 have "dm-crypt" "$(modstate dm_crypt)"
-have "xts(aes)" "$(grep -q 'xts(aes)' /proc/crypto && echo present || echo 'not registered')"
+have "xts(aes)" "$(crypto 'xts(aes)' xts)"
 have "loop devices" "$( [ -e /dev/loop-control ] && echo present || modstate loop)"
 have "network namespaces" "$( [ -e /proc/self/ns/net ] && echo present || echo absent)"
