@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config clang-14 clang lld libclang-rt-14-dev clang-format clang-tidy git
   # libraries
   libnl-3-dev libnl-xfrm-3-dev libnl-route-3-dev libcryptsetup-dev libdevmapper-dev libssl-dev openssl
-  libsqlite3-dev sqlite3 libkmod-dev kmod libasio-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
+  libsqlite3-dev sqlite3 libkmod-dev kmod zlib1g-dev libasio-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev googletest
   # kernel VM tier
   qemu-system-x86 linux-image-amd64 busybox-static cpio gzip
