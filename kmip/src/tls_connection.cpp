@@ -8,6 +8,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,6 +35,39 @@ int remaining_ms(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return left <= 0 ? 0 : static_cast<int>(left);
 }
+
+// Writing to a socket the peer closed raises SIGPIPE, which would kill the
+// daemon. OpenSSL writes with write(2), so block SIGPIPE in this thread for
+// the duration of the call and swallow one that became pending.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+  }
+  ~SigpipeGuard() {
+    if (!was_pending_) {
+      sigset_t pending;
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        timespec zero{0, 0};
+        while (sigtimedwait(&set_, nullptr, &zero) == -1 && errno == EINTR) {
+        }
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+ private:
+  sigset_t set_{}, old_{};
+  bool was_pending_ = false;
+};
 
 bool is_ip_literal(const std::string& h) {
   unsigned char buf[sizeof(in6_addr)];
@@ -201,6 +236,7 @@ Result<std::unique_ptr<TlsConnection>> TlsConnection::open(SSL_CTX* ctx, const S
     SSL_set1_host(c->ssl_, name.c_str());
   }
   if (session) SSL_set_session(c->ssl_, session.get());
+  SigpipeGuard no_sigpipe;
   for (;;) {
     ERR_clear_error();
     int r = SSL_connect(c->ssl_);
@@ -242,7 +278,8 @@ Result<std::unique_ptr<TlsConnection>> TlsConnection::open(SSL_CTX* ctx, const S
 
 TlsConnection::~TlsConnection() {
   if (ssl_ != nullptr) {
-    if (!peer_closed_) SSL_shutdown(ssl_);  // best effort close_notify; non-blocking
+    SigpipeGuard no_sigpipe;
+    if (!peer_closed_ && SSL_is_init_finished(ssl_)) SSL_shutdown(ssl_);  // best effort close_notify; non-blocking
     SSL_free(ssl_);
   }
   if (fd_ >= 0) ::close(fd_);
@@ -283,6 +320,7 @@ Error TlsConnection::io_error(int ssl_ret, const char* what) {
 }
 
 Status TlsConnection::send(const Bytes& msg, Clock::time_point deadline) {
+  SigpipeGuard no_sigpipe;
   std::size_t off = 0;
   while (off < msg.size()) {
     ERR_clear_error();
@@ -303,6 +341,7 @@ Status TlsConnection::send(const Bytes& msg, Clock::time_point deadline) {
 }
 
 Result<Bytes> TlsConnection::receive(Clock::time_point deadline) {
+  SigpipeGuard no_sigpipe;  // SSL_read may write (TLS 1.3 key update, alerts)
   Bytes buf(8);
   std::size_t need = 8, have = 0;
   bool header_done = false;
