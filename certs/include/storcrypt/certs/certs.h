@@ -15,6 +15,8 @@
 //   xCertBadSan                kInvalidInput   a DNS name or IP address SAN is malformed
 //   xCertBadKeyType            kInvalidInput   unknown key type name
 //   xCertWeakKey               kInvalidInput   key is not EC P-384/P-256/P-521 or RSA >= 3072
+//                              (kTls when a peer chain is too weak: ipsec needs 128-bit
+//                              security, RSA >= 3072; restapi/kmip accept RSA >= 2048)
 //   xCertBadDays               kInvalidInput   validity days out of range (1..36500)
 //   xCertKeyMismatch           kInvalidInput   the certificate does not match the system's key
 //   xCertNotEndpoint           kInvalidInput   installing a CA certificate as the endpoint
@@ -37,6 +39,7 @@
 //   xCertNoInternalRoot        kNotFound       export-root when no internal root CA exists
 //   xTrustBadUse               kInvalidInput   unknown truststore use (ipsec, restapi, kmip)
 //   xTrustEntryNotFound        kNotFound       truststore remove of an unknown fingerprint
+//   xTrustAmbiguousFingerprint kInvalidInput   fingerprint prefix matches several entries
 //   xCertStateIo               kInternal       reading/writing the state directory failed
 //   xCertOpenSsl               kInternal       OpenSSL failed unexpectedly (bug/environment)
 #pragma once
