@@ -354,4 +354,18 @@ Result<CertInfo> CertStore::verify_peer(const std::vector<Certificate>& chain, c
   return chain.front().info();
 }
 
+Result<X509_STORE*> CertStore::x509_store_for(TrustUse use) const {
+  STORCRYPT_ASSIGN_OR_RETURN(auto idx, load_index(dir_));
+  detail::StorePtr store(X509_STORE_new());
+  if (!store) return detail::openssl_error("allocating a certificate store");
+  std::vector<Certificate> anchors;
+  for (const auto& e : idx) {
+    if (!e.uses.count(use)) continue;
+    STORCRYPT_ASSIGN_OR_RETURN(Certificate c, load_entry(dir_, e.id));
+    anchors.push_back(std::move(c));
+  }
+  STORCRYPT_TRY(add_certs(store.get(), anchors));
+  return store.release();
+}
+
 }  // namespace storcrypt::certs

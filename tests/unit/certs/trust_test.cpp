@@ -1,6 +1,7 @@
 // Truststore and peer verification, with chains made by openssl commands
 // acting as a foreign CA.
 #include <gtest/gtest.h>
+#include <openssl/x509.h>
 
 #include <cctype>
 
@@ -62,6 +63,23 @@ TEST_F(TrustTest, ConcatenatedChainValidatesPeerOfTheIntermediate) {
   EXPECT_TRUE((*list)[1].cert.is_ca);
   EXPECT_LT((*list)[1].cert.not_before, (*list)[1].cert.not_after);
   EXPECT_EQ((*list)[0].uses, std::set<TrustUse>{TrustUse::kIpsec});
+}
+
+TEST_F(TrustTest, X509StoreForTls) {
+  make_foreign_ca();
+  ASSERT_TRUE(store_->trust_add(slurp(path("fint.pem")) + slurp(path("froot.pem")), {TrustUse::kKmip}).ok());
+  auto peer = chain_of(foreign_peer("kmipserver"));
+  ASSERT_EQ(peer.size(), 1u);
+  for (TrustUse use : {TrustUse::kKmip, TrustUse::kIpsec}) {
+    auto st = store_->x509_store_for(use);
+    ASSERT_TRUE(st.ok()) << st.error().to_string();
+    X509_STORE_CTX* ctx = X509_STORE_CTX_new();
+    Certificate shared = Certificate::share(peer[0].native());
+    ASSERT_EQ(X509_STORE_CTX_init(ctx, *st, shared.native(), nullptr), 1);
+    EXPECT_EQ(X509_verify_cert(ctx) == 1, use == TrustUse::kKmip);
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(*st);
+  }
 }
 
 TEST_F(TrustTest, UsesMergeAndWrongUseIsItsOwnError) {

@@ -134,6 +134,8 @@ class Certificate {
   Certificate& operator=(Certificate&&) noexcept;
   /// Takes ownership of one reference.
   explicit Certificate(X509* owned) : x509_(owned) {}
+  /// Shares a borrowed handle (takes a new reference), e.g. from SSL_get_peer_cert_chain().
+  static Certificate share(X509* borrowed);
 
   bool valid() const { return x509_ != nullptr; }
   CertInfo info() const;
@@ -322,7 +324,12 @@ class CertStore {
   /// Validate a peer chain (leaf first, then what the peer sent) against the
   /// entries trusted for o.use: full path validation, time, keyUsage/EKU.
   /// Returns the leaf's info.
+  /// Names are not matched here: the caller compares the peer identity (IKE
+  /// ID, host name) with the returned dns_names/ip_addresses/subject.
   Result<CertInfo> verify_peer(const std::vector<Certificate>& chain, const VerifyOptions& o) const;
+  /// A new X509_STORE holding the authorities trusted for `use` (for
+  /// SSL_CTX_set_cert_store, which takes ownership; else X509_STORE_free).
+  Result<X509_STORE*> x509_store_for(TrustUse use) const;
 
   // --- health -------------------------------------------------------------
   /// Expiry class of every installed and trusted certificate.
