@@ -26,6 +26,34 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // "storcrypt nonsense" / "storcrypt event nonsense": CLI11 reports only
+    // that a subcommand is required; name the unknown word and the choices.
+    if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) {
+      CLI::App* deepest = &app;
+      for (;;) {
+        auto subs = deepest->get_subcommands();
+        if (subs.empty()) break;
+        deepest = subs.front();
+      }
+      auto extra = deepest->remaining();
+      if (extra.empty()) extra = app.remaining();
+      std::string choices;
+      for (const auto* sub : deepest->get_subcommands([](const CLI::App*) { return true; })) {
+        choices += (choices.empty() ? "" : ", ") + sub->get_name();
+      }
+      if (!choices.empty()) {
+        const bool top = deepest == &app;
+        if (!extra.empty() && !extra.front().empty() && extra.front()[0] != '-') {
+          std::cerr << "storcrypt: unknown " << (top ? "noun" : "verb") << " '" << extra.front() << "'"
+                    << (top ? "" : " for '" + deepest->get_name() + "'");
+        } else {
+          std::cerr << "storcrypt: " << (top ? "a noun" : "'" + deepest->get_name() + "' needs a verb")
+                    << (top ? " is required" : "");
+        }
+        std::cerr << " (choose from: " << choices << ")\nRun with --help for more information.\n";
+        return kExitUsage;
+      }
+    }
     int rc = app.exit(e);  // prints help/version (rc 0) or the usage error
     return rc == 0 ? 0 : kExitUsage;
   }
