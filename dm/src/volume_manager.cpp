@@ -28,6 +28,14 @@ Error no_free_keyslot(const std::string& dev) {
 
 }  // namespace
 
+Result<HeaderInfo> VolumeManager::load_header(const std::string& device) {
+  STORCRYPT_ASSIGN_OR_RETURN(bool luks, backend_.is_luks(device));
+  if (!luks)
+    return Error(ErrorCode::kNotFound, device + " has no LUKS2 header (never created, or crypto-erased)",
+                 "check the device path; create the volume with 'storcrypt volume create'", "xVolumeNotFound");
+  return backend_.inspect(device);
+}
+
 const std::vector<std::string>& rekey_crash_points() {
   static const std::vector<std::string> p = {
       "begin",         "add-slot",         "slot-added",      "token-set",
@@ -185,7 +193,7 @@ Result<VolumeInfo> VolumeManager::create(const CreateRequest& req, OpReport* rep
 }
 
 Status VolumeManager::open(const std::string& device, const std::string& name_in, OpReport* report) {
-  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(device));
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
   STORCRYPT_ASSIGN_OR_RETURN(auto tokp, find_token(hi.tokens));
   const VolumeToken& tok = tokp.second;
   std::string name = name_in.empty() ? tok.name : name_in;
@@ -231,7 +239,7 @@ Status VolumeManager::close(const std::string& name) {
 }
 
 Result<VolumeInfo> VolumeManager::show(const std::string& device) {
-  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(device));
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
   STORCRYPT_ASSIGN_OR_RETURN(auto tokp, find_token(hi.tokens));
   const VolumeToken& tok = tokp.second;
   VolumeInfo vi;
@@ -270,7 +278,7 @@ Result<std::vector<VolumeInfo>> VolumeManager::list(const std::vector<std::strin
 // ---- rekey -----------------------------------------------------------------
 
 Status VolumeManager::rekey(const std::string& device, OpReport* report) {
-  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(device));
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
   STORCRYPT_ASSIGN_OR_RETURN(auto tokp, find_token(hi.tokens));
   STORCRYPT_ASSIGN_OR_RETURN(auto pend, pending_operations(journal_));
   for (auto& e : pend)
@@ -409,7 +417,7 @@ Status VolumeManager::resume_rekey(const JournalEntry& last, OpReport* report, s
 // ---- erase -----------------------------------------------------------------
 
 Status VolumeManager::erase(const std::string& device, OpReport* report) {
-  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(device));
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
   auto tokp = find_token(hi.tokens);
   nlohmann::json data = {{"data_offset", hi.data_offset_bytes}};
   if (tokp.ok()) {

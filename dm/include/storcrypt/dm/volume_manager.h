@@ -105,6 +105,7 @@ class VolumeManager {
  private:
   struct Rekey;
   Result<keys::KeyProvider*> provider_for(const VolumeToken& t);
+  Result<HeaderInfo> load_header(const std::string& device);
   bool crash(std::string_view point);
   Status journal(const std::string& op, const std::string& uuid, const std::string& device, const std::string& step,
                  const std::string& data);
