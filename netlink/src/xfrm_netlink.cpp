@@ -378,7 +378,9 @@ class NetlinkXfrm : public XfrmApi {
     STORCRYPT_ASSIGN_OR_RETURN(Policy existing, get_policy_any(id, what));
     if (!own().owns(existing))
       return Error(ErrorCode::kConflict, what + ": the policy is not owned by storcrypt", "leave it alone");
-    auto r = transact(codec::encode_policy_id(id, true), what);
+    PolicyId by_idx = id;
+    by_idx.index = existing.index;
+    auto r = transact(codec::encode_policy_id(by_idx, true), what);
     if (!r.ok()) return std::move(r).error();
     return ok_status();
   }
@@ -421,31 +423,44 @@ class NetlinkXfrm : public XfrmApi {
   }
 
   Result<BatchResult> delete_policies(std::span<const PolicyId> ids) override {
-    // One dump tells which of the targets are ours; foreign ones are never sent.
-    std::set<std::string> owned, foreign;
+    // One dump tells which of the targets are ours (foreign ones are never
+    // sent) and their indexes: the kernel finds a policy by index through a
+    // hash, but by selector with a linear walk of its inexact list, which
+    // makes deleting many wildcard policies by selector quadratic.
+    std::map<std::string, std::pair<std::uint32_t, Direction>> owned;
+    std::set<std::string> foreign;
     STORCRYPT_TRY(dump(false, [&](Bytes m) -> Status {
       auto k = codec::peek_owner(m);
       if (!k || k->dir > XFRM_POLICY_FWD) return ok_status();
       auto p = codec::decode_policy(m);
       if (!p.ok()) return ok_status();
-      bool mine = own().owns(*p);
       PolicyId by_idx;
       by_idx.dir = p->dir;
       by_idx.index = p->index;
-      (mine ? owned : foreign).insert(policy_key(p->id()));
-      (mine ? owned : foreign).insert(policy_key(by_idx));
+      if (own().owns(*p)) {
+        owned[policy_key(p->id())] = {p->index, p->dir};
+        owned[policy_key(by_idx)] = {p->index, p->dir};
+      } else {
+        foreign.insert(policy_key(p->id()));
+        foreign.insert(policy_key(by_idx));
+      }
       return ok_status();
     }));
     std::vector<Item> items(ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i) {
       items[i].what = [id = &ids[i]] { return "deleting " + id->to_string(); };
       std::string key = policy_key(ids[i]);
-      if (owned.count(key))
-        items[i].msg = codec::encode_policy_id(ids[i], true);
-      else if (foreign.count(key))
+      if (auto it = owned.find(key); it != owned.end()) {
+        PolicyId by_idx = ids[i];
+        by_idx.index = it->second.first;
+        by_idx.dir = it->second.second;
+        items[i].msg = codec::encode_policy_id(by_idx, true);
+        owned.erase(it);  // a repeated id is reported as not found, as the kernel would
+      } else if (foreign.count(key)) {
         items[i].pre_error = Error(ErrorCode::kConflict, items[i].what() + ": the policy is not owned by storcrypt");
-      else
+      } else {
         items[i].pre_error = Error(ErrorCode::kNotFound, items[i].what() + ": no such policy");
+      }
     }
     return pipeline(items);
   }
