@@ -466,13 +466,25 @@ TEST_F(XfrmHost, AcquireEventWhenTrafficHitsATemplatePolicy) {
   p.selector.dport = PortMatch::exact(5555);
   p.templates = {tunnel_tmpl("192.0.2.1", "192.0.2.2", 150)};
   ASSERT_TRUE(x->add_policy(p).ok());
+  // Another daemon's trap policy (reqid outside storcrypt's range): its
+  // ACQUIRE must not reach our subscription.
+  std::string out;
+  ASSERT_EQ(net.left.ip("xfrm policy add src 192.0.2.1/32 dst 192.0.2.2/32 proto tcp dport 6666 dir out priority 10 "
+                        "tmpl src 192.0.2.1 dst 192.0.2.2 proto esp reqid 500 mode tunnel",
+                        &out),
+            0)
+      << out;
+  tcp_connect_errno(net.left, "192.0.2.2", 6666, 300);
   // The connect cannot complete (no SA); it only has to trigger the lookup.
   std::thread t([&] { tcp_connect_errno(net.left, "192.0.2.2", 5555, 500); });
   std::optional<AcquireEvent> acq;
   for (int i = 0; i < 20 && !acq; ++i) {
     auto ev = (*sub)->next(500ms);
     ASSERT_TRUE(ev.ok()) << ev.error().to_string();
-    if (ev->has_value() && std::holds_alternative<AcquireEvent>(**ev)) acq = std::get<AcquireEvent>(**ev);
+    if (ev->has_value() && std::holds_alternative<AcquireEvent>(**ev)) {
+      acq = std::get<AcquireEvent>(**ev);
+      EXPECT_NE(acq->reqid, 500u) << "a foreign ACQUIRE was delivered";
+    }
   }
   t.join();
   ASSERT_TRUE(acq.has_value()) << "no ACQUIRE event";
