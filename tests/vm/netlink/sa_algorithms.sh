@@ -29,6 +29,14 @@ for fam in 4 6; do
 done
 check --src 192.0.2.1 --dst 192.0.2.2 --enc aes-gcm-256 --enc-key-file $g256 --encap 4500:4501
 
+# An allocated SPI (larval SA) completed with UPDSA, as the controller does for inbound SAs.
+aspi=$("$XFRMCTL" --netns S spi-alloc --src 192.0.2.2 --dst 192.0.2.1 --reqid 7 --min 1048576 --max 2097151)
+[ "$aspi" -ge 1048576 ] && [ "$aspi" -le 2097151 ] || { echo "allocated SPI $aspi outside the range"; exit 1; }
+out=$("$XFRMCTL" --netns S sa-add --src 192.0.2.2 --dst 192.0.2.1 --spi $aspi --reqid 7 --enc aes-gcm-256 --enc-key-file $g256 2>&1) \
+  && { echo "NEWSA over a larval SA should conflict"; exit 1; }
+echo "$out" | grep -q 'conflict' || { echo "expected a conflict: $out"; exit 1; }
+"$XFRMCTL" --netns S sa-check --update --src 192.0.2.2 --dst 192.0.2.1 --spi $aspi --reqid 7 --enc aes-gcm-256 --enc-key-file $g256 --replay 64
+
 # Bad input is refused before the kernel and names the field.
 out=$("$XFRMCTL" --netns S sa-add --src 192.0.2.1 --dst 192.0.2.2 --spi 9999 --enc aes-gcm-256 --enc-key-file $c256 2>&1) \
   && { echo "short GCM key accepted"; exit 1; }

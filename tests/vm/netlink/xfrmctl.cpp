@@ -257,7 +257,17 @@ int main(int argc, char** argv) {
   auto* sa_check = app.add_subcommand("sa-check", "install an SA and compare it with ip -s xfrm state");
   check_args.add_to(sa_check);
   bool update = false;
-  sa_add->add_flag("--update", update);
+  sa_add->add_flag("--update", update, "XFRM_MSG_UPDSA (e.g. to complete an allocated SPI)");
+  sa_check->add_flag("--update", update, "XFRM_MSG_UPDSA (e.g. to complete an allocated SPI)");
+
+  std::string a_src, a_dst;
+  std::uint32_t a_reqid = 0, a_min = 0x100, a_max = 0xffffffff;
+  auto* alloc = app.add_subcommand("spi-alloc", "allocate an SPI (larval SA); prints it in decimal");
+  alloc->add_option("--src", a_src)->required();
+  alloc->add_option("--dst", a_dst)->required();
+  alloc->add_option("--reqid", a_reqid);
+  alloc->add_option("--min", a_min);
+  alloc->add_option("--max", a_max);
 
   std::string c_src, c_dst, c_proto = "esp";
   std::uint32_t c_spi = 0;
@@ -317,9 +327,21 @@ int main(int argc, char** argv) {
     std::cout << "added " << sa.to_string() << (sa.integrity_warning() ? " WARNING: no integrity" : "") << "\n";
     return 0;
   }
+  if (alloc->parsed()) {
+    SpiRequest r;
+    r.src = must(IpAddress::parse(a_src), "src");
+    r.dst = must(IpAddress::parse(a_dst), "dst");
+    r.reqid = a_reqid;
+    r.min = a_min;
+    r.max = a_max;
+    auto spi = x->allocate_spi(r);
+    if (!spi.ok()) return fail(spi.error().to_string());
+    std::cout << *spi << "\n";
+    return 0;
+  }
   if (sa_check->parsed()) {
     Sa sa = check_args.build();
-    Status st = x->add_sa(sa);
+    Status st = update ? x->update_sa(sa) : x->add_sa(sa);
     if (!st.ok()) return fail(st.error().to_string());
     // Our own read-back must agree too.
     auto got = must(x->get_sa(sa.id()), "reading back");
