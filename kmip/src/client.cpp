@@ -87,7 +87,16 @@ std::optional<ResultReason> server_result_reason(const Error& e) {
     return std::nullopt;
   auto pos = e.message().find(kReasonMarker);
   if (pos == std::string::npos) return std::nullopt;
-  return static_cast<ResultReason>(std::stoul(e.message().substr(pos + kReasonMarker.size(), 8), nullptr, 16));
+  std::uint32_t v = 0;
+  std::size_t i = pos + kReasonMarker.size();
+  for (std::size_t n = 0; n < 8; ++n, ++i) {
+    if (i >= e.message().size()) return std::nullopt;
+    char c = e.message()[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0) return std::nullopt;
+    v = (v << 4) | static_cast<std::uint32_t>(d);
+  }
+  return static_cast<ResultReason>(v);
 }
 
 struct ServerState {
