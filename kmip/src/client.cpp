@@ -113,6 +113,8 @@ struct Client::Impl {
   detail::SslCtxPtr ctx;
   std::vector<std::unique_ptr<ServerState>> servers;
   std::atomic<std::uint64_t> opened{0}, resumed{0}, requests{0}, retries{0}, failovers{0};
+  mutable std::mutex stats_mu;
+  std::string last_tls_version, last_cipher;
 
   struct Lease {
     std::unique_ptr<TlsConnection> conn;
@@ -138,6 +140,11 @@ struct Client::Impl {
         auto c, TlsConnection::open(ctx.get(), s.ep, sess, cfg.tcp_keepalive, Clock::now() + cfg.connect_timeout));
     ++opened;
     if (c->resumed()) ++resumed;
+    {
+      std::lock_guard<std::mutex> g(stats_mu);
+      last_tls_version = c->tls_version();
+      last_cipher = c->cipher();
+    }
     remember_session(s, *c);
     return Lease{std::move(c), false};
   }
@@ -498,6 +505,9 @@ ClientStats Client::stats() const {
   s.requests = impl_->requests;
   s.retries_on_fresh_connection = impl_->retries;
   s.failovers = impl_->failovers;
+  std::lock_guard<std::mutex> g(impl_->stats_mu);
+  s.last_tls_version = impl_->last_tls_version;
+  s.last_cipher = impl_->last_cipher;
   return s;
 }
 

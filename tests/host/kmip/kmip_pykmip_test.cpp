@@ -141,6 +141,10 @@ TEST_F(KmipPyKmip, FullLifecycleKmip14) {
   auto v = c->negotiated_version();
   ASSERT_TRUE(v.ok()) << v.error().to_string();
   EXPECT_EQ(*v, (ProtocolVersion{1, 4}));
+  // PyKMIP pins TLS 1.2; the client's list must still land on a forward-secret suite.
+  auto st = c->stats();
+  EXPECT_EQ(st.last_tls_version, "TLSv1.2");
+  EXPECT_EQ(st.last_cipher.rfind("ECDHE-", 0), 0u) << st.last_cipher;
   run_lifecycle(*c, unique_name("lifecycle14"));
 }
 

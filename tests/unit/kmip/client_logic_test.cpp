@@ -390,7 +390,7 @@ TEST(KmipClientLogic, Tls13ClientCertificateRejectedIsInvalidCredentials) {
   EXPECT_EQ(failure_category(r.error()), FailureCategory::kInvalidCredentials) << r.error().to_string();
 }
 
-TEST(KmipClientLogic, Tls12OnlyClientStillWorks) {
+TEST(KmipClientLogic, TlsVersionsAndCipherPreference) {
   TestCert cert;
   FakeServer srv(cert, always_respond);
   auto cfg = config(cert, {srv.port()});
@@ -398,6 +398,12 @@ TEST(KmipClientLogic, Tls12OnlyClientStillWorks) {
   auto c = Client::create(cfg);
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE((*c)->get("k1").ok());
+  EXPECT_EQ((*c)->stats().last_tls_version, "TLSv1.2");
+  EXPECT_EQ((*c)->stats().last_cipher, "ECDHE-ECDSA-AES256-GCM-SHA384");  // first in our list
+  auto c13 = Client::create(config(cert, {srv.port()}));
+  ASSERT_TRUE(c13.ok());
+  EXPECT_TRUE((*c13)->get("k1").ok());
+  EXPECT_EQ((*c13)->stats().last_tls_version, "TLSv1.3");
 }
 
 TEST(KmipClientLogic, ConfigValidation) {

@@ -89,6 +89,8 @@ struct ClientStats {
   std::uint64_t requests = 0;
   std::uint64_t retries_on_fresh_connection = 0;
   std::uint64_t failovers = 0;
+  std::string last_tls_version;  ///< of the most recently opened connection, e.g. "TLSv1.2"
+  std::string last_cipher;       ///< e.g. "ECDHE-RSA-AES256-SHA384"
 };
 
 /// Result of one item of a batch.
