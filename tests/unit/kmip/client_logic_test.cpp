@@ -406,6 +406,26 @@ TEST(KmipClientLogic, TlsVersionsAndCipherPreference) {
   EXPECT_EQ((*c13)->stats().last_tls_version, "TLSv1.3");
 }
 
+TEST(KmipClientLogic, ConcurrentCallersSharePooledConnections) {
+  TestCert cert;
+  FakeServer srv(cert, always_respond);
+  auto cfg = config(cert, {srv.port()});
+  cfg.max_idle_connections = 4;
+  auto c = Client::create(cfg);
+  ASSERT_TRUE(c.ok());
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i)
+        if ((*c)->get("k1").ok()) ++ok;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 80);
+  // At most one connection per concurrent caller; later calls reuse them.
+  EXPECT_LE((*c)->stats().connections_opened, 4u);
+}
+
 TEST(KmipClientLogic, ConfigValidation) {
   TestCert cert;
   auto cfg = config(cert, {});
