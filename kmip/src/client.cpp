@@ -492,10 +492,10 @@ Status Client::add_attribute(const std::string& uid, const Attribute& a) {
                                                [](const ResponseItem& it) { return parse_unique_identifier(it); }));
 }
 
-Status Client::modify_attribute(const std::string& uid, const Attribute& a) {
-  return uid_status(impl_->single<std::string>([&](ProtocolVersion v) { return modify_attribute_request(uid, a, v); },
-                                               true,
-                                               [](const ResponseItem& it) { return parse_unique_identifier(it); }));
+Status Client::modify_attribute(const std::string& uid, const Attribute& a, const std::optional<Attribute>& current) {
+  return uid_status(
+      impl_->single<std::string>([&](ProtocolVersion v) { return modify_attribute_request(uid, a, v, current); }, true,
+                                 [](const ResponseItem& it) { return parse_unique_identifier(it); }));
 }
 
 ClientStats Client::stats() const {
