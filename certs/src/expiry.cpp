@@ -20,6 +20,22 @@ std::string_view expiry_class_name(ExpiryClass c) {
   return "unknown";
 }
 
+std::string_view expiry_severity(ExpiryClass c) {
+  switch (c) {
+    case ExpiryClass::kOk:
+      return "ok";
+    case ExpiryClass::kWarning:
+      return "warning";
+    case ExpiryClass::kError:
+      return "error";
+    case ExpiryClass::kCritical:
+    case ExpiryClass::kExpired:
+    case ExpiryClass::kNotYetValid:
+      return "critical";
+  }
+  return "critical";
+}
+
 ExpiryClass classify_expiry(UnixTime not_before, UnixTime not_after, UnixTime now) {
   constexpr UnixTime kDay = 86400;
   if (now < not_before) return ExpiryClass::kNotYetValid;

@@ -23,6 +23,12 @@ TEST(Expiry, Classes) {
   EXPECT_EQ(classify_expiry(now + 1, now + 365 * kDay, now), ExpiryClass::kNotYetValid);
   EXPECT_EQ(expiry_class_name(ExpiryClass::kWarning), "warning");
   EXPECT_EQ(expiry_class_name(ExpiryClass::kExpired), "expired");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kOk), "ok");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kWarning), "warning");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kError), "error");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kCritical), "critical");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kExpired), "critical");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kNotYetValid), "critical");
 }
 
 TEST(KeyType, Names) {

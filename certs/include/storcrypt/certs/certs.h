@@ -197,6 +197,9 @@ enum class ExpiryClass {
 /// "ok", "warning", "error", "critical", "expired", "not-yet-valid".
 std::string_view expiry_class_name(ExpiryClass c);
 ExpiryClass classify_expiry(UnixTime not_before, UnixTime not_after, UnixTime now);
+/// Fault severity for health reports: "ok", "warning", "error" or "critical"
+/// (expired and not-yet-valid certificates are critical).
+std::string_view expiry_severity(ExpiryClass c);
 
 // ---------------------------------------------------------------- trust
 
