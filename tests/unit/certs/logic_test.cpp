@@ -31,6 +31,11 @@ TEST(Expiry, Classes) {
   EXPECT_EQ(expiry_severity(ExpiryClass::kNotYetValid), "critical");
 }
 
+TEST(Time, FormatUtc) {
+  EXPECT_EQ(format_utc(0), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(format_utc(1'700'000'000), "2023-11-14T22:13:20Z");
+}
+
 TEST(KeyType, Names) {
   EXPECT_EQ(parse_key_type("ec-p384").value(), KeyType::kEcP384);
   EXPECT_EQ(parse_key_type("RSA4096").value(), KeyType::kRsa4096);
