@@ -1,0 +1,149 @@
+// storcrypt policy: commit-time validation and compilation of the ordered
+// list into plain XFRM policy and manually keyed SA specifications.
+//
+// First-match order is preserved exactly: every entry of the effective list
+// (user policies, then control exemptions, then the default's catch-alls)
+// gets its own priority, base + position, lower = preferred, as the kernel
+// prefers the lowest priority value among matching selectors. Address ranges
+// become prefixes and port ranges port/mask pairs; a selector identical to an
+// earlier one is dropped (it could never win, and the kernel refuses a
+// duplicate selector with EEXIST).
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "storcrypt/common/result.h"
+#include "storcrypt/policy/keys.h"
+#include "storcrypt/policy/model.h"
+#include "storcrypt/policy/test_tool.h"
+
+namespace storcrypt::policy {
+
+enum class Severity : std::uint8_t { kError, kWarning };
+
+struct Diagnostic {
+  Severity severity = Severity::kWarning;
+  std::string policy;  ///< empty for list-wide findings
+  std::string message;
+  std::string fix;
+};
+
+struct ValidationReport {
+  std::vector<Diagnostic> diagnostics;
+  bool ok() const;
+  std::vector<const Diagnostic*> warnings() const;
+  std::vector<const Diagnostic*> errors() const;
+  /// One finding per line: "error: policy 'x': ... (fix: ...)".
+  std::string to_string() const;
+};
+
+struct CompileOptions {
+  EnforcementOptions enforcement;
+  std::uint32_t priority_base = 1000;
+  std::uint32_t reqid_base = 0x5c000;
+  /// Commit refuses a policy expanding into more kernel selectors than this.
+  std::size_t max_selectors_per_policy = 4096;
+};
+
+/// Validate the list: at least one policy per direction, well-formed
+/// policies, keys present with the policy's algorithm and length, SPIs
+/// unique on this host, selector expansion bounded. Warnings: shadowed
+/// (never matching) policies, ICMP/ICMPv6 neighbour discovery discarded,
+/// control traffic discarded.
+ValidationReport validate(const PolicyList& list, const KeyStore& keys, const CompileOptions& opt = {});
+
+enum class XfrmDir : std::uint8_t { kIn, kOut, kFwd };
+enum class XfrmAction : std::uint8_t { kAllow, kBlock };
+
+/// struct xfrm_selector, in host byte order.
+struct SelectorSpec {
+  Family family = Family::kIPv4;
+  IpAddress saddr;
+  int prefixlen_s = 0;
+  IpAddress daddr;
+  int prefixlen_d = 0;
+  std::uint8_t proto = 0;  ///< 0 = any
+  std::uint16_t sport = 0, sport_mask = 0;
+  std::uint16_t dport = 0, dport_mask = 0;
+  friend bool operator==(const SelectorSpec&, const SelectorSpec&) = default;
+  friend auto operator<=>(const SelectorSpec& a, const SelectorSpec& b) {
+    return std::tie(a.family, a.saddr.value, a.prefixlen_s, a.daddr.value, a.prefixlen_d, a.proto, a.sport,
+                    a.sport_mask, a.dport, a.dport_mask) <=> std::tie(b.family, b.saddr.value, b.prefixlen_s,
+                                                                      b.daddr.value, b.prefixlen_d, b.proto, b.sport,
+                                                                      b.sport_mask, b.dport, b.dport_mask);
+  }
+};
+
+/// struct xfrm_user_tmpl of a PROTECT policy (one SA per policy).
+struct TemplateSpec {
+  Family family = Family::kIPv4;  ///< SA (outer) family
+  IpAddress saddr;
+  IpAddress daddr;
+  std::uint8_t proto = proto::kEsp;  ///< ESP or AH
+  std::uint32_t spi = 0;
+  Mode mode = Mode::kTransport;
+  std::uint32_t reqid = 0;
+  friend bool operator==(const TemplateSpec&, const TemplateSpec&) = default;
+};
+
+struct PolicySpec {
+  XfrmDir dir = XfrmDir::kOut;
+  SelectorSpec selector;
+  std::uint32_t priority = 0;
+  XfrmAction action = XfrmAction::kAllow;
+  std::optional<TemplateSpec> tmpl;
+  std::string source;  ///< policy name (or exemption/default label)
+  Origin origin = Origin::kUser;
+  std::size_t effective_index = 0;  ///< position in effective_policies()
+};
+
+/// One algorithm of an SA, by kernel crypto name; the key is referenced by name.
+struct AlgorithmSpec {
+  Algorithm algorithm = Algorithm::kAesGcm256;
+  std::string kernel_name;  ///< "hmac(sha256)", "cbc(aes)", "rfc4106(gcm(aes))"
+  std::uint32_t bits = 0;   ///< truncation (auth) or ICV (AEAD) length in bits
+  std::string key_name;
+  friend bool operator==(const AlgorithmSpec&, const AlgorithmSpec&) = default;
+};
+
+/// A manually keyed SA (struct xfrm_usersa_info + algorithm attributes).
+struct SaSpec {
+  Family family = Family::kIPv4;
+  IpAddress saddr;
+  IpAddress daddr;
+  std::uint32_t spi = 0;
+  std::uint8_t proto = proto::kEsp;
+  Mode mode = Mode::kTransport;
+  std::uint32_t reqid = 0;
+  std::optional<AlgorithmSpec> auth;
+  std::optional<AlgorithmSpec> crypt;  ///< "ecb(cipher_null)" (no key) for ESP integrity only
+  std::optional<AlgorithmSpec> aead;
+  Direction direction = Direction::kOutbound;
+  std::string source;
+  friend bool operator==(const SaSpec&, const SaSpec&) = default;
+};
+
+struct CompiledPolicySet {
+  std::vector<PolicySpec> policies;  ///< in priority order
+  std::vector<SaSpec> sas;
+  ValidationReport report;
+};
+
+/// Compile without validating (the selector and SA specs only).
+CompiledPolicySet compile(const PolicyList& list, const CompileOptions& opt = {});
+
+/// Validate, then compile. Errors (kInvalidInput) carry the whole report;
+/// warnings travel in CompiledPolicySet::report.
+Result<CompiledPolicySet> commit(const PolicyList& list, const KeyStore& keys, const CompileOptions& opt = {});
+
+/// Number of kernel selectors one policy expands into.
+std::size_t selector_count(const Policy& p);
+
+std::string_view to_string(XfrmDir d);
+
+}  // namespace storcrypt::policy

@@ -1,0 +1,122 @@
+// storcrypt policy: addresses, address specs, port specs and their
+// decomposition into what the kernel's XFRM selector can express
+// (address prefixes and port/mask pairs).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "storcrypt/common/result.h"
+
+namespace storcrypt::policy {
+
+using U128 = unsigned __int128;
+
+enum class Family : std::uint8_t { kIPv4, kIPv6 };
+
+/// Bits in an address of this family (32 or 128).
+inline int family_bits(Family f) { return f == Family::kIPv4 ? 32 : 128; }
+std::string_view family_name(Family f);
+
+/// One IPv4 or IPv6 address, held as an integer (IPv4 in the low 32 bits).
+struct IpAddress {
+  Family family = Family::kIPv4;
+  U128 value = 0;
+
+  static Result<IpAddress> parse(std::string_view text);
+  static IpAddress v4(std::uint32_t v) { return {Family::kIPv4, v}; }
+  std::string to_string() const;
+  /// Network-order bytes: 4 for IPv4, 16 for IPv6.
+  std::vector<std::uint8_t> bytes() const;
+  friend bool operator==(const IpAddress&, const IpAddress&) = default;
+};
+
+/// Largest address value of a family.
+U128 family_max(Family f);
+
+/// An inclusive address range within one family.
+struct AddressRange {
+  Family family = Family::kIPv4;
+  U128 lo = 0;
+  U128 hi = 0;
+  bool contains(const IpAddress& a) const { return a.family == family && a.value >= lo && a.value <= hi; }
+  friend bool operator==(const AddressRange&, const AddressRange&) = default;
+};
+
+/// A prefix (network address + length) as the kernel selector holds it.
+struct Prefix {
+  IpAddress address;
+  int length = 0;
+  std::string to_string() const;
+  friend bool operator==(const Prefix&, const Prefix&) = default;
+};
+
+/// Smallest set of prefixes whose union is exactly [lo, hi] (in order).
+std::vector<Prefix> range_to_prefixes(const AddressRange& r);
+
+/// A selector's address: ANY, one address, a prefix or a range.
+struct AddressSpec {
+  enum class Kind : std::uint8_t { kAny, kSingle, kPrefix, kRange };
+  Kind kind = Kind::kAny;
+  IpAddress first;     ///< the address, the prefix's network, or the range start
+  IpAddress last;      ///< range end (kRange only)
+  int prefix_len = 0;  ///< kPrefix only
+
+  static AddressSpec any() { return {}; }
+  static AddressSpec single(IpAddress a) { return {Kind::kSingle, a, a, 0}; }
+  /// "ANY", "192.0.2.1", "192.0.2.0/24", "2001:db8::/32", "192.0.2.10-192.0.2.20".
+  static Result<AddressSpec> parse(std::string_view text);
+  std::string to_string() const;
+  bool is_any() const { return kind == Kind::kAny; }
+  /// Family of a non-ANY spec.
+  std::optional<Family> family() const;
+  /// The addresses of `f` this spec covers (nullopt when none).
+  std::optional<AddressRange> range(Family f) const;
+  bool matches(const IpAddress& a) const;
+  friend bool operator==(const AddressSpec&, const AddressSpec&) = default;
+};
+
+/// An inclusive range of 16-bit values (ports, or ICMP types/codes).
+struct PortRange {
+  std::uint16_t lo = 0;
+  std::uint16_t hi = 0;
+  bool contains(std::uint32_t v) const { return v >= lo && v <= hi; }
+  friend bool operator==(const PortRange&, const PortRange&) = default;
+};
+
+/// A value/mask pair as in the XFRM selector (sport/sport_mask).
+struct PortMask {
+  std::uint16_t value = 0;
+  std::uint16_t mask = 0;
+  bool matches(std::uint16_t v) const { return ((v ^ value) & mask) == 0; }
+  friend bool operator==(const PortMask&, const PortMask&) = default;
+};
+
+/// Smallest set of value/mask pairs whose union is exactly [lo, hi].
+std::vector<PortMask> port_range_to_masks(PortRange r);
+
+/// Ports (or ICMP types/codes): ANY, or a list of numbers and ranges.
+struct PortSpec {
+  /// Empty = ANY. Otherwise sorted, non-overlapping, non-adjacent ranges.
+  std::vector<PortRange> ranges;
+
+  static PortSpec any() { return {}; }
+  static PortSpec of(std::uint16_t lo, std::uint16_t hi) { return PortSpec{{PortRange{lo, hi}}}; }
+  /// "ANY", "80", "5000-5001", "80,443,8000-8080". `max` bounds every number
+  /// (65535 for ports, 255 for ICMP types/codes).
+  static Result<PortSpec> parse(std::string_view text, std::uint16_t max, std::string_view field);
+  std::string to_string() const;
+  bool is_any() const { return ranges.empty(); }
+  bool matches(std::uint32_t v) const;
+  /// The ranges covered, within [0, max]: ANY gives {0, max}.
+  std::vector<PortRange> effective(std::uint16_t max) const;
+  /// Sort and merge the ranges (parse() already returns normalized specs).
+  void normalize();
+  friend bool operator==(const PortSpec&, const PortSpec&) = default;
+};
+
+}  // namespace storcrypt::policy

@@ -1,0 +1,252 @@
+#include "storcrypt/policy/selector.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <charconv>
+
+namespace storcrypt::policy {
+namespace {
+
+U128 low_mask(int k) { return k >= 128 ? ~U128{0} : ((U128{1} << k) - 1); }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return (x | 0x20) == (y | 0x20); });
+}
+
+// Decompose [lo, hi] of a `bits`-wide space into aligned power-of-two blocks;
+// emit(start, k) gets blocks of 2^k values.
+template <typename Emit>
+void decompose(U128 lo, U128 hi, int bits, Emit emit) {
+  const U128 max = low_mask(bits);
+  if (lo > hi || hi > max) return;
+  for (;;) {
+    int k = 0;
+    while (k < bits && (lo & low_mask(k + 1)) == 0 && hi - lo >= low_mask(k + 1)) ++k;
+    emit(lo, k);
+    const U128 end = lo + low_mask(k);
+    if (end >= hi) break;
+    lo = end + 1;
+  }
+}
+
+Result<std::uint32_t> parse_number(std::string_view s, std::uint32_t max, std::string_view field) {
+  s = trim(s);
+  std::uint32_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || p != s.data() + s.size() || v > max) {
+    return Error(ErrorCode::kInvalidInput,
+                 std::string(field) + ": '" + std::string(s) + "' is not a number from 0 to " + std::to_string(max),
+                 "give a decimal number, a range such as 5000-5001, a comma-separated list, or ANY");
+  }
+  return v;
+}
+
+}  // namespace
+
+std::string_view family_name(Family f) { return f == Family::kIPv4 ? "IPv4" : "IPv6"; }
+
+U128 family_max(Family f) { return low_mask(family_bits(f)); }
+
+Result<IpAddress> IpAddress::parse(std::string_view text) {
+  std::string s(trim(text));
+  IpAddress a;
+  if (s.find(':') != std::string::npos) {
+    std::uint8_t b[16];
+    if (inet_pton(AF_INET6, s.c_str(), b) != 1) goto bad;
+    a.family = Family::kIPv6;
+    for (std::uint8_t x : b) a.value = (a.value << 8) | x;
+    return a;
+  } else {
+    std::uint8_t b[4];
+    if (s.empty() || inet_pton(AF_INET, s.c_str(), b) != 1) goto bad;
+    a.family = Family::kIPv4;
+    for (std::uint8_t x : b) a.value = (a.value << 8) | x;
+    return a;
+  }
+bad:
+  return Error(ErrorCode::kInvalidInput, "'" + s + "' is not an IPv4 or IPv6 address",
+               "write an address such as 192.0.2.1 or 2001:db8::1");
+}
+
+std::vector<std::uint8_t> IpAddress::bytes() const {
+  const int n = family == Family::kIPv4 ? 4 : 16;
+  std::vector<std::uint8_t> out(n);
+  U128 v = value;
+  for (int i = n - 1; i >= 0; --i) {
+    out[i] = static_cast<std::uint8_t>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+
+std::string IpAddress::to_string() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  auto b = bytes();
+  inet_ntop(family == Family::kIPv4 ? AF_INET : AF_INET6, b.data(), buf, sizeof buf);
+  return buf;
+}
+
+std::string Prefix::to_string() const { return address.to_string() + "/" + std::to_string(length); }
+
+std::vector<Prefix> range_to_prefixes(const AddressRange& r) {
+  std::vector<Prefix> out;
+  const int bits = family_bits(r.family);
+  decompose(r.lo, r.hi, bits, [&](U128 start, int k) { out.push_back({{r.family, start}, bits - k}); });
+  return out;
+}
+
+std::vector<PortMask> port_range_to_masks(PortRange r) {
+  std::vector<PortMask> out;
+  decompose(r.lo, r.hi, 16, [&](U128 start, int k) {
+    out.push_back({static_cast<std::uint16_t>(start), static_cast<std::uint16_t>(~low_mask(k) & 0xffff)});
+  });
+  return out;
+}
+
+Result<AddressSpec> AddressSpec::parse(std::string_view text) {
+  std::string_view s = trim(text);
+  if (iequals(s, "ANY") || s == "*") return AddressSpec::any();
+  if (auto dash = s.find('-'); dash != std::string_view::npos) {
+    STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(s.substr(0, dash)));
+    STORCRYPT_ASSIGN_OR_RETURN(IpAddress b, IpAddress::parse(s.substr(dash + 1)));
+    if (a.family != b.family || a.value > b.value) {
+      return Error(ErrorCode::kInvalidInput,
+                   "address range '" + std::string(s) + "' must go from a lower to a higher address of one family",
+                   "write the range as FIRST-LAST, e.g. 192.0.2.10-192.0.2.20");
+    }
+    if (a.value == b.value) return AddressSpec::single(a);
+    return AddressSpec{Kind::kRange, a, b, 0};
+  }
+  if (auto slash = s.find('/'); slash != std::string_view::npos) {
+    STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(s.substr(0, slash)));
+    const int bits = family_bits(a.family);
+    STORCRYPT_ASSIGN_OR_RETURN(std::uint32_t len, parse_number(s.substr(slash + 1), bits, "prefix length"));
+    const U128 host = low_mask(bits - static_cast<int>(len));
+    if ((a.value & host) != 0) {
+      return Error(ErrorCode::kInvalidInput, "prefix '" + std::string(s) + "' has host bits set",
+                   "use the network address, e.g. " + IpAddress{a.family, a.value & ~host}.to_string() + "/" +
+                       std::to_string(len));
+    }
+    if (static_cast<int>(len) == bits) return AddressSpec::single(a);
+    return AddressSpec{Kind::kPrefix, a, IpAddress{a.family, a.value | host}, static_cast<int>(len)};
+  }
+  STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(s));
+  return AddressSpec::single(a);
+}
+
+std::string AddressSpec::to_string() const {
+  switch (kind) {
+    case Kind::kAny:
+      return "ANY";
+    case Kind::kSingle:
+      return first.to_string();
+    case Kind::kPrefix:
+      return first.to_string() + "/" + std::to_string(prefix_len);
+    case Kind::kRange:
+      return first.to_string() + "-" + last.to_string();
+  }
+  return "?";
+}
+
+std::optional<Family> AddressSpec::family() const {
+  if (kind == Kind::kAny) return std::nullopt;
+  return first.family;
+}
+
+std::optional<AddressRange> AddressSpec::range(Family f) const {
+  switch (kind) {
+    case Kind::kAny:
+      return AddressRange{f, 0, family_max(f)};
+    case Kind::kSingle:
+      if (first.family != f) return std::nullopt;
+      return AddressRange{f, first.value, first.value};
+    case Kind::kPrefix:
+      if (first.family != f) return std::nullopt;
+      return AddressRange{f, first.value, first.value | low_mask(family_bits(f) - prefix_len)};
+    case Kind::kRange:
+      if (first.family != f) return std::nullopt;
+      return AddressRange{f, first.value, last.value};
+  }
+  return std::nullopt;
+}
+
+bool AddressSpec::matches(const IpAddress& a) const {
+  auto r = range(a.family);
+  return r && r->contains(a);
+}
+
+Result<PortSpec> PortSpec::parse(std::string_view text, std::uint16_t max, std::string_view field) {
+  std::string_view s = trim(text);
+  PortSpec out;
+  if (iequals(s, "ANY") || s == "*") return out;
+  if (s.empty()) {
+    return Error(ErrorCode::kInvalidInput, std::string(field) + " is empty", "write ANY, a number, a range or a list");
+  }
+  while (true) {
+    auto comma = s.find(',');
+    std::string_view item = trim(s.substr(0, comma));
+    PortRange r;
+    if (auto dash = item.find('-'); dash != std::string_view::npos) {
+      STORCRYPT_ASSIGN_OR_RETURN(std::uint32_t lo, parse_number(item.substr(0, dash), max, field));
+      STORCRYPT_ASSIGN_OR_RETURN(std::uint32_t hi, parse_number(item.substr(dash + 1), max, field));
+      if (lo > hi) {
+        return Error(ErrorCode::kInvalidInput, std::string(field) + ": range '" + std::string(item) + "' is reversed",
+                     "write the lower number first, e.g. 5000-5001");
+      }
+      r = {static_cast<std::uint16_t>(lo), static_cast<std::uint16_t>(hi)};
+    } else {
+      STORCRYPT_ASSIGN_OR_RETURN(std::uint32_t v, parse_number(item, max, field));
+      r = {static_cast<std::uint16_t>(v), static_cast<std::uint16_t>(v)};
+    }
+    out.ranges.push_back(r);
+    if (comma == std::string_view::npos) break;
+    s = s.substr(comma + 1);
+  }
+  out.normalize();
+  if (out.ranges.size() == 1 && out.ranges[0].lo == 0 && out.ranges[0].hi == max) out.ranges.clear();
+  return out;
+}
+
+void PortSpec::normalize() {
+  std::sort(ranges.begin(), ranges.end(), [](PortRange a, PortRange b) { return a.lo < b.lo; });
+  std::vector<PortRange> merged;
+  for (PortRange r : ranges) {
+    if (!merged.empty() && static_cast<std::uint32_t>(r.lo) <= static_cast<std::uint32_t>(merged.back().hi) + 1) {
+      merged.back().hi = std::max(merged.back().hi, r.hi);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  ranges = std::move(merged);
+}
+
+std::string PortSpec::to_string() const {
+  if (ranges.empty()) return "ANY";
+  std::string out;
+  for (const PortRange& r : ranges) {
+    if (!out.empty()) out += ",";
+    out += std::to_string(r.lo);
+    if (r.hi != r.lo) out += "-" + std::to_string(r.hi);
+  }
+  return out;
+}
+
+bool PortSpec::matches(std::uint32_t v) const {
+  if (ranges.empty()) return true;
+  return std::any_of(ranges.begin(), ranges.end(), [v](PortRange r) { return r.contains(v); });
+}
+
+std::vector<PortRange> PortSpec::effective(std::uint16_t max) const {
+  if (ranges.empty()) return {PortRange{0, max}};
+  return ranges;
+}
+
+}  // namespace storcrypt::policy
