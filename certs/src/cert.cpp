@@ -9,6 +9,11 @@ namespace storcrypt::certs {
 using detail::BioPtr;
 
 Certificate::Certificate() = default;
+Certificate Certificate::share(X509* borrowed) {
+  if (borrowed == nullptr) return Certificate();
+  X509_up_ref(borrowed);
+  return Certificate(borrowed);
+}
 Certificate::~Certificate() { X509_free(x509_); }
 Certificate::Certificate(const Certificate& o) : x509_(o.x509_) {
   if (x509_) X509_up_ref(x509_);

@@ -41,6 +41,15 @@ bool looks_like_base64_text(std::string_view s) {
   return true;
 }
 
+bool mostly_text(std::string_view s) {
+  std::size_t printable = 0;
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if ((u >= 0x20 && u < 0x7f) || is_space(c)) ++printable;
+  }
+  return !s.empty() && printable * 10 >= s.size() * 9;
+}
+
 Result<X509Ptr> parse_der_exact(const unsigned char* p, std::size_t n) {
   const unsigned char* q = p;
   X509Ptr x(d2i_X509(nullptr, &q, static_cast<long>(n)));
@@ -112,7 +121,11 @@ Result<std::vector<Certificate>> parse_certificates(std::string_view input) {
         if (der2.ok()) der = std::move(der2);
       }
     }
-    if (!der.ok()) return std::move(der).error();
+    if (!der.ok()) {
+      if (mostly_text(input))
+        return garbage("input is text without a -----BEGIN CERTIFICATE----- line and is not a DER certificate");
+      return std::move(der).error();
+    }
     out.emplace_back(der->release());
     return out;
   }

@@ -1,7 +1,9 @@
 // CertStore: the endpoint certificate, the internal root CA and the pending
 // CSR key in the state directory.
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -10,6 +12,7 @@
 
 #include "internal.h"
 #include "issue.h"
+#include "storcrypt/common/fd.h"
 
 namespace storcrypt::certs {
 
@@ -55,6 +58,8 @@ Status commit_dir(const fs::path& dir, const std::string& name, const std::vecto
   }
   fs::rename(fresh, cur, ec);
   if (ec) return io_error(ec, "renaming " + fresh.string());
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.valid()) ::fsync(dfd.get());  // make the swap durable before dropping the old set
   fs::remove_all(old, ec);
   return ok_status();
 }

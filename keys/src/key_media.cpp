@@ -163,7 +163,10 @@ Result<ProviderReport> KeyMediaProvider::write_everywhere(const KeyRef& ref, con
       continue;
     }
     ++rep.copies_written;
-    if (cfg_.after_medium_write) cfg_.after_medium_write(m);
+    if (cfg_.after_medium_write && cfg_.after_medium_write(m)) {
+      secure_wipe(text);
+      return Error(ErrorCode::kInternal, "injected crash after writing " + m.string());
+    }
   }
   secure_wipe(text);
   if (rep.copies_written == 0) {

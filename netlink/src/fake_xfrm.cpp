@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <condition_variable>
 
+#include "ownership_check.h"
+
 namespace storcrypt::netlink {
 namespace {
 
@@ -111,28 +113,8 @@ struct FakeXfrm::Impl {
 FakeXfrm::FakeXfrm(Ownership own) : own_(own), impl_(std::make_unique<Impl>()) {}
 FakeXfrm::~FakeXfrm() = default;
 
-namespace {
-Status check_owned_sa(const Ownership& own, const Sa& sa) {
-  if (!own.owns_reqid(sa.reqid))
-    return Error(ErrorCode::kInvalidInput,
-                 fmt::format("reqid: {} is outside storcrypt's reqid range [{}, {}] ({})", sa.reqid, own.reqid_min,
-                             own.reqid_max, sa.id().to_string()),
-                 "allocate reqids from the configured range");
-  if (own.mark && sa.mark != own.mark)
-    return Error(ErrorCode::kInvalidInput, fmt::format("mark: {} must carry storcrypt's mark", sa.id().to_string()));
-  return ok_status();
-}
-Status check_owned_policy(const Ownership& own, const Policy& p) {
-  if (!own.owns_priority(p.priority))
-    return Error(ErrorCode::kInvalidInput,
-                 fmt::format("priority: {} is outside storcrypt's priority range [{}, {}] ({})", p.priority,
-                             own.priority_min, own.priority_max, p.to_string()),
-                 "use a priority from the configured range");
-  if (own.mark && p.mark != own.mark)
-    return Error(ErrorCode::kInvalidInput, fmt::format("mark: {} must carry storcrypt's mark", p.to_string()));
-  return ok_status();
-}
-}  // namespace
+using detail::check_owned_policy;
+using detail::check_owned_sa;
 
 Result<std::uint32_t> FakeXfrm::allocate_spi(const SpiRequest& req) {
   std::lock_guard lk(impl_->mu);

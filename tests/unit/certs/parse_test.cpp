@@ -115,6 +115,12 @@ TEST(Parse, GarbageInputsHaveTheGarbageName) {
   }
 }
 
+TEST(Parse, PlainTextSaysWhatIsMissing) {
+  auto c = parse_certificates("this is my certificate, trust me\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message().find("without a -----BEGIN CERTIFICATE----- line"), std::string::npos);
+}
+
 TEST(Parse, Base64WithoutHeaderGetsAFix) {
   auto c = parse_certificates("MIIBszCCATmgAwIBAgIUYWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4");
   ASSERT_FALSE(c.ok());

@@ -15,6 +15,8 @@
 //   xCertBadSan                kInvalidInput   a DNS name or IP address SAN is malformed
 //   xCertBadKeyType            kInvalidInput   unknown key type name
 //   xCertWeakKey               kInvalidInput   key is not EC P-384/P-256/P-521 or RSA >= 3072
+//                              (kTls when a peer chain is too weak: ipsec needs 128-bit
+//                              security, RSA >= 3072; restapi/kmip accept RSA >= 2048)
 //   xCertBadDays               kInvalidInput   validity days out of range (1..36500)
 //   xCertKeyMismatch           kInvalidInput   the certificate does not match the system's key
 //   xCertNotEndpoint           kInvalidInput   installing a CA certificate as the endpoint
@@ -37,6 +39,7 @@
 //   xCertNoInternalRoot        kNotFound       export-root when no internal root CA exists
 //   xTrustBadUse               kInvalidInput   unknown truststore use (ipsec, restapi, kmip)
 //   xTrustEntryNotFound        kNotFound       truststore remove of an unknown fingerprint
+//   xTrustAmbiguousFingerprint kInvalidInput   fingerprint prefix matches several entries
 //   xCertStateIo               kInternal       reading/writing the state directory failed
 //   xCertOpenSsl               kInternal       OpenSSL failed unexpectedly (bug/environment)
 #pragma once
@@ -131,6 +134,8 @@ class Certificate {
   Certificate& operator=(Certificate&&) noexcept;
   /// Takes ownership of one reference.
   explicit Certificate(X509* owned) : x509_(owned) {}
+  /// Shares a borrowed handle (takes a new reference), e.g. from SSL_get_peer_cert_chain().
+  static Certificate share(X509* borrowed);
 
   bool valid() const { return x509_ != nullptr; }
   CertInfo info() const;
@@ -319,7 +324,12 @@ class CertStore {
   /// Validate a peer chain (leaf first, then what the peer sent) against the
   /// entries trusted for o.use: full path validation, time, keyUsage/EKU.
   /// Returns the leaf's info.
+  /// Names are not matched here: the caller compares the peer identity (IKE
+  /// ID, host name) with the returned dns_names/ip_addresses/subject.
   Result<CertInfo> verify_peer(const std::vector<Certificate>& chain, const VerifyOptions& o) const;
+  /// A new X509_STORE holding the authorities trusted for `use` (for
+  /// SSL_CTX_set_cert_store, which takes ownership; else X509_STORE_free).
+  Result<X509_STORE*> x509_store_for(TrustUse use) const;
 
   // --- health -------------------------------------------------------------
   /// Expiry class of every installed and trusted certificate.

@@ -21,8 +21,9 @@ struct KeyMediaConfig {
   std::string system_id;                          ///< this system's id (key files are bound to it)
   std::string provider_id = "local";              ///< recorded in LUKS2 tokens
   std::size_t desired_copies = 4;                 ///< fewer present media -> warning
-  /// Test hook: called after each medium's copy is durably written (fault injection).
-  std::function<void(const std::filesystem::path& medium)> after_medium_write;
+  /// Fault injection: called after each medium's copy is durably written;
+  /// returning true stops right there as if the process died (error kInternal).
+  std::function<bool(const std::filesystem::path& medium)> after_medium_write;
 };
 
 /// One key file found on a medium.

@@ -1,0 +1,45 @@
+// storcrypt controller: the daemon's configuration file.
+//
+// Format (/etc/storcrypt/storcrypt.conf): one `key = value` per line; blank
+// lines and lines starting with '#' are ignored; values may be wrapped in
+// double quotes. Unknown keys, duplicate keys and bad values are errors that
+// name the file, line and key.
+//
+//   state_directory = /var/lib/storcrypt      # SQLite state, 0700, created if missing
+//   socket_path = /run/storcrypt/storcrypt.sock
+//   socket_group = storcrypt                  # group allowed to use the API
+//   log_level = info                          # trace|debug|info|warn|error
+//   request_timeout_seconds = 30              # 1..3600
+//   max_request_bytes = 1048576               # 1024..67108864
+//   worker_threads = 2                        # 1..64
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "storcrypt/common/result.h"
+
+namespace storcrypt::controller {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/storcrypt/storcrypt.conf";
+inline constexpr const char* kDefaultSocketPath = "/run/storcrypt/storcrypt.sock";
+
+struct Config {
+  std::string state_directory = "/var/lib/storcrypt";
+  std::string socket_path = kDefaultSocketPath;
+  std::string socket_group = "storcrypt";
+  std::string log_level = "info";
+  int request_timeout_seconds = 30;
+  size_t max_request_bytes = 1 << 20;
+  int worker_threads = 2;
+};
+
+/// Parse configuration text; origin names the source in error messages.
+Result<Config> parse_config(std::string_view text, std::string_view origin);
+
+/// Read and parse a file. When the file does not exist: defaults if
+/// !must_exist, else a not-found error.
+Result<Config> load_config(const std::string& path, bool must_exist);
+
+}  // namespace storcrypt::controller

@@ -1,0 +1,20 @@
+// The two lists of noun modules. Adding a noun = one line in each list (and
+// the two declarations in nouns.h).
+#include "storcrypt/controller/nouns.h"
+
+#include <CLI/CLI.hpp>
+
+namespace storcrypt::controller {
+
+Status register_all_methods(Dispatcher& d, Context& ctx) {
+  STORCRYPT_TRY(register_system_methods(d, ctx));
+  STORCRYPT_TRY(register_event_methods(d, ctx));
+  return ok_status();
+}
+
+void add_all_commands(CLI::App& app, ClientContext& cc) {
+  add_system_commands(app, cc);
+  add_event_commands(app, cc);
+}
+
+}  // namespace storcrypt::controller

@@ -1,0 +1,519 @@
+#include "storcrypt/dm/volume_manager.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "storcrypt/common/hex.h"
+#include "storcrypt/keys/key_file.h"
+#include "storcrypt/keys/key_media.h"
+
+namespace storcrypt::dm {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::uint64_t kDefaultHeaderArea = 16u << 20;  // LUKS2 default data offset
+
+#define STORCRYPT_CRASH_POINT(p) \
+  if (crash(p)) return Error(ErrorCode::kInternal, std::string("injected crash at ") + (p))
+
+void add_warnings(OpReport* r, const std::vector<std::string>& w) {
+  if (r) r->warnings.insert(r->warnings.end(), w.begin(), w.end());
+}
+
+Error no_free_keyslot(const std::string& dev) {
+  return Error(ErrorCode::kConflict, "no free LUKS2 keyslot on " + dev,
+               "destroy unused keyslots (cryptsetup luksKillSlot) and retry");
+}
+
+}  // namespace
+
+Result<HeaderInfo> VolumeManager::load_header(const std::string& device) {
+  STORCRYPT_ASSIGN_OR_RETURN(bool luks, backend_.is_luks(device));
+  if (!luks)
+    return Error(ErrorCode::kNotFound, device + " has no LUKS2 header (never created, or crypto-erased)",
+                 "check the device path; create the volume with 'storcrypt volume create'", "xVolumeNotFound");
+  return backend_.inspect(device);
+}
+
+const std::vector<std::string>& rekey_crash_points() {
+  static const std::vector<std::string> p = {
+      "begin",         "add-slot",         "slot-added",      "token-set",
+      "token-updated", "provider-partial", "provider-commit", "provider-committed",
+      "destroy-old",   "old-destroyed",    "token-final",     "retire-old",
+      "done"};
+  return p;
+}
+
+const std::vector<std::string>& erase_crash_points() {
+  static const std::vector<std::string> p = {"erase-begin",  "slots-destroyed",  "tokens-removed",
+                                             "header-wiped", "backups-shredded", "keys-destroyed"};
+  return p;
+}
+
+struct VolumeManager::Rekey {
+  std::string device;
+  std::string uuid;
+  int token_id = -1;
+  VolumeToken old_token;  ///< as before the rekey (no "previous")
+  std::uint64_t new_gen = 0;
+  int new_slot = -1;
+  SecretBytes new_ak;  ///< empty on resume until fetched
+
+  keys::KeyRef old_ref() const { return {old_token.key_id, old_token.generation}; }
+  keys::KeyRef new_ref() const { return {old_token.key_id, new_gen}; }
+  VolumeToken transitional() const {
+    VolumeToken t = old_token;
+    t.generation = new_gen;
+    t.keyslot = new_slot;
+    t.previous = KeyslotRef{old_token.generation, old_token.keyslot};
+    return t;
+  }
+  VolumeToken final_token() const {
+    VolumeToken t = old_token;
+    t.generation = new_gen;
+    t.keyslot = new_slot;
+    t.previous.reset();
+    return t;
+  }
+  std::string data() const {
+    nlohmann::json j = {{"token_id", token_id},
+                        {"token", token_to_json(old_token)},
+                        {"new_generation", new_gen},
+                        {"new_keyslot", new_slot}};
+    return j.dump();
+  }
+  static Result<Rekey> from_entry(const JournalEntry& e) {
+    auto j = nlohmann::json::parse(e.data, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("token_id") || !j["token_id"].is_number_integer() ||
+        !j.contains("token") || !j["token"].is_string() || !j.contains("new_generation") ||
+        !j["new_generation"].is_number_unsigned() || !j.contains("new_keyslot") ||
+        !j["new_keyslot"].is_number_integer())
+      return Error(ErrorCode::kInternal, "journal entry " + std::to_string(e.seq) + " has malformed rekey data");
+    Rekey r;
+    r.device = e.device;
+    r.uuid = e.volume_uuid;
+    r.token_id = j["token_id"].get<int>();
+    STORCRYPT_ASSIGN_OR_RETURN(r.old_token, token_from_json(j["token"].get<std::string>()));
+    r.new_gen = j["new_generation"].get<std::uint64_t>();
+    r.new_slot = j["new_keyslot"].get<int>();
+    return r;
+  }
+};
+
+VolumeManager::VolumeManager(CryptBackend& backend, std::vector<keys::KeyProvider*> providers, Journal& journal,
+                             VolumeManagerConfig cfg)
+    : backend_(backend), providers_(std::move(providers)), journal_(journal), cfg_(std::move(cfg)) {}
+
+bool VolumeManager::crash(std::string_view point) { return crash_hook_ && crash_hook_(point); }
+
+Result<keys::KeyProvider*> VolumeManager::provider_for(const VolumeToken& t) {
+  for (auto* p : providers_)
+    if (p && p->kind() == t.provider_kind && p->id() == t.provider_id) return p;
+  return Error(ErrorCode::kUnavailable,
+               "key provider " + t.provider_kind + "/" + t.provider_id + " named by the volume is not configured",
+               "configure that key provider on this system", "xKeyProviderMissing");
+}
+
+Status VolumeManager::journal(const std::string& op, const std::string& uuid, const std::string& device,
+                              const std::string& step, const std::string& data) {
+  JournalEntry e{0, op, uuid, device, step, data};
+  auto st = journal_.append(e);
+  if (!st.ok()) return std::move(st).error().context("recording " + op + " step '" + step + "' in the journal");
+  return ok_status();
+}
+
+Status VolumeManager::backup_header(const std::string& device, const std::string& uuid) {
+  if (cfg_.header_backup_dir.empty()) return ok_status();
+  fs::path final_path = cfg_.header_backup_dir / ("storcrypt-" + uuid + ".luks2hdr");
+  fs::path tmp = final_path;
+  tmp += ".tmp";
+  ::unlink(tmp.c_str());
+  STORCRYPT_TRY(backend_.header_backup(device, tmp.string()));
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) return errno_error(errno, "renaming " + tmp.string());
+  return ok_status();
+}
+
+Result<VolumeInfo> VolumeManager::create(const CreateRequest& req, OpReport* report) {
+  STORCRYPT_TRY(check_volume_create(cfg_.policy, req.encrypted));
+  if (!req.encrypted)
+    return Error(ErrorCode::kInvalidInput,
+                 "storcrypt manages encrypted volumes only; " + req.device + " was left as is",
+                 "use the device directly, or create it with encrypted=true");
+  if (!valid_volume_name(req.name))
+    return Error(ErrorCode::kInvalidInput, "volume name '" + req.name + "' is invalid",
+                 "use 1..64 characters [A-Za-z0-9._-], not starting with '.' or '-'");
+  if (req.device.empty() || req.device[0] != '/')
+    return Error(ErrorCode::kInvalidInput, "device '" + req.device + "' is not an absolute path",
+                 "give the block device path, e.g. /dev/sdb or /dev/loop0");
+  if (providers_.empty() || !providers_[0])
+    return Error(ErrorCode::kUnavailable, "no key provider configured", "configure key media or a key server");
+  std::string key_id = req.key_id;
+  if (key_id.empty()) {
+    STORCRYPT_ASSIGN_OR_RETURN(SecretBytes rnd, SecretBytes::random(8));
+    key_id = "vol-" + to_hex(rnd.view());  // an identifier, not key material
+  }
+  if (!keys::valid_identifier(key_id))
+    return Error(ErrorCode::kInvalidInput, "key id '" + key_id + "' is invalid",
+                 "use 1..128 characters [A-Za-z0-9._:-]");
+  STORCRYPT_ASSIGN_OR_RETURN(bool luks, backend_.is_luks(req.device));
+  if (luks)
+    return Error(ErrorCode::kConflict, req.device + " already holds a LUKS2 header",
+                 "crypto-erase it first (storcrypt volume erase) or pick another device", "xVolumeExists");
+  STORCRYPT_ASSIGN_OR_RETURN(auto act, backend_.active(req.name));
+  if (act)
+    return Error(ErrorCode::kConflict, "a mapping named " + req.name + " already exists", "pick another volume name");
+
+  keys::KeyProvider* prov = providers_[0];
+  STORCRYPT_ASSIGN_OR_RETURN(SecretBytes ak, SecretBytes::random(keys::kAccessKeyBytes));
+  keys::KeyRef ref{key_id, 1};
+  STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport prep, prov->store(ref, ak));
+  add_warnings(report, prep.warnings);
+
+  FormatParams fp;
+  fp.sector_size = cfg_.sector_size;
+  fp.pbkdf_iterations = cfg_.pbkdf_iterations;
+  fp.label = req.name;
+  auto st = backend_.format(req.device, fp, 0, ak);
+  if (!st.ok()) {
+    (void)prov->destroy_all(key_id);
+    return std::move(st).error().context("creating volume " + req.name);
+  }
+  VolumeToken tok{req.name, prov->kind(), prov->id(), key_id, req.name, 1, 0, std::nullopt};
+  auto tid = backend_.set_token(req.device, -1, token_to_json(tok));
+  if (!tid.ok()) {
+    (void)backend_.wipe_area(req.device, kDefaultHeaderArea);
+    (void)prov->destroy_all(key_id);
+    return std::move(tid).error().context("creating volume " + req.name);
+  }
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(req.device));
+  auto bst = backup_header(req.device, hi.uuid);
+  if (!bst.ok()) add_warnings(report, {"header backup failed: " + bst.error().message()});
+  return show(req.device);
+}
+
+Status VolumeManager::open(const std::string& device, const std::string& name_in, OpReport* report) {
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
+  STORCRYPT_ASSIGN_OR_RETURN(auto tokp, find_token(hi.tokens));
+  const VolumeToken& tok = tokp.second;
+  std::string name = name_in.empty() ? tok.name : name_in;
+  if (!valid_volume_name(name))
+    return Error(ErrorCode::kInvalidInput, "mapping name '" + name + "' is invalid",
+                 "use 1..64 characters [A-Za-z0-9._-]");
+  STORCRYPT_ASSIGN_OR_RETURN(auto act, backend_.active(name));
+  if (act)
+    return Error(ErrorCode::kConflict, "/dev/mapper/" + name + " is already open",
+                 act->uuid == hi.uuid ? "nothing to do" : "another volume uses that name; close it or pick another",
+                 "xVolumeOpen");
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(tok));
+
+  std::vector<KeyslotRef> candidates{{tok.generation, tok.keyslot}};
+  if (tok.previous) candidates.push_back(*tok.previous);
+  std::optional<Error> first_error;
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    const auto& c = candidates[i];
+    auto fetched = prov->fetch({tok.key_id, c.generation});
+    if (!fetched.ok()) {
+      if (!first_error) first_error = std::move(fetched).error();
+      continue;
+    }
+    auto st = backend_.activate(device, name, c.keyslot, fetched->ak, cfg_.activation);
+    if (!st.ok()) {
+      if (!first_error) first_error = std::move(st).error();
+      continue;
+    }
+    add_warnings(report, fetched->warnings);
+    if (i > 0)
+      add_warnings(report, {"opened with the previous key (generation " + std::to_string(c.generation) +
+                            "): a rekey was interrupted; run 'storcrypt volume resume'"});
+    return ok_status();
+  }
+  return std::move(*first_error).context("cannot open " + device);
+}
+
+Status VolumeManager::close(const std::string& name) {
+  STORCRYPT_ASSIGN_OR_RETURN(auto act, backend_.active(name));
+  if (!act)
+    return Error(ErrorCode::kNotFound, "/dev/mapper/" + name + " is not open", "check the name with 'volume list'");
+  return backend_.deactivate(name);
+}
+
+Result<VolumeInfo> VolumeManager::show(const std::string& device) {
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
+  STORCRYPT_ASSIGN_OR_RETURN(auto tokp, find_token(hi.tokens));
+  const VolumeToken& tok = tokp.second;
+  VolumeInfo vi;
+  vi.device = device;
+  vi.uuid = hi.uuid;
+  vi.name = tok.name;
+  vi.cipher = hi.cipher + "-" + hi.cipher_mode;
+  vi.key_bits = hi.volume_key_bytes * 8;
+  vi.sector_size = hi.sector_size;
+  vi.provider_kind = tok.provider_kind;
+  vi.provider_id = tok.provider_id;
+  vi.key_id = tok.key_id;
+  vi.generation = tok.generation;
+  vi.keyslot = tok.keyslot;
+  vi.active_keyslots = hi.active_keyslots;
+  STORCRYPT_ASSIGN_OR_RETURN(auto act, backend_.active(tok.name));
+  vi.state = act && act->uuid == hi.uuid ? "open" : "closed";
+  vi.rekey_in_progress = tok.previous.has_value();
+  STORCRYPT_ASSIGN_OR_RETURN(auto pend, pending_operations(journal_));
+  for (auto& e : pend)
+    if (e.volume_uuid == hi.uuid && e.op == "rekey") vi.rekey_in_progress = true;
+  return vi;
+}
+
+Result<std::vector<VolumeInfo>> VolumeManager::list(const std::vector<std::string>& devices) {
+  std::vector<VolumeInfo> out;
+  for (auto& d : devices) {
+    auto luks = backend_.is_luks(d);
+    if (!luks.ok() || !*luks) continue;
+    auto vi = show(d);
+    if (vi.ok()) out.push_back(std::move(vi).value());
+  }
+  return out;
+}
+
+// ---- rekey -----------------------------------------------------------------
+
+Status VolumeManager::rekey(const std::string& device, OpReport* report) {
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
+  STORCRYPT_ASSIGN_OR_RETURN(auto tokp, find_token(hi.tokens));
+  STORCRYPT_ASSIGN_OR_RETURN(auto pend, pending_operations(journal_));
+  for (auto& e : pend)
+    if (e.volume_uuid == hi.uuid)
+      return Error(ErrorCode::kConflict, "an interrupted " + e.op + " of " + device + " is pending",
+                   "run 'storcrypt volume resume' first", "xOperationPending");
+  if (tokp.second.previous)
+    return Error(ErrorCode::kConflict, "the token of " + device + " shows an unfinished rekey",
+                 "run 'storcrypt volume resume' first", "xOperationPending");
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(tokp.second));
+
+  Rekey r;
+  r.device = device;
+  r.uuid = hi.uuid;
+  r.token_id = tokp.first;
+  r.old_token = tokp.second;
+  r.new_gen = r.old_token.generation + 1;
+  for (int s = 0; s < 32 && r.new_slot < 0; ++s)
+    if (std::find(hi.active_keyslots.begin(), hi.active_keyslots.end(), s) == hi.active_keyslots.end()) r.new_slot = s;
+  if (r.new_slot < 0) return no_free_keyslot(device);
+
+  STORCRYPT_ASSIGN_OR_RETURN(keys::FetchedKey old, prov->fetch(r.old_ref()));
+  add_warnings(report, old.warnings);
+  STORCRYPT_TRY(backend_.verify_key(device, r.old_token.keyslot, old.ak));
+  STORCRYPT_ASSIGN_OR_RETURN(r.new_ak, SecretBytes::random(keys::kAccessKeyBytes));
+
+  STORCRYPT_TRY(journal("rekey", r.uuid, device, "begin", r.data()));
+  STORCRYPT_CRASH_POINT("begin");
+  STORCRYPT_TRY(backend_.add_keyslot(device, r.new_slot, old.ak, r.new_ak, cfg_.pbkdf_iterations));
+  STORCRYPT_CRASH_POINT("add-slot");
+  STORCRYPT_TRY(journal("rekey", r.uuid, device, "slot-added", r.data()));
+  STORCRYPT_CRASH_POINT("slot-added");
+  STORCRYPT_TRY(backend_.set_token(device, r.token_id, token_to_json(r.transitional())));
+  STORCRYPT_CRASH_POINT("token-set");
+  STORCRYPT_TRY(journal("rekey", r.uuid, device, "token-updated", r.data()));
+  STORCRYPT_CRASH_POINT("token-updated");
+  STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport prep, prov->rekey(r.old_ref(), r.new_ref(), r.new_ak));
+  add_warnings(report, prep.warnings);
+  STORCRYPT_CRASH_POINT("provider-commit");
+  STORCRYPT_TRY(journal("rekey", r.uuid, device, "provider-committed", r.data()));
+  STORCRYPT_CRASH_POINT("provider-committed");
+  return rekey_forward(r, "provider-committed", report);
+}
+
+// From "provider-committed" on, the only direction is forward: the new key is
+// with the provider. Every step is idempotent so resume() can repeat it.
+Status VolumeManager::rekey_forward(Rekey& r, const std::string& from_step, OpReport* report) {
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(r.old_token));
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(r.device));
+  if (hi.uuid != r.uuid)
+    return Error(ErrorCode::kConflict, r.device + " now holds volume " + hi.uuid + ", not " + r.uuid,
+                 "the device was renamed; resume with the device that holds " + r.uuid);
+  auto has_slot = [&](int s) {
+    return std::find(hi.active_keyslots.begin(), hi.active_keyslots.end(), s) != hi.active_keyslots.end();
+  };
+  if (from_step == "provider-committed") {
+    // Never destroy the old slot unless the new key demonstrably opens the new one.
+    if (r.new_ak.empty()) {
+      STORCRYPT_ASSIGN_OR_RETURN(keys::FetchedKey nk, prov->fetch(r.new_ref()));
+      add_warnings(report, nk.warnings);
+      r.new_ak = std::move(nk.ak);
+    }
+    STORCRYPT_TRY(backend_.verify_key(r.device, r.new_slot, r.new_ak));
+    if (r.old_token.keyslot != r.new_slot && has_slot(r.old_token.keyslot))
+      STORCRYPT_TRY(backend_.destroy_keyslot(r.device, r.old_token.keyslot));
+    STORCRYPT_CRASH_POINT("destroy-old");
+    STORCRYPT_TRY(journal("rekey", r.uuid, r.device, "old-destroyed", r.data()));
+    STORCRYPT_CRASH_POINT("old-destroyed");
+  }
+  STORCRYPT_TRY(backend_.set_token(r.device, r.token_id, token_to_json(r.final_token())));
+  STORCRYPT_CRASH_POINT("token-final");
+  STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport ret, prov->retire(r.old_ref()));
+  add_warnings(report, ret.warnings);
+  STORCRYPT_CRASH_POINT("retire-old");
+  STORCRYPT_TRY(journal("rekey", r.uuid, r.device, "done", r.data()));
+  STORCRYPT_CRASH_POINT("done");
+  auto bst = backup_header(r.device, r.uuid);
+  if (!bst.ok()) add_warnings(report, {"header backup failed: " + bst.error().message()});
+  auto cst = journal_.compact();
+  if (!cst.ok()) add_warnings(report, {"journal compaction failed: " + cst.error().message()});
+  return ok_status();
+}
+
+// Before "provider-committed": the new key may or may not have reached the
+// provider. If it did (and opens the new slot) go forward; otherwise undo.
+Status VolumeManager::rekey_rollback(Rekey& r, OpReport* report) {
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(r.old_token));
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(r.device));
+  if (hi.uuid != r.uuid)
+    return Error(ErrorCode::kConflict, r.device + " now holds volume " + hi.uuid + ", not " + r.uuid,
+                 "the device was renamed; resume with the device that holds " + r.uuid);
+  // The old key must still be there: it is what the volume falls back to.
+  if (std::find(hi.active_keyslots.begin(), hi.active_keyslots.end(), r.old_token.keyslot) == hi.active_keyslots.end())
+    return Error(ErrorCode::kInternal,
+                 "rekey rollback: old keyslot " + std::to_string(r.old_token.keyslot) + " of " + r.device +
+                     " is gone before the new key was committed",
+                 "inspect the header with 'cryptsetup luksDump'; restore the header backup if needed");
+  if (r.new_slot != r.old_token.keyslot &&
+      std::find(hi.active_keyslots.begin(), hi.active_keyslots.end(), r.new_slot) != hi.active_keyslots.end())
+    STORCRYPT_TRY(backend_.destroy_keyslot(r.device, r.new_slot));
+  STORCRYPT_TRY(backend_.set_token(r.device, r.token_id, token_to_json(r.old_token)));
+  STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport ret, prov->retire(r.new_ref()));
+  add_warnings(report, ret.warnings);
+  STORCRYPT_TRY(journal("rekey", r.uuid, r.device, "rolled-back", r.data()));
+  auto cst = journal_.compact();
+  if (!cst.ok()) add_warnings(report, {"journal compaction failed: " + cst.error().message()});
+  return ok_status();
+}
+
+Status VolumeManager::resume_rekey(const JournalEntry& last, OpReport* report, std::string* outcome) {
+  STORCRYPT_ASSIGN_OR_RETURN(Rekey r, Rekey::from_entry(last));
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(r.old_token));
+  if (last.step == "provider-committed" || last.step == "old-destroyed") {
+    *outcome = "completed";
+    return rekey_forward(r, last.step, report);
+  }
+  // begin / slot-added / token-updated: did the provider commit happen?
+  auto nk = prov->fetch(r.new_ref());
+  if (nk.ok()) {
+    auto v = backend_.verify_key(r.device, r.new_slot, nk->ak);
+    if (v.ok()) {
+      // Committed (maybe to some media only): make every present medium hold it.
+      STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport rep, prov->store(r.new_ref(), nk->ak));
+      add_warnings(report, rep.warnings);
+      STORCRYPT_TRY(backend_.set_token(r.device, r.token_id, token_to_json(r.transitional())));
+      STORCRYPT_TRY(journal("rekey", r.uuid, r.device, "provider-committed", r.data()));
+      r.new_ak = std::move(nk->ak);
+      *outcome = "completed";
+      return rekey_forward(r, "provider-committed", report);
+    }
+  }
+  *outcome = "rolled-back";
+  return rekey_rollback(r, report);
+}
+
+// ---- erase -----------------------------------------------------------------
+
+Status VolumeManager::erase(const std::string& device, OpReport* report) {
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
+  auto tokp = find_token(hi.tokens);
+  nlohmann::json data = {{"data_offset", hi.data_offset_bytes}};
+  if (tokp.ok()) {
+    const VolumeToken& tok = tokp->second;
+    STORCRYPT_ASSIGN_OR_RETURN(auto act, backend_.active(tok.name));
+    if (act && act->uuid == hi.uuid)
+      return Error(ErrorCode::kConflict, device + " is open as /dev/mapper/" + tok.name,
+                   "close the volume first (storcrypt volume close " + tok.name + ")", "xVolumeOpen");
+    data["token"] = token_to_json(tok);
+  } else {
+    add_warnings(report, {"no storcrypt token on " + device + ": key copies cannot be located and are not shredded"});
+  }
+  STORCRYPT_TRY(journal("erase", hi.uuid, device, "erase-begin", data.dump()));
+  STORCRYPT_CRASH_POINT("erase-begin");
+  JournalEntry begin{0, "erase", hi.uuid, device, "erase-begin", data.dump()};
+  return erase_forward(begin, report);
+}
+
+// Forward only, every step idempotent: after the intent is journalled the
+// erase is finished even if the process dies on the way.
+Status VolumeManager::erase_forward(const JournalEntry& begin, OpReport* report) {
+  auto data = nlohmann::json::parse(begin.data, nullptr, false);
+  if (data.is_discarded() || !data.is_object())
+    return Error(ErrorCode::kInternal, "journal entry " + std::to_string(begin.seq) + " has malformed erase data");
+  const std::string& dev = begin.device;
+  std::uint64_t area = kDefaultHeaderArea;
+  if (data.contains("data_offset") && data["data_offset"].is_number_unsigned())
+    area = std::max<std::uint64_t>(area, data["data_offset"].get<std::uint64_t>());
+  std::optional<VolumeToken> tok;
+  if (data.contains("token") && data["token"].is_string()) {
+    auto t = token_from_json(data["token"].get<std::string>());
+    if (t.ok()) tok = std::move(t).value();
+  }
+
+  STORCRYPT_ASSIGN_OR_RETURN(bool luks, backend_.is_luks(dev));
+  if (luks) {
+    STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(dev));
+    if (hi.uuid != begin.volume_uuid)
+      return Error(ErrorCode::kConflict, dev + " now holds volume " + hi.uuid + ", not " + begin.volume_uuid,
+                   "the device was renamed; resume with the device that holds " + begin.volume_uuid);
+    for (int s : hi.active_keyslots) STORCRYPT_TRY(backend_.destroy_keyslot(dev, s));
+    STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "slots-destroyed", begin.data));
+    STORCRYPT_CRASH_POINT("slots-destroyed");
+    for (auto& [id, _] : hi.tokens) STORCRYPT_TRY(backend_.remove_token(dev, id));
+    STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "tokens-removed", begin.data));
+    STORCRYPT_CRASH_POINT("tokens-removed");
+  }
+  STORCRYPT_TRY(backend_.wipe_area(dev, area));
+  STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "header-wiped", begin.data));
+  STORCRYPT_CRASH_POINT("header-wiped");
+  if (!cfg_.header_backup_dir.empty()) {
+    fs::path b = cfg_.header_backup_dir / ("storcrypt-" + begin.volume_uuid + ".luks2hdr");
+    fs::path t = b;
+    t += ".tmp";
+    STORCRYPT_TRY(keys::shred_file(b));
+    STORCRYPT_TRY(keys::shred_file(t));
+  }
+  STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "backups-shredded", begin.data));
+  STORCRYPT_CRASH_POINT("backups-shredded");
+  if (tok) {
+    STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(*tok));
+    STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport rep, prov->destroy_all(tok->key_id));
+    add_warnings(report, rep.warnings);
+  }
+  STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "keys-destroyed", begin.data));
+  STORCRYPT_CRASH_POINT("keys-destroyed");
+  STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "done", begin.data));
+  auto cst = journal_.compact();
+  if (!cst.ok()) add_warnings(report, {"journal compaction failed: " + cst.error().message()});
+  return ok_status();
+}
+
+// ---- resume ----------------------------------------------------------------
+
+Result<ResumeReport> VolumeManager::resume() {
+  ResumeReport out;
+  STORCRYPT_ASSIGN_OR_RETURN(auto pend, pending_operations(journal_));
+  for (auto& last : pend) {
+    OpReport rep;
+    std::string outcome;
+    Status st = ok_status();
+    if (last.op == "rekey") {
+      st = resume_rekey(last, &rep, &outcome);
+    } else if (last.op == "erase") {
+      outcome = "completed";
+      st = erase_forward(last, &rep);
+    } else {
+      st = Error(ErrorCode::kInternal, "journal holds unknown operation '" + last.op + "'");
+    }
+    out.warnings.insert(out.warnings.end(), rep.warnings.begin(), rep.warnings.end());
+    if (!st.ok())
+      return std::move(st).error().context("resuming " + last.op + " of " + last.device + " (last step '" + last.step +
+                                           "')");
+    out.items.push_back({last.op, last.volume_uuid, last.device, outcome});
+  }
+  return out;
+}
+
+}  // namespace storcrypt::dm

@@ -1,0 +1,96 @@
+#include "storcrypt/controller/config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "temp_dir.h"
+
+namespace storcrypt::controller {
+namespace {
+
+TEST(Config, DefaultsWhenEmpty) {
+  auto c = parse_config("", "t.conf");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->state_directory, "/var/lib/storcrypt");
+  EXPECT_EQ(c->socket_path, "/run/storcrypt/storcrypt.sock");
+  EXPECT_EQ(c->log_level, "info");
+}
+
+TEST(Config, ParsesAllKeysCommentsAndQuotes) {
+  auto c = parse_config(
+      "# comment\n"
+      "\n"
+      "state_directory = /srv/sc   # trailing comment\n"
+      "socket_path=\"/run/x y.sock\"\n"
+      "  log_level =  debug \r\n"
+      "socket_group = wheel\n"
+      "request_timeout_seconds = 5\n"
+      "max_request_bytes = 4096\n"
+      "worker_threads = 3\n",
+      "t.conf");
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  EXPECT_EQ(c->state_directory, "/srv/sc");
+  EXPECT_EQ(c->socket_path, "/run/x y.sock");
+  EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->socket_group, "wheel");
+  EXPECT_EQ(c->request_timeout_seconds, 5);
+  EXPECT_EQ(c->max_request_bytes, 4096u);
+  EXPECT_EQ(c->worker_threads, 3);
+}
+
+struct BadCase {
+  const char* text;
+  const char* expect;  // substring of the message
+};
+
+class ConfigErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConfigErrors, NameFileLineKeyAndProblem) {
+  auto c = parse_config(GetParam().text, "my.conf");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), ErrorCode::kInvalidInput);
+  EXPECT_EQ(c.error().name(), "xConfigInvalid");
+  EXPECT_NE(c.error().message().find("my.conf:"), std::string::npos) << c.error().message();
+  EXPECT_NE(c.error().message().find(GetParam().expect), std::string::npos) << c.error().message();
+  EXPECT_FALSE(c.error().fix().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ConfigErrors,
+    ::testing::Values(
+        BadCase{"no equals sign\n", "my.conf:1: expected 'key = value'"},
+        BadCase{"\nfoo = bar\n", "my.conf:2: foo: unknown key"},
+        BadCase{"log_level = loud\n", "log_level: 'loud' is not one of"},
+        BadCase{"state_directory = relative/dir\n", "not an absolute path"},
+        BadCase{"request_timeout_seconds = 0\n", "out of range (1..3600)"},
+        BadCase{"request_timeout_seconds = 12abc\n", "not a whole number"},
+        BadCase{"worker_threads = 99999999999999999999\n", "not a whole number"},
+        BadCase{"log_level = info\nlog_level = warn\n", "my.conf:2: log_level: key given more than once"},
+        BadCase{"socket_path = \"/x\n", "unterminated quoted value"}, BadCase{"state_directory =\n", "missing value"},
+        BadCase{" = x\n", "missing key"},
+        BadCase{"socket_path = "
+                "/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
+                "longer than 107 bytes"}));
+
+TEST(Config, LoadMissingFile) {
+  test::TempDir dir;
+  auto d = load_config(dir.file("none.conf"), false);
+  ASSERT_TRUE(d.ok());
+  auto e = load_config(dir.file("none.conf"), true);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().code(), ErrorCode::kNotFound);
+  EXPECT_NE(e.error().message().find("none.conf"), std::string::npos);
+}
+
+TEST(Config, LoadFile) {
+  test::TempDir dir;
+  std::ofstream(dir.file("a.conf")) << "log_level = warn\n";
+  auto c = load_config(dir.file("a.conf"), true);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->log_level, "warn");
+}
+
+}  // namespace
+}  // namespace storcrypt::controller

@@ -1,0 +1,322 @@
+#include "storcrypt/dm/volume_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "storcrypt/dm/fake_crypt_backend.h"
+#include "storcrypt/keys/key_media.h"
+
+namespace storcrypt::dm {
+namespace {
+namespace fs = std::filesystem;
+
+const std::string kDev = "/dev/fake0";
+
+// A fake backend, real key media in a temp dir, and a file journal: all of
+// them outlive a VolumeManager, so a "crash" is a manager that stops early
+// and a fresh manager resumes.
+class VolumeManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("storcrypt-vm-" + std::to_string(::getpid()) + "-" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    for (int i = 0; i < 2; ++i) {
+      media_.push_back(root_ / ("m" + std::to_string(i)));
+      fs::create_directories(media_.back());
+    }
+    fs::create_directories(root_ / "backup");
+    keys::KeyMediaConfig c;
+    c.media_dirs = media_;
+    c.system_id = "node-a";
+    c.desired_copies = 2;
+    c.after_medium_write = [this](const fs::path&) { return crash_on_ && *crash_on_ == "provider-partial"; };
+    provider_ = std::make_unique<keys::KeyMediaProvider>(keys::KeyMediaProvider::create(c).value());
+    journal_ = std::make_unique<FileJournal>(root_ / "journal");
+    backend_.add_device(kDev);
+    cfg_.header_backup_dir = root_ / "backup";
+    cfg_.activation.no_read_workqueue = true;
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  VolumeManager manager() {
+    VolumeManager m(backend_, {provider_.get()}, *journal_, cfg_);
+    m.set_crash_hook([this](std::string_view p) { return crash_on_ && *crash_on_ == p; });
+    return m;
+  }
+  VolumeInfo create_volume() {
+    auto m = manager();
+    auto vi = m.create({kDev, "vol1", "key1", true});
+    EXPECT_TRUE(vi.ok()) << vi.error().to_string();
+    return vi.ok() ? *vi : VolumeInfo{};
+  }
+  // Opens with a fresh manager, then closes; returns the open status.
+  Status open_close(OpReport* rep = nullptr) {
+    auto m = manager();
+    auto st = m.open(kDev, "", rep);
+    if (st.ok()) {
+      EXPECT_TRUE(m.close("vol1").ok());
+    }
+    return st;
+  }
+  std::vector<int> keyslots() const {
+    std::vector<int> out;
+    for (auto& [s, _] : backend_.devices().at(kDev).slots) out.push_back(s);
+    return out;
+  }
+  std::size_t key_copies(std::uint64_t gen) const {
+    std::size_t n = 0;
+    for (auto& m : media_) n += fs::exists(m / keys::key_file_name({"key1", gen}));
+    return n;
+  }
+
+  fs::path root_;
+  std::vector<fs::path> media_;
+  FakeCryptBackend backend_;
+  std::unique_ptr<keys::KeyMediaProvider> provider_;
+  std::unique_ptr<FileJournal> journal_;
+  VolumeManagerConfig cfg_;
+  std::optional<std::string> crash_on_;
+};
+
+TEST_F(VolumeManagerTest, CreateOpenShowClose) {
+  auto vi = create_volume();
+  EXPECT_EQ(vi.cipher, "aes-xts-plain64");
+  EXPECT_EQ(vi.key_bits, 512u);
+  EXPECT_EQ(vi.sector_size, 4096u);
+  EXPECT_EQ(vi.key_id, "key1");
+  EXPECT_EQ(vi.provider_kind, "keymedia");
+  EXPECT_EQ(vi.generation, 1u);
+  EXPECT_EQ(vi.keyslot, 0);
+  EXPECT_EQ(vi.state, "closed");
+  EXPECT_EQ(key_copies(1), 2u);
+  EXPECT_TRUE(fs::exists(root_ / "backup" / ("storcrypt-" + vi.uuid + ".luks2hdr")));
+  auto& tokens = backend_.devices().at(kDev).header.tokens;
+  ASSERT_EQ(tokens.size(), 1u);
+  EXPECT_NE(tokens.begin()->second.find(R"("type":"storcrypt")"), std::string::npos);
+
+  auto m = manager();
+  ASSERT_TRUE(m.open(kDev).ok());
+  ASSERT_TRUE(backend_.mappings().count("vol1"));
+  EXPECT_TRUE(backend_.mappings()["vol1"].flags.no_read_workqueue);
+  EXPECT_FALSE(backend_.mappings()["vol1"].flags.no_write_workqueue);
+  EXPECT_EQ(m.show(kDev)->state, "open");
+  auto again = m.open(kDev);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().name(), "xVolumeOpen");
+  ASSERT_TRUE(m.close("vol1").ok());
+  EXPECT_EQ(m.show(kDev)->state, "closed");
+  EXPECT_EQ(m.close("vol1").error().code(), ErrorCode::kNotFound);
+  auto l = m.list({kDev, "/dev/unknown"});
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->size(), 1u);
+}
+
+TEST_F(VolumeManagerTest, CreateRefusals) {
+  create_volume();
+  auto m = manager();
+  auto dup = m.create({kDev, "vol2", "key2", true});
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().name(), "xVolumeExists");
+  backend_.add_device("/dev/fake1");
+  EXPECT_EQ(m.create({"/dev/fake1", "bad name", "", true}).error().code(), ErrorCode::kInvalidInput);
+  EXPECT_FALSE(m.create({"/dev/fake1", "vol2", "", false}).ok());
+  cfg_.policy.encryption_always_on = true;
+  auto m2 = manager();
+  EXPECT_EQ(m2.create({"/dev/fake1", "vol2", "", false}).error().name(), "xEncryptionRequired");
+  auto ok = m2.create({"/dev/fake1", "vol2", "", true});
+  ASSERT_TRUE(ok.ok()) << ok.error().to_string();
+  EXPECT_EQ(ok->key_id.rfind("vol-", 0), 0u);
+}
+
+TEST_F(VolumeManagerTest, FormatFailureLeavesNoKeyBehind) {
+  backend_.fail_next("format", Error(ErrorCode::kKernel, "boom"));
+  auto m = manager();
+  EXPECT_FALSE(m.create({kDev, "vol1", "key1", true}).ok());
+  EXPECT_EQ(key_copies(1), 0u);
+}
+
+TEST_F(VolumeManagerTest, OpenWithoutMediaFailsClearly) {
+  create_volume();
+  for (auto& m : media_) fs::remove_all(m);
+  auto st = open_close();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code(), ErrorCode::kNotFound);
+  EXPECT_NE(st.error().message().find("not present"), std::string::npos) << st.error().message();
+  EXPECT_NE(st.error().message().find("key 'key1' generation 1"), std::string::npos);
+  EXPECT_FALSE(st.error().fix().empty());
+}
+
+TEST_F(VolumeManagerTest, OpenUsesGoodCopyAndReportsCorruptOne) {
+  create_volume();
+  {
+    std::fstream f(media_[0] / keys::key_file_name({"key1", 1}), std::ios::in | std::ios::out);
+    f.seekp(70);
+    f.put('#');
+  }
+  OpReport rep;
+  ASSERT_TRUE(open_close(&rep).ok());
+  ASSERT_EQ(rep.warnings.size(), 1u);
+  EXPECT_NE(rep.warnings[0].find("corrupt"), std::string::npos);
+  EXPECT_NE(rep.warnings[0].find(media_[0].string()), std::string::npos);
+}
+
+TEST_F(VolumeManagerTest, WrongKeyOnMediaIsRefusedByTheKeyslot) {
+  create_volume();
+  // A valid key file of ours, but not the key of this volume's keyslot.
+  ASSERT_TRUE(provider_->store({"key1", 1}, SecretBytes::random(32).value()).ok());
+  auto st = open_close();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code(), ErrorCode::kPermission);
+}
+
+TEST_F(VolumeManagerTest, RekeyWhileOpen) {
+  create_volume();
+  auto m = manager();
+  ASSERT_TRUE(m.open(kDev).ok());
+  OpReport rep;
+  ASSERT_TRUE(m.rekey(kDev, &rep).ok());
+  EXPECT_EQ(keyslots(), std::vector<int>{1});
+  EXPECT_EQ(key_copies(1), 0u);
+  EXPECT_EQ(key_copies(2), 2u);
+  auto vi = m.show(kDev);
+  EXPECT_EQ(vi->generation, 2u);
+  EXPECT_EQ(vi->keyslot, 1);
+  EXPECT_FALSE(vi->rekey_in_progress);
+  EXPECT_EQ(vi->state, "open");
+  ASSERT_TRUE(m.close("vol1").ok());
+  ASSERT_TRUE(open_close().ok());
+  // second rekey reuses the freed slot 0: never in place (the fake refuses that)
+  ASSERT_TRUE(m.rekey(kDev).ok());
+  EXPECT_EQ(keyslots(), std::vector<int>{0});
+  EXPECT_EQ(key_copies(3), 2u);
+  ASSERT_TRUE(open_close().ok());
+  EXPECT_TRUE(journal_->entries()->empty()) << "finished operations are compacted";
+}
+
+TEST_F(VolumeManagerTest, RekeyNeedsTheCurrentKey) {
+  create_volume();
+  for (auto& m : media_) fs::remove(m / keys::key_file_name({"key1", 1}));
+  auto m = manager();
+  auto st = m.rekey(kDev);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(keyslots(), std::vector<int>{0});
+  EXPECT_TRUE(journal_->entries()->empty()) << "nothing journalled when nothing changed";
+}
+
+class RekeyCrash : public VolumeManagerTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(RekeyCrash, VolumeOpensAtEveryStepAndResumeConverges) {
+  create_volume();
+  {
+    auto m = manager();
+    ASSERT_TRUE(m.open(kDev).ok());  // in use during the rekey
+  }
+  crash_on_ = GetParam();
+  {
+    auto m = manager();
+    auto st = m.rekey(kDev);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.error().message().find("injected crash"), std::string::npos) << st.error().message();
+  }
+  crash_on_.reset();
+  ASSERT_TRUE(backend_.deactivate("vol1").ok());
+  // After the crash, before resume: the volume opens (with old or new key).
+  OpReport rep;
+  ASSERT_TRUE(open_close(&rep).ok()) << "crash at " << GetParam();
+  // A new rekey is refused until resume.
+  auto m = manager();
+  if (GetParam() != "done") {
+    auto refused = m.rekey(kDev);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().name(), "xOperationPending");
+  }
+  auto res = m.resume();
+  ASSERT_TRUE(res.ok()) << res.error().to_string();
+  ASSERT_TRUE(pending_operations(*journal_)->empty());
+  auto vi = m.show(kDev);
+  ASSERT_TRUE(vi.ok());
+  EXPECT_FALSE(vi->rekey_in_progress);
+  // Exactly one keyslot and one key generation remain, and they match.
+  ASSERT_EQ(keyslots().size(), 1u) << "crash at " << GetParam();
+  EXPECT_EQ(keyslots()[0], vi->keyslot);
+  EXPECT_EQ(key_copies(vi->generation), 2u);
+  EXPECT_EQ(key_copies(vi->generation == 1 ? 2 : 1), 0u);
+  bool forward = GetParam() == "provider-partial" || GetParam() == "provider-commit" ||
+                 GetParam() == "provider-committed" || GetParam() == "destroy-old" || GetParam() == "old-destroyed" ||
+                 GetParam() == "token-final" || GetParam() == "retire-old" || GetParam() == "done";
+  EXPECT_EQ(vi->generation, forward ? 2u : 1u) << "crash at " << GetParam();
+  if (!res->items.empty()) {
+    EXPECT_EQ(res->items[0].outcome, forward ? "completed" : "rolled-back");
+  }
+  ASSERT_TRUE(open_close().ok());
+  // And the volume can be rekeyed again.
+  ASSERT_TRUE(m.rekey(kDev).ok());
+  ASSERT_TRUE(open_close().ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStep, RekeyCrash, ::testing::ValuesIn(rekey_crash_points()), [](const auto& info) {
+  std::string s = info.param;
+  std::replace(s.begin(), s.end(), '-', '_');
+  return s;
+});
+
+TEST_F(VolumeManagerTest, ResumeWithoutMediaKeepsTheJournal) {
+  create_volume();
+  crash_on_ = "provider-committed";
+  EXPECT_FALSE(manager().rekey(kDev).ok());
+  crash_on_.reset();
+  std::vector<fs::path> aside;
+  for (auto& m : media_) fs::rename(m, m.string() + ".away");
+  auto res = manager().resume();
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(keyslots().size(), 2u) << "old slot kept while the new key is unreachable";
+  for (auto& m : media_) fs::rename(m.string() + ".away", m);
+  ASSERT_TRUE(manager().resume().ok());
+  EXPECT_EQ(keyslots(), std::vector<int>{1});
+}
+
+TEST_F(VolumeManagerTest, EraseLeavesNothingThatUnlocks) {
+  auto vi = create_volume();
+  auto m = manager();
+  ASSERT_TRUE(m.open(kDev).ok());
+  auto busy = m.erase(kDev);
+  ASSERT_FALSE(busy.ok());
+  EXPECT_EQ(busy.error().name(), "xVolumeOpen");
+  ASSERT_TRUE(m.close("vol1").ok());
+  ASSERT_TRUE(m.erase(kDev).ok());
+  EXPECT_FALSE(*backend_.is_luks(kDev));
+  EXPECT_EQ(key_copies(1), 0u);
+  EXPECT_FALSE(fs::exists(root_ / "backup" / ("storcrypt-" + vi.uuid + ".luks2hdr")));
+  EXPECT_FALSE(open_close().ok());
+  EXPECT_TRUE(pending_operations(*journal_)->empty());
+}
+
+class EraseCrash : public VolumeManagerTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(EraseCrash, ResumeFinishesTheErase) {
+  auto vi = create_volume();
+  crash_on_ = GetParam();
+  EXPECT_FALSE(manager().erase(kDev).ok());
+  crash_on_.reset();
+  auto res = manager().resume();
+  ASSERT_TRUE(res.ok()) << res.error().to_string();
+  ASSERT_EQ(res->items.size(), 1u);
+  EXPECT_EQ(res->items[0].outcome, "completed");
+  EXPECT_FALSE(*backend_.is_luks(kDev));
+  EXPECT_EQ(key_copies(1), 0u);
+  EXPECT_FALSE(fs::exists(root_ / "backup" / ("storcrypt-" + vi.uuid + ".luks2hdr")));
+  EXPECT_FALSE(open_close().ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStep, EraseCrash, ::testing::ValuesIn(erase_crash_points()), [](const auto& info) {
+  std::string s = info.param;
+  std::replace(s.begin(), s.end(), '-', '_');
+  return s;
+});
+
+}  // namespace
+}  // namespace storcrypt::dm
