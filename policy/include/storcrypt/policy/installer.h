@@ -68,6 +68,8 @@ class PolicyInstaller {
   Result<ApplyStats> disable();
   /// Enforced policies (kernel state), with SA counters for PROTECT policies.
   Result<std::vector<EnforcedPolicy>> status();
+  /// Name status rows after a committed set without applying it (e.g. after a restart).
+  void describe_with(const CompiledPolicySet& set) { enabled_ = set; }
 
  private:
   bool owns(const netlink::Policy& p) const;
