@@ -1,5 +1,6 @@
 #include "storcrypt/kmip/client.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <deque>
@@ -211,6 +212,11 @@ struct Client::Impl {
     } else if (resp.items.size() == 1 && resp.items[0].reason != ResultReason::kOperationNotSupported &&
                resp.items[0].reason != ResultReason::kInvalidMessage) {
       return server_error(Operation::kDiscoverVersions, resp.items[0], s.ep.to_string());
+    } else if (std::find(cfg.versions.begin(), cfg.versions.end(), chosen) == cfg.versions.end()) {
+      return category_error(FailureCategory::kProtocolError,
+                            "key server " + s.ep.to_string() +
+                                " does not support Discover Versions, so it speaks KMIP 1.0, which is not offered",
+                            "add KMIP 1.0 to the offered versions or upgrade the key server");
     }
     std::lock_guard<std::mutex> g(s.mu);
     s.version = chosen;
