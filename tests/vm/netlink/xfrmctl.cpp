@@ -8,6 +8,8 @@
 //   xfrmctl [--netns NS] policy-add --src P --dst P --dir D --priority N [--tmpl-src A --tmpl-dst B --reqid R]
 //   xfrmctl [--netns NS] events   --count N --timeout S  print events (one line each)
 //   xfrmctl probe [--no-load]                            kernel feature report
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -41,6 +43,9 @@ T must(Result<T> r, const std::string& what) {
 
 SecretBytes read_key(const std::string& path) {
   if (path.empty()) return {};
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077))
+    std::cerr << "xfrmctl: warning: key file " << path << " is accessible by group/others (chmod 600 it)\n";
   std::ifstream f(path);
   if (!f) {
     std::cerr << "xfrmctl: cannot read key file " << path << "\n";
