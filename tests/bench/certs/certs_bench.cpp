@@ -24,6 +24,10 @@ int main(int argc, char** argv) {
   char tmpl[] = "/tmp/storcrypt-certs-bench-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) return 1;
   std::filesystem::path dir = tmpl;
+  struct Cleanup {
+    std::filesystem::path d;
+    ~Cleanup() { std::filesystem::remove_all(d); }
+  } cleanup{dir};
   auto a = CertStore::open(dir / "a");
   auto b = CertStore::open(dir / "b");
   CreateOptions o;
@@ -59,6 +63,5 @@ int main(int argc, char** argv) {
   std::printf("certs_verify_peer_21_roots iterations=%d us_per_verify=%.1f\n", n, ours / n * 1e6);
   std::printf("certs_x509_verify_cert_prebuilt_store us_per_verify=%.1f\n", base / n * 1e6);
   std::printf("certs_verify_peer ratio_vs_prebuilt_x509_store=%.2f\n", ours / base);
-  std::filesystem::remove_all(dir);
   return 0;
 }
