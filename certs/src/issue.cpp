@@ -99,7 +99,9 @@ Result<X509Ptr> issue_certificate(const IssueParams& p) {
       if (!san.empty()) exts.emplace_back(NID_subject_alt_name, san);
     }
   }
-  if (p.issuer) exts.emplace_back(NID_authority_key_identifier, "keyid:always");
+  // AKID also on self-signed roots: verifiers then tell apart roots that
+  // share a name by key id instead of trying the wrong one.
+  if (p.issuer || p.profile == Profile::kRootCa) exts.emplace_back(NID_authority_key_identifier, "keyid:always");
   for (const auto& [nid, value] : exts) {
     STORCRYPT_ASSIGN_OR_RETURN(ExtPtr e, make_ext(&ctx, nid, value));
     if (X509_add_ext(x.get(), e.get(), -1) != 1) return openssl_error("adding an extension");

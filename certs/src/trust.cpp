@@ -14,20 +14,33 @@ namespace storcrypt::certs {
 namespace fs = std::filesystem;
 using detail::cert_error;
 
-namespace {
-
-constexpr const char* kTrust = "truststore";
-
+namespace detail {
 struct IndexEntry {
   std::string id;  ///< uppercase hex SHA-256, no colons
   std::set<TrustUse> uses;
 };
+struct TrustCache {
+  std::string index_text;  ///< index.json as read; the cache key
+  std::vector<IndexEntry> idx;
+  std::vector<Certificate> certs;  ///< parallel to idx
+};
+}  // namespace detail
 
-Result<std::vector<IndexEntry>> load_index(const fs::path& dir) {
+namespace {
+using detail::IndexEntry;
+
+constexpr const char* kTrust = "truststore";
+
+Result<std::string> read_index_text(const fs::path& dir) {
+  const fs::path p = dir / kTrust / "index.json";
+  if (!detail::file_exists(p)) return std::string();
+  return detail::read_file(p);
+}
+
+Result<std::vector<IndexEntry>> parse_index(const fs::path& dir, const std::string& text) {
   std::vector<IndexEntry> out;
   const fs::path p = dir / kTrust / "index.json";
-  if (!detail::file_exists(p)) return out;
-  STORCRYPT_ASSIGN_OR_RETURN(std::string text, detail::read_file(p));
+  if (text.empty()) return out;
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object() || !j.contains("entries") || !j["entries"].is_array())
     return cert_error(ErrorCode::kInternal, "xCertStateIo", p.string() + " is corrupt",
@@ -46,6 +59,11 @@ Result<std::vector<IndexEntry>> load_index(const fs::path& dir) {
     out.push_back(std::move(ie));
   }
   return out;
+}
+
+Result<std::vector<IndexEntry>> load_index(const fs::path& dir) {
+  STORCRYPT_ASSIGN_OR_RETURN(std::string text, read_index_text(dir));
+  return parse_index(dir, text);
 }
 
 Status save_index(const fs::path& dir, const std::vector<IndexEntry>& idx) {
@@ -231,6 +249,25 @@ Status run_verify(X509* leaf, const std::vector<Certificate>& trusted, const std
 
 }  // namespace
 
+namespace {
+Result<std::shared_ptr<const detail::TrustCache>> load_trust(const fs::path& dir,
+                                                             std::shared_ptr<const detail::TrustCache>& cache) {
+  // index.json is small and rewritten (atomically) on every change: its
+  // content is the cache key, so a change by any writer is seen.
+  STORCRYPT_ASSIGN_OR_RETURN(std::string text, read_index_text(dir));
+  if (cache && cache->index_text == text) return cache;
+  auto fresh = std::make_shared<detail::TrustCache>();
+  STORCRYPT_ASSIGN_OR_RETURN(fresh->idx, parse_index(dir, text));
+  fresh->index_text = std::move(text);
+  for (const auto& e : fresh->idx) {
+    STORCRYPT_ASSIGN_OR_RETURN(Certificate c, load_entry(dir, e.id));
+    fresh->certs.push_back(std::move(c));
+  }
+  cache = fresh;
+  return cache;
+}
+}  // namespace
+
 Result<std::vector<TrustEntry>> CertStore::trust_add(std::string_view bundle, const std::set<TrustUse>& uses) {
   if (uses.empty())
     return cert_error(ErrorCode::kInvalidInput, "xTrustBadUse", "no truststore use given",
@@ -258,8 +295,30 @@ Result<std::vector<TrustEntry>> CertStore::trust_add(std::string_view bundle, co
   vc.use = std::string(trust_use_name(*uses.begin()));
   vc.bundle_check = true;
   vc.have_anchors = true;
-  for (const auto& c : uniq)
-    STORCRYPT_TRY(run_verify(c.native(), anchors, uniq, now(), 0, X509_V_FLAG_CHECK_SS_SIGNATURE, 2, vc));
+  const UnixTime t = now();
+  for (const auto& c : uniq) {
+    if (X509_self_signed(c.native(), 0) == 1) {
+      // Checked directly: path building picks issuers by name, and another
+      // root with the same name (two systems called alike) would be taken
+      // for this one's issuer.
+      CertInfo i = c.info();
+      if (X509_verify(c.native(), X509_get0_pubkey(c.native())) != 1) {
+        ERR_clear_error();
+        return cert_error(ErrorCode::kInvalidInput, "xCertBadSignature",
+                          "the self-signature of " + i.subject + " does not verify",
+                          "the certificate was altered; get the genuine root CA certificate");
+      }
+      if (t > i.not_after)
+        return cert_error(ErrorCode::kTls, "xCertExpired", i.subject + " expired at " + format_utc(i.not_after),
+                          "get the renewed root CA certificate");
+      if (t < i.not_before)
+        return cert_error(ErrorCode::kTls, "xCertNotYetValid",
+                          i.subject + " is valid only from " + format_utc(i.not_before),
+                          "check this system's clock (NTP)");
+      continue;
+    }
+    STORCRYPT_TRY(run_verify(c.native(), anchors, uniq, t, 0, 0, 2, vc));
+  }
 
   STORCRYPT_TRY(detail::ensure_dir(dir_ / kTrust));
   std::vector<TrustEntry> out;
@@ -281,12 +340,9 @@ Result<std::vector<TrustEntry>> CertStore::trust_add(std::string_view bundle, co
 }
 
 Result<std::vector<TrustEntry>> CertStore::trust_list() const {
-  STORCRYPT_ASSIGN_OR_RETURN(auto idx, load_index(dir_));
+  STORCRYPT_ASSIGN_OR_RETURN(auto tc, load_trust(dir_, trust_cache_));
   std::vector<TrustEntry> out;
-  for (const auto& e : idx) {
-    STORCRYPT_ASSIGN_OR_RETURN(Certificate c, load_entry(dir_, e.id));
-    out.push_back({c.info(), e.uses});
-  }
+  for (std::size_t i = 0; i < tc->idx.size(); ++i) out.push_back({tc->certs[i].info(), tc->idx[i].uses});
   return out;
 }
 
@@ -321,13 +377,14 @@ Result<CertInfo> CertStore::verify_peer(const std::vector<Certificate>& chain, c
   if (chain.empty() || !chain.front().valid())
     return cert_error(ErrorCode::kInvalidInput, "xCertGarbage", "the peer presented no certificate",
                       "configure the peer to send its certificate");
-  STORCRYPT_ASSIGN_OR_RETURN(auto idx, load_index(dir_));
+  STORCRYPT_ASSIGN_OR_RETURN(auto tc, load_trust(dir_, trust_cache_));
   VerifyContext vc;
   vc.use = std::string(trust_use_name(o.use));
   vc.role = o.role;
   std::vector<Certificate> anchors;
-  for (const auto& e : idx) {
-    STORCRYPT_ASSIGN_OR_RETURN(Certificate c, load_entry(dir_, e.id));
+  for (std::size_t i = 0; i < tc->idx.size(); ++i) {
+    const IndexEntry& e = tc->idx[i];
+    Certificate c = tc->certs[i];
     if (e.uses.count(o.use)) {
       anchors.push_back(std::move(c));
     } else {
@@ -346,15 +403,12 @@ Result<CertInfo> CertStore::verify_peer(const std::vector<Certificate>& chain, c
 }
 
 Result<X509_STORE*> CertStore::x509_store_for(TrustUse use) const {
-  STORCRYPT_ASSIGN_OR_RETURN(auto idx, load_index(dir_));
+  STORCRYPT_ASSIGN_OR_RETURN(auto tc, load_trust(dir_, trust_cache_));
   detail::StorePtr store(X509_STORE_new());
   if (!store) return detail::openssl_error("allocating a certificate store");
   std::vector<Certificate> anchors;
-  for (const auto& e : idx) {
-    if (!e.uses.count(use)) continue;
-    STORCRYPT_ASSIGN_OR_RETURN(Certificate c, load_entry(dir_, e.id));
-    anchors.push_back(std::move(c));
-  }
+  for (std::size_t i = 0; i < tc->idx.size(); ++i)
+    if (tc->idx[i].uses.count(use)) anchors.push_back(tc->certs[i]);
   STORCRYPT_TRY(add_certs(store.get(), anchors));
   return store.release();
 }

@@ -255,6 +255,52 @@ TEST_F(TrustTest, SelfSignedPartnerTrustedDirectly) {
   EXPECT_EQ(other.error().name(), "xCertUntrustedRoot") << other.error().to_string();
 }
 
+TEST_F(TrustTest, RootsWithTheSameNameAreToldApart) {
+  CreateOptions o;
+  o.subject.common_name = "same-name";
+  std::vector<CertStore> systems;
+  for (int i = 0; i < 3; ++i) {
+    auto a = CertStore::open(tmp_ / ("sys" + std::to_string(i)));
+    ASSERT_TRUE(a.ok());
+    ASSERT_TRUE(a->create_internal(o).ok());
+    auto add = store_->trust_add(a->export_root_pem().value(), {TrustUse::kIpsec});
+    ASSERT_TRUE(add.ok()) << add.error().to_string();
+    systems.push_back(std::move(a).value());
+  }
+  ASSERT_EQ(store_->trust_list()->size(), 3u);
+  VerifyOptions vo;
+  for (auto& a : systems) {
+    auto v = store_->verify_peer({a.endpoint_chain().value().front()}, vo);
+    EXPECT_TRUE(v.ok()) << v.error().to_string();
+  }
+  // openssl agrees with a CAfile holding all three roots
+  std::string roots;
+  for (auto& a : systems) roots += a.export_root_pem().value();
+  write("roots.pem", roots);
+  for (std::size_t i = 0; i < systems.size(); ++i) {
+    write("leaf.pem", systems[i].endpoint_chain().value().front().to_pem());
+    auto r = ossl({"verify", "-CAfile", path("roots.pem"), path("leaf.pem")});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  }
+}
+
+TEST_F(TrustTest, CachedTruststoreSeesChangesByAnotherWriter) {
+  make_foreign_ca();
+  ASSERT_TRUE(store_->trust_add(slurp(path("froot.pem")) + slurp(path("fint.pem")), {TrustUse::kIpsec}).ok());
+  const std::string peer = foreign_peer("peer1");
+  ASSERT_TRUE(verify(peer).ok());                // loads the cache
+  auto other = CertStore::open(tmp_ / "state");  // e.g. a second process on the same directory
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(other->trust_remove(openssl_fp(path("fint.pem"))).ok());
+  auto v = verify(peer);
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.error().name(), "xCertMissingIntermediate") << v.error().to_string();
+  ASSERT_TRUE(other->trust_add(slurp(path("fint.pem")), {TrustUse::kKmip}).ok());
+  auto w = verify(peer);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().name(), "xCertWrongUsage") << w.error().to_string();
+}
+
 TEST_F(TrustTest, ExpiryReportClasses) {
   auto o = full_options();
   o.days = 40;

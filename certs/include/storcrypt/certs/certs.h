@@ -229,6 +229,10 @@ struct VerifyOptions {
 
 // ---------------------------------------------------------------- store
 
+namespace detail {
+struct TrustCache;
+}
+
 enum class EndpointMode { kNone, kInternal, kExternal, kSelfSigned };
 /// "none", "internal", "external", "self-signed".
 std::string_view endpoint_mode_name(EndpointMode m);
@@ -290,7 +294,8 @@ struct ExpiryItem {
 ///   <dir>/ca/{key.pem,cert.pem}               (internal root CA)
 ///   <dir>/truststore/{index.json,<sha256>.pem}
 /// Key files are created 0600 with O_EXCL, written, fsync'ed and renamed
-/// into place. Not thread-safe: the controller serializes calls.
+/// into place. Not thread-safe: the controller serializes calls. The parsed
+/// truststore is cached and reloaded when truststore/index.json is replaced.
 class CertStore {
  public:
   using Clock = std::function<UnixTime()>;
@@ -353,6 +358,8 @@ class CertStore {
   CertStore(std::filesystem::path dir, Clock clock) : dir_(std::move(dir)), clock_(std::move(clock)) {}
   std::filesystem::path dir_;
   Clock clock_;
+  /// Parsed truststore, reloaded when index.json changes.
+  mutable std::shared_ptr<const detail::TrustCache> trust_cache_;
 };
 
 /// The text returned as a warning by create_self_signed().
