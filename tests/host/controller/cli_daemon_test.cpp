@@ -112,8 +112,12 @@ TEST_F(Daemon, SystemStatusAndDoctorHappyPath) {
   std::map<std::string, json> by_check;
   for (const auto& ch : dj["result"]["checks"]) {
     by_check[ch["area"].get<std::string>() + "/" + ch["check"].get<std::string>()] = ch;
-    if (ch["area"] == "state") EXPECT_EQ(ch["status"], "ok") << ch.dump();
-    if (ch["status"] != "ok") EXPECT_TRUE(ch.contains("fix")) << "non-ok check without fix: " << ch.dump();
+    if (ch["area"] == "state") {
+      EXPECT_EQ(ch["status"], "ok") << ch.dump();
+    }
+    if (ch["status"] != "ok") {
+      EXPECT_TRUE(ch.contains("fix")) << "non-ok check without fix: " << ch.dump();
+    }
   }
   // Kernel capabilities, judged against /sys/module: a loaded module is ok.
   for (const char* m : {"xfrm_user", "esp4", "dm-crypt"}) {
@@ -121,7 +125,9 @@ TEST_F(Daemon, SystemStatusAndDoctorHappyPath) {
   }
   for (const auto& [mod, sys] : std::vector<std::pair<std::string, std::string>>{
            {"xfrm_user", "xfrm_user"}, {"esp4", "esp4"}, {"dm-crypt", "dm_crypt"}}) {
-    if (std::filesystem::exists("/sys/module/" + sys)) EXPECT_EQ(by_check["kernel/" + mod]["status"], "ok") << mod;
+    if (std::filesystem::exists("/sys/module/" + sys)) {
+      EXPECT_EQ(by_check["kernel/" + mod]["status"], "ok") << mod;
+    }
   }
   // A fresh system has no endpoint certificate yet: a warning with a fix.
   EXPECT_EQ(by_check["certificates/endpoint-certificate"]["status"], "warning") << dj.dump(2);
@@ -463,7 +469,8 @@ TEST_F(CertNoun, CsrSignedByForeignCaInstallsAndDoctorWarnsOnExpiry) {
   EXPECT_EQ(show["result"]["endpoint"]["sha256_fingerprint"].get<std::string>(), fingerprint(path("n2.pem")));
 
   json doc = cli_json({"system", "doctor"});
-  EXPECT_EQ(doc["result"]["status"], "warning") << doc.dump(2);
+  // Overall: at least a warning (the host kernel may add errors of its own, e.g. no ESP).
+  EXPECT_NE(doc["result"]["status"], "ok") << doc.dump(2);
   bool warned = false;
   for (const auto& ch : doc["result"]["checks"]) {
     if (ch["area"] == "certificates" && ch["check"] == "endpoint") {
