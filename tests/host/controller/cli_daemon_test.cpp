@@ -619,3 +619,51 @@ TEST_F(CertNoun, HelpForCertAndTruststoreVerbs) {
 }
 
 }  // namespace
+
+namespace {
+
+// The daemon's log (debug level) never carries key material: create a key
+// pair through the API and look for the private key's PEM lines in the log.
+TEST_F(CertNoun, LogNeverContainsKeyMaterial) {
+  std::string log = path("daemon.log");
+  ProcessResult bg = storcrypt::testing::sh(std::string(STORCRYPTD_BIN) + " --foreground --config " + conf_ + " >" +
+                                            log + " 2>&1 & echo $!");
+  ASSERT_EQ(bg.exit_code, 0);
+  pid_ = static_cast<pid_t>(std::stol(bg.out));
+  // Wait until it serves (the CLI retries are the readiness probe).
+  ProcessResult st;
+  for (int i = 0; i < 3000; ++i) {
+    st = cli({"system", "status"});
+    if (st.exit_code == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  ASSERT_EQ(cli({"cert", "create", "--cn", "logcheck"}).exit_code, 0);
+  ASSERT_EQ(cli({"cert", "csr", "--cn", "logcheck2", "--out", path("c.csr")}).exit_code, 0);
+  stop(SIGTERM);
+
+  std::string text;
+  {
+    std::ifstream in(log);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  EXPECT_NE(text.find("cert.create ok"), std::string::npos) << text;  // the log is the one we think
+  EXPECT_EQ(text.find("PRIVATE KEY"), std::string::npos) << text;
+  int key_files = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(state_ + "/certs")) {
+    if (f.path().filename() != "key.pem") continue;
+    ++key_files;
+    struct stat s {};
+    ASSERT_EQ(::stat(f.path().c_str(), &s), 0);
+    EXPECT_EQ(s.st_mode & 077, 0u) << f.path() << " is readable by others";
+    std::ifstream in(f.path());
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.size() < 40 || line.rfind("-----", 0) == 0) continue;
+      EXPECT_EQ(text.find(line), std::string::npos) << "key line from " << f.path() << " found in the log";
+    }
+  }
+  EXPECT_GE(key_files, 2);  // endpoint key and pending CSR key
+}
+
+}  // namespace
