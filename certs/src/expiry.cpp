@@ -1,3 +1,5 @@
+#include <ctime>
+
 #include "internal.h"
 
 namespace storcrypt::certs {
@@ -18,6 +20,31 @@ std::string_view expiry_class_name(ExpiryClass c) {
       return "not-yet-valid";
   }
   return "unknown";
+}
+
+std::string format_utc(UnixTime t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  struct tm tm {};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string_view expiry_severity(ExpiryClass c) {
+  switch (c) {
+    case ExpiryClass::kOk:
+      return "ok";
+    case ExpiryClass::kWarning:
+      return "warning";
+    case ExpiryClass::kError:
+      return "error";
+    case ExpiryClass::kCritical:
+    case ExpiryClass::kExpired:
+    case ExpiryClass::kNotYetValid:
+      return "critical";
+  }
+  return "critical";
 }
 
 ExpiryClass classify_expiry(UnixTime not_before, UnixTime not_after, UnixTime now) {

@@ -50,13 +50,14 @@ bool mostly_text(std::string_view s) {
   return !s.empty() && printable * 10 >= s.size() * 9;
 }
 
+/// One DER certificate; only whitespace may follow it (a file's final newline).
 Result<X509Ptr> parse_der_exact(const unsigned char* p, std::size_t n) {
   const unsigned char* q = p;
   X509Ptr x(d2i_X509(nullptr, &q, static_cast<long>(n)));
   if (!x) return garbage("input is not a DER certificate");
-  if (static_cast<std::size_t>(q - p) != n)
-    return garbage("DER certificate is followed by " + std::to_string(n - static_cast<std::size_t>(q - p)) +
-                   " unexpected bytes");
+  std::string_view rest(reinterpret_cast<const char*>(q), n - static_cast<std::size_t>(q - p));
+  if (!trim(rest).empty())
+    return garbage("DER certificate is followed by " + std::to_string(rest.size()) + " unexpected bytes");
   return x;
 }
 
@@ -110,17 +111,11 @@ Result<std::vector<Certificate>> parse_certificates(std::string_view input) {
     if (looks_like_base64_text(trim(input)))
       return garbage("input looks like base64 without a PEM header",
                      "add the lines -----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- around it");
-    auto der = parse_der_exact(reinterpret_cast<const unsigned char*>(input.data()), input.size());
+    // DER starts with 0x30 (SEQUENCE): leading whitespace cannot be part of it.
+    std::string_view d = input;
+    while (!d.empty() && is_space(d.front())) d.remove_prefix(1);
+    auto der = parse_der_exact(reinterpret_cast<const unsigned char*>(d.data()), d.size());
     ERR_clear_error();
-    if (!der.ok()) {
-      // DER with surrounding whitespace (e.g. file with trailing newline).
-      std::string_view t = trim(input);
-      if (t.size() != input.size() && !t.empty()) {
-        auto der2 = parse_der_exact(reinterpret_cast<const unsigned char*>(t.data()), t.size());
-        ERR_clear_error();
-        if (der2.ok()) der = std::move(der2);
-      }
-    }
     if (!der.ok()) {
       if (mostly_text(input))
         return garbage("input is text without a -----BEGIN CERTIFICATE----- line and is not a DER certificate");

@@ -96,15 +96,6 @@ Result<std::optional<PrivateKey>> read_key_optional(const fs::path& p) {
   return std::optional<PrivateKey>(std::move(k).value());
 }
 
-std::string time_text(UnixTime t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  struct tm tm {};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 Status check_days(int days, std::string_view what) {
   if (days < 1 || days > 36500)
     return cert_error(ErrorCode::kInvalidInput, "xCertBadDays",
@@ -309,12 +300,12 @@ Result<InstallResult> CertStore::install(std::string_view cert_input) {
   const UnixTime t = now();
   if (t > li.not_after)
     return cert_error(ErrorCode::kTls, "xCertExpired",
-                      "the certificate " + li.subject + " expired at " + time_text(li.not_after),
+                      "the certificate " + li.subject + " expired at " + format_utc(li.not_after),
                       "have the CSR signed again with a current validity period");
   if (t < li.not_before)
     return cert_error(ErrorCode::kTls, "xCertNotYetValid",
-                      "the certificate " + li.subject + " is valid only from " + time_text(li.not_before) + " (now " +
-                          time_text(t) + ")",
+                      "the certificate " + li.subject + " is valid only from " + format_utc(li.not_before) + " (now " +
+                          format_utc(t) + ")",
                       "check this system's clock (NTP) or wait until the certificate becomes valid");
 
   InstallResult out;

@@ -69,15 +69,6 @@ Result<Certificate> load_entry(const fs::path& dir, const std::string& id) {
   return c;
 }
 
-std::string time_text(UnixTime t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  struct tm tm {};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string subject_of(X509* x) {
   if (x == nullptr) return "(unknown)";
   return Certificate(detail::wrap_up_ref(x)).info().subject;
@@ -128,12 +119,12 @@ Error map_verify_error(X509_STORE_CTX* ctx, const VerifyContext& v) {
   switch (err) {
     case X509_V_ERR_CERT_HAS_EXPIRED: {
       UnixTime na = cur ? detail::asn1_to_unix(X509_get0_notAfter(cur)) : 0;
-      return tls("xCertExpired", who + " expired at " + time_text(na),
+      return tls("xCertExpired", who + " expired at " + format_utc(na),
                  depth == 0 ? "renew the peer's certificate" : "renew the expired CA certificate and its chain");
     }
     case X509_V_ERR_CERT_NOT_YET_VALID: {
       UnixTime nb = cur ? detail::asn1_to_unix(X509_get0_notBefore(cur)) : 0;
-      return tls("xCertNotYetValid", who + " is valid only from " + time_text(nb),
+      return tls("xCertNotYetValid", who + " is valid only from " + format_utc(nb),
                  "check the clocks of both systems (NTP); the certificate may have been issued with a future date");
     }
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:

@@ -57,17 +57,17 @@ Result<VolumeToken> token_from_json(const std::string& json) {
   if (!j.contains("generation") || !j["generation"].is_number_unsigned() || j["generation"].get<std::uint64_t>() == 0)
     return bad("field 'generation' must be a positive integer");
   t.generation = j["generation"].get<std::uint64_t>();
-  if (!j.contains("keyslot") || !j["keyslot"].is_number_integer() || j["keyslot"].get<int>() < 0 ||
-      j["keyslot"].get<int>() > 31)
-    return bad("field 'keyslot' must be 0..31");
-  t.keyslot = j["keyslot"].get<int>();
+  auto slot_ok = [](const nlohmann::json& v) {
+    return v.is_number_integer() && v.get<std::int64_t>() >= 0 && v.get<std::int64_t>() <= 31;
+  };
+  if (!j.contains("keyslot") || !slot_ok(j["keyslot"])) return bad("field 'keyslot' must be 0..31");
+  t.keyslot = static_cast<int>(j["keyslot"].get<std::int64_t>());
   if (j.contains("previous")) {
     auto& p = j["previous"];
     if (!p.is_object() || !p.contains("generation") || !p["generation"].is_number_unsigned() ||
-        !p.contains("keyslot") || !p["keyslot"].is_number_integer() || p["keyslot"].get<int>() < 0 ||
-        p["keyslot"].get<int>() > 31)
+        !p.contains("keyslot") || !slot_ok(p["keyslot"]))
       return bad("field 'previous' needs 'generation' and 'keyslot' 0..31");
-    t.previous = KeyslotRef{p["generation"].get<std::uint64_t>(), p["keyslot"].get<int>()};
+    t.previous = KeyslotRef{p["generation"].get<std::uint64_t>(), static_cast<int>(p["keyslot"].get<std::int64_t>())};
   }
   return t;
 }

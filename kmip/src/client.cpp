@@ -1,5 +1,6 @@
 #include "storcrypt/kmip/client.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <deque>
@@ -87,7 +88,16 @@ std::optional<ResultReason> server_result_reason(const Error& e) {
     return std::nullopt;
   auto pos = e.message().find(kReasonMarker);
   if (pos == std::string::npos) return std::nullopt;
-  return static_cast<ResultReason>(std::stoul(e.message().substr(pos + kReasonMarker.size(), 8), nullptr, 16));
+  std::uint32_t v = 0;
+  std::size_t i = pos + kReasonMarker.size();
+  for (std::size_t n = 0; n < 8; ++n, ++i) {
+    if (i >= e.message().size()) return std::nullopt;
+    char c = e.message()[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0) return std::nullopt;
+    v = (v << 4) | static_cast<std::uint32_t>(d);
+  }
+  return static_cast<ResultReason>(v);
 }
 
 struct ServerState {
@@ -104,6 +114,8 @@ struct Client::Impl {
   detail::SslCtxPtr ctx;
   std::vector<std::unique_ptr<ServerState>> servers;
   std::atomic<std::uint64_t> opened{0}, resumed{0}, requests{0}, retries{0}, failovers{0};
+  mutable std::mutex stats_mu;
+  std::string last_tls_version, last_cipher;
 
   struct Lease {
     std::unique_ptr<TlsConnection> conn;
@@ -129,6 +141,11 @@ struct Client::Impl {
         auto c, TlsConnection::open(ctx.get(), s.ep, sess, cfg.tcp_keepalive, Clock::now() + cfg.connect_timeout));
     ++opened;
     if (c->resumed()) ++resumed;
+    {
+      std::lock_guard<std::mutex> g(stats_mu);
+      last_tls_version = c->tls_version();
+      last_cipher = c->cipher();
+    }
     remember_session(s, *c);
     return Lease{std::move(c), false};
   }
@@ -195,6 +212,11 @@ struct Client::Impl {
     } else if (resp.items.size() == 1 && resp.items[0].reason != ResultReason::kOperationNotSupported &&
                resp.items[0].reason != ResultReason::kInvalidMessage) {
       return server_error(Operation::kDiscoverVersions, resp.items[0], s.ep.to_string());
+    } else if (std::find(cfg.versions.begin(), cfg.versions.end(), chosen) == cfg.versions.end()) {
+      return category_error(FailureCategory::kProtocolError,
+                            "key server " + s.ep.to_string() +
+                                " does not support Discover Versions, so it speaks KMIP 1.0, which is not offered",
+                            "add KMIP 1.0 to the offered versions or upgrade the key server");
     }
     std::lock_guard<std::mutex> g(s.mu);
     s.version = chosen;
@@ -476,10 +498,10 @@ Status Client::add_attribute(const std::string& uid, const Attribute& a) {
                                                [](const ResponseItem& it) { return parse_unique_identifier(it); }));
 }
 
-Status Client::modify_attribute(const std::string& uid, const Attribute& a) {
-  return uid_status(impl_->single<std::string>([&](ProtocolVersion v) { return modify_attribute_request(uid, a, v); },
-                                               true,
-                                               [](const ResponseItem& it) { return parse_unique_identifier(it); }));
+Status Client::modify_attribute(const std::string& uid, const Attribute& a, const std::optional<Attribute>& current) {
+  return uid_status(
+      impl_->single<std::string>([&](ProtocolVersion v) { return modify_attribute_request(uid, a, v, current); }, true,
+                                 [](const ResponseItem& it) { return parse_unique_identifier(it); }));
 }
 
 ClientStats Client::stats() const {
@@ -489,6 +511,9 @@ ClientStats Client::stats() const {
   s.requests = impl_->requests;
   s.retries_on_fresh_connection = impl_->retries;
   s.failovers = impl_->failovers;
+  std::lock_guard<std::mutex> g(impl_->stats_mu);
+  s.last_tls_version = impl_->last_tls_version;
+  s.last_cipher = impl_->last_cipher;
   return s;
 }
 

@@ -299,11 +299,18 @@ Result<RequestItem> add_attribute_request(const std::string& uid, const Attribut
   return item(Operation::kAddAttribute, {uid_item(uid), std::move(e)});
 }
 
-Result<RequestItem> modify_attribute_request(const std::string& uid, const Attribute& a, ProtocolVersion v) {
+Result<RequestItem> modify_attribute_request(const std::string& uid, const Attribute& a, ProtocolVersion v,
+                                             const std::optional<Attribute>& current) {
   STORCRYPT_TRY(check_uid(uid));
   STORCRYPT_ASSIGN_OR_RETURN(Ttlv e, encode_attribute(a, v));
-  if (v.is_v2()) e = Ttlv::structure(tag::kNewAttribute, {std::move(e)});
-  return item(Operation::kModifyAttribute, {uid_item(uid), std::move(e)});
+  if (!v.is_v2()) return item(Operation::kModifyAttribute, {uid_item(uid), std::move(e)});
+  std::vector<Ttlv> c{uid_item(uid)};
+  if (current) {
+    STORCRYPT_ASSIGN_OR_RETURN(Ttlv cur, encode_attribute(*current, v));
+    c.push_back(Ttlv::structure(tag::kCurrentAttribute, {std::move(cur)}));
+  }
+  c.push_back(Ttlv::structure(tag::kNewAttribute, {std::move(e)}));
+  return item(Operation::kModifyAttribute, std::move(c));
 }
 
 Result<RequestItem> set_attribute_request(const std::string& uid, const Attribute& a, ProtocolVersion v) {

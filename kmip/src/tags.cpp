@@ -256,10 +256,92 @@ std::string_view result_reason_name(ResultReason r) {
       return "Not Extractable";
     case ResultReason::kObjectAlreadyExists:
       return "Object Already Exists";
+    case ResultReason::kInvalidTicket:
+      return "Invalid Ticket";
+    case ResultReason::kUsageLimitExceeded:
+      return "Usage Limit Exceeded";
+    case ResultReason::kNumericRange:
+      return "Numeric Range";
+    case ResultReason::kInvalidDataType:
+      return "Invalid Data Type";
+    case ResultReason::kReadOnlyAttribute:
+      return "Read Only Attribute";
+    case ResultReason::kMultiValuedAttribute:
+      return "Multi Valued Attribute";
+    case ResultReason::kUnsupportedAttribute:
+      return "Unsupported Attribute";
+    case ResultReason::kAttributeInstanceNotFound:
+      return "Attribute Instance Not Found";
+    case ResultReason::kAttributeNotFound:
+      return "Attribute Not Found";
+    case ResultReason::kAttributeReadOnly:
+      return "Attribute Read Only";
+    case ResultReason::kAttributeSingleValued:
+      return "Attribute Single Valued";
+    case ResultReason::kBadCryptographicParameters:
+      return "Bad Cryptographic Parameters";
+    case ResultReason::kBadPassword:
+      return "Bad Password";
+    case ResultReason::kCodecError:
+      return "Codec Error";
+    case ResultReason::kIllegalObjectType:
+      return "Illegal Object Type";
+    case ResultReason::kIncompatibleCryptographicUsageMask:
+      return "Incompatible Cryptographic Usage Mask";
+    case ResultReason::kInternalServerError:
+      return "Internal Server Error";
+    case ResultReason::kInvalidAsynchronousCorrelationValue:
+      return "Invalid Asynchronous Correlation Value";
+    case ResultReason::kInvalidAttribute:
+      return "Invalid Attribute";
+    case ResultReason::kInvalidAttributeValue:
+      return "Invalid Attribute Value";
+    case ResultReason::kInvalidCorrelationValue:
+      return "Invalid Correlation Value";
+    case ResultReason::kInvalidCsr:
+      return "Invalid CSR";
+    case ResultReason::kInvalidObjectType:
+      return "Invalid Object Type";
+    case ResultReason::kKeyWrapTypeNotSupported:
+      return "Key Wrap Type Not Supported";
+    case ResultReason::kMissingInitializationVector:
+      return "Missing Initialization Vector";
+    case ResultReason::kNonUniqueNameAttribute:
+      return "Non Unique Name Attribute";
+    case ResultReason::kObjectDestroyed:
+      return "Object Destroyed";
+    case ResultReason::kObjectNotFound:
+      return "Object Not Found";
+    case ResultReason::kNotAuthorised:
+      return "Not Authorised";
+    case ResultReason::kServerLimitExceeded:
+      return "Server Limit Exceeded";
+    case ResultReason::kUnknownEnumeration:
+      return "Unknown Enumeration";
+    case ResultReason::kUnknownMessageExtension:
+      return "Unknown Message Extension";
+    case ResultReason::kUnknownTag:
+      return "Unknown Tag";
+    case ResultReason::kUnsupportedCryptographicParameters:
+      return "Unsupported Cryptographic Parameters";
     case ResultReason::kUnsupportedProtocolVersion:
       return "Unsupported Protocol Version";
+    case ResultReason::kWrappingObjectArchived:
+      return "Wrapping Object Archived";
+    case ResultReason::kWrappingObjectDestroyed:
+      return "Wrapping Object Destroyed";
+    case ResultReason::kWrappingObjectNotFound:
+      return "Wrapping Object Not Found";
     case ResultReason::kWrongKeyLifecycleState:
       return "Wrong Key Lifecycle State";
+    case ResultReason::kProtectionStorageUnavailable:
+      return "Protection Storage Unavailable";
+    case ResultReason::kPkcs11CodecError:
+      return "PKCS11 Codec Error";
+    case ResultReason::kPkcs11InvalidFunction:
+      return "PKCS11 Invalid Function";
+    case ResultReason::kPkcs11InvalidInterface:
+      return "PKCS11 Invalid Interface";
     case ResultReason::kGeneralFailure:
       return "General Failure";
   }

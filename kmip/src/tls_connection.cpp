@@ -301,6 +301,21 @@ Error TlsConnection::io_error(int ssl_ret, const char* what) {
   std::string detail = openssl_errors();
   if (err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL ||
       (err == SSL_ERROR_SSL && detail.find("unexpected eof") != std::string::npos)) {
+    // The peer may have sent an alert before closing: with TLS 1.3 a server
+    // rejects the client certificate after our handshake finished, and a
+    // write then fails on the closed socket. Read it to classify the failure.
+    ERR_clear_error();
+    std::uint8_t probe = 0;
+    if (SSL_read(ssl_, &probe, 1) <= 0) {
+      unsigned long alert = ERR_peek_error();
+      if (alert != 0 && ERR_GET_LIB(alert) == ERR_LIB_SSL && is_client_cert_rejection(ERR_GET_REASON(alert))) {
+        peer_closed_ = true;
+        return category_error(FailureCategory::kInvalidCredentials,
+                              "key server " + peer_ + " rejected the client certificate (" + openssl_errors() + ")",
+                              "use a client certificate issued by a CA the key server trusts");
+      }
+    }
+    ERR_clear_error();
     peer_closed_ = true;
     return category_error(FailureCategory::kUnavailable,
                           std::string(what) + ": key server " + peer_ + " closed the connection",

@@ -47,6 +47,8 @@ class TlsConnection {
   bool idle_check();
   bool peer_closed() const { return peer_closed_; }
   bool resumed() const;
+  std::string tls_version() const { return SSL_get_version(ssl_); }
+  std::string cipher() const { return SSL_get_cipher_name(ssl_); }
   /// Current session for resumption, when resumable.
   SessionPtr session() const;
   Clock::time_point last_used() const { return last_used_; }

@@ -234,7 +234,8 @@ class Prober {
     }
     std::vector<std::string> msyms;
     for (const auto& m : missing)
-      if (auto s = component_config(m); !s.empty()) msyms.push_back(s);
+      if (auto s = component_config(m); !s.empty() && std::find(msyms.begin(), msyms.end(), s) == msyms.end())
+        msyms.push_back(s);
     if (!cfg_) {
       c.state = CheckState::kUnknown;
       c.problem = fmt::format("cannot tell whether the kernel provides {} (no module for {}, kernel config unreadable)",

@@ -116,12 +116,14 @@ nlmsghdr msg_header(Bytes m) {
 class NlSocket {
  public:
   NlSocket() = default;
-  NlSocket(NlSocket&& o) noexcept : sk_(std::exchange(o.sk_, nullptr)), seq_(o.seq_) {}
+  NlSocket(NlSocket&& o) noexcept : sk_(std::exchange(o.sk_, nullptr)), seq_(o.seq_), hook_(std::move(o.hook_)) {}
   NlSocket& operator=(NlSocket&& o) noexcept {
     std::swap(sk_, o.sk_);
     seq_ = o.seq_;
+    hook_ = std::move(o.hook_);
     return *this;
   }
+  void set_fault_hook(std::function<int(std::string_view)> h) { hook_ = std::move(h); }
   ~NlSocket() {
     if (sk_) nl_socket_free(sk_);  // closes the fd
   }
@@ -160,7 +162,13 @@ class NlSocket {
 
   Status send(Bytes buf) {
     for (;;) {
-      ssize_t n = ::send(fd(), buf.data(), buf.size(), 0);
+      ssize_t n;
+      if (int e = hook_ ? hook_("send") : 0; e != 0) {
+        errno = e;
+        n = -1;
+      } else {
+        n = ::send(fd(), buf.data(), buf.size(), 0);
+      }
       if (n == static_cast<ssize_t>(buf.size())) return ok_status();
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return errno_error(errno, "sending to the XFRM netlink socket");
@@ -179,7 +187,13 @@ class NlSocket {
       if (rc == 0) return std::size_t{0};
     }
     for (;;) {
-      ssize_t n = ::recv(fd(), buf.data(), buf.size(), MSG_TRUNC);
+      ssize_t n;
+      if (int e = hook_ ? hook_("recv") : 0; e != 0) {
+        errno = e;
+        n = -1;
+      } else {
+        n = ::recv(fd(), buf.data(), buf.size(), MSG_TRUNC);
+      }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == ENOBUFS)
         return Error(ErrorCode::kUnavailable, "XFRM netlink socket overrun: kernel messages were lost",
@@ -194,6 +208,7 @@ class NlSocket {
  private:
   nl_sock* sk_ = nullptr;
   std::uint32_t seq_ = 0;
+  std::function<int(std::string_view)> hook_;
 };
 
 void set_seq(SecretBytes& msg, std::uint32_t seq) {
@@ -378,7 +393,9 @@ class NetlinkXfrm : public XfrmApi {
     STORCRYPT_ASSIGN_OR_RETURN(Policy existing, get_policy_any(id, what));
     if (!own().owns(existing))
       return Error(ErrorCode::kConflict, what + ": the policy is not owned by storcrypt", "leave it alone");
-    auto r = transact(codec::encode_policy_id(id, true), what);
+    PolicyId by_idx = id;
+    by_idx.index = existing.index;
+    auto r = transact(codec::encode_policy_id(by_idx, true), what);
     if (!r.ok()) return std::move(r).error();
     return ok_status();
   }
@@ -421,31 +438,44 @@ class NetlinkXfrm : public XfrmApi {
   }
 
   Result<BatchResult> delete_policies(std::span<const PolicyId> ids) override {
-    // One dump tells which of the targets are ours; foreign ones are never sent.
-    std::set<std::string> owned, foreign;
+    // One dump tells which of the targets are ours (foreign ones are never
+    // sent) and their indexes: the kernel finds a policy by index through a
+    // hash, but by selector with a linear walk of its inexact list, which
+    // makes deleting many wildcard policies by selector quadratic.
+    std::map<std::string, std::pair<std::uint32_t, Direction>> owned;
+    std::set<std::string> foreign;
     STORCRYPT_TRY(dump(false, [&](Bytes m) -> Status {
       auto k = codec::peek_owner(m);
       if (!k || k->dir > XFRM_POLICY_FWD) return ok_status();
       auto p = codec::decode_policy(m);
       if (!p.ok()) return ok_status();
-      bool mine = own().owns(*p);
       PolicyId by_idx;
       by_idx.dir = p->dir;
       by_idx.index = p->index;
-      (mine ? owned : foreign).insert(policy_key(p->id()));
-      (mine ? owned : foreign).insert(policy_key(by_idx));
+      if (own().owns(*p)) {
+        owned[policy_key(p->id())] = {p->index, p->dir};
+        owned[policy_key(by_idx)] = {p->index, p->dir};
+      } else {
+        foreign.insert(policy_key(p->id()));
+        foreign.insert(policy_key(by_idx));
+      }
       return ok_status();
     }));
     std::vector<Item> items(ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i) {
       items[i].what = [id = &ids[i]] { return "deleting " + id->to_string(); };
       std::string key = policy_key(ids[i]);
-      if (owned.count(key))
-        items[i].msg = codec::encode_policy_id(ids[i], true);
-      else if (foreign.count(key))
+      if (auto it = owned.find(key); it != owned.end()) {
+        PolicyId by_idx = ids[i];
+        by_idx.index = it->second.first;
+        by_idx.dir = it->second.second;
+        items[i].msg = codec::encode_policy_id(by_idx, true);
+        owned.erase(it);  // a repeated id is reported as not found, as the kernel would
+      } else if (foreign.count(key)) {
         items[i].pre_error = Error(ErrorCode::kConflict, items[i].what() + ": the policy is not owned by storcrypt");
-      else
+      } else {
         items[i].pre_error = Error(ErrorCode::kNotFound, items[i].what() + ": no such policy");
+      }
     }
     return pipeline(items);
   }
@@ -609,9 +639,15 @@ class NetlinkXfrm : public XfrmApi {
     std::vector<std::uint8_t> chunk;
     const std::size_t depth = std::max<std::size_t>(1, opts_.pipeline_depth);
     std::size_t next = 0;
-    auto wipe_chunk = [&] {
-      if (!chunk.empty()) secure_wipe(chunk.data(), chunk.size());
+    auto flush = [&]() -> Status {
+      Status st = sock_.send(Bytes(chunk.data(), chunk.size()));
+      secure_wipe(chunk.data(), chunk.size());
       chunk.clear();
+      if (!st.ok())
+        return std::move(st).error().context(
+            fmt::format("bulk operation interrupted with {} of {} items acknowledged; dump the state to resynchronise",
+                        result.succeeded + result.failures.size(), items.size()));
+      return ok_status();
     };
     while (next < items.size() || !inflight.empty()) {
       while (next < items.size() && inflight.size() < depth) {
@@ -627,19 +663,17 @@ class NetlinkXfrm : public XfrmApi {
         chunk.insert(chunk.end(), it.msg.data(), it.msg.data() + it.msg.size());
         chunk.resize((chunk.size() + 3) & ~std::size_t{3}, 0);
         ++next;
-        if (chunk.size() >= kSendChunk) {
-          Status st = sock_.send(Bytes(chunk.data(), chunk.size()));
-          wipe_chunk();
-          STORCRYPT_TRY(st);
-        }
+        if (chunk.size() >= kSendChunk) STORCRYPT_TRY(flush());
       }
-      if (!chunk.empty()) {
-        Status st = sock_.send(Bytes(chunk.data(), chunk.size()));
-        wipe_chunk();
-        STORCRYPT_TRY(st);
-      }
+      if (!chunk.empty()) STORCRYPT_TRY(flush());
       if (inflight.empty()) continue;
-      STORCRYPT_ASSIGN_OR_RETURN(std::size_t n, sock_.recv(buf_));
+      auto got = sock_.recv(buf_);
+      if (!got.ok())
+        return std::move(got).error().context(
+            fmt::format("bulk operation interrupted with {} of {} items acknowledged ({} in flight unknown); dump "
+                        "the state to resynchronise",
+                        result.succeeded + result.failures.size(), items.size(), inflight.size()));
+      const std::size_t n = *got;
       for (Bytes m : codec::split_messages(Bytes(buf_.data(), n))) {
         nlmsghdr h = msg_header(m);
         auto f = inflight.find(h.nlmsg_seq);
@@ -683,6 +717,7 @@ Result<std::unique_ptr<XfrmApi>> open_xfrm(const XfrmOptions& opts) {
   }
   const int fd = ns.get();
   STORCRYPT_ASSIGN_OR_RETURN(NlSocket s, in_netns(fd, [&] { return NlSocket::open(opts.rcvbuf, false, EventMask{}); }));
+  s.set_fault_hook(opts.fault_hook);
   return std::unique_ptr<XfrmApi>(std::make_unique<NetlinkXfrm>(opts, std::move(ns), std::move(s)));
 }
 

@@ -4,10 +4,12 @@
 . "$STORCRYPT_SOURCE_DIR/tests/vm/dm/lib.sh"
 now() { date +%s%N; }
 N=50
+# each LUKS2 format zero-fills a 16 MiB keyslot area in the guest's RAM-backed /tmp
+mount -o remount,size=2200M /tmp
 devs=()
 for i in $(seq $N); do devs+=("$(newdisk v$i 17M)"); done
 t=$(now)
-for i in $(seq $N); do vc create "${devs[$((i-1))]}" "v$i" --key-id "k$i" > /dev/null 2>&1; done
+for i in $(seq $N); do vc create "${devs[$((i-1))]}" "v$i" --key-id "k$i" > /dev/null 2> "$W/err" || { cat "$W/err"; fail "create v$i"; }; done
 echo "created $N volumes in $(( ($(now) - t) / 1000000 )) ms"
 t=$(now)
 for i in $(seq $N); do vc open "${devs[$((i-1))]}" 2>/dev/null; done

@@ -194,6 +194,7 @@ int main(int argc, char** argv) {
               resumed.result().ops_per_s / full.result().ops_per_s);
   std::printf("  batch of 50 / 50 round trips            %6.2fx\n",
               batch.result().ops_per_s / trips.result().ops_per_s);
+  std::printf("TLS: %s %s\n", st.last_tls_version.c_str(), st.last_cipher.c_str());
   std::printf("client stats: connections=%llu resumed=%llu requests=%llu\n",
               static_cast<unsigned long long>(st.connections_opened),
               static_cast<unsigned long long>(st.sessions_resumed), static_cast<unsigned long long>(st.requests));

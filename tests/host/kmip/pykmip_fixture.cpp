@@ -90,14 +90,34 @@ bool pykmip_available(std::string& why) {
   return true;
 }
 
-TestPki make_pki(std::string& error) {
+namespace {
+TestPki pki_paths(const std::string& d) {
   TestPki p;
-  p.dir = make_temp_dir("storcrypt-kmip-pki-");
-  if (p.dir.empty()) {
-    error = "mkdtemp failed";
-    return p;
-  }
-  const std::string& d = p.dir;
+  p.dir = d;
+  p.ca = d + "/ca.pem";
+  p.server_cert = d + "/server.pem";
+  p.server_key = d + "/server.key";
+  p.client_cert = d + "/client.pem";
+  p.client_key = d + "/client.key";
+  p.noauth_cert = d + "/noauth.pem";
+  p.noauth_key = d + "/noauth.key";
+  p.serveronly_cert = d + "/serveronly.pem";
+  p.serveronly_key = d + "/serveronly.key";
+  p.other_ca = d + "/other-ca.pem";
+  p.foreign_cert = d + "/foreign.pem";
+  p.foreign_key = d + "/foreign.key";
+  return p;
+}
+
+bool fresh_cache(const std::string& d) {
+  struct stat st {};
+  if (stat((d + "/complete").c_str(), &st) != 0) return false;
+  return time(nullptr) - st.st_mtime < 12 * 3600;  // certificates are valid for 2 days
+}
+}  // namespace
+
+TestPki generate_pki(const std::string& d, std::string& error) {
+  TestPki p = pki_paths(d);
   const std::string server_ext =
       "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"
       "keyUsage=critical,digitalSignature,keyEncipherment\n";
@@ -118,19 +138,25 @@ TestPki make_pki(std::string& error) {
     return p;
   if (!issue(d, "foreign", "storcrypt-node", false, d + "/other-ca.pem", d + "/other-ca.key", client_ext, 5, error))
     return p;
-  p.ca = d + "/ca.pem";
-  p.server_cert = d + "/server.pem";
-  p.server_key = d + "/server.key";
-  p.client_cert = d + "/client.pem";
-  p.client_key = d + "/client.key";
-  p.noauth_cert = d + "/noauth.pem";
-  p.noauth_key = d + "/noauth.key";
-  p.serveronly_cert = d + "/serveronly.pem";
-  p.serveronly_key = d + "/serveronly.key";
-  p.other_ca = d + "/other-ca.pem";
-  p.foreign_cert = d + "/foreign.pem";
-  p.foreign_key = d + "/foreign.key";
   return p;
+}
+
+// Each ctest test is its own process, so the generated PKI (about 2 s of
+// openssl calls) is cached per user for 12 hours and shared by the tests.
+TestPki make_pki(std::string& error) {
+  std::string cache = "/tmp/storcrypt-kmip-test-pki-v1-" + std::to_string(geteuid());
+  if (fresh_cache(cache)) return pki_paths(cache);
+  std::string tmp = make_temp_dir("storcrypt-kmip-pki-");
+  if (tmp.empty()) {
+    error = "mkdtemp failed";
+    return {};
+  }
+  TestPki p = generate_pki(tmp, error);
+  if (!error.empty()) return p;
+  write_file(tmp + "/complete", "ok\n");
+  storcrypt::testing::run({"rm", "-rf", cache});
+  if (rename(tmp.c_str(), cache.c_str()) == 0) return pki_paths(cache);
+  return p;  // another test won the race: use our own copy
 }
 
 std::uint16_t free_port() {

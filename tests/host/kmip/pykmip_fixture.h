@@ -26,8 +26,10 @@ struct TestPki {
   std::string foreign_cert, foreign_key;        ///< client cert (clientAuth) signed by other_ca
 };
 
-/// Generate the PKI into a fresh temp dir; empty `error` on success.
+/// Generate (or reuse the cached) PKI; empty `error` on success.
 TestPki make_pki(std::string& error);
+/// Generate a new PKI into directory `d`.
+TestPki generate_pki(const std::string& d, std::string& error);
 
 class PyKmipServer {
  public:

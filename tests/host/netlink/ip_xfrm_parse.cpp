@@ -14,7 +14,8 @@ std::vector<std::string> tokens(const std::string& line) {
 }
 
 // "0x00002000(8192)" -> "0x00002000"; "17(0x00000011)" -> "17".
-std::string strip_paren(const std::string& v) {
+std::string strip_paren(std::string v) {
+  if (!v.empty() && v.back() == ',') v.pop_back();
   auto p = v.find('(');
   return p == std::string::npos || p == 0 ? v : v.substr(0, p);
 }
@@ -86,10 +87,13 @@ std::vector<IpXfrmBlock> parse_ip_xfrm(const std::string& out) {
     } else if ((t[0] == "aead" && t.size() >= 4) || (t[0] == "auth-trunc" && t.size() >= 4)) {
       b.kv[t[0] + ".name"] = t[1];
       b.kv[t[0] + ".key"] = t[2];
-      b.kv[t[0] + ".bits"] = t[3];
+      // With -s ip inserts the key size: "aead NAME 0xKEY (160 bits) 128".
+      b.kv[t[0] + ".bits"] = t.back();
+      if (t.size() >= 6 && t[3].front() == '(') b.kv[t[0] + ".keybits"] = t[3].substr(1);
     } else if ((t[0] == "enc" || t[0] == "auth") && t.size() >= 3) {
       b.kv[t[0] + ".name"] = t[1];
       b.kv[t[0] + ".key"] = t[2];
+      if (t.size() >= 5 && t[3].front() == '(') b.kv[t[0] + ".keybits"] = t[3].substr(1);
     } else if (t[0] == "sel") {
       pairs(t, 1, b.kv, "sel.");
     } else if (t[0] == "anti-replay") {

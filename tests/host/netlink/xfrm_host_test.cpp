@@ -466,13 +466,25 @@ TEST_F(XfrmHost, AcquireEventWhenTrafficHitsATemplatePolicy) {
   p.selector.dport = PortMatch::exact(5555);
   p.templates = {tunnel_tmpl("192.0.2.1", "192.0.2.2", 150)};
   ASSERT_TRUE(x->add_policy(p).ok());
+  // Another daemon's trap policy (reqid outside storcrypt's range): its
+  // ACQUIRE must not reach our subscription.
+  std::string out;
+  ASSERT_EQ(net.left.ip("xfrm policy add src 192.0.2.1/32 dst 192.0.2.2/32 proto tcp dport 6666 dir out priority 10 "
+                        "tmpl src 192.0.2.1 dst 192.0.2.2 proto esp reqid 500 mode tunnel",
+                        &out),
+            0)
+      << out;
+  tcp_connect_errno(net.left, "192.0.2.2", 6666, 300);
   // The connect cannot complete (no SA); it only has to trigger the lookup.
   std::thread t([&] { tcp_connect_errno(net.left, "192.0.2.2", 5555, 500); });
   std::optional<AcquireEvent> acq;
   for (int i = 0; i < 20 && !acq; ++i) {
     auto ev = (*sub)->next(500ms);
     ASSERT_TRUE(ev.ok()) << ev.error().to_string();
-    if (ev->has_value() && std::holds_alternative<AcquireEvent>(**ev)) acq = std::get<AcquireEvent>(**ev);
+    if (ev->has_value() && std::holds_alternative<AcquireEvent>(**ev)) {
+      acq = std::get<AcquireEvent>(**ev);
+      EXPECT_NE(acq->reqid, 500u) << "a foreign ACQUIRE was delivered";
+    }
   }
   t.join();
   ASSERT_TRUE(acq.has_value()) << "no ACQUIRE event";
@@ -556,6 +568,64 @@ TEST_F(XfrmHost, NamespacesAreIsolatedAndMissingOnesNamed) {
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().code(), ErrorCode::kNotFound);
   EXPECT_EQ(bad.error().message().rfind("netns:", 0), 0u);
+}
+
+}  // namespace
+}  // namespace storcrypt::testing
+
+namespace storcrypt::testing {
+namespace {
+
+TEST_F(XfrmHost, TransportFaultsAreRetriedOrReportedAndStaleAcksSkipped) {
+  TestNetns ns("sc-nlfault");
+  ASSERT_TRUE(ns.ok());
+  struct Faults {
+    int calls = 0;
+    int mode = 0;  // 0 none, 1 EINTR on every other call, 2 ENOBUFS on the 3rd recv
+    int recvs = 0;
+  } faults;
+  XfrmOptions o;
+  o.netns = ns.name();
+  o.ownership = scope();
+  o.pipeline_depth = 16;
+  o.fault_hook = [&faults](std::string_view op) -> int {
+    ++faults.calls;
+    if (faults.mode == 1 && faults.calls % 2 == 0) return EINTR;
+    if (faults.mode == 2 && op == "recv" && ++faults.recvs == 3) return ENOBUFS;
+    return 0;
+  };
+  auto x = open_xfrm(o);
+  ASSERT_TRUE(x.ok()) << x.error().to_string();
+  auto make = [](int base, int count) {
+    std::vector<Policy> ps;
+    for (int i = 0; i < count; ++i) {
+      char dst[32];
+      snprintf(dst, sizeof dst, "10.%d.%d.0/24", base, i);
+      Policy p = policy("10.0.0.0/16", dst, Direction::kOut, 1000 + static_cast<std::uint32_t>(i));
+      p.action = PolicyAction::kBlock;
+      ps.push_back(p);
+    }
+    return ps;
+  };
+  faults.mode = 1;  // interrupted syscalls are retried transparently
+  auto r1 = (*x)->add_policies(make(200, 100));
+  ASSERT_TRUE(r1.ok()) << r1.error().to_string();
+  EXPECT_EQ(r1->succeeded, 100u);
+  EXPECT_GT(faults.calls, 10);
+
+  faults.mode = 2;  // an overrun mid-bulk is reported, not hidden
+  auto r2 = (*x)->add_policies(make(201, 100));
+  ASSERT_FALSE(r2.ok());
+  EXPECT_EQ(r2.error().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(r2.error().message().find("resynchronise"), std::string::npos) << r2.error().message();
+
+  faults.mode = 0;  // the next calls skip the stale ACKs left in the socket
+  auto dumped = (*x)->dump_policies();
+  ASSERT_TRUE(dumped.ok()) << dumped.error().to_string();
+  EXPECT_EQ(dumped->size(), ip_blocks(ns, "policy").size());
+  EXPECT_GE(dumped->size(), 100u);
+  auto one = (*x)->add_policy(make(202, 1)[0]);
+  EXPECT_TRUE(one.ok()) << one.error().to_string();
 }
 
 }  // namespace

@@ -23,6 +23,17 @@ TEST(Expiry, Classes) {
   EXPECT_EQ(classify_expiry(now + 1, now + 365 * kDay, now), ExpiryClass::kNotYetValid);
   EXPECT_EQ(expiry_class_name(ExpiryClass::kWarning), "warning");
   EXPECT_EQ(expiry_class_name(ExpiryClass::kExpired), "expired");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kOk), "ok");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kWarning), "warning");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kError), "error");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kCritical), "critical");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kExpired), "critical");
+  EXPECT_EQ(expiry_severity(ExpiryClass::kNotYetValid), "critical");
+}
+
+TEST(Time, FormatUtc) {
+  EXPECT_EQ(format_utc(0), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(format_utc(1'700'000'000), "2023-11-14T22:13:20Z");
 }
 
 TEST(KeyType, Names) {

@@ -76,6 +76,14 @@ TEST_F(ParseTest, Der) {
   EXPECT_EQ(c->info().sha256_fingerprint, fp());
 }
 
+TEST_F(ParseTest, DerWithSurroundingNewline) {
+  auto der = leaf_.cert.to_der();
+  std::string in(der.begin(), der.end());
+  auto c = parse_certificate(in + "\r\n");
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  EXPECT_EQ(c->info().sha256_fingerprint, fp());
+}
+
 TEST_F(ParseTest, DerWithTrailingBytesIsGarbage) {
   auto der = leaf_.cert.to_der();
   std::string in(der.begin(), der.end());

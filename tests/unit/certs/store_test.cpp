@@ -249,5 +249,54 @@ TEST_F(StoreTest, BadSubjectNamesTheField) {
   EXPECT_EQ(r.error().name(), "xCertBadSan");
 }
 
+TEST_F(StoreTest, PendingCsrKeepsTheEndpointUntilInstall) {
+  ASSERT_TRUE(store_->create_internal(full_options()).ok());
+  const std::string before = store_->endpoint_chain_pem().value();
+  make_foreign_ca();
+  const std::string csr = our_csr_file();
+  auto s = store_->show();
+  EXPECT_EQ(s->mode, EndpointMode::kInternal);
+  EXPECT_TRUE(s->csr_pending);
+  EXPECT_EQ(store_->endpoint_chain_pem().value(), before);
+  ASSERT_EQ(foreign_sign(csr, path("signed.pem")).exit_code, 0);
+  auto inst = store_->install(slurp(path("signed.pem")));
+  ASSERT_TRUE(inst.ok()) << inst.error().to_string();
+  EXPECT_EQ(store_->show()->mode, EndpointMode::kExternal);
+  EXPECT_TRUE(store_->endpoint_chain().value().front().matches(store_->endpoint_key().value()));
+  // the internal root stays exportable for partners that still trust it
+  EXPECT_TRUE(store_->export_root_pem().ok());
+}
+
+TEST_F(StoreTest, NoPrivateKeyInAnyOutput) {
+  auto r = store_->create_internal(full_options());
+  ASSERT_TRUE(r.ok());
+  auto csr = store_->create_csr(full_options());
+  ASSERT_TRUE(csr.ok());
+  for (const std::string& out : {store_->export_root_pem().value(), store_->endpoint_chain_pem().value(), csr->csr_pem,
+                                 store_->pending_csr_pem().value()})
+    EXPECT_EQ(out.find("PRIVATE"), std::string::npos);
+  // the key files hold keys, and only they
+  EXPECT_NE(slurp(path("state/endpoint/key.pem")).find("PRIVATE KEY"), std::string::npos);
+  for (const char* f : {"state/endpoint/key.pem", "state/pending/key.pem", "state/ca/key.pem"})
+    EXPECT_EQ(file_mode(tmp_ / f), 0600u) << f;
+  for (const auto& e : fs::recursive_directory_iterator(tmp_ / "state"))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+}
+
+TEST_F(StoreTest, InterruptedSwapIsRecoveredOnOpen) {
+  ASSERT_TRUE(store_->create_internal(full_options()).ok());
+  const std::string before = store_->endpoint_chain_pem().value();
+  // crash after "endpoint" was renamed away, before "endpoint.new" took its place
+  fs::rename(tmp_ / "state/endpoint", tmp_ / "state/endpoint.old");
+  fs::create_directories(tmp_ / "state/endpoint.new");
+  write("state/endpoint.new/key.pem", "half written");
+  auto reopened = CertStore::open(tmp_ / "state");
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(reopened->endpoint_chain_pem().value(), before);
+  EXPECT_TRUE(reopened->endpoint_chain().value().front().matches(reopened->endpoint_key().value()));
+  EXPECT_FALSE(fs::exists(tmp_ / "state/endpoint.new"));
+  EXPECT_FALSE(fs::exists(tmp_ / "state/endpoint.old"));
+}
+
 }  // namespace
 }  // namespace storcrypt::certs

@@ -238,6 +238,23 @@ TEST_F(TrustTest, TwoStorcryptSystemsInternalMode) {
   EXPECT_EQ(wrong.error().name(), "xCertWrongUsage") << wrong.error().to_string();
 }
 
+TEST_F(TrustTest, SelfSignedPartnerTrustedDirectly) {
+  ASSERT_TRUE(store_->create_self_signed(full_options()).ok());
+  auto b = CertStore::open(tmp_ / "systemB");
+  ASSERT_TRUE(b.ok());
+  auto add = b->trust_add(store_->endpoint_chain_pem().value(), {TrustUse::kIpsec});
+  ASSERT_TRUE(add.ok()) << add.error().to_string();
+  VerifyOptions o;
+  auto v = b->verify_peer(store_->endpoint_chain().value(), o);
+  EXPECT_TRUE(v.ok()) << v.error().to_string();
+  // a different self-signed system is not trusted
+  auto c = CertStore::open(tmp_ / "systemC");
+  ASSERT_TRUE(c->create_self_signed(full_options()).ok());
+  auto other = b->verify_peer(c->endpoint_chain().value(), o);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().name(), "xCertUntrustedRoot") << other.error().to_string();
+}
+
 TEST_F(TrustTest, ExpiryReportClasses) {
   auto o = full_options();
   o.days = 40;

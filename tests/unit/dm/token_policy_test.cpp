@@ -33,6 +33,17 @@ TEST(Token, RejectsMalformed) {
   EXPECT_NE(r.error().message().find("keyslot"), std::string::npos);
 }
 
+TEST(Token, HugeKeyslotDoesNotWrapIntoRange) {
+  EXPECT_FALSE(
+      token_from_json(
+          R"({"type":"storcrypt","version":1,"name":"v","provider":{"kind":"k","id":"i"},"key_id":"x","generation":1,"keyslot":4294967296})")
+          .ok());
+  EXPECT_FALSE(
+      token_from_json(
+          R"({"type":"storcrypt","version":1,"name":"v","provider":{"kind":"k","id":"i"},"key_id":"x","generation":1,"keyslot":1,"previous":{"generation":1,"keyslot":-1}})")
+          .ok());
+}
+
 TEST(Token, FindSkipsForeignTokens) {
   std::map<int, std::string> toks = {{0, R"({"type":"systemd-tpm2","keyslots":["1"]})"},
                                      {3, token_to_json({"v", "keymedia", "local", "k", "v", 1, 0, std::nullopt})}};

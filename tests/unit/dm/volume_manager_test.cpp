@@ -172,6 +172,32 @@ TEST_F(VolumeManagerTest, WrongKeyOnMediaIsRefusedByTheKeyslot) {
   EXPECT_EQ(st.error().code(), ErrorCode::kPermission);
 }
 
+TEST_F(VolumeManagerTest, UnknownProviderIsNamed) {
+  create_volume();
+  keys::KeyMediaConfig c;
+  c.media_dirs = media_;
+  c.system_id = "node-a";
+  c.provider_id = "other";
+  auto other = keys::KeyMediaProvider::create(c).value();
+  VolumeManager m(backend_, {&other}, *journal_, cfg_);
+  auto st = m.open(kDev);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().name(), "xKeyProviderMissing");
+  EXPECT_NE(st.error().message().find("keymedia/local"), std::string::npos);
+}
+
+TEST_F(VolumeManagerTest, InterruptedRekeyOpensWithPreviousKeyAndSaysSo) {
+  create_volume();
+  crash_on_ = "token-updated";
+  EXPECT_FALSE(manager().rekey(kDev).ok());
+  crash_on_.reset();
+  OpReport rep;
+  ASSERT_TRUE(open_close(&rep).ok());
+  ASSERT_FALSE(rep.warnings.empty());
+  EXPECT_NE(rep.warnings.back().find("previous key"), std::string::npos);
+  EXPECT_TRUE(manager().show(kDev)->rekey_in_progress);
+}
+
 TEST_F(VolumeManagerTest, RekeyWhileOpen) {
   create_volume();
   auto m = manager();

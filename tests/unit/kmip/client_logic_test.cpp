@@ -69,17 +69,29 @@ struct TestCert {
   }
 };
 
-enum class Action { kRespond, kCloseWithoutReply };
+enum class Action { kRespond, kCloseWithoutReply, kNeverReply };
+
+struct FakeOptions {
+  bool close_on_accept = false;
+  bool discover_versions_unsupported = false;  ///< answer Discover Versions with Operation Not Supported
+  std::string client_ca;                       ///< when set: require a client certificate from this CA
+};
 
 class FakeServer {
  public:
   // policy(connection index, request index on that connection, request) -> action
   using Policy = std::function<Action(int, int, const Ttlv&)>;
   FakeServer(const TestCert& c, Policy p, bool close_on_accept = false)
-      : policy_(std::move(p)), close_on_accept_(close_on_accept) {
+      : FakeServer(c, std::move(p), FakeOptions{close_on_accept, false, {}}) {}
+  FakeServer(const TestCert& c, Policy p, FakeOptions o)
+      : policy_(std::move(p)), close_on_accept_(o.close_on_accept), opts_(std::move(o)) {
     ctx_ = SSL_CTX_new(TLS_server_method());
     SSL_CTX_use_certificate_file(ctx_, c.cert.c_str(), SSL_FILETYPE_PEM);
     SSL_CTX_use_PrivateKey_file(ctx_, c.key.c_str(), SSL_FILETYPE_PEM);
+    if (!opts_.client_ca.empty()) {
+      SSL_CTX_load_verify_locations(ctx_, opts_.client_ca.c_str(), nullptr);
+      SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    }
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -153,15 +165,21 @@ class FakeServer {
           std::lock_guard<std::mutex> g(mu_);
           ops_.push_back(static_cast<Operation>(bi->find(tag::kOperation)->num));
         }
-        if (policy_(conn_idx, req_idx, *req) == Action::kCloseWithoutReply) break;
-        auto out = encode(respond(*req));
+        Action act = policy_(conn_idx, req_idx, *req);
+        if (act == Action::kCloseWithoutReply) break;
+        if (act == Action::kNeverReply) {
+          std::uint8_t b;
+          SSL_read(s, &b, 1);  // until the client gives up or the server stops
+          break;
+        }
+        auto out = encode(respond(*req, opts_));
         SSL_write(s, out->data(), static_cast<int>(out->size()));
       }
     }
     SSL_free(s);
     close(c);
   }
-  static Ttlv respond(const Ttlv& req) {
+  static Ttlv respond(const Ttlv& req, const FakeOptions& o) {
     auto items = req.find_all(tag::kBatchItem);
     Ttlv msg = Ttlv::structure(
         tag::kResponseMessage,
@@ -171,6 +189,13 @@ class FakeServer {
       auto op = static_cast<Operation>(bi->find(tag::kOperation)->num);
       Ttlv out = Ttlv::structure(tag::kBatchItem, {Ttlv::enumeration(tag::kOperation, static_cast<std::uint32_t>(op))});
       if (const Ttlv* id = bi->find(tag::kUniqueBatchItemId)) out.add(*id);
+      if (op == Operation::kDiscoverVersions && o.discover_versions_unsupported) {
+        out.add(Ttlv::enumeration(tag::kResultStatus, 1));
+        out.add(Ttlv::enumeration(tag::kResultReason, 5));
+        out.add(Ttlv::text_string(tag::kResultMessage, "no such operation"));
+        msg.add(std::move(out));
+        continue;
+      }
       out.add(Ttlv::enumeration(tag::kResultStatus, 0));
       Ttlv p = Ttlv::structure(tag::kResponsePayload);
       if (op == Operation::kDiscoverVersions) {
@@ -200,6 +225,7 @@ class FakeServer {
   std::uint16_t port_ = 0;
   Policy policy_;
   bool close_on_accept_;
+  FakeOptions opts_;
   std::atomic<bool> stop_{false};
   std::atomic<int> accepts_{0};
   std::thread acceptor_;
@@ -314,6 +340,92 @@ TEST(KmipClientLogic, BatchOf50GetsIsOneRoundTrip) {
   EXPECT_EQ((*c)->stats().requests, 2u);  // Discover Versions + one batch
 }
 
+Action always_respond(int, int, const Ttlv&) { return Action::kRespond; }
+
+TEST(KmipClientLogic, FallsBackToKmip10WithoutDiscoverVersions) {
+  TestCert cert;
+  std::vector<int> minors;
+  std::mutex mu;
+  FakeServer srv(
+      cert,
+      [&](int, int, const Ttlv& req) {
+        const Ttlv* pv = req.find(tag::kRequestHeader)->find(tag::kProtocolVersion);
+        std::lock_guard<std::mutex> g(mu);
+        minors.push_back(static_cast<int>(pv->find(tag::kProtocolVersionMinor)->num));
+        return Action::kRespond;
+      },
+      FakeOptions{false, true, {}});
+  auto c = Client::create(config(cert, {srv.port()}));
+  ASSERT_TRUE(c.ok());
+  auto v = (*c)->negotiated_version();
+  ASSERT_TRUE(v.ok()) << v.error().to_string();
+  EXPECT_EQ(*v, (ProtocolVersion{1, 0}));
+  std::lock_guard<std::mutex> g(mu);
+  ASSERT_EQ(minors.size(), 2u);
+  EXPECT_EQ(minors[0], 1);  // Discover Versions goes in a KMIP 1.1 header
+  EXPECT_EQ(minors[1], 0);  // then the request speaks 1.0
+}
+
+TEST(KmipClientLogic, ReadTimeoutIsUnavailable) {
+  TestCert cert;
+  FakeServer srv(cert, [](int, int req, const Ttlv&) { return req == 1 ? Action::kNeverReply : Action::kRespond; });
+  auto cfg = config(cert, {srv.port()});
+  cfg.io_timeout = std::chrono::milliseconds(300);
+  auto c = Client::create(cfg);
+  ASSERT_TRUE(c.ok());
+  auto r = (*c)->get("k1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(failure_category(r.error()), FailureCategory::kUnavailable);
+  EXPECT_NE(r.error().message().find("timed out"), std::string::npos) << r.error().message();
+}
+
+TEST(KmipClientLogic, Tls13ClientCertificateRejectedIsInvalidCredentials) {
+  TestCert cert;
+  TestCert other;  // the server trusts only this CA, not our certificate
+  FakeServer srv(cert, always_respond, FakeOptions{false, false, other.cert});
+  auto c = Client::create(config(cert, {srv.port()}));
+  ASSERT_TRUE(c.ok());
+  auto r = (*c)->get("k1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(failure_category(r.error()), FailureCategory::kInvalidCredentials) << r.error().to_string();
+}
+
+TEST(KmipClientLogic, TlsVersionsAndCipherPreference) {
+  TestCert cert;
+  FakeServer srv(cert, always_respond);
+  auto cfg = config(cert, {srv.port()});
+  cfg.tls.allow_tls13 = false;
+  auto c = Client::create(cfg);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE((*c)->get("k1").ok());
+  EXPECT_EQ((*c)->stats().last_tls_version, "TLSv1.2");
+  EXPECT_EQ((*c)->stats().last_cipher, "ECDHE-ECDSA-AES256-GCM-SHA384");  // first in our list
+  auto c13 = Client::create(config(cert, {srv.port()}));
+  ASSERT_TRUE(c13.ok());
+  EXPECT_TRUE((*c13)->get("k1").ok());
+  EXPECT_EQ((*c13)->stats().last_tls_version, "TLSv1.3");
+}
+
+TEST(KmipClientLogic, ConcurrentCallersSharePooledConnections) {
+  TestCert cert;
+  FakeServer srv(cert, always_respond);
+  auto cfg = config(cert, {srv.port()});
+  cfg.max_idle_connections = 4;
+  auto c = Client::create(cfg);
+  ASSERT_TRUE(c.ok());
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i)
+        if ((*c)->get("k1").ok()) ++ok;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 80);
+  // At most one connection per concurrent caller; later calls reuse them.
+  EXPECT_LE((*c)->stats().connections_opened, 4u);
+}
+
 TEST(KmipClientLogic, ConfigValidation) {
   TestCert cert;
   auto cfg = config(cert, {});
@@ -322,7 +434,7 @@ TEST(KmipClientLogic, ConfigValidation) {
   cfg.tls.cert_file = "/nonexistent/cert.pem";
   auto r = Client::create(cfg);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(failure_category(r.error()), FailureCategory::kInvalidCredentials);
+  EXPECT_EQ(failure_category(r.error()), FailureCategory::kInvalidCredentials) << r.error().to_string();
   EXPECT_NE(r.error().message().find("/nonexistent/cert.pem"), std::string::npos);
 }
 

@@ -268,6 +268,12 @@ TEST(KmipMessages, AddModifySetAttribute) {
   const Ttlv* na = mod2->payload.find(tag::kNewAttribute);
   ASSERT_NE(na, nullptr);
   EXPECT_EQ(na->find(tag::kObjectGroup)->text, "g2");
+  auto mod2c = modify_attribute_request("9", a, kV20, Attribute::text("Object Group", "g1"));
+  ASSERT_TRUE(mod2c.ok());
+  ASSERT_EQ(mod2c->payload.children.size(), 3u);
+  EXPECT_EQ(mod2c->payload.children[1].tag, tag::kCurrentAttribute);
+  EXPECT_EQ(mod2c->payload.children[1].find(tag::kObjectGroup)->text, "g1");
+  EXPECT_EQ(mod2c->payload.children[2].tag, tag::kNewAttribute);
   EXPECT_EQ(set_attribute_request("9", a, kV14).error().code(), ErrorCode::kUnsupported);
   EXPECT_TRUE(set_attribute_request("9", a, kV20).ok());
   Attribute indexed = a;

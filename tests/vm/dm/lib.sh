@@ -38,5 +38,6 @@ cleanup() {
   umount /mnt 2>/dev/null
   for m in $(dmsetup ls --target crypt 2>/dev/null | awk '{print $1}'); do cryptsetup close "$m" 2>/dev/null; done
   for d in "${LOOPS[@]}"; do losetup -d "$d" 2>/dev/null; done
+  rm -rf "$W"  # the guest's /tmp is RAM: leave room for the next scenario
 }
 trap cleanup EXIT

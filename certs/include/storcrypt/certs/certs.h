@@ -197,6 +197,11 @@ enum class ExpiryClass {
 /// "ok", "warning", "error", "critical", "expired", "not-yet-valid".
 std::string_view expiry_class_name(ExpiryClass c);
 ExpiryClass classify_expiry(UnixTime not_before, UnixTime not_after, UnixTime now);
+/// "2026-11-29T08:00:00Z"
+std::string format_utc(UnixTime t);
+/// Fault severity for health reports: "ok", "warning", "error" or "critical"
+/// (expired and not-yet-valid certificates are critical).
+std::string_view expiry_severity(ExpiryClass c);
 
 // ---------------------------------------------------------------- trust
 
@@ -270,7 +275,16 @@ struct ExpiryItem {
   UnixTime seconds_left = 0;  ///< negative when expired
 };
 
-/// The system's certificates in one state directory:
+/// The system's certificates in one state directory. CLI mapping:
+///   storcrypt cert create --internal     create_internal()
+///   storcrypt cert create --self-signed  create_self_signed() (print the warnings)
+///   storcrypt cert csr                   create_csr()
+///   storcrypt cert install <file>        install()
+///   storcrypt cert show                  show()
+///   storcrypt cert export-root           export_root_pem()
+///   storcrypt truststore add|list|remove trust_add() / trust_list() / trust_remove()
+///   storcrypt system doctor              expiry_report() + expiry_severity()
+/// Layout:
 ///   <dir>/endpoint/{key.pem,cert.pem,chain.pem,mode}
 ///   <dir>/pending/{key.pem,csr.pem}           (external flow, until install)
 ///   <dir>/ca/{key.pem,cert.pem}               (internal root CA)

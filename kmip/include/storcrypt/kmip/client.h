@@ -89,6 +89,8 @@ struct ClientStats {
   std::uint64_t requests = 0;
   std::uint64_t retries_on_fresh_connection = 0;
   std::uint64_t failovers = 0;
+  std::string last_tls_version;  ///< of the most recently opened connection, e.g. "TLSv1.2"
+  std::string last_cipher;       ///< e.g. "ECDHE-RSA-AES256-SHA384"
 };
 
 /// Result of one item of a batch.
@@ -122,7 +124,9 @@ class Client {
   Status destroy(const std::string& uid);
   Result<std::vector<Attribute>> get_attributes(const std::string& uid, const std::vector<std::string>& names);
   Status add_attribute(const std::string& uid, const Attribute& a);
-  Status modify_attribute(const std::string& uid, const Attribute& a);
+  /// `current` names the value to replace (KMIP 2.0, multi-valued attributes).
+  Status modify_attribute(const std::string& uid, const Attribute& a,
+                          const std::optional<Attribute>& current = std::nullopt);
 
   /// Low level: send a batch built for the negotiated version. `idempotent`
   /// allows one resend on a fresh connection and failover after the request

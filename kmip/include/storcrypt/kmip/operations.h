@@ -101,8 +101,11 @@ struct GetAttributesResult {
 Result<GetAttributesResult> parse_get_attributes(const ResponseItem& item);
 /// Add Attribute (KMIP 1.x: Attribute; 2.0: New Attribute).
 Result<RequestItem> add_attribute_request(const std::string& uid, const Attribute& a, ProtocolVersion v);
-/// Modify Attribute (KMIP 1.x: Attribute with optional Index; 2.0: New Attribute).
-Result<RequestItem> modify_attribute_request(const std::string& uid, const Attribute& a, ProtocolVersion v);
+/// Modify Attribute (KMIP 1.x: Attribute with optional Index; 2.0: optional
+/// Current Attribute, required for multi-valued attributes such as Object
+/// Group, then New Attribute).
+Result<RequestItem> modify_attribute_request(const std::string& uid, const Attribute& a, ProtocolVersion v,
+                                             const std::optional<Attribute>& current = std::nullopt);
 /// Set Attribute (KMIP 2.0 only).
 Result<RequestItem> set_attribute_request(const std::string& uid, const Attribute& a, ProtocolVersion v);
 

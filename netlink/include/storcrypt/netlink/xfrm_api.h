@@ -8,10 +8,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -124,6 +126,11 @@ struct XfrmOptions {
   int rcvbuf = 8 << 20;
   /// Maximum requests in flight during bulk operations.
   std::size_t pipeline_depth = 256;
+  /// Test hook for fault injection into the transport: called before each
+  /// send and receive on the request socket with "send" or "recv"; a non-zero
+  /// return makes that call fail with this errno (EINTR is retried like a
+  /// real interruption). Leave empty outside tests.
+  std::function<int(std::string_view op)> fault_hook;
 };
 
 /// Open the real (netlink) implementation.

@@ -1,0 +1,335 @@
+#include "storcrypt/policy/installer.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace storcrypt::policy {
+namespace {
+
+namespace nl = storcrypt::netlink;
+
+nl::Family to_nl(Family f) { return f == Family::kIPv4 ? nl::Family::kIPv4 : nl::Family::kIPv6; }
+
+nl::IpAddress to_nl(const IpAddress& a) {
+  nl::IpAddress out;
+  out.family = to_nl(a.family);
+  auto b = a.bytes();
+  std::copy(b.begin(), b.end(), out.bytes.begin());
+  return out;
+}
+
+Result<nl::Prefix> prefix(const IpAddress& a, int len) { return nl::Prefix::make(to_nl(a), len, "selector"); }
+
+/// ICMP type/code values selected by a value/mask pair (nullopt = any).
+std::vector<std::optional<std::uint8_t>> icmp_values(std::uint16_t value, std::uint16_t mask, bool force) {
+  if (mask == 0 && !force) return {std::nullopt};
+  std::vector<std::optional<std::uint8_t>> out;
+  for (unsigned v = 0; v < 256; ++v) {
+    if (((v ^ value) & mask) == 0) out.push_back(static_cast<std::uint8_t>(v));
+  }
+  return out;
+}
+
+Result<nl::EncAlgo> enc_of(Algorithm a) {
+  switch (a) {
+    case Algorithm::kAesCbc128:
+      return nl::EncAlgo::kAesCbc128;
+    case Algorithm::kAesCbc256:
+      return nl::EncAlgo::kAesCbc256;
+    case Algorithm::kAesGcm256:
+      return nl::EncAlgo::kAesGcm256;
+    default:
+      return Error(ErrorCode::kInvalidInput, std::string(to_string(a)) + " is not an encryption algorithm");
+  }
+}
+
+Result<nl::IntegAlgo> integ_of(Algorithm a) {
+  switch (a) {
+    case Algorithm::kHmacSha1_96:
+      return nl::IntegAlgo::kHmacSha1_96;
+    case Algorithm::kHmacSha256_128:
+      return nl::IntegAlgo::kHmacSha256_128;
+    case Algorithm::kHmacSha512_256:
+      return nl::IntegAlgo::kHmacSha512_256;
+    default:
+      return Error(ErrorCode::kInvalidInput, std::string(to_string(a)) + " is not an integrity algorithm");
+  }
+}
+
+Result<SecretBytes> key_value(const KeyStore& keys, const std::string& name, const std::string& policy) {
+  const NamedKey* k = keys.find(name);
+  if (!k) {
+    return Error(ErrorCode::kNotFound, "policy '" + policy + "': key '" + name + "' does not exist",
+                 "create or import key '" + name + "' and enable again");
+  }
+  return k->value.clone();
+}
+
+bool same_sa(const nl::Sa& a, const nl::Sa& b) {
+  return a.src == b.src && a.dst == b.dst && a.spi == b.spi && a.proto == b.proto && a.mode == b.mode &&
+         a.reqid == b.reqid && a.enc == b.enc && a.integ == b.integ && a.enc_key.equals(b.enc_key) &&
+         a.integ_key.equals(b.integ_key) && a.replay_window == b.replay_window;
+}
+
+bool same_policy(const nl::Policy& a, const nl::Policy& b) {
+  return a.selector == b.selector && a.dir == b.dir && a.action == b.action && a.priority == b.priority &&
+         a.templates == b.templates;
+}
+
+}  // namespace
+
+Result<KernelSet> to_kernel(const CompiledPolicySet& set, const KeyStore& keys) {
+  KernelSet out;
+  for (const SaSpec& s : set.sas) {
+    nl::Sa sa;
+    sa.src = to_nl(s.saddr);
+    sa.dst = to_nl(s.daddr);
+    sa.spi = s.spi;
+    sa.proto = s.proto == proto::kAh ? nl::XfrmProto::kAh : nl::XfrmProto::kEsp;
+    sa.mode = s.mode == Mode::kTunnel ? nl::Mode::kTunnel : nl::Mode::kTransport;
+    sa.reqid = s.reqid;
+    // Manual keys have no sequence-number reset on restart: no anti-replay (RFC 4303 3.3.3).
+    sa.replay_window = 0;
+    if (s.aead) {
+      STORCRYPT_ASSIGN_OR_RETURN(sa.enc, enc_of(s.aead->algorithm));
+      STORCRYPT_ASSIGN_OR_RETURN(sa.enc_key, key_value(keys, s.aead->key_name, s.source));
+    }
+    if (s.crypt) {
+      if (s.crypt->key_name.empty()) {
+        return Error(ErrorCode::kUnsupported,
+                     "policy '" + s.source + "': ESP integrity-only is not offered by the XFRM layer",
+                     "use Service = AH for integrity only, or ESP-INTEGRITY-CONFIDENTIALITY");
+      }
+      STORCRYPT_ASSIGN_OR_RETURN(sa.enc, enc_of(s.crypt->algorithm));
+      STORCRYPT_ASSIGN_OR_RETURN(sa.enc_key, key_value(keys, s.crypt->key_name, s.source));
+    }
+    if (s.auth) {
+      STORCRYPT_ASSIGN_OR_RETURN(sa.integ, integ_of(s.auth->algorithm));
+      STORCRYPT_ASSIGN_OR_RETURN(sa.integ_key, key_value(keys, s.auth->key_name, s.source));
+    }
+    // ESP confidentiality without integrity was chosen explicitly by the policy's service.
+    sa.allow_no_integrity = sa.proto == nl::XfrmProto::kEsp && !s.auth && !s.aead;
+    if (auto st = nl::validate(sa); !st.ok()) return std::move(st).error().context("policy '" + s.source + "'");
+    out.sas.push_back(std::move(sa));
+  }
+
+  std::set<std::pair<int, std::string>> seen;  // (dir, selector text) already emitted
+  for (const PolicySpec& p : set.policies) {
+    nl::Policy base;
+    base.dir = p.dir == XfrmDir::kIn    ? nl::Direction::kIn
+               : p.dir == XfrmDir::kOut ? nl::Direction::kOut
+                                        : nl::Direction::kFwd;
+    base.action = p.action == XfrmAction::kBlock ? nl::PolicyAction::kBlock : nl::PolicyAction::kAllow;
+    base.priority = p.priority;
+    if (p.tmpl) {
+      nl::Template t;
+      t.proto = p.tmpl->proto == proto::kAh ? nl::XfrmProto::kAh : nl::XfrmProto::kEsp;
+      t.mode = p.tmpl->mode == Mode::kTunnel ? nl::Mode::kTunnel : nl::Mode::kTransport;
+      t.family = to_nl(p.tmpl->family);
+      t.src = to_nl(p.tmpl->saddr);
+      t.dst = to_nl(p.tmpl->daddr);
+      t.reqid = p.tmpl->reqid;
+      t.spi = p.tmpl->spi;
+      base.templates.push_back(t);
+    }
+    const SelectorSpec& s = p.selector;
+    nl::Selector sel = nl::Selector::any(to_nl(s.family));
+    STORCRYPT_ASSIGN_OR_RETURN(sel.src, prefix(s.saddr, s.prefixlen_s));
+    STORCRYPT_ASSIGN_OR_RETURN(sel.dst, prefix(s.daddr, s.prefixlen_d));
+    sel.proto = s.proto;
+    std::vector<nl::Selector> sels;
+    if (protocol_is_icmp(s.proto)) {
+      // One ICMP type (and code) per selector; a code needs a type.
+      for (auto type : icmp_values(s.sport, s.sport_mask, s.dport_mask != 0)) {
+        for (auto code : icmp_values(s.dport, s.dport_mask, false)) {
+          nl::Selector x = sel;
+          x.icmp_type = type;
+          x.icmp_code = code;
+          sels.push_back(x);
+        }
+      }
+    } else {
+      sel.sport = {s.sport, s.sport_mask};
+      sel.dport = {s.dport, s.dport_mask};
+      sels.push_back(sel);
+    }
+    for (nl::Selector& x : sels) {
+      if (!seen.insert({static_cast<int>(base.dir), x.to_string()}).second) continue;
+      nl::Policy np = base;
+      np.selector = std::move(x);
+      if (auto st = nl::validate(np); !st.ok()) return std::move(st).error().context("policy '" + p.source + "'");
+      out.policies.push_back(std::move(np));
+    }
+  }
+  return out;
+}
+
+netlink::Ownership installer_ownership(const CompileOptions& opt) {
+  netlink::Ownership o;
+  o.priority_min = opt.priority_base;
+  o.priority_max = opt.priority_base + kPrioritySpan - 1;
+  o.reqid_min = opt.reqid_base;
+  o.reqid_max = opt.reqid_base + kReqidSpan - 1;
+  return o;
+}
+
+PolicyInstaller::PolicyInstaller(netlink::XfrmApi& xfrm, CompileOptions opt) : xfrm_(xfrm), opt_(std::move(opt)) {}
+
+bool PolicyInstaller::owns(const netlink::Policy& p) const {
+  return p.priority >= opt_.priority_base && p.priority - opt_.priority_base < kPrioritySpan;
+}
+
+bool PolicyInstaller::owns(const netlink::Sa& sa) const {
+  return sa.reqid >= opt_.reqid_base && sa.reqid - opt_.reqid_base < kReqidSpan;
+}
+
+Result<ApplyStats> PolicyInstaller::enable(const CompiledPolicySet& set, const KeyStore& keys) {
+  if (set.policies.size() + 1 >= kPrioritySpan) {
+    return Error(ErrorCode::kInvalidInput, "the compiled list is too large to install", "shorten the list");
+  }
+  STORCRYPT_ASSIGN_OR_RETURN(KernelSet want, to_kernel(set, keys));
+  ApplyStats st;
+  STORCRYPT_ASSIGN_OR_RETURN(auto have_sas, xfrm_.dump_sas());
+  STORCRYPT_ASSIGN_OR_RETURN(auto have_pols, xfrm_.dump_policies());
+
+  // 1. SAs first, so that new PROTECT policies find their SA at once.
+  std::vector<const nl::Sa*> stale_sas;
+  std::set<std::string> wanted_sa_ids;
+  for (const nl::Sa& sa : want.sas) wanted_sa_ids.insert(sa.id().to_string());
+  for (const auto& h : have_sas) {
+    if (owns(h.sa) && !wanted_sa_ids.count(h.sa.id().to_string())) stale_sas.push_back(&h.sa);
+  }
+  std::vector<nl::Sa> to_add;
+  for (const nl::Sa& sa : want.sas) {
+    auto it =
+        std::find_if(have_sas.begin(), have_sas.end(), [&](const nl::SaState& h) { return h.sa.id() == sa.id(); });
+    if (it != have_sas.end()) {
+      if (same_sa(it->sa, sa)) continue;
+      if (!owns(it->sa)) {
+        return Error(ErrorCode::kConflict, "an SA " + sa.id().to_string() + " that storcrypt does not own exists",
+                     "choose another SPI or remove the foreign SA");
+      }
+      // Keys and algorithms of an existing SA cannot be updated in place: replace it.
+      STORCRYPT_TRY(xfrm_.delete_sa(it->sa.id()));
+      ++st.sas_replaced;
+    } else {
+      ++st.sas_added;
+    }
+    to_add.push_back(sa.clone());
+  }
+  if (!to_add.empty()) {
+    STORCRYPT_ASSIGN_OR_RETURN(auto br, xfrm_.add_sas(to_add));
+    STORCRYPT_TRY(br.first_error());
+  }
+
+  // 2. Policies: add missing, update changed, delete stale.
+  std::map<std::string, const nl::Policy*> have_by_id;
+  for (const nl::Policy& h : have_pols) {
+    if (owns(h)) have_by_id[h.id().to_string()] = &h;
+  }
+  std::vector<nl::Policy> add;
+  std::set<std::string> wanted_ids;
+  for (const nl::Policy& p : want.policies) {
+    const std::string id = p.id().to_string();
+    wanted_ids.insert(id);
+    auto it = have_by_id.find(id);
+    if (it == have_by_id.end()) {
+      add.push_back(p);
+    } else if (!same_policy(*it->second, p)) {
+      STORCRYPT_TRY(xfrm_.update_policy(p));
+      ++st.policies_updated;
+    }
+  }
+  if (!add.empty()) {
+    STORCRYPT_ASSIGN_OR_RETURN(auto br, xfrm_.add_policies(add));
+    STORCRYPT_TRY(br.first_error());
+    st.policies_added = add.size();
+  }
+  std::vector<nl::PolicyId> del;
+  for (const auto& [id, p] : have_by_id) {
+    if (!wanted_ids.count(id)) del.push_back(p->id());
+  }
+  if (!del.empty()) {
+    STORCRYPT_ASSIGN_OR_RETURN(auto br, xfrm_.delete_policies(del));
+    STORCRYPT_TRY(br.first_error());
+    st.policies_deleted = del.size();
+  }
+  // 3. SAs no policy uses any more.
+  std::vector<nl::SaId> del_sas;
+  for (const nl::Sa* sa : stale_sas) del_sas.push_back(sa->id());
+  if (!del_sas.empty()) {
+    STORCRYPT_ASSIGN_OR_RETURN(auto br, xfrm_.delete_sas(del_sas));
+    STORCRYPT_TRY(br.first_error());
+    st.sas_deleted = del_sas.size();
+  }
+  enabled_ = set;
+  return st;
+}
+
+Result<ApplyStats> PolicyInstaller::disable() {
+  ApplyStats st;
+  STORCRYPT_ASSIGN_OR_RETURN(auto pols, xfrm_.dump_policies());
+  std::vector<nl::PolicyId> del;
+  for (const nl::Policy& p : pols) {
+    if (owns(p)) del.push_back(p.id());
+  }
+  if (!del.empty()) {
+    STORCRYPT_ASSIGN_OR_RETURN(auto br, xfrm_.delete_policies(del));
+    for (const auto& [i, e] : br.failures) {
+      if (e.code() != ErrorCode::kNotFound) return Error(e);  // already gone is fine
+    }
+    st.policies_deleted = br.succeeded;
+  }
+  STORCRYPT_ASSIGN_OR_RETURN(auto sas, xfrm_.dump_sas());
+  std::vector<nl::SaId> del_sas;
+  for (const auto& s : sas) {
+    if (owns(s.sa)) del_sas.push_back(s.sa.id());
+  }
+  if (!del_sas.empty()) {
+    STORCRYPT_ASSIGN_OR_RETURN(auto br, xfrm_.delete_sas(del_sas));
+    for (const auto& [i, e] : br.failures) {
+      if (e.code() != ErrorCode::kNotFound) return Error(e);
+    }
+    st.sas_deleted = br.succeeded;
+  }
+  enabled_.reset();
+  return st;
+}
+
+Result<std::vector<EnforcedPolicy>> PolicyInstaller::status() {
+  STORCRYPT_ASSIGN_OR_RETURN(auto pols, xfrm_.dump_policies());
+  STORCRYPT_ASSIGN_OR_RETURN(auto sas, xfrm_.dump_sas());
+  std::map<std::pair<std::uint32_t, int>, EnforcedPolicy> rows;
+  for (const nl::Policy& p : pols) {
+    if (!owns(p)) continue;
+    EnforcedPolicy& r = rows[{p.priority, static_cast<int>(p.dir)}];
+    r.priority = p.priority;
+    r.direction = std::string(nl::direction_name(p.dir));
+    r.action = p.action == nl::PolicyAction::kBlock ? "DISCARD" : p.templates.empty() ? "BYPASS" : "PROTECT";
+    ++r.kernel_policies;
+    r.name = "priority " + std::to_string(p.priority);
+    if (enabled_) {
+      for (const PolicySpec& s : enabled_->policies) {
+        if (s.priority == p.priority) {
+          r.name = s.source;
+          break;
+        }
+      }
+    }
+    if (!p.templates.empty()) {
+      const nl::Template& t = p.templates.front();
+      for (const auto& s : sas) {
+        if (s.sa.reqid == t.reqid && s.sa.spi == t.spi && s.sa.proto == t.proto) {
+          r.sa = s.sa.id();
+          r.counters = s.counters;
+        }
+      }
+    }
+  }
+  std::vector<EnforcedPolicy> out;
+  for (auto& [k, r] : rows) out.push_back(std::move(r));
+  return out;
+}
+
+}  // namespace storcrypt::policy

@@ -1,0 +1,220 @@
+#include "storcrypt/policy/installer.h"
+
+#include <gtest/gtest.h>
+
+#include "random_policies.h"
+#include "storcrypt/netlink/fake_xfrm.h"
+#include "test_helpers.h"
+
+namespace storcrypt::policy {
+namespace {
+namespace nl = storcrypt::netlink;
+using testing::ip;
+using testing::simple;
+
+nl::IpAddress nl_ip(const IpAddress& a) {
+  nl::IpAddress out;
+  out.family = a.family == Family::kIPv4 ? nl::Family::kIPv4 : nl::Family::kIPv6;
+  auto b = a.bytes();
+  std::copy(b.begin(), b.end(), out.bytes.begin());
+  return out;
+}
+
+// FakeXfrm's lookup (the netlink module's replica of the kernel's choice).
+std::optional<nl::Policy> lookup(const nl::FakeXfrm& x, const Packet& pkt) {
+  const bool out = pkt.direction == Direction::kOutbound;
+  std::uint16_t sp = 0, dp = 0;
+  if (protocol_is_icmp(pkt.protocol)) {
+    sp = pkt.local_port;
+    dp = pkt.remote_port;
+  } else if (protocol_has_ports(pkt.protocol)) {
+    sp = out ? pkt.local_port : pkt.remote_port;
+    dp = out ? pkt.remote_port : pkt.local_port;
+  }
+  return x.lookup_policy(out ? nl::Direction::kOut : nl::Direction::kIn, nl_ip(out ? pkt.local : pkt.remote),
+                         nl_ip(out ? pkt.remote : pkt.local), pkt.protocol, sp, dp);
+}
+
+KeyStore keys() {
+  KeyStore ks;
+  EXPECT_TRUE(ks.create_random("k", Algorithm::kAesGcm256).ok());
+  EXPECT_TRUE(ks.create_random("k-gcm", Algorithm::kAesGcm256).ok());
+  EXPECT_TRUE(ks.create_random("k-cbc", Algorithm::kAesCbc256).ok());
+  EXPECT_TRUE(ks.create_random("k-sha", Algorithm::kHmacSha1_96).ok());
+  return ks;
+}
+
+PolicyList sample() {
+  PolicyList l;
+  Policy prot = simple("protect-5000", Direction::kOutbound, Disposition::kProtect, proto::kTcp, "192.0.2.1",
+                       "192.0.2.2", "ANY", "5000-5001");
+  prot.protection = testing::esp_gcm(0x1000);
+  EXPECT_TRUE(l.add(prot).ok());
+  Policy in = simple("protect-5000-in", Direction::kInbound, Disposition::kProtect, proto::kTcp, "192.0.2.1",
+                     "192.0.2.2", "5000-5001");
+  in.protection = testing::esp_gcm(0x1001);
+  EXPECT_TRUE(l.add(in).ok());
+  EXPECT_TRUE(
+      l.add(simple("nd", Direction::kInbound, Disposition::kBypass, proto::kIcmpv6, "ANY", "ANY", "133-137", "0"))
+          .ok());
+  EXPECT_TRUE(
+      l.add(simple("no-telnet", Direction::kOutbound, Disposition::kDiscard, proto::kTcp, "ANY", "ANY", "ANY", "23"))
+          .ok());
+  EXPECT_TRUE(l.add(simple("out", Direction::kOutbound, Disposition::kBypass)).ok());
+  EXPECT_TRUE(l.add(simple("in", Direction::kInbound, Disposition::kBypass, {}, "0.0.0.0/0")).ok());
+  return l;
+}
+
+TEST(Installer, KernelModelMapping) {
+  auto set = commit(sample(), keys());
+  ASSERT_TRUE(set.ok());
+  auto ks = to_kernel(*set, keys());
+  ASSERT_TRUE(ks.ok()) << ks.error().to_string();
+  ASSERT_EQ(ks->sas.size(), 2u);
+  EXPECT_EQ(ks->sas[0].enc, nl::EncAlgo::kAesGcm256);
+  EXPECT_EQ(ks->sas[0].enc_key.size(), 36u);
+  EXPECT_EQ(ks->sas[0].mode, nl::Mode::kTransport);
+  EXPECT_EQ(ks->sas[0].dst.to_string(), "192.0.2.2");
+  EXPECT_EQ(ks->sas[1].dst.to_string(), "192.0.2.1");
+  // ICMPv6 types 133-137 become five exact-type selectors with code 0.
+  std::size_t nd = 0;
+  for (const auto& p : ks->policies) {
+    if (p.selector.icmp_type) {
+      ++nd;
+      EXPECT_EQ(p.selector.icmp_code, std::optional<std::uint8_t>{0});
+    }
+  }
+  EXPECT_EQ(nd, 5u);
+  // Missing key, unsupported service.
+  KeyStore none;
+  EXPECT_EQ(to_kernel(*set, none).error().code(), ErrorCode::kNotFound);
+  PolicyList l;
+  Policy integ = simple("integ", Direction::kOutbound, Disposition::kProtect, {}, "192.0.2.1", "192.0.2.2");
+  integ.protection = Protection{};
+  integ.protection->service = Service::kEspIntegrity;
+  integ.protection->spi = 0x300;
+  integ.protection->integrity = Algorithm::kHmacSha1_96;
+  integ.protection->integrity_key = "k-sha";
+  ASSERT_TRUE(l.add(integ).ok());
+  auto r = to_kernel(compile(l), keys());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(r.error().message().find("integ"), std::string::npos);
+}
+
+TEST(Installer, EnableDisableTouchesOnlyItsOwn) {
+  nl::FakeXfrm x;
+  // Another component's objects (outside the installer's ranges).
+  nl::Policy foreign;
+  foreign.selector = *nl::Selector::between(*nl::Prefix::parse("203.0.113.0/24"), *nl::Prefix::parse("203.0.113.9"));
+  foreign.dir = nl::Direction::kOut;
+  foreign.priority = 10;
+  x.add_foreign_policy(foreign);
+  nl::Sa fsa;
+  fsa.src = *nl::IpAddress::parse("198.51.100.1");
+  fsa.dst = *nl::IpAddress::parse("198.51.100.2");
+  fsa.spi = 0x9999;
+  fsa.reqid = 7;
+  fsa.enc = nl::EncAlgo::kAesGcm256;
+  fsa.enc_key = SecretBytes(36);
+  x.add_foreign_sa(fsa);
+
+  PolicyInstaller inst(x);
+  const KeyStore ks = keys();
+  auto set = commit(sample(), ks);
+  ASSERT_TRUE(set.ok());
+  auto st = inst.enable(*set, ks);
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  EXPECT_EQ(st->sas_added, 2u);
+  const std::size_t installed = x.total_policies();
+  EXPECT_GT(installed, 10u);
+
+  // Enabling the same set again changes nothing.
+  const std::size_t muts = x.mutation_count();
+  st = inst.enable(*set, ks);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(x.mutation_count(), muts);
+  // New key values (e.g. after a key import) replace the SAs, nothing else.
+  const KeyStore fresh = keys();
+  st = inst.enable(*set, fresh);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->sas_replaced, 2u);
+  EXPECT_EQ(st->policies_added + st->policies_updated + st->policies_deleted, 0u);
+  st = inst.enable(*set, ks);
+  ASSERT_TRUE(st.ok());
+
+  // Status: the PROTECT policy's SA counters.
+  nl::SaId id{*nl::IpAddress::parse("192.0.2.2"), 0x1000, nl::XfrmProto::kEsp, std::nullopt};
+  ASSERT_TRUE(x.add_traffic(id, 1500, 3).ok());
+  auto rows = inst.status();
+  ASSERT_TRUE(rows.ok());
+  auto it = std::find_if(rows->begin(), rows->end(), [](const EnforcedPolicy& r) { return r.name == "protect-5000"; });
+  ASSERT_NE(it, rows->end());
+  EXPECT_EQ(it->action, "PROTECT");
+  EXPECT_EQ(it->direction, "out");
+  EXPECT_EQ(it->counters.packets, 3u);
+  EXPECT_EQ(it->counters.bytes, 1500u);
+
+  // A changed list: only the difference is applied.
+  PolicyList l2 = sample();
+  ASSERT_TRUE(l2.remove("no-telnet").ok());
+  ASSERT_TRUE(l2.remove("protect-5000-in").ok());
+  auto set2 = commit(l2, ks);
+  ASSERT_TRUE(set2.ok());
+  st = inst.enable(*set2, ks);
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  EXPECT_EQ(st->sas_deleted, 1u);
+  EXPECT_GT(st->policies_deleted, 0u);
+  EXPECT_GT(st->policies_updated, 0u);  // later policies moved up one priority
+  EXPECT_EQ(st->policies_added, 0u);
+
+  // Disable: everything of ours goes, the foreign objects stay.
+  auto d = inst.disable();
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(x.total_policies(), 1u);
+  EXPECT_EQ(x.total_sas(), 1u);
+  EXPECT_TRUE(inst.status()->empty());
+  EXPECT_TRUE(inst.disable().ok());  // idempotent
+}
+
+TEST(Installer, FakeKernelLookupAgreesWithFirstMatch) {
+  testing::Gen g(7);
+  const int kLists = std::getenv("POLICY_LISTS") ? std::atoi(std::getenv("POLICY_LISTS")) : 100;
+  const KeyStore ks = keys();
+  for (int li = 0; li < kLists; ++li) {
+    PolicyList list;
+    const int n = 1 + g.pick(8);
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(list.add(g.policy(i)).ok());
+    CompileOptions opt;
+    opt.enforcement.default_disposition = static_cast<DefaultDisposition>(g.pick(4));
+    const CompiledPolicySet set = compile(list, opt);
+    auto kset = to_kernel(set, ks);
+    ASSERT_TRUE(kset.ok());
+    if (kset->policies.size() > 400) continue;  // FakeXfrm is linear per add: keep each list small
+    nl::FakeXfrm x;
+    PolicyInstaller inst(x, opt);
+    auto st = inst.enable(set, ks);
+    ASSERT_TRUE(st.ok()) << st.error().to_string();
+    const auto eff = effective_policies(list, opt.enforcement);
+    for (int pi = 0; pi < 50; ++pi) {
+      const Packet pkt = g.packet();
+      const Decision d = first_match(eff, pkt);
+      const auto k = lookup(x, pkt);
+      if (!d.effective_index) {
+        ASSERT_FALSE(k.has_value());
+        continue;
+      }
+      ASSERT_TRUE(k.has_value()) << "list " << li << " packet " << pi;
+      ASSERT_EQ(k->priority, opt.priority_base + *d.effective_index);
+      const Disposition kd = k->action == nl::PolicyAction::kBlock ? Disposition::kDiscard
+                             : k->templates.empty()                ? Disposition::kBypass
+                                                                   : Disposition::kProtect;
+      ASSERT_EQ(kd, d.disposition);
+    }
+    ASSERT_TRUE(inst.disable().ok());
+    ASSERT_EQ(x.total_policies(), 0u);
+  }
+}
+
+}  // namespace
+}  // namespace storcrypt::policy
