@@ -1,5 +1,6 @@
 #include "storcrypt/controller/client.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -147,6 +148,54 @@ void ClientContext::run(const std::string& method, const nlohmann::json& params,
   } else {
     human(*r);
   }
+}
+
+Result<std::string> read_input_file(const std::string& path, size_t max_bytes) {
+  std::string data;
+  UniqueFd owned;
+  int fd = 0;
+  if (path != "-") {
+    owned.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!owned.valid()) {
+      return std::move(errno_error(errno, "reading " + path)).with_fix("check the file name and its permissions");
+    }
+    fd = owned.get();
+  }
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error(errno, "reading " + path);
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > max_bytes) {
+      return Error(ErrorCode::kInvalidInput, path + " is larger than " + std::to_string(max_bytes) + " bytes",
+                   "pass the PEM file itself, not an archive or disk image");
+    }
+  }
+  if (data.empty()) {
+    return Error(ErrorCode::kInvalidInput, (path == "-" ? std::string("standard input") : path) + " is empty",
+                 "pass a file with PEM data");
+  }
+  return data;
+}
+
+Status write_output_file(const std::string& path, const std::string& text) {
+  if (path.empty() || path == "-") {
+    std::cout << text;
+    if (!text.empty() && text.back() != '\n') std::cout << "\n";
+    return ok_status();
+  }
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) return errno_error(errno, "writing " + path);
+  size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error(errno, "writing " + path);
+    off += static_cast<size_t>(n);
+  }
+  return ok_status();
 }
 
 void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows) {

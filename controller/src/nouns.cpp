@@ -9,12 +9,16 @@ namespace storcrypt::controller {
 Status register_all_methods(Dispatcher& d, Context& ctx) {
   STORCRYPT_TRY(register_system_methods(d, ctx));
   STORCRYPT_TRY(register_event_methods(d, ctx));
+  STORCRYPT_TRY(register_cert_methods(d, ctx));
+  STORCRYPT_TRY(register_truststore_methods(d, ctx));
   return ok_status();
 }
 
 void add_all_commands(CLI::App& app, ClientContext& cc) {
   add_system_commands(app, cc);
   add_event_commands(app, cc);
+  add_cert_commands(app, cc);
+  add_truststore_commands(app, cc);
 }
 
 }  // namespace storcrypt::controller

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "storcrypt/controller/nouns.h"
+#include "storcrypt/kmodule/probe.h"
 
 namespace storcrypt::controller {
 
@@ -86,6 +87,41 @@ std::vector<CheckResult> state_checks(Context& ctx) {
   return out;
 }
 
+// Kernel capabilities (kmodule-glue). The doctor only looks: it neither loads
+// modules nor changes anything (ProbeOptions::load = false); templates are
+// instantiated through AF_ALG, which has no lasting effect.
+std::vector<CheckResult> kernel_checks() {
+  kmodule::ProbeOptions opts;
+  opts.load = false;
+  kmodule::ProbeReport report = kmodule::probe_all(opts);
+  std::vector<CheckResult> out;
+  if (!report.config_available) {
+    out.push_back({"kernel", "kernel-config", "warning",
+                   "kernel config not readable (/proc/config.gz, /boot/config-" + report.kernel_release + ")",
+                   "install the kernel's config file so missing features can be named precisely"});
+  }
+  for (const auto& c : report.checks) {
+    std::string status;
+    switch (c.state) {
+      case kmodule::CheckState::kPresent:
+      case kmodule::CheckState::kLoadable:
+        status = "ok";
+        break;
+      case kmodule::CheckState::kMissing:
+        status = c.feature.required ? "error" : "warning";
+        break;
+      case kmodule::CheckState::kUnknown:
+        status = "warning";
+        break;
+    }
+    std::string detail = c.feature.description + ": " + std::string(kmodule::check_state_name(c.state));
+    if (!c.how.empty()) detail += " (" + c.how + ")";
+    if (!c.problem.empty()) detail += ": " + c.problem;
+    out.push_back({"kernel", c.feature.name, status, detail, status == "ok" ? "" : c.fix});
+  }
+  return out;
+}
+
 json versions() {
   struct utsname u {};
   ::uname(&u);
@@ -100,6 +136,7 @@ json versions() {
 
 Status register_system_methods(Dispatcher& d, Context& ctx) {
   ctx.add_doctor_check([&ctx] { return state_checks(ctx); });
+  ctx.add_doctor_check([] { return kernel_checks(); });
 
   STORCRYPT_TRY(d.add(
       {"system.status",

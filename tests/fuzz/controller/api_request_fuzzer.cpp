@@ -2,8 +2,11 @@
 // against every registered method's spec, and the handlers behind them (on an
 // in-memory state database). Invariants: never crash, always answer a
 // non-notification with exactly one well-formed JSON-RPC response.
+#include <stdlib.h>
+
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string_view>
 
@@ -25,7 +28,9 @@ struct World {
     db = std::move(Db::open(":memory:").value());
     journal = std::move(Journal::create(*db).value());
     events = std::move(EventLog::create(*db).value());
-    ctx.config.state_directory = "/nonexistent/storcrypt-fuzz";
+    std::string tmpl = (std::filesystem::temp_directory_path() / "storcrypt-fuzz-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
+    ctx.config.state_directory = tmpl;
     ctx.db = db.get();
     ctx.journal = journal.get();
     ctx.events = events.get();
@@ -41,6 +46,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view in(reinterpret_cast<const char*>(data), size);
   nlohmann::json id;
   auto req = storcrypt::controller::rpc::parse_request(in, &id);
+  // RSA key generation takes seconds; the parameter validation in front of it
+  // is the same as for EC keys, which are cheap.
+  if (req.ok() && req->params.contains("key_type") && req->params["key_type"].is_string() &&
+      req->params["key_type"].get<std::string>().find("rsa") != std::string::npos) {
+    return 0;
+  }
   std::string out = world->dispatcher.handle_text(in, storcrypt::controller::PeerInfo{0, 0, 1});
   if (req.ok() && req->notification) {
     if (!out.empty()) std::abort();

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -106,8 +107,30 @@ TEST_F(Daemon, SystemStatusAndDoctorHappyPath) {
   ASSERT_EQ(d.exit_code, 0) << d.err;
   EXPECT_NE(d.out.find("database-integrity"), std::string::npos) << d.out;
   json dj = cli_json({"system", "doctor"});
-  EXPECT_EQ(dj["result"]["status"], "ok") << dj.dump(2);
+  ASSERT_EQ(dj["ok"], true) << dj.dump(2);
   EXPECT_FALSE(dj["result"]["versions"]["sqlite"].get<std::string>().empty());
+  std::map<std::string, json> by_check;
+  for (const auto& ch : dj["result"]["checks"]) {
+    by_check[ch["area"].get<std::string>() + "/" + ch["check"].get<std::string>()] = ch;
+    if (ch["area"] == "state") {
+      EXPECT_EQ(ch["status"], "ok") << ch.dump();
+    }
+    if (ch["status"] != "ok") {
+      EXPECT_TRUE(ch.contains("fix")) << "non-ok check without fix: " << ch.dump();
+    }
+  }
+  // Kernel capabilities, judged against /sys/module: a loaded module is ok.
+  for (const char* m : {"xfrm_user", "esp4", "dm-crypt"}) {
+    ASSERT_TRUE(by_check.count(std::string("kernel/") + m)) << m << " missing from " << dj.dump(2);
+  }
+  for (const auto& [mod, sys] : std::vector<std::pair<std::string, std::string>>{
+           {"xfrm_user", "xfrm_user"}, {"esp4", "esp4"}, {"dm-crypt", "dm_crypt"}}) {
+    if (std::filesystem::exists("/sys/module/" + sys)) {
+      EXPECT_EQ(by_check["kernel/" + mod]["status"], "ok") << mod;
+    }
+  }
+  // A fresh system has no endpoint certificate yet: a warning with a fix.
+  EXPECT_EQ(by_check["certificates/endpoint-certificate"]["status"], "warning") << dj.dump(2);
 
   // The socket: 0660, group storcrypt; the state directory 0700.
   struct stat s {};
@@ -173,8 +196,8 @@ struct BadInput {
 TEST_F(Daemon, BadInputGivesClearMessageAndDocumentedExitCode) {
   start();
   const std::vector<BadInput> cases = {
-      {{}, 1, "a noun is required (choose from: system, event)"},
-      {{"nonsense"}, 1, "unknown noun 'nonsense' (choose from: system, event)"},
+      {{}, 1, "a noun is required (choose from: system, event"},
+      {{"nonsense"}, 1, "unknown noun 'nonsense' (choose from: system, event"},
       {{"event", "bogus"}, 1, "unknown verb 'bogus' for 'event' (choose from: list, show, fix, test)"},
       {{"event"}, 1, "'event' needs a verb (choose from: list, show, fix, test)"},
       {{"event", "show"}, 1, "id is required"},
@@ -354,6 +377,293 @@ TEST_F(Daemon, NonRootNonGroupUserRefused) {
   // Control: the same user as a member of group storcrypt is served.
   r = as_nobody({std::to_string(getgrnam("storcrypt")->gr_gid)});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+}  // namespace
+
+namespace {
+
+// cert/truststore nouns, judged by the openssl command.
+class CertNoun : public Daemon {
+ protected:
+  void SetUp() override {
+    Daemon::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    STORCRYPT_REQUIRE(!storcrypt::testing::find_program("openssl").empty(), "needs the openssl program");
+  }
+  std::string path(const std::string& name) { return dir_ + "/" + name; }
+  ProcessResult openssl(std::vector<std::string> args) {
+    args.insert(args.begin(), "openssl");
+    return run(args);
+  }
+  // A foreign CA made with openssl (EC P-384).
+  void make_foreign_ca(const std::string& name) {
+    ASSERT_EQ(openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "-nodes", "-keyout",
+                       path(name + ".key"), "-out", path(name + ".pem"), "-days", "365", "-subj",
+                       "/CN=" + name + " Foreign CA/O=Partner", "-addext", "basicConstraints=critical,CA:TRUE",
+                       "-addext", "keyUsage=critical,keyCertSign,cRLSign"})
+                  .exit_code,
+              0);
+  }
+  std::string fingerprint(const std::string& pem_file) {
+    ProcessResult r = openssl({"x509", "-in", pem_file, "-noout", "-fingerprint", "-sha256"});
+    auto eq = r.out.find('=');
+    std::string fp = eq == std::string::npos ? "" : r.out.substr(eq + 1);
+    while (!fp.empty() && (fp.back() == '\n' || fp.back() == '\r')) fp.pop_back();
+    return fp;
+  }
+};
+
+TEST_F(CertNoun, CreateInternalShowAndExportRoot) {
+  start();
+  ProcessResult c = cli({"cert", "create", "--cn", "node1.example", "--org", "Example", "--country", "DE", "--dns",
+                         "node1.example", "--ip", "192.0.2.1"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.out.find("subject:     CN=node1.example"), std::string::npos) << c.out;
+
+  json show = cli_json({"cert", "show"});
+  ASSERT_EQ(show["ok"], true) << show.dump();
+  EXPECT_EQ(show["result"]["mode"], "internal");
+  EXPECT_EQ(show["result"]["expiry"], "ok");
+  EXPECT_EQ(show["result"]["endpoint"]["ip_addresses"][0], "192.0.2.1");
+  EXPECT_EQ(cli({"cert", "show"}).exit_code, 0);
+
+  ProcessResult e = cli({"cert", "export-root", "--out", path("root.pem")});
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  // openssl agrees on the root's fingerprint and that it is a CA.
+  EXPECT_EQ(fingerprint(path("root.pem")), show["result"]["root"]["sha256_fingerprint"].get<std::string>());
+  ProcessResult text = openssl({"x509", "-in", path("root.pem"), "-noout", "-text"});
+  EXPECT_NE(text.out.find("CA:TRUE"), std::string::npos);
+  EXPECT_EQ(show["result"]["endpoint"]["issuer"], show["result"]["root"]["subject"]);
+  // To stdout as well.
+  ProcessResult e2 = cli({"cert", "export-root"});
+  EXPECT_NE(e2.out.find("-----BEGIN CERTIFICATE-----"), std::string::npos);
+
+  // Doctor reports the certificates' expiry classes.
+  json doc = cli_json({"system", "doctor"});
+  bool endpoint_ok = false;
+  for (const auto& ch : doc["result"]["checks"]) {
+    if (ch["area"] == "certificates" && ch["check"] == "endpoint") endpoint_ok = ch["status"] == "ok";
+  }
+  EXPECT_TRUE(endpoint_ok) << doc.dump(2);
+}
+
+TEST_F(CertNoun, CsrSignedByForeignCaInstallsAndDoctorWarnsOnExpiry) {
+  start();
+  ProcessResult csr = cli({"cert", "csr", "--cn", "node2.example", "--dns", "node2.example", "--out", path("n2.csr")});
+  ASSERT_EQ(csr.exit_code, 0) << csr.err;
+  ASSERT_EQ(openssl({"req", "-in", path("n2.csr"), "-noout", "-verify"}).exit_code, 0);
+  make_foreign_ca("partner");
+  std::ofstream(path("ext.cnf")) << "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+                                    "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:node2.example\n";
+  // 20 days: inside the 30-day warning window.
+  ProcessResult sign =
+      openssl({"x509", "-req", "-in", path("n2.csr"), "-CA", path("partner.pem"), "-CAkey", path("partner.key"),
+               "-CAcreateserial", "-days", "20", "-extfile", path("ext.cnf"), "-out", path("n2.pem")});
+  ASSERT_EQ(sign.exit_code, 0) << sign.err;
+  ProcessResult inst = cli({"cert", "install", path("n2.pem")});
+  ASSERT_EQ(inst.exit_code, 0) << inst.err;
+  json show = cli_json({"cert", "show"});
+  EXPECT_EQ(show["result"]["mode"], "external");
+  EXPECT_EQ(show["result"]["expiry"], "warning");
+  EXPECT_EQ(show["result"]["endpoint"]["sha256_fingerprint"].get<std::string>(), fingerprint(path("n2.pem")));
+
+  json doc = cli_json({"system", "doctor"});
+  // Overall: at least a warning (the host kernel may add errors of its own, e.g. no ESP).
+  EXPECT_NE(doc["result"]["status"], "ok") << doc.dump(2);
+  bool warned = false;
+  for (const auto& ch : doc["result"]["checks"]) {
+    if (ch["area"] == "certificates" && ch["check"] == "endpoint") {
+      warned = ch["status"] == "warning" && ch.contains("fix");
+    }
+  }
+  EXPECT_TRUE(warned) << doc.dump(2);
+}
+
+TEST_F(CertNoun, BadInputGivesClearErrors) {
+  start();
+  std::ofstream(path("garbage.pem"))
+      << "-----BEGIN CERTIFICATE-----\nthis is not base64 !!!\n-----END CERTIFICATE-----\n";
+  json g = cli_json({"cert", "install", path("garbage.pem")});
+  EXPECT_EQ(g["exit_code"], 2);
+  EXPECT_EQ(g["error"]["name"], "xCertGarbage") << g.dump();
+  ProcessResult gh = cli({"cert", "install", path("garbage.pem")});
+  EXPECT_EQ(gh.exit_code, 2);
+  EXPECT_NE(gh.err.find("fix:"), std::string::npos) << gh.err;
+
+  std::ofstream(path("text.txt")) << "hello\n";
+  EXPECT_EQ(cli({"cert", "install", path("text.txt")}).exit_code, 2);
+  std::ofstream(path("empty.pem")) << "";
+  ProcessResult empty = cli({"cert", "install", path("empty.pem")});
+  EXPECT_EQ(empty.exit_code, 2);
+  EXPECT_NE(empty.err.find("is empty"), std::string::npos) << empty.err;
+
+  ProcessResult missing = cli({"cert", "install", path("nope.pem")});
+  EXPECT_EQ(missing.exit_code, 3) << missing.err;
+  EXPECT_NE(missing.err.find("nope.pem"), std::string::npos) << missing.err;
+
+  // Nothing to install against yet: no CSR key, no endpoint.
+  make_foreign_ca("other");
+  json nokey = cli_json({"cert", "install", path("other.pem")});
+  EXPECT_EQ(nokey["exit_code"], 3) << nokey.dump();
+  EXPECT_EQ(nokey["error"]["name"], "xCertNoKey") << nokey.dump();
+  json noroot = cli_json({"cert", "export-root"});
+  EXPECT_EQ(noroot["exit_code"], 3);
+  EXPECT_EQ(noroot["error"]["name"], "xCertNoInternalRoot") << noroot.dump();
+
+  // A valid leaf for somebody else's key, once this system has an endpoint.
+  ASSERT_EQ(cli({"cert", "create", "--cn", "mine"}).exit_code, 0);
+  ASSERT_EQ(openssl({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "-nodes", "-keyout",
+                     path("x.key"), "-out", path("x.csr"), "-subj", "/CN=mine"})
+                .exit_code,
+            0);
+  std::ofstream(path("leaf.cnf")) << "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n";
+  ASSERT_EQ(openssl({"x509", "-req", "-in", path("x.csr"), "-CA", path("other.pem"), "-CAkey", path("other.key"),
+                     "-CAcreateserial", "-days", "90", "-extfile", path("leaf.cnf"), "-out", path("leaf.pem")})
+                .exit_code,
+            0);
+  json mismatch = cli_json({"cert", "install", path("leaf.pem")});
+  EXPECT_EQ(mismatch["exit_code"], 2) << mismatch.dump();
+  EXPECT_EQ(mismatch["error"]["name"], "xCertKeyMismatch") << mismatch.dump();
+  // A CA certificate is not an endpoint certificate.
+  json ca = cli_json({"cert", "install", path("other.pem")});
+  EXPECT_EQ(ca["exit_code"], 2) << ca.dump();
+
+  json country = cli_json({"cert", "create", "--cn", "n", "--country", "DEU"});
+  EXPECT_EQ(country["exit_code"], 2);
+  EXPECT_EQ(country["error"]["name"], "xCertBadSubject") << country.dump();
+  json san = cli_json({"cert", "csr", "--cn", "n", "--ip", "300.1.1.1"});
+  EXPECT_EQ(san["exit_code"], 2);
+  EXPECT_EQ(san["error"]["name"], "xCertBadSan") << san.dump();
+  json kt = cli_json({"cert", "create", "--cn", "n", "--key-type", "dsa-512"});
+  EXPECT_EQ(kt["exit_code"], 2);
+  EXPECT_EQ(kt["error"]["name"], "xCertBadKeyType") << kt.dump();
+
+  ProcessResult nocn = cli({"cert", "create"});
+  EXPECT_EQ(nocn.exit_code, 1);
+  EXPECT_NE(nocn.err.find("--cn"), std::string::npos) << nocn.err;
+  EXPECT_EQ(cli({"cert", "create", "--cn", "n", "--days", "0"}).exit_code, 1);
+
+  make_foreign_ca("p");
+  json use = cli_json({"truststore", "add", path("p.pem"), "--use", "ipsec,smtp"});
+  EXPECT_EQ(use["exit_code"], 2);
+  EXPECT_EQ(use["error"]["name"], "xTrustBadUse") << use.dump();
+  EXPECT_EQ(cli({"truststore", "add", path("p.pem")}).exit_code, 1);  // --use is required
+  EXPECT_EQ(cli({"truststore", "remove"}).exit_code, 1);
+}
+
+TEST_F(CertNoun, TruststoreAddListRemove) {
+  start();
+  // A partner chain made with openssl: root -> intermediate.
+  make_foreign_ca("proot");
+  std::ofstream(path("int.cnf"))
+      << "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n";
+  ASSERT_EQ(openssl({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "-nodes", "-keyout",
+                     path("int.key"), "-out", path("int.csr"), "-subj", "/CN=Partner Intermediate/O=Partner"})
+                .exit_code,
+            0);
+  ASSERT_EQ(openssl({"x509", "-req", "-in", path("int.csr"), "-CA", path("proot.pem"), "-CAkey", path("proot.key"),
+                     "-CAcreateserial", "-days", "200", "-extfile", path("int.cnf"), "-out", path("int.pem")})
+                .exit_code,
+            0);
+  {
+    std::ofstream bundle(path("bundle.pem"));
+    bundle << std::ifstream(path("int.pem")).rdbuf() << std::ifstream(path("proot.pem")).rdbuf();
+  }
+  ProcessResult add = cli({"truststore", "add", path("bundle.pem"), "--use", "ipsec,kmip"});
+  ASSERT_EQ(add.exit_code, 0) << add.err;
+  json list = cli_json({"truststore", "list"});
+  ASSERT_EQ(list["ok"], true) << list.dump();
+  std::set<std::string> fps;
+  for (const auto& e : list["result"]["entries"]) {
+    fps.insert(e["sha256_fingerprint"].get<std::string>());
+    EXPECT_EQ(e["uses"], json({"ipsec", "kmip"})) << e.dump();
+  }
+  EXPECT_EQ(fps, (std::set<std::string>{fingerprint(path("int.pem")), fingerprint(path("proot.pem"))}));
+  ProcessResult l = cli({"truststore", "list"});
+  EXPECT_NE(l.out.find("CN=Partner Intermediate"), std::string::npos) << l.out;
+
+  // Only the intermediate, without its root: refused, nothing added.
+  ASSERT_EQ(cli({"truststore", "remove", fingerprint(path("int.pem"))}).exit_code, 0);
+  ASSERT_EQ(cli({"truststore", "remove", fingerprint(path("proot.pem"))}).exit_code, 0);
+  EXPECT_TRUE(cli_json({"truststore", "list"})["result"]["entries"].empty());
+  json alone = cli_json({"truststore", "add", path("int.pem"), "--use", "ipsec"});
+  EXPECT_NE(alone["exit_code"], 0) << alone.dump();
+  EXPECT_EQ(alone["error"]["name"], "xCertMissingIntermediate") << alone.dump();
+  EXPECT_TRUE(cli_json({"truststore", "list"})["result"]["entries"].empty());
+
+  json unknown = cli_json({"truststore", "remove", "AB:CD:EF:01:23:45:67:89"});
+  EXPECT_EQ(unknown["exit_code"], 3) << unknown.dump();
+  EXPECT_EQ(unknown["error"]["name"], "xTrustEntryNotFound") << unknown.dump();
+  std::ofstream(path("junk.pem")) << "-----BEGIN CERTIFICATE-----\n@@@@\n-----END CERTIFICATE-----\n";
+  json junk = cli_json({"truststore", "add", path("junk.pem"), "--use", "ipsec"});
+  EXPECT_EQ(junk["exit_code"], 2) << junk.dump();
+  EXPECT_EQ(junk["error"]["name"], "xCertGarbage") << junk.dump();
+}
+
+TEST_F(CertNoun, HelpForCertAndTruststoreVerbs) {
+  for (std::vector<std::string> args : {std::vector<std::string>{"cert", "--help"},
+                                        {"cert", "create", "--help"},
+                                        {"cert", "csr", "--help"},
+                                        {"cert", "install", "--help"},
+                                        {"cert", "show", "--help"},
+                                        {"cert", "export-root", "--help"},
+                                        {"truststore", "--help"},
+                                        {"truststore", "add", "--help"},
+                                        {"truststore", "list", "--help"},
+                                        {"truststore", "remove", "--help"}}) {
+    ProcessResult r = cli(args);
+    EXPECT_EQ(r.exit_code, 0) << args[0] << " " << args[1];
+    EXPECT_NE(r.out.find("Usage"), std::string::npos);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The daemon's log (debug level) never carries key material: create a key
+// pair through the API and look for the private key's PEM lines in the log.
+TEST_F(CertNoun, LogNeverContainsKeyMaterial) {
+  std::string log = path("daemon.log");
+  ProcessResult bg = storcrypt::testing::sh(std::string(STORCRYPTD_BIN) + " --foreground --config " + conf_ + " >" +
+                                            log + " 2>&1 & echo $!");
+  ASSERT_EQ(bg.exit_code, 0);
+  pid_ = static_cast<pid_t>(std::stol(bg.out));
+  // Wait until it serves (the CLI retries are the readiness probe).
+  ProcessResult st;
+  for (int i = 0; i < 3000; ++i) {
+    st = cli({"system", "status"});
+    if (st.exit_code == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  ASSERT_EQ(cli({"cert", "create", "--cn", "logcheck"}).exit_code, 0);
+  ASSERT_EQ(cli({"cert", "csr", "--cn", "logcheck2", "--out", path("c.csr")}).exit_code, 0);
+  stop(SIGTERM);
+
+  std::string text;
+  {
+    std::ifstream in(log);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  EXPECT_NE(text.find("cert.create ok"), std::string::npos) << text;  // the log is the one we think
+  EXPECT_EQ(text.find("PRIVATE KEY"), std::string::npos) << text;
+  int key_files = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(state_ + "/certs")) {
+    if (f.path().filename() != "key.pem") continue;
+    ++key_files;
+    struct stat s {};
+    ASSERT_EQ(::stat(f.path().c_str(), &s), 0);
+    EXPECT_EQ(s.st_mode & 077, 0u) << f.path() << " is readable by others";
+    std::ifstream in(f.path());
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.size() < 40 || line.rfind("-----", 0) == 0) continue;
+      EXPECT_EQ(text.find(line), std::string::npos) << "key line from " << f.path() << " found in the log";
+    }
+  }
+  EXPECT_GE(key_files, 2);  // endpoint key and pending CSR key
 }
 
 }  // namespace

@@ -94,3 +94,23 @@ TEST(Config, LoadFile) {
 
 }  // namespace
 }  // namespace storcrypt::controller
+
+namespace storcrypt::controller {
+namespace {
+
+// The shipped example file parses and states exactly the built-in defaults.
+TEST(Config, ShippedExampleIsValidAndMatchesDefaults) {
+  auto c = load_config(STORCRYPT_EXAMPLE_CONF, true);
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  Config d;
+  EXPECT_EQ(c->state_directory, d.state_directory);
+  EXPECT_EQ(c->socket_path, d.socket_path);
+  EXPECT_EQ(c->socket_group, d.socket_group);
+  EXPECT_EQ(c->log_level, d.log_level);
+  EXPECT_EQ(c->request_timeout_seconds, d.request_timeout_seconds);
+  EXPECT_EQ(c->max_request_bytes, d.max_request_bytes);
+  EXPECT_EQ(c->worker_threads, d.worker_threads);
+}
+
+}  // namespace
+}  // namespace storcrypt::controller

@@ -50,6 +50,12 @@ class ClientContext {
   void fail(const Error& e);
 };
 
+/// Read a (public) input file for a request; "-" reads stdin. Refuses files
+/// larger than max_bytes with a clear error.
+Result<std::string> read_input_file(const std::string& path, size_t max_bytes = 512 * 1024);
+/// Write text to path (mode 0644, replacing it), or stdout for "" / "-".
+Status write_output_file(const std::string& path, const std::string& text);
+
 /// Print rows under headers, columns padded to their widest cell.
 void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows);
 /// "2026-11-29T08:30:00Z" for unix seconds (empty for 0).

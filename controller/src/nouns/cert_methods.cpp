@@ -1,0 +1,210 @@
+// API methods of the `cert` noun: cert.create, cert.csr, cert.install,
+// cert.show, cert.export-root; plus the certificate expiry doctor check.
+#include <nlohmann/json.hpp>
+
+#include "cert_service.h"
+#include "storcrypt/controller/nouns.h"
+
+namespace storcrypt::controller {
+
+using nlohmann::json;
+
+Result<std::shared_ptr<CertService>> cert_service(Context& ctx) {
+  if (auto s = ctx.service<CertService>()) return s;
+  STORCRYPT_ASSIGN_OR_RETURN(auto store, certs::CertStore::open(ctx.config.state_directory + "/certs"));
+  auto s = std::make_shared<CertService>(std::move(store));
+  ctx.set_service(s);
+  return s;
+}
+
+json cert_info_json(const certs::CertInfo& c) {
+  return json{{"subject", c.subject},
+              {"issuer", c.issuer},
+              {"serial", c.serial_hex},
+              {"sha256_fingerprint", c.sha256_fingerprint},
+              {"not_before", c.not_before},
+              {"not_after", c.not_after},
+              {"is_ca", c.is_ca},
+              {"self_signed", c.self_signed},
+              {"key", c.key},
+              {"dns_names", c.dns_names},
+              {"ip_addresses", c.ip_addresses},
+              {"ext_key_usage", c.ext_key_usage}};
+}
+
+namespace {
+
+std::vector<ParamSpec> subject_params() {
+  return {{"common_name", ParamType::kString, true, "subject CN, e.g. the node's host name"},
+          {"country", ParamType::kString, false, "two-letter country code"},
+          {"state", ParamType::kString, false, "state or province"},
+          {"locality", ParamType::kString, false, "city"},
+          {"organization", ParamType::kString, false, "organization"},
+          {"unit", ParamType::kString, false, "organizational unit"},
+          {"email", ParamType::kString, false, "e-mail address"},
+          {"dns", ParamType::kArray, false, "DNS subject alternative names (strings)"},
+          {"ip", ParamType::kArray, false, "IP address subject alternative names (strings)"},
+          {"key_type", ParamType::kString, false, "ec-p384 (default), rsa-3072 or rsa-4096"}};
+}
+
+Result<std::vector<std::string>> string_list(const Params& p, const std::string& name) {
+  std::vector<std::string> out;
+  if (!p.has(name)) return out;
+  for (const auto& v : p.json()[name]) {
+    if (!v.is_string()) {
+      return Error(ErrorCode::kInvalidInput, "parameter '" + name + "' must be a list of strings",
+                   "pass each value as a string");
+    }
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+Result<certs::CreateOptions> create_options(const Params& p) {
+  certs::CreateOptions o;
+  o.subject.common_name = p.str("common_name");
+  o.subject.country = p.str("country");
+  o.subject.state = p.str("state");
+  o.subject.locality = p.str("locality");
+  o.subject.organization = p.str("organization");
+  o.subject.unit = p.str("unit");
+  o.subject.email = p.str("email");
+  STORCRYPT_ASSIGN_OR_RETURN(o.sans.dns, string_list(p, "dns"));
+  STORCRYPT_ASSIGN_OR_RETURN(o.sans.ip, string_list(p, "ip"));
+  if (p.has("key_type")) {
+    STORCRYPT_ASSIGN_OR_RETURN(o.key_type, certs::parse_key_type(p.str("key_type")));
+  }
+  if (p.has("days")) {
+    int64_t d = p.integer("days");
+    if (d < 1 || d > 36500) {
+      return Error(ErrorCode::kInvalidInput, "days must be between 1 and 36500", "pass a validity in days",
+                   "xCertBadDays");
+    }
+    o.days = static_cast<int>(d);
+  }
+  STORCRYPT_TRY(certs::validate_subject(o.subject));
+  STORCRYPT_TRY(certs::validate_sans(o.sans));
+  return o;
+}
+
+std::string status_for(certs::ExpiryClass c) {
+  switch (c) {
+    case certs::ExpiryClass::kOk:
+      return "ok";
+    case certs::ExpiryClass::kWarning:
+      return "warning";
+    case certs::ExpiryClass::kError:
+      return "error";
+    default:
+      return "critical";
+  }
+}
+
+std::vector<CheckResult> expiry_checks(Context& ctx) {
+  auto svc = cert_service(ctx);
+  if (!svc.ok()) {
+    return {{"certificates", "certificate-store", "error", svc.error().message(), svc.error().fix()}};
+  }
+  auto report = (*svc)->with([](certs::CertStore& s) { return s.expiry_report(); });
+  if (!report.ok()) {
+    return {{"certificates", "expiry", "error", report.error().message(), report.error().fix()}};
+  }
+  std::vector<CheckResult> out;
+  if (report->empty()) {
+    out.push_back({"certificates", "endpoint-certificate", "warning", "no endpoint certificate is installed",
+                   "create one with `storcrypt cert create` or `storcrypt cert csr` + `storcrypt cert install`"});
+  }
+  for (const auto& item : *report) {
+    std::string cls(certs::expiry_class_name(item.cls));
+    int64_t days = item.seconds_left / 86400;
+    std::string detail = item.cert.subject + ": " + cls +
+                         (item.seconds_left >= 0 ? " (" + std::to_string(days) + " days left)"
+                                                 : " (expired " + std::to_string(-days) + " days ago)");
+    std::string fix;
+    if (item.cls != certs::ExpiryClass::kOk) {
+      fix = item.role == "truststore" ? "replace the authority: `storcrypt truststore add` the renewed chain"
+                                      : "renew: `storcrypt cert create` or `storcrypt cert csr` + `cert install`";
+    }
+    out.push_back({"certificates", item.role, status_for(item.cls), detail, fix});
+  }
+  return out;
+}
+
+}  // namespace
+
+Status register_cert_methods(Dispatcher& d, Context& ctx) {
+  STORCRYPT_ASSIGN_OR_RETURN(auto svc, cert_service(ctx));
+  ctx.add_doctor_check([&ctx] { return expiry_checks(ctx); });
+
+  auto create_params = subject_params();
+  create_params.push_back({"mode", ParamType::kString, false,
+                           "internal (default: signed by this system's own root CA) "
+                           "or self-signed (not recommended)"});
+  create_params.push_back({"days", ParamType::kInteger, false, "validity in days (default 825)"});
+  STORCRYPT_TRY(d.add({"cert.create", "create a new key and endpoint certificate", create_params, true,
+                       [svc](const Params& p) -> Result<json> {
+                         std::string mode = p.str("mode", "internal");
+                         if (mode != "internal" && mode != "self-signed") {
+                           return Error(ErrorCode::kInvalidInput, "mode '" + mode + "' is not valid",
+                                        "use internal or self-signed");
+                         }
+                         STORCRYPT_ASSIGN_OR_RETURN(auto o, create_options(p));
+                         STORCRYPT_ASSIGN_OR_RETURN(auto r, svc->with([&](certs::CertStore& s) {
+                           return mode == "internal" ? s.create_internal(o) : s.create_self_signed(o);
+                         }));
+                         json out{{"mode", mode}, {"endpoint", cert_info_json(r.endpoint)}, {"warnings", r.warnings}};
+                         if (r.root) out["root"] = cert_info_json(*r.root);
+                         return out;
+                       }}));
+
+  STORCRYPT_TRY(d.add({"cert.csr", "create a new pending key and a CSR for an external CA", subject_params(), true,
+                       [svc](const Params& p) -> Result<json> {
+                         STORCRYPT_ASSIGN_OR_RETURN(auto o, create_options(p));
+                         STORCRYPT_ASSIGN_OR_RETURN(auto r,
+                                                    svc->with([&](certs::CertStore& s) { return s.create_csr(o); }));
+                         return json{{"csr_pem", r.csr_pem}, {"key", r.key}};
+                       }}));
+
+  STORCRYPT_TRY(
+      d.add({"cert.install",
+             "install the externally signed endpoint certificate (PEM or DER-as-PEM, chain allowed)",
+             {{"pem", ParamType::kString, true, "the signed certificate, optionally followed by its chain"}},
+             true,
+             [svc](const Params& p) -> Result<json> {
+               std::string pem = p.str("pem");
+               STORCRYPT_ASSIGN_OR_RETURN(auto r, svc->with([&](certs::CertStore& s) { return s.install(pem); }));
+               json chain = json::array();
+               for (const auto& c : r.chain) chain.push_back(cert_info_json(c));
+               return json{{"endpoint", cert_info_json(r.endpoint)}, {"chain", chain}, {"warnings", r.warnings}};
+             }}));
+
+  STORCRYPT_TRY(d.add({"cert.show",
+                       "show the endpoint certificate, its chain, the internal root CA and expiry",
+                       {},
+                       false,
+                       [svc](const Params&) -> Result<json> {
+                         STORCRYPT_ASSIGN_OR_RETURN(auto st, svc->with([](certs::CertStore& s) { return s.show(); }));
+                         json chain = json::array();
+                         for (const auto& c : st.chain) chain.push_back(cert_info_json(c));
+                         json out{{"mode", certs::endpoint_mode_name(st.mode)},
+                                  {"csr_pending", st.csr_pending},
+                                  {"chain", chain},
+                                  {"endpoint", st.cert ? cert_info_json(*st.cert) : json(nullptr)},
+                                  {"root", st.root ? cert_info_json(*st.root) : json(nullptr)},
+                                  {"expiry", st.expiry ? json(certs::expiry_class_name(*st.expiry)) : json(nullptr)}};
+                         return out;
+                       }}));
+
+  STORCRYPT_TRY(d.add({"cert.export-root",
+                       "the internal root CA certificate (PEM) for partners' truststores",
+                       {},
+                       false,
+                       [svc](const Params&) -> Result<json> {
+                         STORCRYPT_ASSIGN_OR_RETURN(auto pem,
+                                                    svc->with([](certs::CertStore& s) { return s.export_root_pem(); }));
+                         return json{{"pem", pem}};
+                       }}));
+  return ok_status();
+}
+
+}  // namespace storcrypt::controller
