@@ -9,12 +9,16 @@ namespace storcrypt::controller {
 Status register_all_methods(Dispatcher& d, Context& ctx) {
   STORCRYPT_TRY(register_system_methods(d, ctx));
   STORCRYPT_TRY(register_event_methods(d, ctx));
+  STORCRYPT_TRY(register_volume_methods(d, ctx));
+  STORCRYPT_TRY(register_keymedia_methods(d, ctx));
   return ok_status();
 }
 
 void add_all_commands(CLI::App& app, ClientContext& cc) {
   add_system_commands(app, cc);
   add_event_commands(app, cc);
+  add_volume_commands(app, cc);
+  add_keymedia_commands(app, cc);
 }
 
 }  // namespace storcrypt::controller

@@ -15,6 +15,8 @@ class ClientContext;
 // ---- daemon side: one function per noun, listed in src/nouns.cpp ----
 Status register_system_methods(Dispatcher& d, Context& ctx);
 Status register_event_methods(Dispatcher& d, Context& ctx);
+Status register_volume_methods(Dispatcher& d, Context& ctx);
+Status register_keymedia_methods(Dispatcher& d, Context& ctx);
 
 /// Every noun's methods (called once by storcryptd at start-up).
 Status register_all_methods(Dispatcher& d, Context& ctx);
@@ -22,6 +24,8 @@ Status register_all_methods(Dispatcher& d, Context& ctx);
 // ---- CLI side: one function per noun, listed in src/nouns.cpp ----
 void add_system_commands(CLI::App& app, ClientContext& cc);
 void add_event_commands(CLI::App& app, ClientContext& cc);
+void add_volume_commands(CLI::App& app, ClientContext& cc);
+void add_keymedia_commands(CLI::App& app, ClientContext& cc);
 
 /// Every noun's commands (called once by storcrypt's main).
 void add_all_commands(CLI::App& app, ClientContext& cc);
