@@ -11,6 +11,8 @@ Status register_all_methods(Dispatcher& d, Context& ctx) {
   STORCRYPT_TRY(register_event_methods(d, ctx));
   STORCRYPT_TRY(register_cert_methods(d, ctx));
   STORCRYPT_TRY(register_truststore_methods(d, ctx));
+  STORCRYPT_TRY(register_volume_methods(d, ctx));
+  STORCRYPT_TRY(register_keymedia_methods(d, ctx));
   return ok_status();
 }
 
@@ -19,6 +21,8 @@ void add_all_commands(CLI::App& app, ClientContext& cc) {
   add_event_commands(app, cc);
   add_cert_commands(app, cc);
   add_truststore_commands(app, cc);
+  add_volume_commands(app, cc);
+  add_keymedia_commands(app, cc);
 }
 
 }  // namespace storcrypt::controller

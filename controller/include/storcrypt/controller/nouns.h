@@ -17,6 +17,8 @@ Status register_system_methods(Dispatcher& d, Context& ctx);
 Status register_event_methods(Dispatcher& d, Context& ctx);
 Status register_cert_methods(Dispatcher& d, Context& ctx);
 Status register_truststore_methods(Dispatcher& d, Context& ctx);
+Status register_volume_methods(Dispatcher& d, Context& ctx);
+Status register_keymedia_methods(Dispatcher& d, Context& ctx);
 
 /// Every noun's methods (called once by storcryptd at start-up).
 Status register_all_methods(Dispatcher& d, Context& ctx);
@@ -26,6 +28,8 @@ void add_system_commands(CLI::App& app, ClientContext& cc);
 void add_event_commands(CLI::App& app, ClientContext& cc);
 void add_cert_commands(CLI::App& app, ClientContext& cc);
 void add_truststore_commands(CLI::App& app, ClientContext& cc);
+void add_volume_commands(CLI::App& app, ClientContext& cc);
+void add_keymedia_commands(CLI::App& app, ClientContext& cc);
 
 /// Every noun's commands (called once by storcrypt's main).
 void add_all_commands(CLI::App& app, ClientContext& cc);

@@ -1,0 +1,445 @@
+// API methods of the at-rest nouns: `volume` (LUKS2 volumes, storcrypt_dm) and
+// `keymedia` (local key media, storcrypt_keys).
+//
+// Configuration: a JSON file next to storcrypt.conf, "at-rest.json" (or the
+// path in STORCRYPT_AT_REST_CONFIG):
+//   {"system_id": "node-a",                 // default: /etc/machine-id
+//    "media_dirs": ["/media/key1", "/media/key2"],
+//    "desired_copies": 4,
+//    "no_workqueue": false,                 // dm-crypt no_read/no_write_workqueue
+//    "encryption_always_on": true,
+//    "header_backup_dir": "/var/lib/storcrypt/luks-headers"}
+// Without it the nouns answer "not configured". The rekey/erase journal lives
+// in the state database (component "dm"); unfinished operations are resumed at
+// start-up.
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "storcrypt/controller/nouns.h"
+#include "storcrypt/dm/volume_manager.h"
+#include "storcrypt/keys/key_media.h"
+
+namespace storcrypt::controller {
+
+using nlohmann::json;
+
+namespace {
+
+/// dm::Journal on the daemon's SQLite state (synchronous=FULL: durable on return).
+class SqliteDmJournal final : public dm::Journal {
+ public:
+  explicit SqliteDmJournal(Db& db) : db_(db) {}
+  Status append(dm::JournalEntry& e) override {
+    return db_.transaction([&]() -> Status {
+      STORCRYPT_TRY(db_.exec("INSERT INTO dm_journal(op, volume_uuid, device, step, data) VALUES(?1, ?2, ?3, ?4, ?5)",
+                             {e.op, e.volume_uuid, e.device, e.step, e.data}));
+      e.seq = static_cast<std::uint64_t>(db_.last_insert_id());
+      return ok_status();
+    });
+  }
+  Result<std::vector<dm::JournalEntry>> entries() override {
+    STORCRYPT_ASSIGN_OR_RETURN(
+        auto rows, db_.query("SELECT seq, op, volume_uuid, device, step, data FROM dm_journal ORDER BY seq"));
+    std::vector<dm::JournalEntry> out;
+    for (const auto& r : rows)
+      out.push_back({static_cast<std::uint64_t>(r.integer(0)), r.text(1), r.text(2), r.text(3), r.text(4), r.text(5)});
+    return out;
+  }
+  Status compact() override {
+    return db_.exec(
+        "DELETE FROM dm_journal WHERE volume_uuid IN (SELECT j.volume_uuid FROM dm_journal j WHERE j.seq = "
+        "(SELECT MAX(seq) FROM dm_journal k WHERE k.volume_uuid = j.volume_uuid) AND j.step IN ('done', "
+        "'rolled-back'))");
+  }
+
+ private:
+  Db& db_;
+};
+
+struct AtRestSettings {
+  keys::KeyMediaConfig media;
+  dm::VolumeManagerConfig volumes;
+};
+
+std::string at_rest_config_path(const Context& ctx) {
+  if (const char* e = std::getenv("STORCRYPT_AT_REST_CONFIG"); e && *e) return e;
+  std::string base = ctx.config_path.empty() ? kDefaultConfigPath : ctx.config_path;
+  auto slash = base.rfind('/');
+  return (slash == std::string::npos ? std::string(".") : base.substr(0, slash)) + "/at-rest.json";
+}
+
+Result<AtRestSettings> load_settings(const std::string& path) {
+  std::ifstream f(path);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto j = json::parse(text, nullptr, false);
+  auto bad = [&](const std::string& field, const std::string& want) {
+    return Error(ErrorCode::kInvalidInput, path + ": field '" + field + "' " + want, "fix the field in " + path);
+  };
+  if (j.is_discarded() || !j.is_object()) return Error(ErrorCode::kInvalidInput, path + " is not a JSON object");
+  AtRestSettings s;
+  if (j.contains("system_id")) {
+    if (!j["system_id"].is_string()) return bad("system_id", "must be a string");
+    s.media.system_id = j["system_id"].get<std::string>();
+  } else {
+    std::ifstream m("/etc/machine-id");
+    std::getline(m, s.media.system_id);
+  }
+  if (!j.contains("media_dirs") || !j["media_dirs"].is_array()) return bad("media_dirs", "must be an array of paths");
+  for (const auto& d : j["media_dirs"]) {
+    if (!d.is_string()) return bad("media_dirs", "must hold only strings");
+    s.media.media_dirs.emplace_back(d.get<std::string>());
+  }
+  if (j.contains("desired_copies")) {
+    if (!j["desired_copies"].is_number_unsigned() || j["desired_copies"].get<std::uint64_t>() < 1 ||
+        j["desired_copies"].get<std::uint64_t>() > 64)
+      return bad("desired_copies", "must be 1..64");
+    s.media.desired_copies = j["desired_copies"].get<std::size_t>();
+  }
+  if (j.contains("no_workqueue")) {
+    if (!j["no_workqueue"].is_boolean()) return bad("no_workqueue", "must be true or false");
+    s.volumes.activation.no_read_workqueue = s.volumes.activation.no_write_workqueue = j["no_workqueue"].get<bool>();
+  }
+  if (j.contains("encryption_always_on")) {
+    if (!j["encryption_always_on"].is_boolean()) return bad("encryption_always_on", "must be true or false");
+    s.volumes.policy.encryption_always_on = j["encryption_always_on"].get<bool>();
+  }
+  if (j.contains("header_backup_dir")) {
+    if (!j["header_backup_dir"].is_string()) return bad("header_backup_dir", "must be a path");
+    s.volumes.header_backup_dir = j["header_backup_dir"].get<std::string>();
+  }
+  return s;
+}
+
+/// The at-rest service: one VolumeManager, serialised (handlers run on worker threads).
+class AtRestService {
+ public:
+  AtRestService(Db& db, AtRestSettings s, keys::KeyMediaProvider provider)
+      : db_(db),
+        backend_(dm::make_libcryptsetup_backend()),
+        provider_(std::move(provider)),
+        journal_(db),
+        vm_(*backend_, {&provider_}, journal_, s.volumes) {}
+
+  std::mutex mu;
+  Db& db() { return db_; }
+  keys::KeyMediaProvider& provider() { return provider_; }
+  dm::VolumeManager& vm() { return vm_; }
+  SqliteDmJournal& journal() { return journal_; }
+
+  /// A volume argument: a device path, or the name of a volume created here.
+  Result<std::string> device_of(const std::string& volume) {
+    if (!volume.empty() && volume[0] == '/') return volume;
+    STORCRYPT_ASSIGN_OR_RETURN(auto rows, db_.query("SELECT device FROM dm_volumes WHERE name = ?1", {volume}));
+    if (rows.empty())
+      return Error(ErrorCode::kNotFound, "no volume named '" + volume + "'",
+                   "give the device path, or see 'storcrypt volume list'", "xVolumeNotFound");
+    return rows[0].text(0);
+  }
+  Result<std::string> name_of(const std::string& volume) {
+    if (volume.empty() || volume[0] != '/') return volume;
+    STORCRYPT_ASSIGN_OR_RETURN(auto vi, vm_.show(volume));
+    return vi.name;
+  }
+
+ private:
+  Db& db_;
+  std::unique_ptr<dm::CryptBackend> backend_;
+  keys::KeyMediaProvider provider_;
+  SqliteDmJournal journal_;
+  dm::VolumeManager vm_;
+};
+
+struct AtRestState {
+  std::shared_ptr<AtRestService> svc;
+  std::string config_path;
+  std::optional<Error> config_error;  ///< set when the file exists but is wrong
+  std::string resume_error;
+};
+
+json info_json(const dm::VolumeInfo& v) {
+  return json{{"device", v.device},
+              {"uuid", v.uuid},
+              {"name", v.name},
+              {"state", v.state},
+              {"cipher", v.cipher},
+              {"key_bits", v.key_bits},
+              {"sector_size", v.sector_size},
+              {"provider", {{"kind", v.provider_kind}, {"id", v.provider_id}}},
+              {"key_id", v.key_id},
+              {"generation", v.generation},
+              {"keyslot", v.keyslot},
+              {"keyslots", v.active_keyslots},
+              {"rekey_in_progress", v.rekey_in_progress}};
+}
+
+Result<AtRestService*> service(AtRestState& st) {
+  if (st.config_error) return Error(*st.config_error);
+  if (!st.svc)
+    return Error(ErrorCode::kUnavailable, "at-rest encryption is not configured on this node",
+                 "create " + st.config_path + " with system_id and media_dirs, then restart storcryptd",
+                 "xAtRestNotConfigured");
+  return st.svc.get();
+}
+
+std::shared_ptr<AtRestState> state_for(Context& ctx) {
+  if (auto s = ctx.service<AtRestState>()) return s;
+  auto st = std::make_shared<AtRestState>();
+  st->config_path = at_rest_config_path(ctx);
+  std::ifstream probe(st->config_path);
+  if (probe.good() && ctx.db) {
+    auto settings = load_settings(st->config_path);
+    if (!settings.ok()) {
+      st->config_error = settings.error();
+    } else {
+      auto prov = keys::KeyMediaProvider::create(settings->media);
+      if (!prov.ok()) {
+        st->config_error = std::move(prov).error().context(st->config_path);
+      } else {
+        st->svc = std::make_shared<AtRestService>(*ctx.db, std::move(settings).value(), std::move(prov).value());
+        auto r = st->svc->vm().resume();
+        if (!r.ok()) st->resume_error = r.error().to_string();
+      }
+    }
+  }
+  ctx.set_service(st);
+  return st;
+}
+
+json warnings_json(const std::vector<std::string>& w) { return json(w); }
+
+}  // namespace
+
+Status register_volume_methods(Dispatcher& d, Context& ctx) {
+  if (ctx.db) {
+    STORCRYPT_TRY(ctx.db->migrate(
+        "dm", {{1, "dm journal and volume registry",
+                "CREATE TABLE dm_journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, "
+                "volume_uuid TEXT NOT NULL, device TEXT NOT NULL, step TEXT NOT NULL, data TEXT NOT NULL);"
+                "CREATE TABLE dm_volumes(uuid TEXT PRIMARY KEY, device TEXT NOT NULL, name TEXT NOT NULL UNIQUE, "
+                "key_id TEXT NOT NULL);"}}));
+  }
+  auto st = state_for(ctx);
+  ctx.add_doctor_check([st] {
+    std::vector<CheckResult> out;
+    if (st->config_error) {
+      out.push_back({"at-rest", "config", "error", st->config_error->message(), st->config_error->fix()});
+    } else if (!st->svc) {
+      out.push_back({"at-rest", "config", "ok", "at-rest encryption not configured (" + st->config_path + ")", ""});
+    } else {
+      std::lock_guard lock(st->svc->mu);
+      auto pend = dm::pending_operations(st->svc->journal());
+      if (pend.ok() && !pend->empty())
+        out.push_back({"at-rest", "pending-operations", "error",
+                       std::to_string(pend->size()) + " interrupted rekey/erase operation(s): " + st->resume_error,
+                       "insert the key media and run 'storcrypt volume resume'"});
+      else
+        out.push_back({"at-rest", "pending-operations", "ok", "no interrupted volume operations", ""});
+    }
+    return out;
+  });
+
+  auto S = [st]() { return service(*st); };
+  STORCRYPT_TRY(
+      d.add({"volume.create",
+             "create an encrypted LUKS2 volume whose key is kept on the key media",
+             {{"device", ParamType::kString, true, "block device path, e.g. /dev/sdb"},
+              {"name", ParamType::kString, true, "volume name (/dev/mapper/<name>)"},
+              {"key_id", ParamType::kString, false, "key id (default: generated)"},
+              {"encrypted", ParamType::kBoolean, false, "false is refused when encryption is always on"}},
+             true,
+             [S](const Params& p) -> Result<json> {
+               STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, S());
+               std::lock_guard lock(s->mu);
+               dm::OpReport rep;
+               STORCRYPT_ASSIGN_OR_RETURN(
+                   auto vi, s->vm().create(
+                                {p.str("device"), p.str("name"), p.str("key_id"), p.boolean("encrypted", true)}, &rep));
+               STORCRYPT_TRY(
+                   s->db().exec("INSERT OR REPLACE INTO dm_volumes(uuid, device, name, key_id) VALUES(?1, ?2, ?3, ?4)",
+                                {vi.uuid, vi.device, vi.name, vi.key_id}));
+               json r = info_json(vi);
+               r["warnings"] = warnings_json(rep.warnings);
+               return r;
+             }}));
+  STORCRYPT_TRY(d.add({"volume.open",
+                       "open a volume with its key from the key media",
+                       {{"volume", ParamType::kString, true, "volume name or device path"}},
+                       true,
+                       [S](const Params& p) -> Result<json> {
+                         STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, S());
+                         std::lock_guard lock(s->mu);
+                         STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s->device_of(p.str("volume")));
+                         dm::OpReport rep;
+                         STORCRYPT_TRY(s->vm().open(dev, "", &rep));
+                         STORCRYPT_ASSIGN_OR_RETURN(auto vi, s->vm().show(dev));
+                         json r = info_json(vi);
+                         r["warnings"] = warnings_json(rep.warnings);
+                         return r;
+                       }}));
+  STORCRYPT_TRY(d.add({"volume.close",
+                       "close an open volume",
+                       {{"volume", ParamType::kString, true, "volume name or device path"}},
+                       true,
+                       [S](const Params& p) -> Result<json> {
+                         STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, S());
+                         std::lock_guard lock(s->mu);
+                         STORCRYPT_ASSIGN_OR_RETURN(std::string name, s->name_of(p.str("volume")));
+                         STORCRYPT_TRY(s->vm().close(name));
+                         return json{{"name", name}, {"state", "closed"}};
+                       }}));
+  STORCRYPT_TRY(
+      d.add({"volume.list", "list the volumes created on this node", {}, false, [S](const Params&) -> Result<json> {
+               STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, S());
+               std::lock_guard lock(s->mu);
+               STORCRYPT_ASSIGN_OR_RETURN(auto rows,
+                                          s->db().query("SELECT device, name, uuid FROM dm_volumes ORDER BY name"));
+               json arr = json::array();
+               for (const auto& r : rows) {
+                 auto vi = s->vm().show(r.text(0));
+                 if (vi.ok()) {
+                   arr.push_back(info_json(*vi));
+                 } else {
+                   arr.push_back(json{{"device", r.text(0)},
+                                      {"name", r.text(1)},
+                                      {"uuid", r.text(2)},
+                                      {"state", "error"},
+                                      {"error", vi.error().message()}});
+                 }
+               }
+               return json{{"volumes", arr}};
+             }}));
+  STORCRYPT_TRY(d.add({"volume.show",
+                       "show one volume: state, cipher, key id, provider, generation",
+                       {{"volume", ParamType::kString, true, "volume name or device path"}},
+                       false,
+                       [S](const Params& p) -> Result<json> {
+                         STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, S());
+                         std::lock_guard lock(s->mu);
+                         STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s->device_of(p.str("volume")));
+                         STORCRYPT_ASSIGN_OR_RETURN(auto vi, s->vm().show(dev));
+                         return info_json(vi);
+                       }}));
+  STORCRYPT_TRY(d.add({"volume.rekey",
+                       "replace the volume's access key (the volume may stay open and in use)",
+                       {{"volume", ParamType::kString, true, "volume name or device path"}},
+                       true,
+                       [S](const Params& p) -> Result<json> {
+                         STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, S());
+                         std::lock_guard lock(s->mu);
+                         STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s->device_of(p.str("volume")));
+                         dm::OpReport rep;
+                         STORCRYPT_TRY(s->vm().rekey(dev, &rep));
+                         STORCRYPT_ASSIGN_OR_RETURN(auto vi, s->vm().show(dev));
+                         json r = info_json(vi);
+                         r["warnings"] = warnings_json(rep.warnings);
+                         return r;
+                       }}));
+  STORCRYPT_TRY(d.add({"volume.erase",
+                       "crypto-erase a closed volume: keyslots, tokens, header, backups and key copies destroyed",
+                       {{"volume", ParamType::kString, true, "volume name or device path"},
+                        {"confirm", ParamType::kBoolean, true, "must be true: the data becomes unrecoverable"}},
+                       true,
+                       [S](const Params& p) -> Result<json> {
+                         if (!p.boolean("confirm"))
+                           return Error(ErrorCode::kInvalidInput, "volume.erase needs confirm=true",
+                                        "pass --yes: the data on the volume becomes unrecoverable");
+                         STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, S());
+                         std::lock_guard lock(s->mu);
+                         STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s->device_of(p.str("volume")));
+                         dm::OpReport rep;
+                         STORCRYPT_TRY(s->vm().erase(dev, &rep));
+                         STORCRYPT_TRY(s->db().exec("DELETE FROM dm_volumes WHERE device = ?1", {dev}));
+                         return json{{"device", dev}, {"erased", true}, {"warnings", warnings_json(rep.warnings)}};
+                       }}));
+  STORCRYPT_TRY(d.add(
+      {"volume.resume",
+       "finish or roll back interrupted rekey/erase operations",
+       {},
+       true,
+       [S](const Params&) -> Result<json> {
+         STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, S());
+         std::lock_guard lock(s->mu);
+         STORCRYPT_ASSIGN_OR_RETURN(auto r, s->vm().resume());
+         json items = json::array();
+         for (auto& i : r.items)
+           items.push_back(json{{"op", i.op}, {"uuid", i.volume_uuid}, {"device", i.device}, {"outcome", i.outcome}});
+         return json{{"operations", items}, {"warnings", warnings_json(r.warnings)}};
+       }}));
+  return ok_status();
+}
+
+Status register_keymedia_methods(Dispatcher& d, Context& ctx) {
+  auto st = state_for(ctx);
+  auto S = [st]() { return service(*st); };
+  auto scan_json = [](AtRestService& s) {
+    json media = json::array();
+    for (const auto& m : s.provider().scan()) {
+      json files = json::array();
+      for (const auto& f : m.files)
+        files.push_back(json{{"file", f.path.filename().string()},
+                             {"key_id", f.key_id},
+                             {"generation", f.generation},
+                             {"status", std::string(keys::key_file_problem_name(f.problem))},
+                             {"detail", f.detail}});
+      media.push_back(json{{"dir", m.dir.string()}, {"present", m.present}, {"files", files}});
+    }
+    return media;
+  };
+  STORCRYPT_TRY(d.add({"keymedia.list",
+                       "list the configured key media and the key files on them",
+                       {},
+                       false,
+                       [S, scan_json](const Params&) -> Result<json> {
+                         STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, S());
+                         std::lock_guard lock(s->mu);
+                         return json{{"media", scan_json(*s)}};
+                       }}));
+  STORCRYPT_TRY(d.add({"keymedia.status",
+                       "per key: valid copies against the desired count, and bad copies",
+                       {},
+                       false,
+                       [S](const Params&) -> Result<json> {
+                         STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, S());
+                         std::lock_guard lock(s->mu);
+                         std::map<std::string, json> keys;
+                         std::size_t present = 0;
+                         for (const auto& m : s->provider().scan()) {
+                           present += m.present;
+                           for (const auto& f : m.files) {
+                             std::string k = f.key_id + " g" + std::to_string(f.generation);
+                             auto& e = keys[k];
+                             if (e.is_null())
+                               e = json{{"key_id", f.key_id},
+                                        {"generation", f.generation},
+                                        {"valid_copies", 0},
+                                        {"bad_copies", json::array()}};
+                             if (f.problem == keys::KeyFileProblem::kNone)
+                               e["valid_copies"] = e["valid_copies"].get<int>() + 1;
+                             else
+                               e["bad_copies"].push_back(m.dir.string() + ": " +
+                                                         std::string(keys::key_file_problem_name(f.problem)));
+                           }
+                         }
+                         json arr = json::array();
+                         for (auto& [_, e] : keys) arr.push_back(e);
+                         return json{{"media_present", present},
+                                     {"media_configured", s->provider().config().media_dirs.size()},
+                                     {"desired_copies", s->provider().config().desired_copies},
+                                     {"keys", arr}};
+                       }}));
+  STORCRYPT_TRY(d.add({"keymedia.init",
+                       "initialise a configured medium with every key that has a valid copy elsewhere",
+                       {{"dir", ParamType::kString, true, "mount point of the medium (one of media_dirs)"}},
+                       true,
+                       [S](const Params& p) -> Result<json> {
+                         STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, S());
+                         std::lock_guard lock(s->mu);
+                         STORCRYPT_ASSIGN_OR_RETURN(auto rep, s->provider().init_medium(p.str("dir")));
+                         return json{{"dir", p.str("dir")}, {"copies_written", rep.copies_written}};
+                       }}));
+  return ok_status();
+}
+
+}  // namespace storcrypt::controller
