@@ -35,7 +35,7 @@ PolicyList make_list(int n, bool with_protect, std::uint64_t seed) {
     Policy p;
     p.name = "p" + std::to_string(i);
     p.direction = i % 2 ? Direction::kInbound : Direction::kOutbound;
-    const std::uint32_t net = 0x0a000000u + (static_cast<std::uint32_t>(i % 4096) << 8);
+    const std::uint32_t net = 0x0a000000u + (static_cast<std::uint32_t>(i % 16) << 8);
     const std::uint32_t lo = static_cast<std::uint32_t>(1 + pick(100));
     p.selector.local = AddressSpec::single(IpAddress::v4(0xc0000201));
     p.selector.remote = {AddressSpec::Kind::kRange, IpAddress::v4(net + lo), IpAddress::v4(net + lo + 1 + pick(150)),
@@ -97,14 +97,18 @@ int main() {
     const CompiledPolicySet set = compile(list, opt);
     const double compile_ms = ms_since(t);
 
-    netlink::FakeXfrm fake;
-    PolicyInstaller fake_inst(fake, opt);
-    t = Clock::now();
-    auto st = fake_inst.enable(set, ks);
-    const double fake_ms = ms_since(t);
-    if (!st.ok()) {
-      std::fprintf(stderr, "fake install: %s\n", st.error().to_string().c_str());
-      return 1;
+    // FakeXfrm checks duplicates linearly per add (quadratic overall): measured up to 1,000.
+    double fake_ms = -1;
+    if (n <= 1000) {
+      netlink::FakeXfrm fake;
+      PolicyInstaller fake_inst(fake, opt);
+      t = Clock::now();
+      auto st = fake_inst.enable(set, ks);
+      fake_ms = ms_since(t);
+      if (!st.ok()) {
+        std::fprintf(stderr, "fake install: %s\n", st.error().to_string().c_str());
+        return 1;
+      }
     }
 
     // Real kernel (policies only: the build machine's kernel may lack GCM).
@@ -158,8 +162,9 @@ int main() {
       base_fake = fake_ms / n;
       base_kern = kern_ms / n;
     }
-    std::printf("         per-policy cost vs 100-policy baseline: validate x%.2f compile x%.2f fake-install x%.2f",
-                validate_ms / n / base_validate, compile_ms / n / base_compile, fake_ms / n / base_fake);
+    std::printf("         per-policy cost vs 100-policy baseline: validate x%.2f compile x%.2f",
+                validate_ms / n / base_validate, compile_ms / n / base_compile);
+    if (fake_ms > 0) std::printf(" fake-install x%.2f", fake_ms / n / base_fake);
     if (kern_ms > 0 && base_kern > 0) std::printf(" kernel-install x%.2f", kern_ms / n / base_kern);
     std::printf("; test tool %.0fx faster than brute force\n", brute_ms / tool_ms);
   }
