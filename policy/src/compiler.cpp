@@ -102,12 +102,12 @@ bool deciders(const Box& region, const std::vector<Flat>& list, std::size_t from
   return true;
 }
 
-std::vector<Flat> flatten(const std::vector<EffectivePolicy>& eff, Direction dir, std::size_t end,
-                          const std::vector<Box>* filter) {
+std::vector<Flat> flatten(const std::vector<EffectivePolicy>& eff, const std::vector<std::vector<Box>>& boxes,
+                          Direction dir, std::size_t end, const std::vector<Box>* filter) {
   std::vector<Flat> out;
   for (std::size_t k = 0; k < end && k < eff.size(); ++k) {
     if (eff[k].policy.direction != dir) continue;
-    for (const Box& b : boxes_of(eff[k].policy)) {
+    for (const Box& b : boxes[k]) {
       if (filter && std::none_of(filter->begin(), filter->end(), [&](const Box& f) { return intersects(f, b); })) {
         continue;
       }
@@ -165,8 +165,11 @@ SaEnds sa_ends(const Policy& p) {
 
 std::vector<PortMask> masks_of(const Selector& s, bool local) {
   if (!s.protocol || !(protocol_has_ports(*s.protocol) || protocol_is_icmp(*s.protocol))) return {PortMask{0, 0}};
+  const auto ranges = dim_ranges(s, local);
+  // ICMP types/codes are 8-bit: the whole 0-255 range is "any" (mask 0), not 0/0xff00.
+  if (protocol_is_icmp(*s.protocol) && ranges.size() == 1 && ranges[0] == PortRange{0, 255}) return {PortMask{0, 0}};
   std::vector<PortMask> out;
-  for (PortRange r : dim_ranges(s, local)) {
+  for (PortRange r : ranges) {
     auto m = port_range_to_masks(r);
     out.insert(out.end(), m.begin(), m.end());
   }
@@ -284,10 +287,13 @@ ValidationReport validate(const PolicyList& list, const KeyStore& keys, const Co
 
   // Shadowed policies: every packet they match is decided by an earlier one.
   const auto eff = effective_policies(list, opt.enforcement);
+  std::vector<std::vector<Box>> boxes;
+  boxes.reserve(eff.size());
+  for (const EffectivePolicy& e : eff) boxes.push_back(boxes_of(e.policy));
   for (std::size_t j = 0; j < list.size(); ++j) {
     const Policy& p = list.policies()[j];
-    const auto mine = boxes_of(p);
-    const auto earlier = flatten(eff, p.direction, j, &mine);
+    const auto& mine = boxes[j];
+    const auto earlier = flatten(eff, boxes, p.direction, j, &mine);
     if (earlier.empty()) continue;
     std::set<std::size_t> dec;
     std::size_t budget = 200000;
@@ -310,7 +316,7 @@ ValidationReport validate(const PolicyList& list, const KeyStore& keys, const Co
   auto discarded_by = [&](Direction dir, Box region) {
     std::set<std::size_t> dec;
     std::size_t budget = 200000;
-    const auto all = flatten(eff, dir, eff.size(), nullptr);
+    const auto all = flatten(eff, boxes, dir, eff.size(), nullptr);
     deciders(region, all, 0, dec, budget);
     std::set<std::size_t> discards;
     for (std::size_t i : dec) {

@@ -23,7 +23,7 @@ Result<nl::Prefix> prefix(const IpAddress& a, int len) { return nl::Prefix::make
 
 /// ICMP type/code values selected by a value/mask pair (nullopt = any).
 std::vector<std::optional<std::uint8_t>> icmp_values(std::uint16_t value, std::uint16_t mask, bool force) {
-  if (mask == 0 && !force) return {std::nullopt};
+  if ((mask & 0xff) == 0 && !force) return {std::nullopt};  // no bit of an 8-bit value is fixed: any
   std::vector<std::optional<std::uint8_t>> out;
   for (unsigned v = 0; v < 256; ++v) {
     if (((v ^ value) & mask) == 0) out.push_back(static_cast<std::uint8_t>(v));
@@ -248,7 +248,10 @@ Result<ApplyStats> PolicyInstaller::enable(const CompiledPolicySet& set, const K
   }
   std::vector<nl::PolicyId> del;
   for (const auto& [id, p] : have_by_id) {
-    if (!wanted_ids.count(id)) del.push_back(p->id());
+    if (wanted_ids.count(id)) continue;
+    nl::PolicyId pid = p->id();
+    pid.index = p->index;
+    del.push_back(pid);
   }
   if (!del.empty()) {
     STORCRYPT_ASSIGN_OR_RETURN(auto br, xfrm_.delete_policies(del));
@@ -272,7 +275,10 @@ Result<ApplyStats> PolicyInstaller::disable() {
   STORCRYPT_ASSIGN_OR_RETURN(auto pols, xfrm_.dump_policies());
   std::vector<nl::PolicyId> del;
   for (const nl::Policy& p : pols) {
-    if (owns(p)) del.push_back(p.id());
+    if (!owns(p)) continue;
+    nl::PolicyId id = p.id();
+    id.index = p.index;  // by index when the kernel reported one: no selector scan
+    del.push_back(id);
   }
   if (!del.empty()) {
     STORCRYPT_ASSIGN_OR_RETURN(auto br, xfrm_.delete_policies(del));
