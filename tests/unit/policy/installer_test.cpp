@@ -236,3 +236,30 @@ TEST(Installer, FakeKernelLookupAgreesWithFirstMatch) {
 
 }  // namespace
 }  // namespace storcrypt::policy
+
+namespace storcrypt::policy {
+namespace {
+
+TEST(Installer, KernelRefusalIsReportedAndRetryCompletes) {
+  nl::FakeXfrm x;
+  PolicyInstaller inst(x);
+  const KeyStore ks = keys();
+  auto set = commit(sample(), ks);
+  ASSERT_TRUE(set.ok());
+  x.fail_next("add_policy", Error(ErrorCode::kKernel, "injected refusal"));
+  auto st = inst.enable(*set, ks);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message().find("injected refusal"), std::string::npos);
+  // Enabling again reconciles whatever was half done.
+  st = inst.enable(*set, ks);
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  EXPECT_EQ(st->policies_added, 1u);
+  const std::size_t full = x.total_policies();
+  st = inst.enable(*set, ks);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(x.total_policies(), full);
+  EXPECT_EQ(st->policies_added + st->sas_added, 0u);
+}
+
+}  // namespace
+}  // namespace storcrypt::policy
