@@ -15,17 +15,6 @@
 namespace storcrypt::kmip {
 namespace {
 
-std::string testcase_dir() {
-  std::vector<std::string> candidates;
-  if (const char* e = std::getenv("STORCRYPT_KMIP_TESTCASES")) candidates.emplace_back(e);
-  candidates.push_back(std::string(STORCRYPT_SOURCE_DIR) + "/../shared/kmip-testcases/v1.4");
-  candidates.push_back(std::string(STORCRYPT_SOURCE_DIR) + "/../../shared/kmip-testcases/v1.4");
-  candidates.emplace_back("/work/shared/kmip-testcases/v1.4");
-  for (const auto& c : candidates)
-    if (std::filesystem::exists(c + "/SKLC-M-1-14.xml")) return c;
-  return {};
-}
-
 // Where PyKMIP 0.10 answers differently from the OASIS expectation, the
 // step is listed with PyKMIP's actual reason (so a behaviour change still fails).
 struct Deviation {
@@ -51,7 +40,7 @@ class KmipReplay : public ::testing::TestWithParam<const char*> {};
 TEST_P(KmipReplay, ConversationMatchesExpectedResponses) {
   std::string why;
   STORCRYPT_REQUIRE(testing::pykmip_available(why), why);
-  std::string dir = testcase_dir();
+  std::string dir = xmltest::testcase_dir();
   STORCRYPT_REQUIRE(!dir.empty(), "KMIP test cases not found (set STORCRYPT_KMIP_TESTCASES)");
   auto msgs = xmltest::load_testcase(dir + "/" + GetParam() + ".xml");
   ASSERT_TRUE(msgs.ok()) << msgs.error().to_string();

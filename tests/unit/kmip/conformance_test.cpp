@@ -16,17 +16,6 @@
 namespace storcrypt::kmip {
 namespace {
 
-std::string testcase_dir() {
-  std::vector<std::string> candidates;
-  if (const char* e = std::getenv("STORCRYPT_KMIP_TESTCASES")) candidates.emplace_back(e);
-  candidates.push_back(std::string(STORCRYPT_SOURCE_DIR) + "/../shared/kmip-testcases/v1.4");
-  candidates.push_back(std::string(STORCRYPT_SOURCE_DIR) + "/../../shared/kmip-testcases/v1.4");
-  candidates.emplace_back("/work/shared/kmip-testcases/v1.4");
-  for (const auto& c : candidates)
-    if (std::filesystem::exists(c + "/SKLC-M-1-14.xml")) return c;
-  return {};
-}
-
 // The symmetric-key lifecycle cases use exactly the operations this client
 // implements (SKLC-O-1 and TL-* add RNG, Check and alternative names).
 const char* kLifecycleCases[] = {"SKLC-M-1-14", "SKLC-M-2-14", "SKLC-M-3-14"};
@@ -34,7 +23,7 @@ const char* kLifecycleCases[] = {"SKLC-M-1-14", "SKLC-M-2-14", "SKLC-M-3-14"};
 class KmipConformance : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    dir_ = testcase_dir();
+    dir_ = xmltest::testcase_dir();
     STORCRYPT_REQUIRE(!dir_.empty(), "KMIP test cases not found (set STORCRYPT_KMIP_TESTCASES)");
     auto r = xmltest::load_testcase(dir_ + "/" + GetParam() + ".xml");
     ASSERT_TRUE(r.ok()) << r.error().to_string();

@@ -1,6 +1,8 @@
 #include "kmip_xml.h"
 
+#include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -9,6 +11,18 @@
 #include "storcrypt/kmip/tags.h"
 
 namespace storcrypt::kmip::xmltest {
+
+std::string testcase_dir() {
+  std::vector<std::string> candidates;
+  if (const char* e = std::getenv("STORCRYPT_KMIP_TESTCASES")) candidates.emplace_back(e);
+  candidates.push_back(std::string(STORCRYPT_SOURCE_DIR) + "/../shared/kmip-testcases/v1.4");
+  candidates.push_back(std::string(STORCRYPT_SOURCE_DIR) + "/../../shared/kmip-testcases/v1.4");
+  candidates.emplace_back("/work/shared/kmip-testcases/v1.4");
+  for (const auto& c : candidates)
+    if (std::filesystem::exists(c + "/SKLC-M-1-14.xml")) return c;
+  return {};
+}
+
 namespace {
 
 struct Node {

@@ -24,6 +24,10 @@ struct XmlMessage {
 /// All Request/Response messages of one test-case file, in order.
 Result<std::vector<XmlMessage>> load_testcase(const std::string& path);
 
+/// The OASIS KMIP 1.4 test-case directory, read in place: $STORCRYPT_KMIP_TESTCASES,
+/// else ../shared/kmip-testcases/v1.4 beside the source tree; "" when absent.
+std::string testcase_dir();
+
 /// Replace "$UNIQUE_IDENTIFIER_n" text values using `uids`.
 void substitute(Ttlv& item, const std::map<std::string, std::string>& uids);
 
