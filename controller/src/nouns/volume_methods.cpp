@@ -18,6 +18,7 @@
 // in the state database (component "dm"); unfinished operations are resumed at
 // start-up.
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iterator>
@@ -152,7 +153,17 @@ class AtRestService {
         backend_(dm::make_libcryptsetup_backend()),
         provider_(std::move(provider)),
         journal_(db),
-        vm_(*backend_, {&provider_}, journal_, s.volumes) {}
+        vm_(*backend_, {&provider_}, journal_, s.volumes) {
+    // Fault injection for the crash tests (like STORCRYPT_FAULT_AFTER_STEP for
+    // the controller journal): the daemon exits at this rekey/erase step
+    // (dm::rekey_crash_points(), dm::erase_crash_points()).
+    if (const char* at = std::getenv("STORCRYPT_DM_CRASH_AT"); at && *at) {
+      vm_.set_crash_hook([want = std::string(at)](std::string_view point) {
+        if (point == want) ::_exit(86);
+        return false;
+      });
+    }
+  }
 
   std::mutex mu;
   Db& db() { return db_; }

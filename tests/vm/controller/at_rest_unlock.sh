@@ -51,8 +51,8 @@ stop_daemon() {
 }
 sc() { echo "+ storcrypt $*" >&2; "$C" --socket "$W/sock" "$@"; }
 scj() { "$C" --socket "$W/sock" --json "$@"; }
-state() { scj volume show unlockvol | jq -r .state; }
-locked_events() { scj event list --code 5010 | jq -c '[.events[] | select(.sense.volume == "unlockvol")]'; }
+state() { scj volume show unlockvol | jq -r .result.state; }
+locked_events() { scj event list --code 5010 | jq -c '[.result.events[] | select(.sense.volume == "unlockvol")]'; }
 # wait_for DESCRIPTION CMD...: poll (bounded, 60 s) until CMD succeeds
 wait_for() {
   local what=$1; shift
@@ -69,7 +69,7 @@ start_daemon
 sc keymedia init "$W/media1"
 sc keymedia init "$W/media2"
 sc volume create "$LOOP" unlockvol --key-id unlock-key
-[ "$(state)" = closed ] || sc volume open unlockvol >/dev/null
+[ "$(state)" = open ] || sc volume open unlockvol >/dev/null
 [ "$(state)" = open ] || fail "volume did not open in daemon 1"
 head -c 4M /dev/urandom > "$W/data"
 dd if="$W/data" of=/dev/mapper/unlockvol bs=1M oflag=direct status=none
