@@ -97,6 +97,13 @@ for step in slot-added token-updated provider-committed old-destroyed; do
   [ "$(jq '.keyslots | length' <<< "$s")" = 1 ] || fail "not exactly one keyslot after resume ($step): $s"
   gen_after=$(jq -r .generation <<< "$s")
   echo "generation $gen_before -> $gen_after"
+  # dm/README.md: before provider-committed the rekey rolls back (no new key
+  # on the media yet); from provider-committed on it only goes forward.
+  case $step in
+    slot-added|token-updated) want=$gen_before ;;
+    *) want=$((gen_before + 1)) ;;
+  esac
+  [ "$gen_after" = "$want" ] || fail "generation $gen_after after the crash at $step, want $want"
   verify "after the crash at $step and restart"
   sc volume close crashvol
   stop_daemon
