@@ -134,6 +134,8 @@ int run(const Options& opt, const sc::Config& config, int ready_fd) {
     }
   }
 
+  for (auto& hook : ctx.start_hooks) hook();
+
   asio::io_context io;
   sc::Server server(io, dispatcher, config);
   if (Status st = server.listen(); !st.ok()) return fail(st.error());

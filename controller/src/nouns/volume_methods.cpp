@@ -8,15 +8,24 @@
 //    "desired_copies": 4,
 //    "no_workqueue": false,                 // dm-crypt no_read/no_write_workqueue
 //    "encryption_always_on": true,
-//    "header_backup_dir": "/var/lib/storcrypt/luks-headers"}
+//    "header_backup_dir": "/var/lib/storcrypt/luks-headers",
+//    "unlock_retry_seconds": 60}              // retry of volumes locked at start-up
+// At start-up (after the journals are resumed) every registered volume that is
+// not open is opened with its key from the media; each one that stays locked
+// raises event 5010 naming the volume and the reason, and is retried every
+// unlock_retry_seconds; the event is marked fixed once it opens.
 // Without it the nouns answer "not configured". The rekey/erase journal lives
 // in the state database (component "dm"); unfinished operations are resumed at
 // start-up.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "storcrypt/controller/auto_unlock.h"
 #include "storcrypt/controller/nouns.h"
 #include "storcrypt/dm/volume_manager.h"
 #include "storcrypt/keys/key_media.h"
@@ -58,9 +67,27 @@ class SqliteDmJournal final : public dm::Journal {
   Db& db_;
 };
 
+/// Event: a registered volume could not be opened at start-up (or on a retry).
+constexpr int kVolumeLockedEvent = 5010;
+
+EventDef volume_locked_event() {
+  return {kVolumeLockedEvent,
+          Severity::kError,
+          "Encrypted volume stays locked",
+          {"no key medium holding a valid copy of the volume's key is present (removed, not mounted)",
+           "the key copies on the present media are corrupt, truncated or from another system",
+           "the volume's device is missing or is no longer a storcrypt LUKS2 volume"},
+          {"insert or mount a key medium that holds the key (see 'storcrypt keymedia status'); the daemon retries "
+           "every unlock_retry_seconds and marks this event fixed when the volume opens",
+           "check the media directories in at-rest.json match where the media are mounted",
+           "open it by hand with 'storcrypt volume open VOLUME' to see the error",
+           "if every copy of the key is lost the data cannot be recovered: restore from backup"}};
+}
+
 struct AtRestSettings {
   keys::KeyMediaConfig media;
   dm::VolumeManagerConfig volumes;
+  std::uint64_t unlock_retry_seconds = 60;
 };
 
 std::string at_rest_config_path(const Context& ctx) {
@@ -109,6 +136,12 @@ Result<AtRestSettings> load_settings(const std::string& path) {
     if (!j["header_backup_dir"].is_string()) return bad("header_backup_dir", "must be a path");
     s.volumes.header_backup_dir = j["header_backup_dir"].get<std::string>();
   }
+  if (j.contains("unlock_retry_seconds")) {
+    if (!j["unlock_retry_seconds"].is_number_unsigned() || j["unlock_retry_seconds"].get<std::uint64_t>() < 1 ||
+        j["unlock_retry_seconds"].get<std::uint64_t>() > 86400)
+      return bad("unlock_retry_seconds", "must be a whole number of seconds, 1..86400");
+    s.unlock_retry_seconds = j["unlock_retry_seconds"].get<std::uint64_t>();
+  }
   return s;
 }
 
@@ -120,7 +153,17 @@ class AtRestService {
         backend_(dm::make_libcryptsetup_backend()),
         provider_(std::move(provider)),
         journal_(db),
-        vm_(*backend_, {&provider_}, journal_, s.volumes) {}
+        vm_(*backend_, {&provider_}, journal_, s.volumes) {
+    // Fault injection for the crash tests (like STORCRYPT_FAULT_AFTER_STEP for
+    // the controller journal): the daemon exits at this rekey/erase step
+    // (dm::rekey_crash_points(), dm::erase_crash_points()).
+    if (const char* at = std::getenv("STORCRYPT_DM_CRASH_AT"); at && *at) {
+      vm_.set_crash_hook([want = std::string(at)](std::string_view point) {
+        if (point == want) ::_exit(86);
+        return false;
+      });
+    }
+  }
 
   std::mutex mu;
   Db& db() { return db_; }
@@ -156,7 +199,47 @@ struct AtRestState {
   std::string config_path;
   std::optional<Error> config_error;  ///< set when the file exists but is wrong
   std::string resume_error;
+  std::uint64_t unlock_retry_seconds = 60;
+  std::unique_ptr<AutoUnlockWorker> unlocker;  ///< declared last: joined first
 };
+
+/// The start-up unlock's hooks over the service and the event log.
+AutoUnlockHooks unlock_hooks(std::shared_ptr<AtRestService> svc, EventLog* events) {
+  AutoUnlockHooks h;
+  h.list = [svc]() -> Result<std::vector<RegisteredVolume>> {
+    std::lock_guard lock(svc->mu);
+    STORCRYPT_ASSIGN_OR_RETURN(auto rows, svc->db().query("SELECT device, name FROM dm_volumes ORDER BY name"));
+    std::vector<RegisteredVolume> out;
+    for (const auto& r : rows) {
+      auto vi = svc->vm().show(r.text(0));
+      out.push_back({r.text(1), r.text(0), vi.ok() && vi->state == "open"});
+    }
+    return out;
+  };
+  h.open = [svc](const RegisteredVolume& v) -> Status {
+    std::lock_guard lock(svc->mu);
+    Status st = svc->vm().open(v.device);
+    if (st.ok()) return st;
+    std::size_t present = 0, configured = 0;
+    for (const auto& m : svc->provider().scan()) {
+      ++configured;
+      present += m.present;
+    }
+    return Error(st.error().code(),
+                 st.error().message() + " (" + std::to_string(present) + " of " + std::to_string(configured) +
+                     " key media present)",
+                 st.error().fix(), st.error().name());
+  };
+  h.raise = [events](const RegisteredVolume& v, const std::string& reason) -> Result<int64_t> {
+    if (!events) return Error(ErrorCode::kUnavailable, "no event log");
+    return events->raise(kVolumeLockedEvent, "volume " + v.name + " (" + v.device + ") stays locked: " + reason,
+                         {{"volume", v.name}, {"device", v.device}, {"reason", reason}});
+  };
+  h.mark_fixed = [events](int64_t id) {
+    if (events) (void)events->mark_fixed(id);
+  };
+  return h;
+}
 
 json info_json(const dm::VolumeInfo& v) {
   return json{{"device", v.device},
@@ -197,6 +280,7 @@ std::shared_ptr<AtRestState> state_for(Context& ctx) {
       if (!prov.ok()) {
         st->config_error = std::move(prov).error().context(st->config_path);
       } else {
+        st->unlock_retry_seconds = settings->unlock_retry_seconds;
         st->svc = std::make_shared<AtRestService>(*ctx.db, std::move(settings).value(), std::move(prov).value());
         auto r = st->svc->vm().resume();
         if (!r.ok()) st->resume_error = r.error().to_string();
@@ -221,6 +305,17 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
                 "key_id TEXT NOT NULL);"}}));
   }
   auto st = state_for(ctx);
+  if (ctx.events) ctx.events->define(volume_locked_event());
+  if (st->svc) {
+    ctx.add_start_hook([st, events = ctx.events] {
+      st->unlocker = std::make_unique<AutoUnlockWorker>(
+          unlock_hooks(st->svc, events), std::chrono::seconds(st->unlock_retry_seconds), [](const AutoUnlockPass& p) {
+            for (const auto& n : p.opened) spdlog::info("volume {} opened with its key from the media", n);
+            for (const auto& n : p.raised) spdlog::error("volume {} stays locked (see 'storcrypt event list')", n);
+            for (const auto& e : p.errors) spdlog::error("volume unlock: {}", e);
+          });
+    });
+  }
   ctx.add_doctor_check([st] {
     std::vector<CheckResult> out;
     if (st->config_error) {

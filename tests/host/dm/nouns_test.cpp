@@ -49,6 +49,7 @@ class AtRestNouns : public ::testing::Test {
   }
   fs::path root_;
   std::unique_ptr<Db> db_;
+  std::unique_ptr<EventLog> events_;  ///< outlives ctx_ (the unlock worker raises into it)
   Context ctx_;
   Dispatcher d_;
 };
@@ -112,6 +113,53 @@ TEST_F(AtRestNouns, CreateShowRekeyEraseThroughTheApi) {
   auto gone = d_.call("volume.show", {{"volume", img}});
   ASSERT_FALSE(gone.ok());
   EXPECT_EQ(gone.error().name(), "xVolumeNotFound");
+}
+
+TEST_F(AtRestNouns, BadUnlockRetryNamesTheField) {
+  for (const char* v : {"0", "-5", "\"60\"", "86401"}) {
+    std::ofstream(root_ / "etc" / "at-rest.json")
+        << R"({"media_dirs": ["/media/x"], "unlock_retry_seconds": )" << v << "}";
+    Context ctx;
+    ctx.db = db_.get();
+    ctx.config_path = ctx_.config_path;
+    Dispatcher d;
+    ASSERT_TRUE(register_volume_methods(d, ctx).ok());
+    auto r = d.call("volume.list", json::object());
+    ASSERT_FALSE(r.ok()) << v;
+    EXPECT_NE(r.error().message().find("unlock_retry_seconds"), std::string::npos) << r.error().message();
+  }
+}
+
+// Start-up unlock with the key media gone: the volume stays closed and one
+// error event (5010) names it and the reason; the start hook's first pass is
+// synchronous, so the event is there when the hooks return.
+TEST_F(AtRestNouns, StartHookRaisesLockedVolumeEventWhenMediaAreMissing) {
+  STORCRYPT_REQUIRE(::storcrypt::testing::is_root(), "needs root for libcryptsetup header locking");
+  events_ = EventLog::create(*db_).value();
+  ctx_.events = events_.get();
+  configure(true);
+  start();
+  std::string img = (root_ / "img").string();
+  auto c = d_.call("volume.create", {{"device", img}, {"name", "vol1"}, {"key_id", "key1"}});
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  ASSERT_EQ(ctx_.start_hooks.size(), 1u);
+  fs::rename(root_ / "m1", root_ / "m1.away");
+  fs::rename(root_ / "m2", root_ / "m2.away");
+  for (auto& h : ctx_.start_hooks) h();
+  auto evs = events_->list({false, std::nullopt, 5010, 10});
+  ASSERT_TRUE(evs.ok());
+  ASSERT_EQ(evs->size(), 1u);
+  const Event& e = evs->front();
+  EXPECT_EQ(e.severity, Severity::kError);
+  EXPECT_FALSE(e.fixed);
+  EXPECT_EQ(e.sense["volume"], "vol1");
+  EXPECT_NE(e.message.find("vol1"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("no valid copy"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("0 of 2 key media present"), std::string::npos) << e.message;
+  EXPECT_FALSE(e.user_actions.empty());
+  auto s = d_.call("volume.show", {{"volume", "vol1"}});
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ((*s)["state"], "closed");
 }
 
 }  // namespace

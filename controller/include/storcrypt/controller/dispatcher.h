@@ -147,6 +147,12 @@ struct Context {
   void add_doctor_check(DoctorCheck c) { doctor_checks.push_back(std::move(c)); }
   std::vector<DoctorCheck> doctor_checks;
 
+  /// Background work a noun module starts once storcryptd has recovered its
+  /// journal, before it serves requests (call during registration only; not
+  /// run by tests that only register methods).
+  void add_start_hook(std::function<void()> h) { start_hooks.push_back(std::move(h)); }
+  std::vector<std::function<void()>> start_hooks;
+
   /// Services owned by noun modules, found by type (e.g. a VolumeService a
   /// keymedia module also needs).
   template <typename T>
