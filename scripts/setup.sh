@@ -14,7 +14,7 @@ PACKAGES=(
   qemu-system-x86 linux-image-amd64 busybox-static cpio gzip
   # real peers and independent readers
   charon-systemd strongswan-swanctl libstrongswan-standard-plugins python3-pykmip python3 cryptsetup-bin
-  iproute2 util-linux e2fsprogs procps psmisc jq
+  iproute2 util-linux e2fsprogs procps psmisc jq xxd
 )
 
 if [ "$(id -u)" -ne 0 ]; then
