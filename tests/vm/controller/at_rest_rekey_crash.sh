@@ -5,53 +5,9 @@
 # unlock opens the volume, the data reads back identical, and a later rekey
 # works.
 set -euo pipefail
-src=${STORCRYPT_SOURCE_DIR:-$(cd "$(dirname "$0")/../../.." && pwd)}
-build=${STORCRYPT_BUILD_DIR:-$src/build}
-D=$build/controller/storcryptd
-C=$build/controller/storcrypt
-W=$(mktemp -d /tmp/storcrypt-rkcrash.XXXXXX)
-PID=""
-LOOP=""
-fail() { echo "FAIL: $*"; [ -f "$W/daemon.log" ] && { echo "--- daemon log"; tail -50 "$W/daemon.log"; }; exit 1; }
-cleanup() {
-  "$C" --socket "$W/sock" volume close crashvol >/dev/null 2>&1 || true
-  [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  dmsetup remove crashvol >/dev/null 2>&1 || true
-  [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/daemon_lib.sh"
+daemon_lib_init rkcrash crash-lab crashvol
 
-cat > "$W/storcrypt.conf" <<EOF2
-state_directory = $W/state
-socket_path = $W/sock
-log_level = info
-EOF2
-cat > "$W/at-rest.json" <<EOF2
-{"system_id": "crash-lab", "media_dirs": ["$W/media1", "$W/media2"], "desired_copies": 2,
- "unlock_retry_seconds": 2}
-EOF2
-mkdir -p "$W/media1" "$W/media2"
-
-start_daemon() {  # [crash step]
-  rm -f "$W/sock"
-  if [ -n "${1:-}" ]; then
-    STORCRYPT_DM_CRASH_AT=$1 "$D" --config "$W/storcrypt.conf" --foreground >> "$W/daemon.log" 2>&1 &
-  else
-    "$D" --config "$W/storcrypt.conf" --foreground >> "$W/daemon.log" 2>&1 &
-  fi
-  PID=$!
-  for _ in $(seq 1 100); do [ -S "$W/sock" ] && return 0; sleep 0.1; done
-  fail "storcryptd did not start"
-}
-stop_daemon() {
-  kill -TERM "$PID"
-  wait "$PID" || true
-  PID=""
-}
-sc() { echo "+ storcrypt $*" >&2; "$C" --socket "$W/sock" "$@"; }
-scj() { "$C" --socket "$W/sock" --json "$@"; }
 show() { scj volume show crashvol | jq -c .result; }
 is_open() { [ "$(show | jq -r .state)" = open ]; }
 wait_open() {
@@ -61,10 +17,6 @@ wait_open() {
 verify() {
   cmp -n $((4 * 1024 * 1024)) "$W/data" /dev/mapper/crashvol || fail "data differs ($1)"
 }
-
-modprobe -a loop dm-mod dm-crypt 2>/dev/null || true
-truncate -s 48M "$W/disk.img"
-LOOP=$(losetup --find --show "$W/disk.img")
 
 start_daemon
 sc keymedia init "$W/media1"

@@ -8,49 +8,9 @@
 #   - media back: within the retry interval (2 s) the volume opens, the data
 #     reads back identical and the event is marked fixed.
 set -euo pipefail
-src=${STORCRYPT_SOURCE_DIR:-$(cd "$(dirname "$0")/../../.." && pwd)}
-build=${STORCRYPT_BUILD_DIR:-$src/build}
-D=$build/controller/storcryptd
-C=$build/controller/storcrypt
-W=$(mktemp -d /tmp/storcrypt-unlock.XXXXXX)
-PID=""
-LOOP=""
-fail() { echo "FAIL: $*"; [ -f "$W/daemon.log" ] && { echo "--- daemon log"; cat "$W/daemon.log"; }; exit 1; }
-cleanup() {
-  "$C" --socket "$W/sock" volume close unlockvol >/dev/null 2>&1 || true
-  [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  dmsetup remove unlockvol >/dev/null 2>&1 || true
-  [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/daemon_lib.sh"
+daemon_lib_init unlock unlock-lab unlockvol
 
-cat > "$W/storcrypt.conf" <<EOF2
-state_directory = $W/state
-socket_path = $W/sock
-log_level = info
-EOF2
-cat > "$W/at-rest.json" <<EOF2
-{"system_id": "unlock-lab", "media_dirs": ["$W/media1", "$W/media2"], "desired_copies": 2,
- "unlock_retry_seconds": 2}
-EOF2
-mkdir -p "$W/media1" "$W/media2"
-
-start_daemon() {
-  "$D" --config "$W/storcrypt.conf" --foreground >> "$W/daemon.log" 2>&1 &
-  PID=$!
-  for _ in $(seq 1 100); do [ -S "$W/sock" ] && return 0; sleep 0.1; done
-  fail "storcryptd did not start"
-}
-stop_daemon() {
-  kill -TERM "$PID"
-  wait "$PID" || true
-  PID=""
-  rm -f "$W/sock"
-}
-sc() { echo "+ storcrypt $*" >&2; "$C" --socket "$W/sock" "$@"; }
-scj() { "$C" --socket "$W/sock" --json "$@"; }
 state() { scj volume show unlockvol | jq -r .result.state; }
 locked_events() { scj event list --code 5010 | jq -c '[.result.events[] | select(.sense.volume == "unlockvol")]'; }
 # wait_for DESCRIPTION CMD...: poll (bounded, 60 s) until CMD succeeds
@@ -59,10 +19,6 @@ wait_for() {
   for _ in $(seq 1 600); do "$@" && return 0; sleep 0.1; done
   fail "timed out waiting for: $what"
 }
-
-modprobe -a loop dm-mod dm-crypt 2>/dev/null || true
-truncate -s 48M "$W/disk.img"
-LOOP=$(losetup --find --show "$W/disk.img")
 
 echo "== daemon 1: create, write, close"
 start_daemon
