@@ -13,6 +13,9 @@ Status register_all_methods(Dispatcher& d, Context& ctx) {
   STORCRYPT_TRY(register_truststore_methods(d, ctx));
   STORCRYPT_TRY(register_volume_methods(d, ctx));
   STORCRYPT_TRY(register_keymedia_methods(d, ctx));
+  STORCRYPT_TRY(register_policy_methods(d, ctx));
+  STORCRYPT_TRY(register_key_methods(d, ctx));
+  STORCRYPT_TRY(register_ipsec_methods(d, ctx));
   return ok_status();
 }
 
@@ -23,6 +26,9 @@ void add_all_commands(CLI::App& app, ClientContext& cc) {
   add_truststore_commands(app, cc);
   add_volume_commands(app, cc);
   add_keymedia_commands(app, cc);
+  add_policy_commands(app, cc);
+  add_key_commands(app, cc);
+  add_ipsec_commands(app, cc);
 }
 
 }  // namespace storcrypt::controller

@@ -217,12 +217,7 @@ Result<std::string> export_keys(const KeyStore& store, const std::vector<std::st
   e.nonce.assign(nonce.view().begin(), nonce.view().end());
   STORCRYPT_ASSIGN_OR_RETURN(SecretBytes kek, derive(e, passphrase));
 
-  SecretBytes plain;
-  for (const NamedKey* k : keys) {
-    std::string line = k->name + " " + std::string(to_string(k->algorithm)) + " " + k->value.reveal_hex() + "\n";
-    plain.append({reinterpret_cast<const std::uint8_t*>(line.data()), line.size()});
-    secure_wipe(line);
-  }
+  SecretBytes plain = key_payload(keys);
   const std::string header = header_text(e);
   std::unique_ptr<EVP_CIPHER_CTX, KdfDel> ctx(EVP_CIPHER_CTX_new());
   std::vector<std::uint8_t> data(plain.size() + kTagBytes);
@@ -371,6 +366,22 @@ Status import_keys_into(KeyStore& store, std::string_view file_text, const Secre
   }
   for (NamedKey& k : keys) STORCRYPT_TRY(store.add(std::move(k), replace));
   return ok_status();
+}
+
+SecretBytes key_payload(const std::vector<const NamedKey*>& keys) {
+  SecretBytes plain;
+  for (const NamedKey* k : keys) {
+    std::string line = k->name + " " + std::string(to_string(k->algorithm)) + " " + k->value.reveal_hex() + "\n";
+    plain.append({reinterpret_cast<const std::uint8_t*>(line.data()), line.size()});
+    secure_wipe(line);
+  }
+  return plain;
+}
+
+std::vector<const NamedKey*> all_keys(const KeyStore& store) {
+  std::vector<const NamedKey*> out;
+  for (const KeyInfo& i : store.list()) out.push_back(store.find(i.name));
+  return out;
 }
 
 Status write_private_file(const std::string& path, std::string_view text) {

@@ -19,6 +19,9 @@ Status register_cert_methods(Dispatcher& d, Context& ctx);
 Status register_truststore_methods(Dispatcher& d, Context& ctx);
 Status register_volume_methods(Dispatcher& d, Context& ctx);
 Status register_keymedia_methods(Dispatcher& d, Context& ctx);
+Status register_policy_methods(Dispatcher& d, Context& ctx);
+Status register_key_methods(Dispatcher& d, Context& ctx);
+Status register_ipsec_methods(Dispatcher& d, Context& ctx);
 
 /// Every noun's methods (called once by storcryptd at start-up).
 Status register_all_methods(Dispatcher& d, Context& ctx);
@@ -30,6 +33,9 @@ void add_cert_commands(CLI::App& app, ClientContext& cc);
 void add_truststore_commands(CLI::App& app, ClientContext& cc);
 void add_volume_commands(CLI::App& app, ClientContext& cc);
 void add_keymedia_commands(CLI::App& app, ClientContext& cc);
+void add_policy_commands(CLI::App& app, ClientContext& cc);
+void add_key_commands(CLI::App& app, ClientContext& cc);
+void add_ipsec_commands(CLI::App& app, ClientContext& cc);
 
 /// Every noun's commands (called once by storcrypt's main).
 void add_all_commands(CLI::App& app, ClientContext& cc);

@@ -97,6 +97,11 @@ struct KeyFileEnvelope {
 Result<KeyFileEnvelope> parse_key_file(std::string_view text);
 /// The decrypted body (fuzzed).
 Result<std::vector<NamedKey>> parse_key_payload(std::span<const std::uint8_t> plain);
+/// The body of a key file (`<name> <algorithm> <hex value>` per line), in
+/// clear: for the key file's encryption and for storcryptd's 0600 key store.
+SecretBytes key_payload(const std::vector<const NamedKey*>& keys);
+/// Every key of a store, in name order.
+std::vector<const NamedKey*> all_keys(const KeyStore& store);
 
 /// Write text to `path` with mode 0600 (created or truncated).
 Status write_private_file(const std::string& path, std::string_view text);
