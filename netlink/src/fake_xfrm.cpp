@@ -360,6 +360,14 @@ Status FakeXfrm::add_traffic(const SaId& id, std::uint64_t bytes, std::uint64_t 
   return ok_status();
 }
 
+Status FakeXfrm::add_integrity_failures(const SaId& id, std::uint32_t n) {
+  std::lock_guard lk(impl_->mu);
+  SaEntry* e = impl_->find_sa(id);
+  if (!e) return not_found("counting integrity failures on " + id.to_string());
+  e->counters.integrity_failed += n;
+  return ok_status();
+}
+
 void FakeXfrm::emit(const XfrmEvent& ev) {
   std::lock_guard lk(impl_->mu);
   bool owned = std::visit(

@@ -57,6 +57,8 @@ class FakeXfrm : public XfrmApi {
   void fail_next(std::string op, Error err);
   /// Add to an SA's counters (simulated traffic). kNotFound if absent.
   Status add_traffic(const SaId& id, std::uint64_t bytes, std::uint64_t packets);
+  /// Count inbound packets that failed the integrity check (a key mismatch).
+  Status add_integrity_failures(const SaId& id, std::uint32_t n);
   /// Deliver an event to every live subscription.
   void emit(const XfrmEvent& ev);
   /// Insert an object that storcrypt does not own (e.g. another daemon's),

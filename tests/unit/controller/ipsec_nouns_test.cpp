@@ -1,0 +1,386 @@
+// The policy / key / ipsec nouns through the dispatcher, with the kernel seam
+// (IpsecKernel) bound to FakeXfrm: editing, persistence across a restart,
+// commit validation, keys never listed, enable/disable/default, start-up
+// restore, the integrity-failure watcher and kernel failures.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "storcrypt/controller/db.h"
+#include "storcrypt/controller/dispatcher.h"
+#include "storcrypt/controller/events.h"
+#include "storcrypt/controller/ipsec.h"
+#include "storcrypt/controller/nouns.h"
+#include "storcrypt/netlink/fake_xfrm.h"
+#include "temp_dir.h"
+
+namespace storcrypt::controller {
+namespace {
+
+using nlohmann::json;
+namespace nl = storcrypt::netlink;
+
+constexpr const char* kKeyHex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff01020304";
+
+/// One daemon's worth of state over a state directory (a "restart" is a new Node on the same dir).
+struct Node {
+  explicit Node(const std::string& dir, bool run_start_hooks = false) {
+    auto d = Db::open(dir + "/state.db");
+    EXPECT_TRUE(d.ok()) << d.error().to_string();
+    db = std::move(d).value();
+    auto e = EventLog::create(*db);
+    EXPECT_TRUE(e.ok());
+    events = std::move(e).value();
+    ctx.config.state_directory = dir;
+    ctx.db = db.get();
+    ctx.events = events.get();
+    auto kernel = std::make_shared<IpsecKernel>();
+    kernel->open = [this](const nl::Ownership& own) -> Result<std::unique_ptr<nl::XfrmApi>> {
+      auto f = std::make_unique<nl::FakeXfrm>(own);
+      fake = f.get();
+      for (auto& p : foreign) f->add_foreign_policy(p);
+      return std::unique_ptr<nl::XfrmApi>(std::move(f));
+    };
+    ctx.set_service(kernel);
+    Status s = register_all_methods(disp, ctx);
+    EXPECT_TRUE(s.ok()) << s.error().to_string();
+    if (run_start_hooks)
+      for (auto& h : ctx.start_hooks) h();
+  }
+  Result<json> call(const std::string& m, const json& p = json::object()) { return disp.call(m, p); }
+  json ok(const std::string& m, const json& p = json::object()) {
+    auto r = call(m, p);
+    EXPECT_TRUE(r.ok()) << m << ": " << r.error().to_string();
+    return r.ok() ? *r : json();
+  }
+
+  std::unique_ptr<Db> db;
+  std::unique_ptr<EventLog> events;
+  Context ctx;
+  Dispatcher disp;
+  nl::FakeXfrm* fake = nullptr;
+  std::vector<nl::Policy> foreign;
+};
+
+json bypass(const std::string& name, const std::string& dir) {
+  return {{"Name", name}, {"Direction", dir}, {"Action", "BYPASS"}};
+}
+json protect_out() {
+  return {{"Name", "prot"},
+          {"Direction", "outbound"},
+          {"LocalAddress", "192.0.2.1"},
+          {"RemoteAddress", "192.0.2.2"},
+          {"Protocol", "TCP"},
+          {"RemotePort", "5000-5001"},
+          {"Action", "PROTECT"},
+          {"SPI", "0x1000"},
+          {"EncryptionAlgorithm", "AES-GCM-256"},
+          {"EncryptionKey", "k1"}};
+}
+json protect_in() {
+  json p = protect_out();
+  p["Name"] = "prot-in";
+  p["Direction"] = "inbound";
+  p["SPI"] = "0x1001";
+  return p;
+}
+std::vector<std::string> names(const json& list) {
+  std::vector<std::string> out;
+  for (const auto& p : list["policies"]) out.push_back(p["name"]);
+  return out;
+}
+
+class IpsecNouns : public ::testing::Test {
+ protected:
+  test::TempDir dir;
+};
+
+TEST_F(IpsecNouns, EditingTheListAndItsErrors) {
+  Node n(dir.path);
+  n.ok("policy.add", {{"fields", bypass("a", "outbound")}});
+  n.ok("policy.add", {{"fields", bypass("b", "inbound")}});
+  n.ok("policy.add", {{"fields", bypass("first", "inbound")}, {"position", 1}});
+  n.ok("policy.clone", {{"name", "a"}, {"new_name", "a2"}});
+  n.ok("policy.move", {{"name", "b"}, {"position", 1}});
+  EXPECT_EQ(names(n.ok("policy.list")), (std::vector<std::string>{"b", "first", "a", "a2"}));
+  n.ok("policy.remove", {{"name", "a2"}});
+  EXPECT_EQ(names(n.ok("policy.list")), (std::vector<std::string>{"b", "first", "a"}));
+
+  auto dup = n.call("policy.add", {{"fields", bypass("a", "outbound")}});
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(dup.error().message().find("'a'"), std::string::npos) << dup.error().message();
+
+  json bad = bypass("c", "outbound");
+  bad["Protocol"] = "TCP";
+  bad["RemotePort"] = "70000";
+  auto r = n.call("policy.add", {{"fields", bad}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidInput);
+  EXPECT_NE(r.error().message().find("RemotePort"), std::string::npos) << r.error().message();
+  EXPECT_EQ(r.error().message().find("line "), std::string::npos) << "no file line numbers for API input";
+
+  auto pos = n.call("policy.add", {{"fields", bypass("c", "outbound")}, {"position", 9}});
+  ASSERT_FALSE(pos.ok());
+  EXPECT_NE(pos.error().message().find("1..4"), std::string::npos) << pos.error().message();
+  auto missing = n.call("policy.show", {{"name", "nope"}});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().name(), "xPolicyNotFound");
+  auto nl_in_value = n.call("policy.add", {{"fields", {{"Name", "x\nAction = DISCARD"}}}});
+  ASSERT_FALSE(nl_in_value.ok());
+  // Nothing of the failed edits landed.
+  EXPECT_EQ(names(n.ok("policy.list")), (std::vector<std::string>{"b", "first", "a"}));
+}
+
+TEST_F(IpsecNouns, ModifyChangesOnlyTheGivenFields) {
+  Node n(dir.path);
+  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}});
+  n.ok("policy.add", {{"fields", protect_out()}});
+  json r = n.ok("policy.modify", {{"name", "prot"}, {"fields", {{"RemotePort", "22"}}}});
+  EXPECT_EQ(r["fields"]["RemotePort"], "22");
+  EXPECT_EQ(r["fields"]["SPI"], "0x1000");
+  EXPECT_EQ(r["fields"]["RemoteAddress"], "192.0.2.2");
+  // Transport-mode PROTECT needs single addresses: refused, nothing changed.
+  auto refused = n.call("policy.modify", {{"name", "prot"}, {"fields", {{"RemoteAddress", "198.51.100.0/24"}}}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message().find("transport mode"), std::string::npos) << refused.error().message();
+  EXPECT_EQ(n.ok("policy.show", {{"name", "prot"}})["fields"]["RemoteAddress"], "192.0.2.2");
+  // PROTECT -> BYPASS drops the IPsec fields instead of refusing them.
+  r = n.ok("policy.modify", {{"name", "prot"}, {"fields", {{"Action", "BYPASS"}}}});
+  EXPECT_EQ(r["fields"]["Action"], "BYPASS");
+  EXPECT_FALSE(r["fields"].contains("SPI")) << r.dump();
+  EXPECT_FALSE(r["fields"].contains("EncryptionKey")) << r.dump();
+  // "" removes a field (back to ANY); the name can change too.
+  r = n.ok("policy.modify", {{"name", "prot"}, {"fields", {{"RemoteAddress", ""}, {"Name", "prot2"}}}});
+  EXPECT_EQ(r["name"], "prot2");
+  EXPECT_EQ(r["fields"]["RemoteAddress"], "ANY");
+  EXPECT_EQ(r["position"], 1);
+}
+
+TEST_F(IpsecNouns, ListsKeysAndSettingsSurviveARestart) {
+  {
+    Node n(dir.path);
+    n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}, {"hex", kKeyHex}});
+    n.ok("policy.add", {{"fields", protect_out()}});
+    n.ok("policy.add", {{"fields", protect_in()}});
+    n.ok("policy.commit");
+    n.ok("policy.add", {{"fields", bypass("later", "outbound")}});
+    n.ok("ipsec.default", {{"disposition", "DENY"}});
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat((dir.path + "/ipsec-keys").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  Node n(dir.path);
+  EXPECT_EQ(names(n.ok("policy.list")), (std::vector<std::string>{"prot", "prot-in", "later"}));
+  EXPECT_EQ(names(n.ok("policy.list", {{"committed", true}})), (std::vector<std::string>{"prot", "prot-in"}));
+  EXPECT_EQ(n.ok("policy.list")["uncommitted_changes"], true);
+  EXPECT_EQ(n.ok("ipsec.default")["default"], "DENY");
+  json keys = n.ok("key.list");
+  ASSERT_EQ(keys["keys"].size(), 1u);
+  EXPECT_EQ(keys["keys"][0]["bytes"], 36);
+  EXPECT_EQ(keys["keys"][0]["used_by"], json({"prot", "prot-in"}));
+  EXPECT_EQ(keys.dump().find("00112233"), std::string::npos) << "a listing shows a key value";
+  n.ok("policy.revert");
+  EXPECT_EQ(n.ok("policy.list")["uncommitted_changes"], false);
+}
+
+TEST_F(IpsecNouns, CommitRefusesAnInvalidListAndKeepsTheOldOne) {
+  Node n(dir.path);
+  n.ok("policy.add", {{"fields", protect_out()}});
+  n.ok("policy.add", {{"fields", bypass("in", "inbound")}});
+  auto r = n.call("policy.commit");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().name(), "xPolicyListInvalid");
+  EXPECT_NE(r.error().message().find("key 'k1' does not exist"), std::string::npos) << r.error().message();
+  EXPECT_TRUE(n.ok("policy.list", {{"committed", true}})["policies"].empty());
+  json v = n.ok("policy.validate");
+  EXPECT_EQ(v["ok"], false);
+  // The example: BYPASS all outbound TCP before the PROTECT policy.
+  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}});
+  json out_tcp = bypass("out-tcp", "outbound");
+  out_tcp["Protocol"] = "TCP";
+  n.ok("policy.add", {{"fields", out_tcp}, {"position", 1}});
+  json t = n.ok("policy.test", {{"direction", "outbound"},
+                                {"protocol", "TCP"},
+                                {"local", "192.0.2.1"},
+                                {"remote", "192.0.2.2"},
+                                {"remote_ports", "1-65535"}});
+  ASSERT_EQ(t["rows"].size(), 3u) << t.dump(2);
+  EXPECT_EQ(t["rows"][1]["remote_ports"], "5000-5001");
+  EXPECT_EQ(t["rows"][1]["disposition"], "BYPASS");
+  EXPECT_EQ(t["rows"][1]["first_match"], "out-tcp");
+  EXPECT_EQ(t["rows"][1]["protect"], json({"prot"}));
+  json c = n.ok("policy.commit");
+  bool shadowed = false;
+  for (const auto& d : c["diagnostics"])
+    if (d["policy"] == "prot" && d["message"].get<std::string>().find("shadowed") != std::string::npos) shadowed = true;
+  EXPECT_TRUE(shadowed) << c.dump(2);
+  auto bad = n.call("policy.test",
+                    {{"direction", "outbound"}, {"protocol", "ANY"}, {"local", "192.0.2.1"}, {"remote", "192.0.2.2"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("protocol"), std::string::npos);
+}
+
+TEST_F(IpsecNouns, KeysExportImportAndRefusals) {
+  test::TempDir other;
+  Node a(dir.path);
+  Node b(other.path);
+  a.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}, {"hex", kKeyHex}});
+  a.ok("key.create",
+       {{"name", "mac"}, {"algorithm", "HMAC-SHA-256-128"}, {"ascii", "0123456789abcdef0123456789abcdef"}});
+  auto short_key = a.call("key.create", {{"name", "s"}, {"algorithm", "AES-GCM-256"}, {"hex", "0011"}});
+  ASSERT_FALSE(short_key.ok());
+  EXPECT_EQ(short_key.error().message().find("0011"), std::string::npos) << "error shows the value";
+  auto exists = a.call("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}});
+  ASSERT_FALSE(exists.ok());
+  EXPECT_EQ(exists.error().name(), "xKeyExists");
+  auto shortpass = a.call("key.export", {{"passphrase", "short"}});
+  ASSERT_FALSE(shortpass.ok());
+  EXPECT_EQ(shortpass.error().name(), "xPassphraseTooShort");
+
+  json file = a.ok("key.export", {{"passphrase", "correct horse"}, {"names", {"k1"}}, {"kdf", "pbkdf2"}});
+  std::string text = file["file"];
+  EXPECT_EQ(text.find("00112233"), std::string::npos);
+  auto wrong = b.call("key.import", {{"text", text}, {"passphrase", "wrong horse!"}});
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().code(), ErrorCode::kPermission);
+  b.ok("key.import", {{"text", text}, {"passphrase", "correct horse"}});
+  EXPECT_EQ(b.ok("key.list")["keys"].size(), 1u);
+  auto again = b.call("key.import", {{"text", text}, {"passphrase", "correct horse"}});
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().name(), "xKeyExists");
+  b.ok("key.import", {{"text", text}, {"passphrase", "correct horse"}, {"replace", true}});
+  // The imported value is the exported one (same bytes in the partner's key store).
+  std::ifstream fa(dir.path + "/ipsec-keys"), fb(other.path + "/ipsec-keys");
+  std::string la, lb;
+  while (std::getline(fa, la) && la.rfind("k1 ", 0) != 0) {
+  }
+  std::getline(fb, lb);
+  EXPECT_EQ(la, lb);
+
+  a.ok("policy.add", {{"fields", protect_out()}});
+  auto in_use = a.call("key.delete", {{"name", "k1"}});
+  ASSERT_FALSE(in_use.ok());
+  EXPECT_EQ(in_use.error().name(), "xKeyInUse");
+  a.ok("key.delete", {{"name", "mac"}});
+  EXPECT_EQ(a.ok("key.list")["keys"].size(), 1u);
+}
+
+TEST_F(IpsecNouns, EnableDisableDefaultAndStatusOnTheFakeKernel) {
+  Node n(dir.path);
+  nl::Policy foreign;
+  foreign.dir = nl::Direction::kOut;
+  foreign.priority = 10;
+  foreign.selector = *nl::Selector::between(*nl::Prefix::parse("203.0.113.1/32"), *nl::Prefix::parse("203.0.113.2/32"));
+  n.foreign.push_back(foreign);
+
+  auto none = n.call("ipsec.enable");
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().name(), "xIpsecNothingCommitted");
+  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}});
+  n.ok("policy.add", {{"fields", protect_out()}});
+  n.ok("policy.add", {{"fields", protect_in()}});
+  n.ok("policy.commit");
+  json en = n.ok("ipsec.enable");
+  ASSERT_NE(n.fake, nullptr);
+  EXPECT_GE(en["applied"]["policies_added"].get<int>(), 2);
+  EXPECT_EQ(en["applied"]["sas_added"], 2);
+  std::size_t installed = n.fake->total_policies();
+  EXPECT_GT(installed, 1u);
+
+  // Traffic on the outbound SA shows in status.
+  nl::SaId out_sa{*nl::IpAddress::parse("192.0.2.2"), 0x1000, nl::XfrmProto::kEsp, std::nullopt};
+  ASSERT_TRUE(n.fake->add_traffic(out_sa, 1500, 3).ok());
+  json st = n.ok("ipsec.status");
+  EXPECT_EQ(st["enabled"], true);
+  bool counted = false;
+  for (const auto& p : st["policies"])
+    if (p["name"] == "prot" && p.contains("sa")) counted = p["sa"]["packets"] == 3 && p["sa"]["bytes"] == 1500;
+  EXPECT_TRUE(counted) << st.dump(2);
+
+  // A new default re-applies at once; a bad one is refused and changes nothing.
+  auto bad = n.call("ipsec.default", {{"disposition", "SOMETIMES"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(n.ok("ipsec.default")["default"], "IPv6Only");
+  json dd = n.ok("ipsec.default", {{"disposition", "DENYALL"}});
+  ASSERT_FALSE(dd["applied"].is_null());
+  EXPECT_NE(n.fake->total_policies(), installed);
+
+  json dis = n.ok("ipsec.disable");
+  EXPECT_EQ(dis["applied"]["sas_deleted"], 2);
+  EXPECT_EQ(n.fake->total_policies(), 1u) << "only the foreign policy stays";
+  EXPECT_EQ(n.fake->total_sas(), 0u);
+  EXPECT_EQ(n.ok("ipsec.status")["enabled"], false);
+}
+
+TEST_F(IpsecNouns, KernelFailureLeavesTheNodeAsItWas) {
+  Node n(dir.path);
+  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}});
+  n.ok("policy.add", {{"fields", protect_out()}});
+  n.ok("policy.add", {{"fields", protect_in()}});
+  n.ok("policy.commit");
+  n.ok("ipsec.enable");
+  n.ok("ipsec.disable");
+  ASSERT_NE(n.fake, nullptr);
+  n.fake->fail_next("*", Error(ErrorCode::kKernel, "injected: No buffer space available"));
+  auto r = n.call("ipsec.enable");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("injected"), std::string::npos) << r.error().message();
+  EXPECT_EQ(n.ok("ipsec.status")["enabled"], false);
+  EXPECT_EQ(n.fake->total_sas(), 0u) << "a failed enable leaves nothing behind";
+  EXPECT_EQ(n.fake->total_policies(), 0u);
+  n.ok("ipsec.enable");
+  EXPECT_EQ(n.fake->total_sas(), 2u);
+}
+
+TEST_F(IpsecNouns, StartUpRestoresEnforcementAndTheWatcherRaisesAndFixes2010) {
+  ::setenv("STORCRYPT_IPSEC_WATCH_SECONDS", "1", 1);
+  {
+    Node n(dir.path);
+    n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}});
+    n.ok("policy.add", {{"fields", protect_out()}});
+    n.ok("policy.add", {{"fields", protect_in()}});
+    n.ok("policy.commit");
+    n.ok("ipsec.enable");
+  }
+  // A new daemon over the same state with an empty kernel (as after a reboot).
+  Node n(dir.path, /*run_start_hooks=*/true);
+  ASSERT_NE(n.fake, nullptr) << "start-up did not open the kernel";
+  EXPECT_EQ(n.fake->total_sas(), 2u);
+
+  // Inbound SA (dst = this node) fails integrity checks: one event, not one per pass.
+  nl::SaId in_sa{*nl::IpAddress::parse("192.0.2.1"), 0x1001, nl::XfrmProto::kEsp, std::nullopt};
+  ASSERT_TRUE(n.fake->add_integrity_failures(in_sa, 5).ok());
+  auto unfixed = [&] {
+    EventFilter f;
+    f.code = kIpsecIntegrityEvent;
+    f.unfixed_only = true;
+    auto l = n.events->list(f);
+    return l.ok() ? l->size() : 0;
+  };
+  auto wait_until = [](auto pred) {
+    for (int i = 0; i < 100 && !pred(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return pred();
+  };
+  ASSERT_TRUE(wait_until([&] { return unfixed() == 1; })) << "no event 2010";
+  ASSERT_TRUE(n.fake->add_integrity_failures(in_sa, 5).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_EQ(unfixed(), 1u) << "the same failure raised again";
+  EventFilter all;
+  all.code = kIpsecIntegrityEvent;
+  auto ev = n.events->list(all);
+  ASSERT_TRUE(ev.ok());
+  ASSERT_EQ(ev->size(), 1u);
+  EXPECT_NE(ev->front().message.find("prot-in"), std::string::npos) << ev->front().message;
+  EXPECT_EQ(ev->front().sense["integrity_failed"], 5);
+  // Packets authenticate again: fixed.
+  ASSERT_TRUE(n.fake->add_traffic(in_sa, 3000, 10).ok());
+  EXPECT_TRUE(wait_until([&] { return unfixed() == 0; })) << "event 2010 not marked fixed";
+  ::unsetenv("STORCRYPT_IPSEC_WATCH_SECONDS");
+}
+
+}  // namespace
+}  // namespace storcrypt::controller
