@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "daemon_fixture.h"
 #include "storcrypt/testing/environment.h"
 #include "storcrypt/testing/process.h"
 
@@ -25,72 +26,7 @@ using nlohmann::json;
 using storcrypt::testing::ProcessResult;
 using storcrypt::testing::run;
 
-class Daemon : public ::testing::Test {
- protected:
-  void SetUp() override {
-    STORCRYPT_REQUIRE(storcrypt::testing::is_root(), "needs root (socket group storcrypt, setpriv)");
-    STORCRYPT_REQUIRE(getgrnam("storcrypt") != nullptr, "needs group storcrypt (scripts/setup.sh)");
-    std::string tmpl = (std::filesystem::temp_directory_path() / "storcrypt-ht-XXXXXX").string();
-    dir_ = ::mkdtemp(tmpl.data());
-    ::chmod(dir_.c_str(), 0755);
-    sock_ = dir_ + "/api.sock";
-    state_ = dir_ + "/state";
-    conf_ = dir_ + "/storcrypt.conf";
-    write_config("");
-  }
-  void TearDown() override {
-    stop(SIGKILL);
-    std::error_code ec;
-    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
-  }
-
-  void write_config(const std::string& extra) {
-    std::ofstream(conf_) << "# host test\nstate_directory = " << state_ << "\nsocket_path = " << sock_
-                         << "\nlog_level = debug\n"
-                         << extra;
-  }
-
-  // Start in the background: storcryptd exits its parent only once serving.
-  void start() {
-    ProcessResult r = run({STORCRYPTD_BIN, "--config", conf_});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    json st = cli_json({"system", "status"});
-    ASSERT_EQ(st["ok"], true) << st.dump();
-    pid_ = st["result"]["pid"].get<pid_t>();
-    ASSERT_GT(pid_, 1);
-  }
-
-  // Signal the daemon and wait until its process is gone.
-  void stop(int sig) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, sig);
-    while (::kill(pid_, 0) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    pid_ = -1;
-  }
-
-  ProcessResult cli(std::vector<std::string> args, const std::string& bin = STORCRYPT_BIN) {
-    std::vector<std::string> argv{bin, "--socket", sock_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv);
-  }
-  json cli_json(std::vector<std::string> args) {
-    args.insert(args.begin(), "--json");
-    ProcessResult r = cli(args);
-    json j = json::parse(r.out, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.out << r.err;
-    if (j.is_discarded()) return json::object();
-    EXPECT_EQ(j["version"], 1);
-    j["exit_code"] = r.exit_code;
-    return j;
-  }
-  int64_t raise_test_event() {
-    json j = cli_json({"event", "test"});
-    return j["ok"] == true ? j["result"]["id"].get<int64_t>() : -1;
-  }
-
-  std::string dir_, sock_, state_, conf_;
-  pid_t pid_ = -1;
-};
+using storcrypt::testing::Daemon;
 
 TEST_F(Daemon, SystemStatusAndDoctorHappyPath) {
   start();
@@ -626,18 +562,7 @@ namespace {
 // pair through the API and look for the private key's PEM lines in the log.
 TEST_F(CertNoun, LogNeverContainsKeyMaterial) {
   std::string log = path("daemon.log");
-  ProcessResult bg = storcrypt::testing::sh(std::string(STORCRYPTD_BIN) + " --foreground --config " + conf_ + " >" +
-                                            log + " 2>&1 & echo $!");
-  ASSERT_EQ(bg.exit_code, 0);
-  pid_ = static_cast<pid_t>(std::stol(bg.out));
-  // Wait until it serves (the CLI retries are the readiness probe).
-  ProcessResult st;
-  for (int i = 0; i < 3000; ++i) {
-    st = cli({"system", "status"});
-    if (st.exit_code == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_EQ(st.exit_code, 0) << st.err;
+  start_logged(log);
   ASSERT_EQ(cli({"cert", "create", "--cn", "logcheck"}).exit_code, 0);
   ASSERT_EQ(cli({"cert", "csr", "--cn", "logcheck2", "--out", path("c.csr")}).exit_code, 0);
   stop(SIGTERM);

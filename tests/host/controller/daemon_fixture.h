@@ -1,0 +1,120 @@
+// Host tier fixture: a real storcryptd in a temporary state directory with
+// its own socket (optionally inside a network namespace), driven only through
+// the storcrypt binary.
+#pragma once
+
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storcrypt/testing/environment.h"
+#include "storcrypt/testing/process.h"
+
+namespace storcrypt::testing {
+
+class Daemon : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    STORCRYPT_REQUIRE(storcrypt::testing::is_root(), "needs root (socket group storcrypt, setpriv)");
+    STORCRYPT_REQUIRE(getgrnam("storcrypt") != nullptr, "needs group storcrypt (scripts/setup.sh)");
+    std::string tmpl = (std::filesystem::temp_directory_path() / "storcrypt-ht-XXXXXX").string();
+    dir_ = ::mkdtemp(tmpl.data());
+    ::chmod(dir_.c_str(), 0755);
+    sock_ = dir_ + "/api.sock";
+    state_ = dir_ + "/state";
+    conf_ = dir_ + "/storcrypt.conf";
+    write_config("");
+  }
+  void TearDown() override {
+    stop(SIGKILL);
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+
+  void write_config(const std::string& extra) {
+    std::ofstream(conf_) << "# host test\nstate_directory = " << state_ << "\nsocket_path = " << sock_
+                         << "\nlog_level = debug\n"
+                         << extra;
+  }
+
+  // Start in the background: storcryptd exits its parent only once serving.
+  void start() {
+    std::vector<std::string> argv{STORCRYPTD_BIN, "--config", conf_};
+    if (!env_.empty()) {
+      argv.insert(argv.begin(), env_.begin(), env_.end());
+      argv.insert(argv.begin(), "env");
+    }
+    if (!netns_.empty()) argv.insert(argv.begin(), {"ip", "netns", "exec", netns_});
+    ProcessResult r = run(argv);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    nlohmann::json st = cli_json({"system", "status"});
+    ASSERT_EQ(st["ok"], true) << st.dump();
+    pid_ = st["result"]["pid"].get<pid_t>();
+    ASSERT_GT(pid_, 1);
+  }
+
+  // Start with --foreground as a background process whose output goes to `log`
+  // (for tests that read the daemon's log).
+  void start_logged(const std::string& log) {
+    std::string cmd = netns_.empty() ? "" : "ip netns exec " + netns_ + " ";
+    if (!env_.empty()) cmd += "env ";
+    for (const auto& e : env_) cmd += e + " ";
+    cmd += std::string(STORCRYPTD_BIN) + " --foreground --config " + conf_ + " >" + log + " 2>&1 & echo $!";
+    ProcessResult bg = sh(cmd);
+    ASSERT_EQ(bg.exit_code, 0);
+    pid_ = static_cast<pid_t>(std::stol(bg.out));
+    // Wait until it serves (the CLI retries are the readiness probe).
+    ProcessResult st;
+    for (int i = 0; i < 3000; ++i) {
+      st = cli({"system", "status"});
+      if (st.exit_code == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_EQ(st.exit_code, 0) << st.err;
+  }
+
+  // Signal the daemon and wait until its process is gone.
+  void stop(int sig) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, sig);
+    while (::kill(pid_, 0) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    pid_ = -1;
+  }
+
+  ProcessResult cli(std::vector<std::string> args, const std::string& bin = STORCRYPT_BIN) {
+    std::vector<std::string> argv{bin, "--socket", sock_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  }
+  nlohmann::json cli_json(std::vector<std::string> args) {
+    args.insert(args.begin(), "--json");
+    ProcessResult r = cli(args);
+    nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.out << r.err;
+    if (j.is_discarded()) return nlohmann::json::object();
+    EXPECT_EQ(j["version"], 1);
+    j["exit_code"] = r.exit_code;
+    return j;
+  }
+  int64_t raise_test_event() {
+    nlohmann::json j = cli_json({"event", "test"});
+    return j["ok"] == true ? j["result"]["id"].get<int64_t>() : -1;
+  }
+
+  std::string dir_, sock_, state_, conf_;
+  std::string netns_;             ///< start the daemon inside this namespace ("" = the test's)
+  std::vector<std::string> env_;  ///< extra NAME=VALUE for the daemon
+  pid_t pid_ = -1;
+};
+
+}  // namespace storcrypt::testing
