@@ -12,7 +12,9 @@
 
 #include "storcrypt/controller/dispatcher.h"
 #include "storcrypt/controller/nouns.h"
+#include "storcrypt/controller/ipsec.h"
 #include "storcrypt/controller/rpc.h"
+#include "storcrypt/netlink/fake_xfrm.h"
 
 namespace {
 
@@ -35,6 +37,13 @@ struct World {
     ctx.journal = journal.get();
     ctx.events = events.get();
     ctx.version = "fuzz";
+    // The ipsec nouns must never touch the fuzzing host's kernel.
+    auto kernel = std::make_shared<IpsecKernel>();
+    kernel->open = [](const storcrypt::netlink::Ownership& own)
+        -> storcrypt::Result<std::unique_ptr<storcrypt::netlink::XfrmApi>> {
+      return std::unique_ptr<storcrypt::netlink::XfrmApi>(std::make_unique<storcrypt::netlink::FakeXfrm>(own));
+    };
+    ctx.set_service(kernel);
     if (!register_all_methods(dispatcher, ctx).ok()) std::abort();
   }
 };
