@@ -172,6 +172,9 @@ if send 7000; then fail "TCP to discarded port 7000 got through"; fi
 b1=$(polblock "$A")
 echo "XfrmOutPolBlock $b0 -> $b1"
 [ "$b1" -gt "$b0" ] || fail "XfrmOutPolBlock did not rise"
+kb=$(scj a ipsec status | jq '.result.kernel_counters.XfrmOutPolBlock')
+[ "${kb:-0}" -ge "$b1" ] || fail "ipsec status reports XfrmOutPolBlock=$kb, the kernel $b1"
+sc a ipsec status | grep -q "XfrmOutPolBlock=$kb" || fail "human ipsec status does not show the policy drops"
 
 step "a mismatched key on B: protected traffic fails and event 2010 is raised"
 no_unfixed_2010 || fail "event 2010 raised before any mismatch"
