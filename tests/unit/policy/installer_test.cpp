@@ -6,6 +6,7 @@
 
 #include "random_policies.h"
 #include "storcrypt/netlink/fake_xfrm.h"
+#include "storcrypt/policy/text.h"
 #include "test_helpers.h"
 
 namespace storcrypt::policy {
@@ -169,6 +170,38 @@ TEST(Installer, EspIntegrityOnlyMapsToNullCipherAndHmac) {
       ++integ_only;
   }
   EXPECT_EQ(integ_only, 2u);
+}
+
+TEST(Installer, EspIntegrityFromTextBothSides) {
+  // The list format an operator writes; the partner imports it with swap.
+  const std::string text =
+      "Name = integ-out\nDirection = outbound\nLocalAddress = 192.0.2.1\nRemoteAddress = 192.0.2.2\n"
+      "Protocol = TCP\nRemotePort = 5201\nAction = PROTECT\nService = ESP-INTEGRITY\nMode = transport\n"
+      "SPI = 0x2000\nIntegrityAlgorithm = HMAC-SHA-256-128\nIntegrityKey = k-ab\n\n"
+      "Name = out-all\nDirection = outbound\nAction = BYPASS\n\n"
+      "Name = in-all\nDirection = inbound\nAction = BYPASS\n";
+  KeyStore ks;
+  ASSERT_TRUE(ks.create_random("k-ab", Algorithm::kHmacSha256_128).ok());
+  for (bool swap : {false, true}) {
+    SCOPED_TRACE(swap ? "partner" : "local");
+    auto list = import_policies(text, ImportOptions{swap});
+    ASSERT_TRUE(list.ok()) << list.error().to_string();
+    auto set = commit(*list, ks);
+    ASSERT_TRUE(set.ok()) << set.error().to_string();
+    auto r = to_kernel(*set, ks);
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    ASSERT_EQ(r->sas.size(), 1u);
+    const nl::Sa& sa = r->sas[0];
+    EXPECT_EQ(sa.spi, 0x2000u);
+    EXPECT_EQ(sa.src.to_string(), "192.0.2.1");  // the same SA on both sides (pa -> pb)
+    EXPECT_EQ(sa.dst.to_string(), "192.0.2.2");
+    EXPECT_EQ(sa.proto, nl::XfrmProto::kEsp);
+    EXPECT_EQ(sa.mode, nl::Mode::kTransport);
+    EXPECT_EQ(sa.enc, nl::EncAlgo::kNone);
+    EXPECT_TRUE(sa.enc_key.empty());
+    EXPECT_EQ(sa.integ, nl::IntegAlgo::kHmacSha256_128);
+    EXPECT_TRUE(sa.integ_key.equals(ks.find("k-ab")->value));
+  }
 }
 
 TEST(Installer, EnableDisableTouchesOnlyItsOwn) {
