@@ -63,8 +63,8 @@ _storcrypt() {
     case "$noun $verb" in
         "event list") opts+=" --unfixed --severity --code --limit" ;;
         "event test") opts+=" --message" ;;
-        "cert create") opts+=" --cn --country --state --locality --org --unit --email --dns --ip --key-type --days --self-signed" ;;
-        "cert csr") opts+=" --cn --country --state --locality --org --unit --email --dns --ip --key-type --out" ;;
+        "cert create") opts+=" --cn --common-name --country --state --locality --org --organization --unit --email --dns --ip --key-type --days --self-signed" ;;
+        "cert csr") opts+=" --cn --common-name --country --state --locality --org --organization --unit --email --dns --ip --key-type --out" ;;
         "cert export-root") opts+=" --out" ;;
         "volume create") opts+=" --key-id --unencrypted"
             if [[ $cur != -* ]]; then _filedir; return; fi ;;
