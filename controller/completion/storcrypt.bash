@@ -6,7 +6,7 @@ _storcrypt() {
     _init_completion || return
 
     local globals="--socket --json --timeout --help --version"
-    local nouns="system event cert truststore"
+    local nouns="system event cert truststore volume keymedia policy key ipsec"
     local noun="" verb="" i w
     for ((i = 1; i < cword; i++)); do
         w=${words[i]}
@@ -21,6 +21,17 @@ _storcrypt() {
         --socket) _filedir; return ;;
         --timeout|--limit|--code|--days|--cn|--common-name|--country|--state|--locality|--org|--organization|--unit|--email|--dns|--ip|--message)
             return ;;
+        --key-id|--name|--local|--remote|--protocol|--local-port|--remote-port|--icmp-type|--icmp-code|--spi|--local-endpoint|--remote-endpoint|--integrity-key|--encryption-key|--position)
+            return ;;
+        --direction) COMPREPLY=($(compgen -W "inbound outbound" -- "$cur")); return ;;
+        --action) COMPREPLY=($(compgen -W "BYPASS DISCARD PROTECT" -- "$cur")); return ;;
+        --service) COMPREPLY=($(compgen -W "AH ESP-INTEGRITY ESP-CONFIDENTIALITY ESP-INTEGRITY-CONFIDENTIALITY" -- "$cur")); return ;;
+        --mode) COMPREPLY=($(compgen -W "transport tunnel" -- "$cur")); return ;;
+        --integrity-algorithm) COMPREPLY=($(compgen -W "HMAC-SHA1-96 HMAC-SHA-256-128 HMAC-SHA-512-256" -- "$cur")); return ;;
+        --encryption-algorithm) COMPREPLY=($(compgen -W "AES-CBC-128 AES-CBC-256 AES-GCM-256" -- "$cur")); return ;;
+        --algorithm) COMPREPLY=($(compgen -W "HMAC-SHA1-96 HMAC-SHA-256-128 HMAC-SHA-512-256 AES-CBC-128 AES-CBC-256 AES-GCM-256" -- "$cur")); return ;;
+        --kdf) COMPREPLY=($(compgen -W "scrypt pbkdf2" -- "$cur")); return ;;
+        --hex-file|--ascii-file|--passphrase-file) _filedir; return ;;
         --severity) COMPREPLY=($(compgen -W "info warning error critical" -- "$cur")); return ;;
         --key-type) COMPREPLY=($(compgen -W "ec-p384 rsa-3072 rsa-4096" -- "$cur")); return ;;
         --use) COMPREPLY=($(compgen -W "ipsec restapi kmip ipsec,kmip ipsec,restapi,kmip" -- "$cur")); return ;;
@@ -37,18 +48,45 @@ _storcrypt() {
         event) verbs="list show fix test" ;;
         cert) verbs="create csr install show export-root" ;;
         truststore) verbs="add list remove" ;;
+        volume) verbs="create open close list show rekey erase resume" ;;
+        keymedia) verbs="list status init" ;;
+        policy) verbs="list show add insert modify move clone remove import export test validate commit revert" ;;
+        key) verbs="list create delete export import" ;;
+        ipsec) verbs="enable disable default status" ;;
     esac
     if [[ -z $verb ]]; then
         COMPREPLY=($(compgen -W "$verbs --help" -- "$cur"))
         return
     fi
     local opts="--help --json"
+    local fields="--name --direction --local --remote --protocol --local-port --remote-port --icmp-type --icmp-code --action --service --mode --spi --local-endpoint --remote-endpoint --integrity-algorithm --integrity-key --encryption-algorithm --encryption-key"
     case "$noun $verb" in
         "event list") opts+=" --unfixed --severity --code --limit" ;;
         "event test") opts+=" --message" ;;
-        "cert create") opts+=" --cn --country --state --locality --org --unit --email --dns --ip --key-type --days --self-signed" ;;
-        "cert csr") opts+=" --cn --country --state --locality --org --unit --email --dns --ip --key-type --out" ;;
+        "cert create") opts+=" --cn --common-name --country --state --locality --org --organization --unit --email --dns --ip --key-type --days --self-signed" ;;
+        "cert csr") opts+=" --cn --common-name --country --state --locality --org --organization --unit --email --dns --ip --key-type --out" ;;
         "cert export-root") opts+=" --out" ;;
+        "volume create") opts+=" --key-id --unencrypted"
+            if [[ $cur != -* ]]; then _filedir; return; fi ;;
+        "volume erase") opts+=" --yes" ;;
+        "keymedia init")
+            if [[ $cur != -* ]]; then _filedir -d; return; fi ;;
+        "policy list") opts+=" --committed" ;;
+        "policy show") opts+=" --committed" ;;
+        "policy add") opts+=" $fields --position" ;;
+        "policy insert"|"policy modify") opts+=" $fields" ;;
+        "policy import") opts+=" --swap --append"
+            if [[ $cur != -* ]]; then _filedir; return; fi ;;
+        "policy export") opts+=" --committed"
+            if [[ $cur != -* ]]; then _filedir; return; fi ;;
+        "policy test") opts+=" --direction --protocol --local --remote --local-port --icmp-type --remote-port --icmp-code" ;;
+        "key create") opts+=" --algorithm --hex-file --ascii-file --replace" ;;
+        "key export") opts+=" --name --passphrase-file --kdf"
+            if [[ $cur != -* ]]; then _filedir; return; fi ;;
+        "key import") opts+=" --passphrase-file --replace"
+            if [[ $cur != -* ]]; then _filedir; return; fi ;;
+        "ipsec default")
+            if [[ $cur != -* ]]; then COMPREPLY=($(compgen -W "IPv6Only BYPASS DENY DENYALL" -- "$cur")); return; fi ;;
         "cert install"|"truststore add")
             [[ $verb == add ]] && opts+=" --use"
             if [[ $cur != -* ]]; then _filedir; return; fi ;;
