@@ -14,7 +14,6 @@
 set -euo pipefail
 CTL=${STORCRYPT_BUILD_DIR:?}/tests/vm/policy/storcrypt_policyctl
 [ -x "$CTL" ] || { echo "FAIL: $CTL not built (cmake --build build --target storcrypt_policyctl)"; exit 1; }
-modprobe -a esp4 xfrm_user veth 2>/dev/null || true
 modprobe -a authenc hmac sha256_generic 2>/dev/null || true
 fail() { echo "FAIL: $*"; exit 1; }
 step() { echo "== $*"; }
@@ -24,11 +23,9 @@ A=espn-a-$$; B=espn-b-$$
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; ip netns del "$A" 2>/dev/null || true; ip netns del "$B" 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
-ip netns add "$A"; ip netns add "$B"
-ip link add va netns "$A" type veth peer name vb netns "$B"
-ip -n "$A" addr add 192.0.2.1/24 dev va; ip -n "$B" addr add 192.0.2.2/24 dev vb
-for ns in "$A" "$B"; do ip -n "$ns" link set lo up; done
-ip -n "$A" link set va up; ip -n "$B" link set vb up
+# shellcheck source=../lib/ipsec_net.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib/ipsec_net.sh"
+ipsec_net_up
 
 cat > "$W/list.txt" <<'LIST'
 Name = integ-out
@@ -105,15 +102,10 @@ print(c.recv(64).decode())
   [ "$got" = "$WANT" ]
 }
 sa() { ip -s -n "$1" xfrm state get src "$2" dst "$3" proto esp spi "$4"; }
-oseq() {  # oseq NS SRC DST SPI -> outbound sequence number of the SA (decimal)
-  local v; v=$(sa "$@" | sed -n 's/.*oseq 0x\([0-9a-f]*\).*/\1/p' | head -1)
-  echo $((16#${v:-0}))
-}
 pkts() {  # packets counted by an SA
   sa "$@" | sed -n 's/^[[:space:]]*[0-9]*(bytes), \([0-9]*\)(packets).*/\1/p' | head -1
 }
 nokeys() { sed -E 's/0x[0-9a-f]{32,}/<key>/g'; }  # show SAs without key material
-xstat() { ip netns exec "$1" awk -v k="$2" '$1 == k {print $2}' /proc/net/xfrm_stat; }
 
 step "keys: two HMAC-SHA-256-128 keys; enable on both"
 (cd "$W" && "$CTL" keys-new "$W/keys" "$W/pass" k-ab:HMAC-SHA-256-128 k-ba:HMAC-SHA-256-128)
@@ -181,9 +173,9 @@ step "a wrong integrity key on pb makes it fail (ICV check)"
 ip netns exec "$B" "$CTL" disable > /dev/null
 (cd "$W" && "$CTL" keys-new "$W/keys.other" "$W/pass" k-ab:HMAC-SHA-256-128 k-ba:HMAC-SHA-256-128 > /dev/null)
 ip netns exec "$B" "$CTL" enable "$W/list.txt" "$W/keys.other" "$W/pass" --swap > /dev/null
-e0=$(xstat "$B" XfrmInStateProtoError)
+e0=$(xfrm_stat "$B" XfrmInStateProtoError)
 if send; then fail "ESP-INTEGRITY traffic got through with a wrong integrity key"; fi
-e1=$(xstat "$B" XfrmInStateProtoError)
+e1=$(xfrm_stat "$B" XfrmInStateProtoError)
 echo "pb XfrmInStateProtoError $e0 -> $e1"
 [ "$e1" -gt "$e0" ] || fail "pb did not count integrity failures (XfrmInStateProtoError)"
 # iproute2 prints the SA's integrity_failed counter as "failed N" in its stats.
