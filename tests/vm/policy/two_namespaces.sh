@@ -139,7 +139,8 @@ ip netns exec "$B" "$CTL" disable
 ip netns exec "$B" "$CTL" enable "$W/list.txt" "$W/keys.other" "$W/pass" --swap > /dev/null
 if send 5000; then fail "protected traffic worked with mismatched keys"; fi
 send 6000 || fail "bypassed traffic should still work with mismatched keys"
-ip -s -n "$B" xfrm state get src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x1000 | tee "$W/bad-sa"
+ip -s -n "$B" xfrm state get src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x1000 > "$W/bad-sa"
+sed -E "s/0x[0-9a-f]{32,}/<key>/g" "$W/bad-sa"  # no key material in the log
 grep -Eq 'integrity-failed [1-9]' "$W/bad-sa" || echo "note: integrity-failed not reported by this iproute2"
 
 step "the right key again restores it"
