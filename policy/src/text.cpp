@@ -1,5 +1,6 @@
 #include "storcrypt/policy/text.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <map>
@@ -119,9 +120,8 @@ Result<Policy> build(const Block& b, int first_line) {
     if (!r.ok()) return at(f->line, r.error());
     *target = std::move(r).value();
   }
-  const bool any_ipsec = get("Service") || get("Mode") || get("SPI") || get("LocalEndpoint") || get("RemoteEndpoint") ||
-                         get("IntegrityAlgorithm") || get("IntegrityKey") || get("EncryptionAlgorithm") ||
-                         get("EncryptionKey");
+  const bool any_ipsec = std::any_of(protection_fields().begin(), protection_fields().end(),
+                                     [&](std::string_view f) { return get(std::string(f)) != nullptr; });
   if (p.disposition == Disposition::kProtect || any_ipsec) {
     Protection pr;
     if (!get("SPI")) {
@@ -163,6 +163,19 @@ Result<Policy> build(const Block& b, int first_line) {
 }
 
 }  // namespace
+
+const std::vector<std::string_view>& protection_fields() {
+  static const std::vector<std::string_view> fields = {"Service",
+                                                       "Mode",
+                                                       "SPI",
+                                                       "LocalEndpoint",
+                                                       "RemoteEndpoint",
+                                                       "IntegrityAlgorithm",
+                                                       "IntegrityKey",
+                                                       "EncryptionAlgorithm",
+                                                       "EncryptionKey"};
+  return fields;
+}
 
 Policy swapped(const Policy& p) {
   Policy s = p;

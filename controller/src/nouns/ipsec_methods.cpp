@@ -125,16 +125,10 @@ Result<pol::Policy> policy_from_fields(const json& fields, const pol::Policy* ba
   }
   auto action = std::find_if(merged.begin(), merged.end(), [](const auto& kv) { return kv.first == "Action"; });
   if (base && action != merged.end() && action->second != "PROTECT" && action->second != "protect") {
-    static const std::set<std::string> ipsec_fields = {"Service",
-                                                       "Mode",
-                                                       "SPI",
-                                                       "LocalEndpoint",
-                                                       "RemoteEndpoint",
-                                                       "IntegrityAlgorithm",
-                                                       "IntegrityKey",
-                                                       "EncryptionAlgorithm",
-                                                       "EncryptionKey"};
-    std::erase_if(merged, [&](const auto& kv) { return ipsec_fields.count(kv.first) && !fields.contains(kv.first); });
+    std::erase_if(merged, [&](const auto& kv) {
+      const auto& pf = pol::protection_fields();
+      return std::find(pf.begin(), pf.end(), kv.first) != pf.end() && !fields.contains(kv.first);
+    });
   }
   std::string text;
   // Name first: the file format starts a block at its Name line.

@@ -12,9 +12,6 @@ src=${STORCRYPT_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pw
 build=${STORCRYPT_BUILD_DIR:-$src/build}
 D=$build/controller/storcryptd
 C=$build/controller/storcrypt
-W=$(mktemp -d /tmp/ipsec-daemon.XXXXXX)
-A=ipd-a-$$; B=ipd-b-$$
-PIDS=()
 declare -A DPID
 # shellcheck source=../lib/ipsec_net.sh
 source "$src/tests/vm/lib/ipsec_net.sh"
@@ -25,13 +22,7 @@ fail() {
   exit 1
 }
 step() { echo "== $*"; }
-cleanup() {
-  for p in "${PIDS[@]}" "${DPID[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ip netns del "$A" 2>/dev/null || true; ip netns del "$B" 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
+ipsec_net_extra_cleanup() { for p in "${DPID[@]}"; do kill "$p" 2>/dev/null || true; done; }
 
 start_daemon() {  # start_daemon a|b NETNS
   mkdir -p "$W/$1"
@@ -54,60 +45,11 @@ wait_for() { local t=$1; shift; for _ in $(seq $((t * 5))); do "$@" && return 0;
 unfixed_2010() { [ "$(scj b event list --code 2010 --unfixed | jq '.result.events | length')" -ge 1 ]; }
 no_unfixed_2010() { [ "$(scj b event list --code 2010 --unfixed | jq '.result.events | length')" = 0 ]; }
 
-ipsec_net_up
+ipsec_net_init ipsec-daemon
 start_daemon a "$A"
 start_daemon b "$B"
 
-cat > "$W/list.txt" <<'LIST'
-# written on A; B imports it with --swap
-Name = icmp-out
-Direction = outbound
-Protocol = ICMP
-Action = BYPASS
-
-Name = icmp-in
-Direction = inbound
-Protocol = ICMP
-Action = BYPASS
-
-Name = prot-out
-Direction = outbound
-LocalAddress = 192.0.2.1
-RemoteAddress = 192.0.2.2
-Protocol = TCP
-RemotePort = 5000-5001
-Action = PROTECT
-Service = ESP-INTEGRITY-CONFIDENTIALITY
-SPI = 0x1000
-EncryptionAlgorithm = AES-GCM-256
-EncryptionKey = k-ab
-
-Name = prot-in
-Direction = inbound
-LocalAddress = 192.0.2.1
-RemoteAddress = 192.0.2.2
-Protocol = TCP
-RemotePort = 5000-5001
-Action = PROTECT
-Service = ESP-INTEGRITY-CONFIDENTIALITY
-SPI = 0x1001
-EncryptionAlgorithm = AES-GCM-256
-EncryptionKey = k-ba
-
-Name = drop-7000
-Direction = outbound
-Protocol = TCP
-RemotePort = 7000
-Action = DISCARD
-
-Name = out-all
-Direction = outbound
-Action = BYPASS
-
-Name = in-all
-Direction = inbound
-Action = BYPASS
-LIST
+two_site_list "$W/list.txt"
 (umask 077; echo "correct horse battery staple" > "$W/pass"; echo "wrong horse battery staple" > "$W/wrongpass")
 
 serve 5000; serve 6000; serve 7000

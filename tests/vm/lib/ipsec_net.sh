@@ -5,8 +5,24 @@
 #
 #   [A] 192.0.2.1 va ---- veth ---- vb 192.0.2.2 [B]
 #
-# The caller sets W (work directory), A and B (namespace names) and an array
-# PIDS, and removes the namespaces in its cleanup.
+# ipsec_net_init NAME sets W (work directory), A and B (namespace names) and
+# PIDS (background servers), brings the namespaces up and cleans everything up
+# on exit; a caller with more to clean defines ipsec_net_extra_cleanup.
+
+ipsec_net_init() {  # ipsec_net_init NAME
+  W=$(mktemp -d "/tmp/$1.XXXXXX")
+  A=$1-a-$$; B=$1-b-$$
+  PIDS=()
+  trap ipsec_net_cleanup EXIT
+  ipsec_net_up
+}
+ipsec_net_cleanup() {
+  if declare -F ipsec_net_extra_cleanup > /dev/null; then ipsec_net_extra_cleanup; fi
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ip netns del "$A" 2>/dev/null || true; ip netns del "$B" 2>/dev/null || true
+  rm -rf "$W"
+}
 
 ipsec_net_up() {
   modprobe -a esp4 xfrm_user veth 2>/dev/null || true
@@ -40,10 +56,12 @@ while True:
   for _ in $(seq 50); do ip netns exec "$B" ss -ltn | grep ":$1 " > /dev/null && break; sleep 0.1; done
 }
 
-# send PORT: 64 KiB from A; succeeds iff the digest comes back intact.
+# send PORT [FILE]: FILE (default: 64 KiB of random bytes) from A to B's
+# server on PORT; succeeds iff the digest comes back intact.
 send() {
-  head -c 65536 /dev/urandom > "$W/payload"
-  local want; want=$(sha256sum < "$W/payload" | cut -d' ' -f1)
+  local payload=${2:-}
+  if [ -z "$payload" ]; then payload=$W/payload.random; head -c 65536 /dev/urandom > "$payload"; fi
+  local want; want=$(sha256sum < "$payload" | cut -d' ' -f1)
   local got
   got=$(ip netns exec "$A" timeout 15 /usr/bin/python3 -c '
 import socket, sys
@@ -51,7 +69,7 @@ c = socket.create_connection(("192.0.2.2", int(sys.argv[1])), timeout=5)
 c.settimeout(5)
 c.sendall(open(sys.argv[2], "rb").read()); c.shutdown(socket.SHUT_WR)
 print(c.recv(64).decode())
-' "$1" "$W/payload" 2>/dev/null) || return 1
+' "$1" "$payload" 2>/dev/null) || return 1
   [ "$got" = "$want" ]
 }
 
@@ -84,3 +102,5 @@ inpkts() {  # packets counted by an (inbound) SA
 }
 xfrm_stat() { ip netns exec "$1" awk -v k="$2" '$1 == k {print $2}' /proc/net/xfrm_stat; }  # NS COUNTER
 polblock() { xfrm_stat "$1" XfrmOutPolBlock; }
+# The two-site policy list (written on A; B imports it with --swap).
+two_site_list() { cp "$(dirname "${BASH_SOURCE[0]}")/two_site_list.txt" "$1"; }

@@ -18,14 +18,9 @@ modprobe -a authenc hmac sha256_generic 2>/dev/null || true
 fail() { echo "FAIL: $*"; exit 1; }
 step() { echo "== $*"; }
 
-W=$(mktemp -d /tmp/espnull-vm.XXXXXX)
-A=espn-a-$$; B=espn-b-$$
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; ip netns del "$A" 2>/dev/null || true; ip netns del "$B" 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
 # shellcheck source=../lib/ipsec_net.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib/ipsec_net.sh"
-ipsec_net_up
+ipsec_net_init espnull-vm
 
 cat > "$W/list.txt" <<'LIST'
 Name = integ-out
@@ -67,40 +62,10 @@ LIST
 # Payload: a recognisable text, so the capture can find it in clear inside ESP.
 MARKER="STORCRYPT-ESP-INTEGRITY-CLEARTEXT"
 /usr/bin/python3 -c 'import sys; sys.stdout.write("".join("%s-%06d\n" % (sys.argv[1], i) for i in range(1600)))' "$MARKER" > "$W/payload"
-WANT=$(sha256sum < "$W/payload" | cut -d' ' -f1)
 
-# A TCP server on pb: reads to EOF, answers with the SHA-256.
-ip netns exec "$B" /usr/bin/python3 -c '
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("192.0.2.2", 5201)); s.listen(8)
-while True:
-    c, _ = s.accept(); c.settimeout(10); h = hashlib.sha256()
-    try:
-        while True:
-            b = c.recv(65536)
-            if not b: break
-            h.update(b)
-        c.sendall(h.hexdigest().encode())
-    except OSError:
-        pass
-    c.close()
-' > /dev/null 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do ip netns exec "$B" ss -ltn > "$W/ss" && grep -q ':5201 ' "$W/ss" && break; sleep 0.1; done
-
-# send: the payload from pa to port 5201; succeeds iff the digest comes back intact.
-send() {
-  local got
-  got=$(ip netns exec "$A" timeout 15 /usr/bin/python3 -c '
-import socket, sys
-c = socket.create_connection(("192.0.2.2", 5201), timeout=5)
-c.settimeout(5)
-c.sendall(open(sys.argv[1], "rb").read()); c.shutdown(socket.SHUT_WR)
-print(c.recv(64).decode())
-' "$W/payload" 2>/dev/null) || return 1
-  [ "$got" = "$WANT" ]
-}
+serve 5201
+# send: the marked payload from pa to port 5201; succeeds iff the digest comes back intact.
+send_marked() { send 5201 "$W/payload"; }
 sa() { ip -s -n "$1" xfrm state get src "$2" dst "$3" proto esp spi "$4"; }
 pkts() {  # packets counted by an SA
   sa "$@" | sed -n 's/^[[:space:]]*[0-9]*(bytes), \([0-9]*\)(packets).*/\1/p' | head -1
@@ -156,7 +121,7 @@ for _ in $(seq 100); do [ -e "$W/cap.ready" ] && break; sleep 0.1; done
 [ -e "$W/cap.ready" ] || fail "capture did not start"
 o0=$(oseq "$A" 192.0.2.1 192.0.2.2 0x2000); p0=$(pkts "$B" 192.0.2.1 192.0.2.2 0x2000)
 r0=$(oseq "$B" 192.0.2.2 192.0.2.1 0x2001)
-send || fail "TCP to port 5201 (ESP-INTEGRITY) failed"
+send_marked || fail "TCP to port 5201 (ESP-INTEGRITY) failed"
 touch "$W/cap.stop"; wait "$CAP" || fail "capture failed"
 o1=$(oseq "$A" 192.0.2.1 192.0.2.2 0x2000); p1=$(pkts "$B" 192.0.2.1 192.0.2.2 0x2000)
 r1=$(oseq "$B" 192.0.2.2 192.0.2.1 0x2001)
@@ -177,7 +142,7 @@ ip netns exec "$B" "$CTL" disable > /dev/null
 (cd "$W" && "$CTL" keys-new "$W/keys.other" "$W/pass" k-ab:HMAC-SHA-256-128 k-ba:HMAC-SHA-256-128 > /dev/null)
 ip netns exec "$B" "$CTL" enable "$W/list.txt" "$W/keys.other" "$W/pass" --swap > /dev/null
 e0=$(xfrm_stat "$B" XfrmInStateProtoError)
-if send; then fail "ESP-INTEGRITY traffic got through with a wrong integrity key"; fi
+if send_marked; then fail "ESP-INTEGRITY traffic got through with a wrong integrity key"; fi
 e1=$(xfrm_stat "$B" XfrmInStateProtoError)
 echo "pb XfrmInStateProtoError $e0 -> $e1"
 [ "$e1" -gt "$e0" ] || fail "pb did not count integrity failures (XfrmInStateProtoError)"
@@ -188,12 +153,12 @@ grep -Eq 'replay-window .* failed [1-9]' "$W/bad-sa" || fail "pb SA 0x2000 did n
 
 step "the right key again restores it"
 ip netns exec "$B" "$CTL" enable "$W/list.txt" "$W/keys" "$W/pass" --swap > /dev/null
-send || fail "ESP-INTEGRITY traffic failed after restoring the key"
+send_marked || fail "ESP-INTEGRITY traffic failed after restoring the key"
 
 step "disable removes the SAs"
 ip netns exec "$A" "$CTL" disable
 ip netns exec "$B" "$CTL" disable
 [ -z "$(ip -n "$A" xfrm state)" ] || fail "SAs left on pa after disable"
 [ -z "$(ip -n "$B" xfrm state)" ] || fail "SAs left on pb after disable"
-send || fail "clear traffic after disabling both sides failed"
+send_marked || fail "clear traffic after disabling both sides failed"
 echo "ESP integrity-only scenario OK"

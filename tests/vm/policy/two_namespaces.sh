@@ -17,66 +17,11 @@ CTL=${STORCRYPT_BUILD_DIR:?}/tests/vm/policy/storcrypt_policyctl
 fail() { echo "FAIL: $*"; exit 1; }
 step() { echo "== $*"; }
 
-W=$(mktemp -d /tmp/policy-vm.XXXXXX)
-A=pol-a-$$; B=pol-b-$$
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; ip netns del "$A" 2>/dev/null || true; ip netns del "$B" 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
 # shellcheck source=../lib/ipsec_net.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib/ipsec_net.sh"
-ipsec_net_up
+ipsec_net_init policy-vm
 
-cat > "$W/list.txt" <<'LIST'
-Name = icmp-out
-Direction = outbound
-Protocol = ICMP
-Action = BYPASS
-
-Name = icmp-in
-Direction = inbound
-Protocol = ICMP
-Action = BYPASS
-
-Name = prot-out
-Direction = outbound
-LocalAddress = 192.0.2.1
-RemoteAddress = 192.0.2.2
-Protocol = TCP
-RemotePort = 5000-5001
-Action = PROTECT
-Service = ESP-INTEGRITY-CONFIDENTIALITY
-Mode = transport
-SPI = 0x1000
-EncryptionAlgorithm = AES-GCM-256
-EncryptionKey = k-ab
-
-Name = prot-in
-Direction = inbound
-LocalAddress = 192.0.2.1
-RemoteAddress = 192.0.2.2
-Protocol = TCP
-RemotePort = 5000-5001
-Action = PROTECT
-Service = ESP-INTEGRITY-CONFIDENTIALITY
-Mode = transport
-SPI = 0x1001
-EncryptionAlgorithm = AES-GCM-256
-EncryptionKey = k-ba
-
-Name = drop-7000
-Direction = outbound
-Protocol = TCP
-RemotePort = 7000
-Action = DISCARD
-
-Name = out-all
-Direction = outbound
-Action = BYPASS
-
-Name = in-all
-Direction = inbound
-Action = BYPASS
-LIST
+two_site_list "$W/list.txt"
 (umask 077; echo "correct horse battery staple" > "$W/pass"; echo "wrong horse battery staple" > "$W/wrongpass")
 
 

@@ -20,6 +20,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "storcrypt/common/result.h"
 #include "storcrypt/policy/model.h"
@@ -31,6 +32,10 @@ struct ImportOptions {
   /// tunnel endpoints) and flip inbound/outbound. SPIs and key names stay.
   bool swap = false;
 };
+
+/// The fields of a policy file that only a PROTECT policy carries (Service,
+/// Mode, SPI, endpoints, algorithms and key names).
+const std::vector<std::string_view>& protection_fields();
 
 /// Serialize the list (keys are referenced by name only; no key values).
 std::string export_policies(const PolicyList& list);
