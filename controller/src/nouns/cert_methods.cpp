@@ -1,9 +1,13 @@
 // API methods of the `cert` noun: cert.create, cert.csr, cert.install,
 // cert.show, cert.export-root; plus the certificate expiry doctor check.
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 
 #include "cert_service.h"
 #include "storcrypt/controller/nouns.h"
+#include "storcrypt/controller/ticker.h"
 
 namespace storcrypt::controller {
 
@@ -130,11 +134,129 @@ std::vector<CheckResult> expiry_checks(Context& ctx) {
   return out;
 }
 
+// ---- certificate expiry events ----
+// A watcher (every STORCRYPT_CERT_CHECK_SECONDS, default 3600) raises one
+// event per certificate and expiry class: 3010 (< 30 days left, warning),
+// 3011 (< 7 days, error), 3012 (expired or not yet valid, critical). A later
+// class replaces the earlier event (marked fixed); a renewed, replaced or
+// removed certificate marks its event fixed. Open events are found again
+// after a restart (their sense carries role and fingerprint), so a restart
+// raises no duplicates.
+constexpr int kCertExpiringEvent = 3010;
+constexpr int kCertExpiresSoonEvent = 3011;
+constexpr int kCertExpiredEvent = 3012;
+
+void define_expiry_events(EventLog& ev) {
+  const std::vector<std::string> actions = {
+      "endpoint certificate: renew it with 'storcrypt cert create' (internal CA) or 'storcrypt cert csr' and "
+      "'storcrypt cert install' (external CA); partners trusting the same root need no change",
+      "truststore authority: add the partner's renewed chain with 'storcrypt truststore add' and remove the old "
+      "one",
+      "check the system clock ('storcrypt system doctor') if the dates look wrong"};
+  ev.define({kCertExpiringEvent,
+             Severity::kWarning,
+             "Certificate expires within 30 days",
+             {"the certificate's validity period is ending"},
+             actions});
+  ev.define({kCertExpiresSoonEvent,
+             Severity::kError,
+             "Certificate expires within 7 days",
+             {"the certificate's validity period is ending and it has not been renewed"},
+             actions});
+  ev.define({kCertExpiredEvent,
+             Severity::kCritical,
+             "Certificate expired or not yet valid",
+             {"the certificate was not renewed in time", "the system clock is wrong"},
+             actions});
+}
+
+std::optional<int> expiry_event_code(certs::ExpiryClass c) {
+  switch (c) {
+    case certs::ExpiryClass::kOk:
+      return std::nullopt;
+    case certs::ExpiryClass::kWarning:
+      return kCertExpiringEvent;
+    case certs::ExpiryClass::kError:
+    case certs::ExpiryClass::kCritical:
+      return kCertExpiresSoonEvent;
+    default:
+      return kCertExpiredEvent;
+  }
+}
+
+struct ExpiryWatch {
+  struct Open {
+    int code = 0;
+    int64_t id = 0;
+  };
+  std::map<std::string, Open> open;  ///< "<role> <fingerprint>" -> its open event
+  bool loaded = false;
+  std::unique_ptr<Ticker> ticker;  ///< declared last: joined first
+};
+
+void expiry_pass(CertService& svc, EventLog& ev, ExpiryWatch& w) {
+  if (!w.loaded) {
+    for (int code : {kCertExpiringEvent, kCertExpiresSoonEvent, kCertExpiredEvent}) {
+      EventFilter f;
+      f.code = code;
+      f.unfixed_only = true;
+      f.limit = 10000;
+      auto l = ev.list(f);
+      if (!l.ok()) return;
+      for (const auto& e : *l)
+        w.open[e.sense.value("role", "") + " " + e.sense.value("fingerprint", "")] = {code, e.id};
+    }
+    w.loaded = true;
+  }
+  auto report = svc.with([](certs::CertStore& s) { return s.expiry_report(); });
+  if (!report.ok()) return;
+  std::set<std::string> current;
+  for (const auto& item : *report) {
+    std::string key = item.role + " " + item.cert.sha256_fingerprint;
+    auto code = expiry_event_code(item.cls);
+    if (!code) continue;
+    current.insert(key);
+    auto it = w.open.find(key);
+    if (it != w.open.end() && it->second.code == *code) continue;
+    if (it != w.open.end()) (void)ev.mark_fixed(it->second.id);  // superseded by the new class
+    int64_t days = item.seconds_left / 86400;
+    std::string when =
+        item.seconds_left >= 0 ? std::to_string(days) + " days left" : "expired " + std::to_string(-days) + " days ago";
+    if (item.cls == certs::ExpiryClass::kNotYetValid) when = "not valid yet";
+    auto id = ev.raise(*code, item.role + " certificate " + item.cert.subject + ": " + when,
+                       {{"role", item.role},
+                        {"subject", item.cert.subject},
+                        {"fingerprint", item.cert.sha256_fingerprint},
+                        {"not_after", item.cert.not_after},
+                        {"class", std::string(certs::expiry_class_name(item.cls))}});
+    if (id.ok()) w.open[key] = {*code, *id};
+  }
+  for (auto it = w.open.begin(); it != w.open.end();) {
+    if (current.count(it->first)) {
+      ++it;
+      continue;
+    }
+    (void)ev.mark_fixed(it->second.id);  // renewed, replaced or removed
+    it = w.open.erase(it);
+  }
+}
+
 }  // namespace
 
 Status register_cert_methods(Dispatcher& d, Context& ctx) {
   STORCRYPT_ASSIGN_OR_RETURN(auto svc, cert_service(ctx));
   ctx.add_doctor_check([&ctx] { return expiry_checks(ctx); });
+  if (ctx.events) {
+    define_expiry_events(*ctx.events);
+    auto watch = std::make_shared<ExpiryWatch>();
+    ctx.set_service(watch);
+    ctx.add_start_hook([watch, svc, events = ctx.events] {
+      auto every = interval_from_env("STORCRYPT_CERT_CHECK_SECONDS", std::chrono::seconds(3600));
+      // The task holds the watch by pointer: the watch owns (and joins) the ticker.
+      watch->ticker =
+          std::make_unique<Ticker>(every, [w = watch.get(), svc, events] { expiry_pass(*svc, *events, *w); });
+    });
+  }
 
   auto create_params = subject_params();
   create_params.push_back({"mode", ParamType::kString, false,

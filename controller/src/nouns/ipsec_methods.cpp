@@ -22,6 +22,7 @@
 
 #include "storcrypt/controller/ipsec.h"
 #include "storcrypt/controller/nouns.h"
+#include "storcrypt/controller/ticker.h"
 #include "storcrypt/policy/compiler.h"
 #include "storcrypt/policy/installer.h"
 #include "storcrypt/policy/keys.h"
@@ -152,35 +153,6 @@ Result<pol::Policy> policy_from_fields(const json& fields, const pol::Policy* ba
                  "give exactly one Name");
   return parsed->policies()[0];
 }
-
-/// Stops and joins a periodic task on destruction.
-class Ticker {
- public:
-  Ticker(std::chrono::seconds every, std::function<void()> fn)
-      : thread_([this, every, fn = std::move(fn)] {
-          std::unique_lock lock(mu_);
-          while (!stop_) {
-            lock.unlock();
-            fn();
-            lock.lock();
-            cv_.wait_for(lock, every, [this] { return stop_; });
-          }
-        }) {}
-  ~Ticker() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
 
 /// What the watcher remembers of one inbound SA.
 struct SaWatch {
@@ -899,11 +871,7 @@ Status register_ipsec_methods(Dispatcher& d, Context& ctx) {
           spdlog::info("ipsec: committed policy list enforced");
         }
       }
-      std::chrono::seconds every(10);
-      if (const char* e = std::getenv("STORCRYPT_IPSEC_WATCH_SECONDS"); e && *e) {
-        long v = std::strtol(e, nullptr, 10);
-        if (v >= 1 && v <= 3600) every = std::chrono::seconds(v);
-      }
+      auto every = interval_from_env("STORCRYPT_IPSEC_WATCH_SECONDS", std::chrono::seconds(10), 3600);
       st->watcher = std::make_unique<Ticker>(every, [svc = st->svc] {
         std::lock_guard lock(svc->mu);
         svc->watch();

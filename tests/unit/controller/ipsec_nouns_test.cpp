@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "node.h"
 #include "storcrypt/controller/db.h"
 #include "storcrypt/controller/dispatcher.h"
 #include "storcrypt/controller/events.h"
@@ -21,50 +22,12 @@
 namespace storcrypt::controller {
 namespace {
 
+using test::Node;
+
 using nlohmann::json;
 namespace nl = storcrypt::netlink;
 
 constexpr const char* kKeyHex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff01020304";
-
-/// One daemon's worth of state over a state directory (a "restart" is a new Node on the same dir).
-struct Node {
-  explicit Node(const std::string& dir, bool run_start_hooks = false) {
-    auto d = Db::open(dir + "/state.db");
-    EXPECT_TRUE(d.ok()) << d.error().to_string();
-    db = std::move(d).value();
-    auto e = EventLog::create(*db);
-    EXPECT_TRUE(e.ok());
-    events = std::move(e).value();
-    ctx.config.state_directory = dir;
-    ctx.db = db.get();
-    ctx.events = events.get();
-    auto kernel = std::make_shared<IpsecKernel>();
-    kernel->open = [this](const nl::Ownership& own) -> Result<std::unique_ptr<nl::XfrmApi>> {
-      auto f = std::make_unique<nl::FakeXfrm>(own);
-      fake = f.get();
-      for (auto& p : foreign) f->add_foreign_policy(p);
-      return std::unique_ptr<nl::XfrmApi>(std::move(f));
-    };
-    ctx.set_service(kernel);
-    Status s = register_all_methods(disp, ctx);
-    EXPECT_TRUE(s.ok()) << s.error().to_string();
-    if (run_start_hooks)
-      for (auto& h : ctx.start_hooks) h();
-  }
-  Result<json> call(const std::string& m, const json& p = json::object()) { return disp.call(m, p); }
-  json ok(const std::string& m, const json& p = json::object()) {
-    auto r = call(m, p);
-    EXPECT_TRUE(r.ok()) << m << ": " << r.error().to_string();
-    return r.ok() ? *r : json();
-  }
-
-  std::unique_ptr<Db> db;
-  std::unique_ptr<EventLog> events;
-  Context ctx;
-  Dispatcher disp;
-  nl::FakeXfrm* fake = nullptr;
-  std::vector<nl::Policy> foreign;
-};
 
 json bypass(const std::string& name, const std::string& dir) {
   return {{"Name", name}, {"Direction", dir}, {"Action", "BYPASS"}};

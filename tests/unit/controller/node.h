@@ -1,0 +1,65 @@
+// A daemon's worth of controller state for unit tests: SQLite state and event
+// log in a directory, every noun registered through the dispatcher, and the
+// ipsec kernel seam bound to FakeXfrm. A "restart" is a new Node on the same
+// directory.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "storcrypt/controller/db.h"
+#include "storcrypt/controller/dispatcher.h"
+#include "storcrypt/controller/events.h"
+#include "storcrypt/controller/ipsec.h"
+#include "storcrypt/controller/nouns.h"
+#include "storcrypt/netlink/fake_xfrm.h"
+
+namespace storcrypt::controller::test {
+
+namespace nl = storcrypt::netlink;
+using nlohmann::json;
+
+struct Node {
+  explicit Node(const std::string& dir, bool run_start_hooks = false) {
+    auto d = Db::open(dir + "/state.db");
+    EXPECT_TRUE(d.ok()) << d.error().to_string();
+    db = std::move(d).value();
+    auto e = EventLog::create(*db);
+    EXPECT_TRUE(e.ok());
+    events = std::move(e).value();
+    ctx.config.state_directory = dir;
+    ctx.db = db.get();
+    ctx.events = events.get();
+    auto kernel = std::make_shared<IpsecKernel>();
+    kernel->open = [this](const nl::Ownership& own) -> Result<std::unique_ptr<nl::XfrmApi>> {
+      auto f = std::make_unique<nl::FakeXfrm>(own);
+      fake = f.get();
+      for (auto& p : foreign) f->add_foreign_policy(p);
+      return std::unique_ptr<nl::XfrmApi>(std::move(f));
+    };
+    ctx.set_service(kernel);
+    Status s = register_all_methods(disp, ctx);
+    EXPECT_TRUE(s.ok()) << s.error().to_string();
+    if (run_start_hooks)
+      for (auto& h : ctx.start_hooks) h();
+  }
+  Result<json> call(const std::string& m, const json& p = json::object()) { return disp.call(m, p); }
+  json ok(const std::string& m, const json& p = json::object()) {
+    auto r = call(m, p);
+    EXPECT_TRUE(r.ok()) << m << ": " << r.error().to_string();
+    return r.ok() ? *r : json();
+  }
+
+  std::unique_ptr<Db> db;
+  std::unique_ptr<EventLog> events;
+  Context ctx;
+  Dispatcher disp;
+  nl::FakeXfrm* fake = nullptr;
+  std::vector<nl::Policy> foreign;
+};
+
+}  // namespace storcrypt::controller::test
