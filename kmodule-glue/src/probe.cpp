@@ -34,11 +34,14 @@ Feature alg(std::string name, std::string type, std::string desc, bool required 
 /// Config symbol of one crypto API component (algorithm or template).
 std::string component_config(const std::string& c) {
   static const std::map<std::string, std::string> m = {
-      {"rfc4106", "CONFIG_CRYPTO_GCM"},   {"gcm", "CONFIG_CRYPTO_GCM"},         {"aes", "CONFIG_CRYPTO_AES"},
-      {"cbc", "CONFIG_CRYPTO_CBC"},       {"hmac", "CONFIG_CRYPTO_HMAC"},       {"sha1", "CONFIG_CRYPTO_SHA1"},
-      {"sha256", "CONFIG_CRYPTO_SHA256"}, {"sha384", "CONFIG_CRYPTO_SHA512"},   {"sha512", "CONFIG_CRYPTO_SHA512"},
-      {"xts", "CONFIG_CRYPTO_XTS"},       {"authenc", "CONFIG_CRYPTO_AUTHENC"}, {"authencesn", "CONFIG_CRYPTO_AUTHENC"},
-      {"ecb", "CONFIG_CRYPTO_ECB"},       {"ctr", "CONFIG_CRYPTO_CTR"},         {"ghash", "CONFIG_CRYPTO_GHASH"},
+      {"rfc4106", "CONFIG_CRYPTO_GCM"},     {"gcm", "CONFIG_CRYPTO_GCM"},
+      {"aes", "CONFIG_CRYPTO_AES"},         {"cbc", "CONFIG_CRYPTO_CBC"},
+      {"hmac", "CONFIG_CRYPTO_HMAC"},       {"sha1", "CONFIG_CRYPTO_SHA1"},
+      {"sha256", "CONFIG_CRYPTO_SHA256"},   {"sha384", "CONFIG_CRYPTO_SHA512"},
+      {"sha512", "CONFIG_CRYPTO_SHA512"},   {"xts", "CONFIG_CRYPTO_XTS"},
+      {"authenc", "CONFIG_CRYPTO_AUTHENC"}, {"authencesn", "CONFIG_CRYPTO_AUTHENC"},
+      {"ecb", "CONFIG_CRYPTO_ECB"},         {"ctr", "CONFIG_CRYPTO_CTR"},
+      {"ghash", "CONFIG_CRYPTO_GHASH"},     {"cipher_null", "CONFIG_CRYPTO_NULL"},
   };
   auto it = m.find(c);
   return it == m.end() ? std::string() : it->second;
@@ -275,6 +278,8 @@ std::vector<Feature> ipsec_features() {
       alg("hmac(sha256)", "hash", "HMAC-SHA256-128"),
       alg("hmac(sha384)", "hash", "HMAC-SHA384-192"),
       alg("hmac(sha512)", "hash", "HMAC-SHA512-256"),
+      // ESP integrity only (Service = ESP-INTEGRITY) sends this NULL cipher; optional like AH.
+      alg("ecb(cipher_null)", "skcipher", "NULL cipher for integrity-only ESP", false),
   };
 }
 

@@ -165,7 +165,13 @@ void put_if_id(Builder& b, std::uint32_t if_id) {
 
 // Variable-size algorithm attributes built in a wiped buffer.
 void put_algorithms(Builder& b, const Sa& sa) {
-  if (sa.enc != EncAlgo::kNone) {
+  if (sa.proto == XfrmProto::kEsp && sa.enc == EncAlgo::kNone) {
+    // ESP integrity only: the kernel's esp_init_state() needs a cipher, so the NULL cipher goes with no key.
+    xfrm_algo a{};
+    std::memcpy(a.alg_name, kEspNullCipher.data(), kEspNullCipher.size());
+    a.alg_key_len = 0;
+    b.attr(XFRMA_ALG_CRYPT, &a, sizeof a);
+  } else if (sa.enc != EncAlgo::kNone) {
     auto name = enc_kernel_name(sa.enc);
     if (enc_is_aead(sa.enc)) {
       SecretBytes buf(sizeof(xfrm_algo_aead) + sa.enc_key.size());
@@ -522,7 +528,7 @@ Result<SaState> decode_sa(Bytes msg) {
       sa.enc = EncAlgo::kAesCbc192;
     else if (name == "cbc(aes)" && key == 32)
       sa.enc = EncAlgo::kAesCbc256;
-    else if (name == "ecb(cipher_null)" && key == 0)
+    else if (name == kEspNullCipher && key == 0)
       sa.enc = EncAlgo::kNone;
     else
       return Error(ErrorCode::kUnsupported,

@@ -408,9 +408,12 @@ Status validate(const Sa& sa) {
       return invalid("integ", "AH needs an integrity algorithm", "set integ, e.g. hmac-sha256-128");
     if (sa.encap) return invalid("encap", "UDP encapsulation applies to ESP only");
   } else {
-    if (sa.enc == EncAlgo::kNone)
-      return invalid("enc", "ESP needs an encryption algorithm (integrity-only ESP is not offered)",
-                     "use aes-gcm-256, or AH for integrity only");
+    // enc=none is ESP integrity only (RFC 4303 3.2, the kernel's ecb(cipher_null)): it needs an integrity algorithm.
+    if (sa.enc == EncAlgo::kNone && sa.integ == IntegAlgo::kNone)
+      return invalid("enc",
+                     "ESP needs an encryption algorithm, an integrity algorithm, or both (enc and integ are none)",
+                     "set enc (e.g. aes-gcm-256), or set integ (e.g. hmac-sha256-128) with enc=none for "
+                     "integrity-only ESP");
     if (enc_is_aead(sa.enc) && sa.integ != IntegAlgo::kNone)
       return invalid("integ",
                      fmt::format("{} is an AEAD and already authenticates; integ must be none (is {})",

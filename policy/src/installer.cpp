@@ -96,13 +96,24 @@ Result<KernelSet> to_kernel(const CompiledPolicySet& set, const KeyStore& keys) 
       STORCRYPT_ASSIGN_OR_RETURN(sa.enc_key, key_value(keys, s.aead->key_name, s.source));
     }
     if (s.crypt) {
-      if (s.crypt->key_name.empty()) {
-        return Error(ErrorCode::kUnsupported,
-                     "policy '" + s.source + "': ESP integrity-only is not offered by the XFRM layer",
-                     "use Service = AH for integrity only, or ESP-INTEGRITY-CONFIDENTIALITY");
+      if (s.crypt->kernel_name == nl::kEspNullCipher) {
+        // ESP integrity only: the netlink layer sends the NULL cipher (no key) for enc=none.
+        if (!s.crypt->key_name.empty()) {
+          return Error(ErrorCode::kInvalidInput,
+                       "policy '" + s.source + "': the NULL cipher of ESP integrity only takes no key (got '" +
+                           s.crypt->key_name + "')",
+                       "remove EncryptionKey, or choose an encryption algorithm");
+        }
+        sa.enc = nl::EncAlgo::kNone;
+      } else {
+        if (s.crypt->key_name.empty()) {
+          return Error(ErrorCode::kInvalidInput,
+                       "policy '" + s.source + "': cipher " + s.crypt->kernel_name + " has no key",
+                       "set EncryptionKey to the name of a stored key");
+        }
+        STORCRYPT_ASSIGN_OR_RETURN(sa.enc, enc_of(s.crypt->algorithm));
+        STORCRYPT_ASSIGN_OR_RETURN(sa.enc_key, key_value(keys, s.crypt->key_name, s.source));
       }
-      STORCRYPT_ASSIGN_OR_RETURN(sa.enc, enc_of(s.crypt->algorithm));
-      STORCRYPT_ASSIGN_OR_RETURN(sa.enc_key, key_value(keys, s.crypt->key_name, s.source));
     }
     if (s.auth) {
       STORCRYPT_ASSIGN_OR_RETURN(sa.integ, integ_of(s.auth->algorithm));

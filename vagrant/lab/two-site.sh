@@ -50,4 +50,8 @@ if [ -x "$src/vagrant/lab/daemon.sh" ] && [ -x "$build/controller/storcryptd" ];
   banner "storcryptd and the storcrypt command"
   bash "$src/vagrant/lab/daemon.sh"
 fi
+if [ -x "$build/controller/storcryptd" ]; then
+  banner "the IPsec policy list through storcryptd on both sites (storcrypt policy|key|ipsec)"
+  bash "$src/tests/vm/controller/ipsec_daemon.sh"
+fi
 banner "done"

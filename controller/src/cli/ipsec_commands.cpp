@@ -405,6 +405,12 @@ void add_ipsec_commands(CLI::App& app, ClientContext& cc) {
         print_table({"PRIORITY", "POLICY", "DIR", "ACTION", "SELECTORS", "SA", "PACKETS", "BYTES", "INTEGRITY FAILURES",
                      "REPLAY ERRORS"},
                     rows);
+      // Drops the kernel counts per namespace (policy blocks, missing SAs, bad packets): the non-zero ones.
+      std::string drops;
+      if (r.contains("kernel_counters"))
+        for (const auto& [k, v] : r["kernel_counters"].items())
+          if (v.get<std::uint64_t>() != 0) drops += (drops.empty() ? "" : "  ") + k + "=" + plain(v);
+      std::cout << "kernel drops/errors: " << (drops.empty() ? "none" : drops) << "\n";
     });
   });
 }

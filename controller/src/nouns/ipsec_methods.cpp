@@ -6,10 +6,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -334,6 +337,13 @@ class IpsecService {
     return ok_status();
   }
 
+  /// The namespace's XFRM drop/error counters (empty when unavailable).
+  std::map<std::string, std::uint64_t> kernel_stats() {
+    if (!kernel_.stats) return {};
+    auto r = kernel_.stats();
+    return r.ok() ? *r : std::map<std::string, std::uint64_t>{};
+  }
+
   Result<std::vector<pol::EnforcedPolicy>> status() {
     STORCRYPT_ASSIGN_OR_RETURN(auto* inst, installer());
     return inst->status();
@@ -470,6 +480,14 @@ std::shared_ptr<IpsecState> state_for(Context& ctx) {
         o.ownership = own;
         return netlink::open_xfrm(o);
       };
+      kernel.stats = []() -> Result<std::map<std::string, std::uint64_t>> {
+        std::ifstream in("/proc/net/xfrm_stat");
+        if (!in)
+          return Error(ErrorCode::kUnsupported,
+                       "/proc/net/xfrm_stat is missing (kernel without CONFIG_XFRM_STATISTICS)");
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        return parse_xfrm_stat(text);
+      };
     }
     auto svc = std::make_shared<IpsecService>(*ctx.db, ctx.config.state_directory + "/ipsec-keys", kernel, ctx.events);
     if (Status s = svc->load(); !s.ok())
@@ -535,6 +553,25 @@ Status add_method(Dispatcher& d, const std::shared_ptr<IpsecState>& st, std::str
 }
 
 }  // namespace
+
+Result<std::map<std::string, std::uint64_t>> parse_xfrm_stat(std::string_view text) {
+  std::map<std::string, std::uint64_t> out;
+  std::istringstream in{std::string(text)};
+  std::size_t lineno = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++lineno;
+    if (line.empty()) continue;
+    std::istringstream fields(line);
+    std::string name, value, extra;
+    fields >> name >> value >> extra;
+    std::uint64_t v = 0;
+    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (name.empty() || value.empty() || !extra.empty() || ec != std::errc{} || p != value.data() + value.size())
+      return Error(ErrorCode::kProtocol, "xfrm_stat line " + std::to_string(lineno) + " is not '<name> <count>'");
+    out[name] = v;
+  }
+  return out;
+}
 
 Status register_policy_methods(Dispatcher& d, Context& ctx) {
   if (ctx.db) {
@@ -947,6 +984,7 @@ Status register_ipsec_methods(Dispatcher& d, Context& ctx) {
                            }
                          }
                          r["policies"] = arr;
+                         r["kernel_counters"] = s.kernel_stats();
                          return r;
                        }));
   return ok_status();

@@ -382,5 +382,44 @@ TEST_F(IpsecNouns, StartUpRestoresEnforcementAndTheWatcherRaisesAndFixes2010) {
   ::unsetenv("STORCRYPT_IPSEC_WATCH_SECONDS");
 }
 
+TEST(XfrmStat, ParsesTheKernelsCountersAndRefusesOtherText) {
+  auto r = parse_xfrm_stat(
+      "XfrmInError                     0\nXfrmOutPolBlock                 7\n\nXfrmInStateProtoError\t3\n");
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->size(), 3u);
+  EXPECT_EQ(r->at("XfrmOutPolBlock"), 7u);
+  EXPECT_EQ(r->at("XfrmInStateProtoError"), 3u);
+  EXPECT_FALSE(parse_xfrm_stat("XfrmInError\n").ok());
+  EXPECT_FALSE(parse_xfrm_stat("XfrmInError 1 2\n").ok());
+  EXPECT_FALSE(parse_xfrm_stat("XfrmInError -1\n").ok());
+}
+
+TEST_F(IpsecNouns, StatusCarriesTheKernelDropCounters) {
+  Node n(dir.path);
+  auto k = n.ctx.service<IpsecKernel>();
+  ASSERT_TRUE(k);
+  // Registered already: the service copied the seam, so check the copy is used via a fresh node.
+  test::TempDir other;
+  auto db = Db::open(other.path + "/state.db");
+  ASSERT_TRUE(db.ok());
+  auto events = EventLog::create(**db);
+  ASSERT_TRUE(events.ok());
+  Context ctx;
+  ctx.config.state_directory = other.path;
+  ctx.db = db->get();
+  ctx.events = events->get();
+  auto kernel = std::make_shared<IpsecKernel>(*k);
+  kernel->stats = []() -> Result<std::map<std::string, std::uint64_t>> {
+    return parse_xfrm_stat("XfrmOutPolBlock 4\nXfrmInNoStates 0\n");
+  };
+  ctx.set_service(kernel);
+  Dispatcher d;
+  ASSERT_TRUE(register_all_methods(d, ctx).ok());
+  auto st = d.call("ipsec.status", json::object());
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  EXPECT_EQ((*st)["kernel_counters"]["XfrmOutPolBlock"], 4);
+  EXPECT_EQ((*st)["kernel_counters"]["XfrmInNoStates"], 0);
+}
+
 }  // namespace
 }  // namespace storcrypt::controller

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <map>
+#include <vector>
 
 #include "storcrypt/netlink/xfrm_codec.h"
 
@@ -70,6 +72,9 @@ TEST(Codec, SaRoundTripEveryAlgorithmBothFamilies) {
       {XfrmProto::kEsp, EncAlgo::kAesCbc256, IntegAlgo::kHmacSha512_256},
       {XfrmProto::kEsp, EncAlgo::kAesCbc128, IntegAlgo::kNone},
       {XfrmProto::kAh, EncAlgo::kNone, IntegAlgo::kHmacSha256_128},
+      {XfrmProto::kEsp, EncAlgo::kNone, IntegAlgo::kHmacSha1_96},     // ESP integrity only
+      {XfrmProto::kEsp, EncAlgo::kNone, IntegAlgo::kHmacSha256_128},  // ESP integrity only
+      {XfrmProto::kEsp, EncAlgo::kNone, IntegAlgo::kHmacSha512_256},  // ESP integrity only
   };
   for (bool v6 : {false, true}) {
     for (const auto& c : cases) {
@@ -120,6 +125,60 @@ TEST(Codec, SaRoundTripOptionalFields) {
   EXPECT_EQ(b2->sa.replay_window, 32u);
   EXPECT_FALSE(b2->sa.esn);
   EXPECT_FALSE(b2->sa.selector.has_value());
+}
+
+namespace {
+// The top-level attributes of an encoded XFRM_MSG_NEWSA, by type (payload bytes).
+std::map<std::uint16_t, std::vector<std::uint8_t>> sa_attrs(codec::Bytes msg) {
+  std::map<std::uint16_t, std::vector<std::uint8_t>> out;
+  std::size_t at = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(xfrm_usersa_info));
+  while (at + NLA_HDRLEN <= msg.size()) {
+    nlattr a;
+    std::memcpy(&a, msg.data() + at, sizeof a);
+    if (a.nla_len < NLA_HDRLEN || at + a.nla_len > msg.size()) break;
+    out[a.nla_type & NLA_TYPE_MASK].assign(msg.data() + at + NLA_HDRLEN, msg.data() + at + a.nla_len);
+    at += NLA_ALIGN(a.nla_len);
+  }
+  return out;
+}
+}  // namespace
+
+TEST(Codec, EspIntegrityOnlySendsTheNullCipherWithoutKey) {
+  for (bool v6 : {false, true}) {
+    Sa sa = base_sa(v6);
+    sa.enc = EncAlgo::kNone;
+    sa.integ = IntegAlgo::kHmacSha256_128;
+    sa.integ_key = pattern(32, 9);
+    ASSERT_TRUE(validate(sa).ok()) << validate(sa).error().to_string();
+    SecretBytes wire = codec::encode_sa(sa, false);
+    auto attrs = sa_attrs(wire.view());
+    // The kernel refuses an ESP SA without a cipher: XFRMA_ALG_CRYPT must be there, with an empty key.
+    ASSERT_EQ(attrs.count(XFRMA_ALG_CRYPT), 1u);
+    EXPECT_EQ(attrs.count(XFRMA_ALG_AEAD), 0u);
+    const auto& c = attrs[XFRMA_ALG_CRYPT];
+    ASSERT_GE(c.size(), sizeof(xfrm_algo));
+    xfrm_algo h;
+    std::memcpy(&h, c.data(), sizeof h);
+    EXPECT_STREQ(h.alg_name, "ecb(cipher_null)");
+    EXPECT_EQ(h.alg_key_len, 0u);
+    EXPECT_EQ(c.size(), sizeof(xfrm_algo));
+    ASSERT_EQ(attrs.count(XFRMA_ALG_AUTH_TRUNC), 1u);
+    xfrm_algo_auth ah;
+    std::memcpy(&ah, attrs[XFRMA_ALG_AUTH_TRUNC].data(), sizeof ah);
+    EXPECT_STREQ(ah.alg_name, "hmac(sha256)");
+    EXPECT_EQ(ah.alg_trunc_len, 128u);
+    EXPECT_EQ(ah.alg_key_len, 256u);
+    auto back = codec::decode_sa(wire.view());
+    ASSERT_TRUE(back.ok()) << back.error().to_string();
+    expect_same(sa, back->sa);
+    EXPECT_FALSE(back->sa.integrity_warning());
+  }
+  // AH carries no cipher attribute at all.
+  Sa ah = base_sa(false);
+  ah.proto = XfrmProto::kAh;
+  ah.integ = IntegAlgo::kHmacSha256_128;
+  ah.integ_key = pattern(32, 9);
+  EXPECT_EQ(sa_attrs(codec::encode_sa(ah, false).view()).count(XFRMA_ALG_CRYPT), 0u);
 }
 
 TEST(Codec, PolicyRoundTrip) {

@@ -250,6 +250,33 @@ TEST(SaValidate, AlgorithmCombinationErrors) {
   none.enc = EncAlgo::kNone;
   none.enc_key = SecretBytes();
   expect_field_error(validate(none), "enc");
+  // ESP with neither encryption nor integrity: the message says both are none and how to fix it.
+  auto st = validate(none);
+  EXPECT_NE(st.error().message().find("enc and integ are none"), std::string::npos) << st.error().message();
+  EXPECT_NE(st.error().fix().find("integ"), std::string::npos) << st.error().fix();
+  // allow_no_integrity does not turn "nothing at all" into an SA.
+  none.allow_no_integrity = true;
+  expect_field_error(validate(none), "enc");
+}
+
+TEST(SaValidate, EspIntegrityOnlyIsAccepted) {
+  for (IntegAlgo i :
+       {IntegAlgo::kHmacSha1_96, IntegAlgo::kHmacSha256_128, IntegAlgo::kHmacSha384_192, IntegAlgo::kHmacSha512_256}) {
+    Sa sa = gcm_sa();
+    sa.enc = EncAlgo::kNone;
+    sa.enc_key = SecretBytes();
+    sa.integ = i;
+    sa.integ_key = bytes(integ_key_bytes(i));
+    EXPECT_TRUE(validate(sa).ok()) << integ_name(i) << ": " << validate(sa).error().to_string();
+    EXPECT_FALSE(sa.integrity_warning());
+    // A key for the NULL cipher is an error naming enc_key.
+    sa.enc_key = bytes(16);
+    expect_field_error(validate(sa), "enc_key");
+    // A wrong integrity key length names integ_key.
+    sa.enc_key = SecretBytes();
+    sa.integ_key = bytes(integ_key_bytes(i) - 1);
+    expect_field_error(validate(sa), "integ_key");
+  }
 }
 
 TEST(SaValidate, ReplayLifetimeAndFamilies) {

@@ -6,6 +6,7 @@
 
 #include "random_policies.h"
 #include "storcrypt/netlink/fake_xfrm.h"
+#include "storcrypt/policy/text.h"
 #include "test_helpers.h"
 
 namespace storcrypt::policy {
@@ -103,21 +104,104 @@ TEST(Installer, KernelModelMapping) {
   EXPECT_FALSE(ik->policies[0].selector.icmp_type.has_value());
   EXPECT_EQ(per_priority[1001], 256u);  // a code needs a type in the XFRM model: every type with code 3
   EXPECT_EQ(per_priority[1002], 128u);
-  // Missing key, unsupported service.
+  // Missing key.
   KeyStore none;
   EXPECT_EQ(to_kernel(*set, none).error().code(), ErrorCode::kNotFound);
+}
+
+Policy esp_integrity(const std::string& name, Direction dir, Algorithm integ, const std::string& key) {
+  Policy p = simple(name, dir, Disposition::kProtect, proto::kTcp, "192.0.2.1", "192.0.2.2", "ANY", "5201");
+  p.protection = Protection{};
+  p.protection->service = Service::kEspIntegrity;
+  p.protection->spi = dir == Direction::kOutbound ? 0x300 : 0x301;
+  p.protection->integrity = integ;
+  p.protection->integrity_key = key;
+  return p;
+}
+
+TEST(Installer, EspIntegrityOnlyMapsToNullCipherAndHmac) {
+  KeyStore ks = keys();
+  ASSERT_TRUE(ks.create_random("k-sha256", Algorithm::kHmacSha256_128).ok());
   PolicyList l;
-  Policy integ = simple("integ", Direction::kOutbound, Disposition::kProtect, {}, "192.0.2.1", "192.0.2.2");
-  integ.protection = Protection{};
-  integ.protection->service = Service::kEspIntegrity;
-  integ.protection->spi = 0x300;
-  integ.protection->integrity = Algorithm::kHmacSha1_96;
-  integ.protection->integrity_key = "k-sha";
-  ASSERT_TRUE(l.add(integ).ok());
-  auto r = to_kernel(compile(l), keys());
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(r.error().message().find("integ"), std::string::npos);
+  ASSERT_TRUE(l.add(esp_integrity("integ-out", Direction::kOutbound, Algorithm::kHmacSha256_128, "k-sha256")).ok());
+  ASSERT_TRUE(l.add(esp_integrity("integ-in", Direction::kInbound, Algorithm::kHmacSha1_96, "k-sha")).ok());
+  auto r = to_kernel(compile(l), ks);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_EQ(r->sas.size(), 2u);
+  std::map<std::uint32_t, const nl::Sa*> by_spi;
+  for (const auto& sa : r->sas) by_spi[sa.spi] = &sa;
+  ASSERT_EQ(by_spi.count(0x300), 1u);
+  ASSERT_EQ(by_spi.count(0x301), 1u);
+  const nl::Sa& out = *by_spi[0x300];
+  EXPECT_EQ(out.proto, nl::XfrmProto::kEsp);
+  EXPECT_EQ(out.enc, nl::EncAlgo::kNone);
+  EXPECT_EQ(out.enc_key.size(), 0u);
+  EXPECT_EQ(out.integ, nl::IntegAlgo::kHmacSha256_128);
+  EXPECT_TRUE(out.integ_key.equals(ks.find("k-sha256")->value));  // the named key, not another one
+  EXPECT_FALSE(out.integ_key.equals(ks.find("k-sha")->value));
+  EXPECT_FALSE(out.allow_no_integrity);
+  EXPECT_FALSE(out.integrity_warning());
+  EXPECT_TRUE(nl::validate(out).ok());
+  const nl::Sa& in = *by_spi[0x301];
+  EXPECT_EQ(in.enc, nl::EncAlgo::kNone);
+  EXPECT_EQ(in.integ, nl::IntegAlgo::kHmacSha1_96);
+  EXPECT_TRUE(in.integ_key.equals(ks.find("k-sha")->value));
+
+  // A missing integrity key is reported by name.
+  KeyStore without = keys();
+  auto miss = to_kernel(compile(l), without);
+  ASSERT_FALSE(miss.ok());
+  EXPECT_EQ(miss.error().code(), ErrorCode::kNotFound);
+  EXPECT_NE(miss.error().message().find("k-sha256"), std::string::npos);
+
+  // The installer puts them into the (fake) kernel, which validates like the real netlink layer.
+  nl::FakeXfrm x;
+  PolicyInstaller inst(x);
+  auto set = commit(l, ks);
+  ASSERT_TRUE(set.ok()) << set.error().to_string();
+  auto st = inst.enable(*set, ks);
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  EXPECT_EQ(st->sas_added, 2u);
+  auto dumped = x.dump_sas();
+  ASSERT_TRUE(dumped.ok());
+  std::size_t integ_only = 0;
+  for (const auto& s : *dumped) {
+    if (s.sa.proto == nl::XfrmProto::kEsp && s.sa.enc == nl::EncAlgo::kNone && s.sa.integ != nl::IntegAlgo::kNone)
+      ++integ_only;
+  }
+  EXPECT_EQ(integ_only, 2u);
+}
+
+TEST(Installer, EspIntegrityFromTextBothSides) {
+  // The list format an operator writes; the partner imports it with swap.
+  const std::string text =
+      "Name = integ-out\nDirection = outbound\nLocalAddress = 192.0.2.1\nRemoteAddress = 192.0.2.2\n"
+      "Protocol = TCP\nRemotePort = 5201\nAction = PROTECT\nService = ESP-INTEGRITY\nMode = transport\n"
+      "SPI = 0x2000\nIntegrityAlgorithm = HMAC-SHA-256-128\nIntegrityKey = k-ab\n\n"
+      "Name = out-all\nDirection = outbound\nAction = BYPASS\n\n"
+      "Name = in-all\nDirection = inbound\nAction = BYPASS\n";
+  KeyStore ks;
+  ASSERT_TRUE(ks.create_random("k-ab", Algorithm::kHmacSha256_128).ok());
+  for (bool swap : {false, true}) {
+    SCOPED_TRACE(swap ? "partner" : "local");
+    auto list = import_policies(text, ImportOptions{swap});
+    ASSERT_TRUE(list.ok()) << list.error().to_string();
+    auto set = commit(*list, ks);
+    ASSERT_TRUE(set.ok()) << set.error().to_string();
+    auto r = to_kernel(*set, ks);
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    ASSERT_EQ(r->sas.size(), 1u);
+    const nl::Sa& sa = r->sas[0];
+    EXPECT_EQ(sa.spi, 0x2000u);
+    EXPECT_EQ(sa.src.to_string(), "192.0.2.1");  // the same SA on both sides (pa -> pb)
+    EXPECT_EQ(sa.dst.to_string(), "192.0.2.2");
+    EXPECT_EQ(sa.proto, nl::XfrmProto::kEsp);
+    EXPECT_EQ(sa.mode, nl::Mode::kTransport);
+    EXPECT_EQ(sa.enc, nl::EncAlgo::kNone);
+    EXPECT_TRUE(sa.enc_key.empty());
+    EXPECT_EQ(sa.integ, nl::IntegAlgo::kHmacSha256_128);
+    EXPECT_TRUE(sa.integ_key.equals(ks.find("k-ab")->value));
+  }
 }
 
 TEST(Installer, EnableDisableTouchesOnlyItsOwn) {

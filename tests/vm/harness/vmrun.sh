@@ -131,7 +131,7 @@ if [ -z "$accel" ]; then
            -kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
            -append "console=ttyS0 quiet panic=-1 testscript=$probe" \
            -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
-           2>/dev/null | grep -q 'GUEST_EXIT=0'; then
+           2>/dev/null | grep 'GUEST_EXIT=0' > /dev/null; then
         accel=kvm
       fi
     fi

@@ -74,7 +74,7 @@ while True:
 open("/tmp/sc-received.sha", "w").write(h.hexdigest())
 ' "$addr" "$port" &
   local lpid=$!
-  for i in $(seq 50); do ip netns exec B ss -ltn | grep -q ":$port" && break; sleep 0.2; done
+  for i in $(seq 50); do ip netns exec B ss -ltn | grep ":$port" > /dev/null && break; sleep 0.2; done
   local rc=0
   ip netns exec A /usr/bin/python3 -c '
 import socket, sys

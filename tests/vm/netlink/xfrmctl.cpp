@@ -190,6 +190,19 @@ int check_sa(const std::string& ns, const Sa& sa) {
     expect("enc.name", std::string(enc_kernel_name(sa.enc)), b.get("enc.name"));
     expect("enc.key", "0x" + sa.enc_key.reveal_hex(), b.get("enc.key"));
     expect("enc.keybits", std::to_string(sa.enc_key.size() * 8), b.get("enc.keybits"));
+  } else if (sa.proto == XfrmProto::kEsp) {
+    // Integrity-only ESP: the NULL cipher without key ("enc ecb(cipher_null) "), no AEAD.
+    std::string enc_line = "(none)";
+    std::istringstream lines(b.text);
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream words(line);
+      std::string w;
+      if (!(words >> w) || w != "enc") continue;
+      enc_line.clear();
+      for (std::string rest; words >> rest;) enc_line += (enc_line.empty() ? "" : " ") + rest;
+    }
+    expect("enc (null cipher without key)", std::string(kEspNullCipher), enc_line);
+    expect("aead (absent)", "", b.get("aead.name"));
   } else {
     expect("enc (absent)", "", b.get("enc.name") + b.get("aead.name"));
   }

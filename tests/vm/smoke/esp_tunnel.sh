@@ -33,7 +33,7 @@ ip -n A xfrm policy add src 203.0.113.0/24 dst 198.51.100.0/24 dir in tmpl src 1
 ip -n B xfrm policy add src 203.0.113.0/24 dst 198.51.100.0/24 dir out tmpl src 192.0.2.2 dst 192.0.2.1 proto esp reqid 1 mode tunnel
 ip -n B xfrm policy add src 198.51.100.0/24 dst 203.0.113.0/24 dir in tmpl src 192.0.2.1 dst 192.0.2.2 proto esp reqid 1 mode tunnel
 
-ip -n A xfrm state | grep -q 'rfc4106(gcm(aes))' || { echo "SA not installed with rfc4106(gcm(aes))"; exit 1; }
+ip -n A xfrm state | grep 'rfc4106(gcm(aes))' > /dev/null || { echo "SA not installed with rfc4106(gcm(aes))"; exit 1; }
 
 # TCP through the tunnel: a listener on B reads to EOF and prints the SHA-256
 # of what arrived; A sends 64 KiB of random data.
@@ -51,7 +51,7 @@ while True:
 open("/tmp/received.sha", "w").write(h.hexdigest())
 ' &
 lpid=$!
-for i in $(seq 50); do ip netns exec B ss -ltn | grep -q ':5000' && break; sleep 0.2; done
+for i in $(seq 50); do ip netns exec B ss -ltn | grep ':5000' > /dev/null && break; sleep 0.2; done
 ip netns exec A /usr/bin/python3 -c '
 import socket, sys
 c = socket.create_connection(("203.0.113.1", 5000), timeout=30)

@@ -14,8 +14,12 @@
 // once packets authenticate again.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "storcrypt/common/result.h"
 #include "storcrypt/netlink/xfrm_api.h"
@@ -32,6 +36,12 @@ inline constexpr int kIpsecRestoreEvent = 2011;
 /// registering the methods.
 struct IpsecKernel {
   std::function<Result<std::unique_ptr<netlink::XfrmApi>>(const netlink::Ownership&)> open;
+  /// The namespace's XFRM drop/error counters (name -> value); storcryptd
+  /// reads /proc/net/xfrm_stat. Unset: status reports none.
+  std::function<Result<std::map<std::string, std::uint64_t>>()> stats;
 };
+
+/// Parse /proc/net/xfrm_stat text ("XfrmInError  0" per line).
+Result<std::map<std::string, std::uint64_t>> parse_xfrm_stat(std::string_view text);
 
 }  // namespace storcrypt::controller

@@ -118,7 +118,7 @@ std::string_view action_name(PolicyAction a);
 
 /// Encryption algorithms. GCM keys are key || 4-byte salt (RFC 4106), ICV 16 bytes.
 enum class EncAlgo : std::uint8_t {
-  kNone,       ///< AH, or ESP with integrity only (not offered by us)
+  kNone,       ///< AH, or ESP with integrity only (sent as ecb(cipher_null) with an empty key)
   kAesCbc128,  ///< cbc(aes), 16-byte key
   kAesCbc192,  ///< cbc(aes), 24-byte key
   kAesCbc256,  ///< cbc(aes), 32-byte key
@@ -141,6 +141,9 @@ Result<EncAlgo> parse_enc(std::string_view name, std::string_view field = "enc")
 Result<IntegAlgo> parse_integ(std::string_view name, std::string_view field = "integ");
 /// Kernel crypto API name ("rfc4106(gcm(aes))", "cbc(aes)", "hmac(sha384)"); "" for kNone.
 std::string_view enc_kernel_name(EncAlgo a);
+/// The cipher an ESP SA with enc=none (integrity only) carries: the kernel
+/// refuses an ESP SA without XFRMA_ALG_CRYPT/AEAD, so it is sent with key length 0.
+inline constexpr std::string_view kEspNullCipher = "ecb(cipher_null)";
 std::string_view integ_kernel_name(IntegAlgo a);
 /// Required key length in bytes (GCM includes the salt); 0 for kNone.
 std::size_t enc_key_bytes(EncAlgo a);

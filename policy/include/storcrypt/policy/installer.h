@@ -33,8 +33,11 @@ struct KernelSet {
 /// Map compiled specs to the netlink model. ICMP type/code masks become
 /// exact values (the XFRM layer holds one ICMP type/code per selector);
 /// selectors that collapse onto an earlier identical one are dropped.
-/// Errors: a key is missing (kNotFound) or a service the XFRM layer does not
-/// offer (ESP integrity-only: kUnsupported).
+/// ESP integrity only (Service = ESP-INTEGRITY, crypt = "ecb(cipher_null)"
+/// without key) becomes enc = none plus the integrity algorithm and its key;
+/// the netlink layer sends the NULL cipher with an empty key.
+/// Errors: a key is missing (kNotFound) or a spec is inconsistent
+/// (kInvalidInput).
 Result<KernelSet> to_kernel(const CompiledPolicySet& set, const KeyStore& keys);
 
 /// Ownership scope matching the installer's ranges (for open_xfrm()).
