@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -74,9 +75,27 @@ std::vector<std::string> long_options_in_help(const std::string& help) {
   return out;
 }
 
+/// The positional argument names of a CLI11 usage line
+/// ("Usage: storcrypt policy move [OPTIONS] name position" -> name, position).
+std::vector<std::string> positionals_in_help(const std::string& help) {
+  std::vector<std::string> out;
+  for (const auto& l : lines_of(help)) {
+    if (l.rfind("Usage: ", 0) != 0) continue;
+    auto at = l.find("[OPTIONS]");
+    if (at == std::string::npos) return out;
+    std::istringstream is(l.substr(at + 9));
+    for (std::string w; is >> w;) {
+      w.erase(std::remove_if(w.begin(), w.end(), [](char c) { return c == '[' || c == ']'; }), w.end());
+      if (!w.empty() && w != "SUBCOMMAND") out.push_back(w);
+    }
+  }
+  return out;
+}
+
 struct Tree {
-  std::map<std::string, std::vector<std::string>> verbs;    ///< noun -> verbs
-  std::map<std::string, std::vector<std::string>> options;  ///< "noun verb" -> long options
+  std::map<std::string, std::vector<std::string>> verbs;        ///< noun -> verbs
+  std::map<std::string, std::vector<std::string>> options;      ///< "noun verb" -> long options
+  std::map<std::string, std::vector<std::string>> positionals;  ///< "noun verb" -> positional names
 };
 
 /// From `storcrypt --help`, `storcrypt <noun> --help` and
@@ -93,6 +112,7 @@ Tree cli_tree() {
       auto v = run({STORCRYPT_BIN, noun, verb, "--help"});
       EXPECT_EQ(v.exit_code, 0) << noun << " " << verb << ": " << v.err;
       tree.options[noun + " " + verb] = long_options_in_help(v.out);
+      tree.positionals[noun + " " + verb] = positionals_in_help(v.out);
     }
   }
   return tree;
@@ -114,15 +134,30 @@ std::string man_section(const std::string& man, const std::string& noun) {
   return body;
 }
 
-/// Does the man section describe `noun verb` in a tagged paragraph
-/// (`.B noun verb ...` after .TP)? Verbs with '-' are written `\-`.
-bool man_has_verb(const std::string& section, const std::string& noun, const std::string& verb) {
+/// The tag line `.B noun verb ...` (directly after `.TP`) describing
+/// `noun verb` ("" when none).
+/// Verbs with '-' are written `\-`.
+std::string man_verb_line(const std::string& section, const std::string& noun, const std::string& verb) {
   std::string escaped;
   for (char c : verb) escaped += (c == '-') ? std::string("\\\\-") : std::string(1, c);
   const std::regex re("^\\.B \"?" + noun + " " + escaped + "(\\s|\"|\\\\|$)");
-  for (const auto& l : lines_of(section))
-    if (std::regex_search(l, re)) return true;
-  return false;
+  std::string prev;
+  for (const auto& l : lines_of(section)) {
+    if (prev == ".TP" && std::regex_search(l, re)) return l;
+    prev = l;
+  }
+  return "";
+}
+
+/// Does the tag line name the positional argument in capitals
+/// (`\fINAME`, `NEW_NAME`), as a whole word?
+bool man_line_has_positional(const std::string& line, const std::string& name) {
+  std::string upper;
+  for (char c : name) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  static const std::regex fonts(R"(\\f[BIRP])");
+  const std::string plain_line = std::regex_replace(line, fonts, " ");
+  const std::regex re("(^|[^A-Z_])" + upper + "([^A-Z_]|$)");
+  return std::regex_search(plain_line, re);
 }
 
 /// Does the man section mention the option (written `\-\-name`, not as the
@@ -214,6 +249,7 @@ TEST_F(CliDocs, HelpListsNounsAndVerbs) {
   const auto& el = tree_->options.at("event list");
   EXPECT_NE(std::find(el.begin(), el.end(), "--severity"), el.end());
   EXPECT_EQ(std::find(el.begin(), el.end(), "--help"), el.end());
+  EXPECT_EQ(tree_->positionals.at("event show"), std::vector<std::string>{"id"});
 }
 
 TEST_F(CliDocs, ManPageHasEveryNounAndVerb) {
@@ -224,8 +260,12 @@ TEST_F(CliDocs, ManPageHasEveryNounAndVerb) {
     EXPECT_FALSE(sec.empty()) << "storcrypt.8 has no '.SS " << noun << "' section";
     if (sec.empty()) continue;
     for (const auto& verb : verbs) {
-      EXPECT_TRUE(man_has_verb(sec, noun, verb))
-          << "storcrypt.8 section '" << noun << "' does not describe '" << noun << " " << verb << "'";
+      const std::string tag = man_verb_line(sec, noun, verb);
+      EXPECT_FALSE(tag.empty()) << "storcrypt.8 section '" << noun << "' does not describe '" << noun << " " << verb
+                                << "'";
+      for (const auto& pos : tree_->positionals.at(noun + " " + verb))
+        EXPECT_TRUE(tag.empty() || man_line_has_positional(tag, pos))
+            << "storcrypt.8 '" << noun << " " << verb << "' line does not name the argument " << pos << ": " << tag;
       for (const auto& opt : tree_->options.at(noun + " " + verb))
         EXPECT_TRUE(man_has_option(sec, opt))
             << "storcrypt.8 section '" << noun << "' does not mention " << opt << " of '" << noun << " " << verb << "'";
