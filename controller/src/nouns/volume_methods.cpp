@@ -338,8 +338,20 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
           });
     });
   }
-  ctx.add_doctor_check([st] {
+  ctx.add_doctor_check([st, events = ctx.events] {
     std::vector<CheckResult> out;
+    // Volumes the start-up unlock could not open (their event 5010 is still open).
+    if (events) {
+      EventFilter f;
+      f.code = kVolumeLockedEvent;
+      f.unfixed_only = true;
+      if (auto locked = events->list(f); locked.ok()) {
+        for (const auto& e : *locked)
+          out.push_back({"at-rest", "volume-locked", "error", e.message,
+                         "make a key medium holding its key present (see 'storcrypt keymedia status'); event " +
+                             std::to_string(e.id) + " has the fix procedure"});
+      }
+    }
     if (st->config_error) {
       out.push_back({"at-rest", "config", "error", st->config_error->message(), st->config_error->fix()});
     } else if (!st->svc) {
