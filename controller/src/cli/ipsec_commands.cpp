@@ -138,9 +138,9 @@ void add_policy_commands(CLI::App& app, ClientContext& cc) {
   auto* add = noun->add_subcommand("add", "Add a policy (at the end, or at --position)");
   add_field_options(add, add_values);
   add->add_option("--position", o->position, "Insert at this position (1 = first)");
-  add->callback([&cc, o, add_values] {
+  add->callback([&cc, o, add_values, add] {
     json p = {{"fields", fields_json(*add_values, false)}};
-    if (o->position != 0) p["position"] = o->position;
+    if (add->count("--position") > 0) p["position"] = o->position;
     cc.run("policy.add", p, print_policy);
   });
 
@@ -184,71 +184,72 @@ void add_policy_commands(CLI::App& app, ClientContext& cc) {
            [](const json& r) { std::cout << "removed " << plain(r["removed"]) << "\n"; });
   });
 
-  auto* import = noun->add_subcommand("import", "Replace the uncommitted list with a policy file");
-  import->add_option("file", o->file, "Policy file ('-' = stdin)")->required();
-  import->add_flag("--swap", o->swap, "The partner's list: swap local and remote, flip directions");
-  import->add_flag("--append", o->append, "Append to the list instead of replacing it");
-  import->callback([&cc, o] {
+  auto* import_cmd = noun->add_subcommand("import", "Replace the uncommitted list with a policy file");
+  import_cmd->add_option("file", o->file, "Policy file ('-' = stdin)")->required();
+  import_cmd->add_flag("--swap", o->swap, "The partner's list: swap local and remote, flip directions");
+  import_cmd->add_flag("--append", o->append, "Append to the list instead of replacing it");
+  import_cmd->callback([&cc, o] {
     auto text = read_input_file(o->file);
-  if (!text.ok()) return cc.fail(text.error());
-  cc.run("policy.import", {{"text", *text}, {"swap", o->swap}, {"append", o->append}}, [](const json& r) {
-    std::cout << "imported " << plain(r["imported"]) << " policies (list now " << plain(r["policies"])
-              << "; not committed)\n";
+    if (!text.ok()) return cc.fail(text.error());
+    cc.run("policy.import", {{"text", *text}, {"swap", o->swap}, {"append", o->append}}, [](const json& r) {
+      std::cout << "imported " << plain(r["imported"]) << " policies (list now " << plain(r["policies"])
+                << "; not committed)\n";
+    });
   });
-});
 
-auto* exp = noun->add_subcommand("export", "Write the list as a policy file (keys by name only)");
-exp->add_option("file", o->file, "Output file (default: stdout)");
-exp->add_flag("--committed", o->committed, "Export the committed list");
-exp->callback([&cc, o] {
-  cc.run("policy.export", {{"committed", o->committed}}, [o, &cc](const json& r) {
-    if (Status s = write_output_file(o->file, r["text"].get<std::string>()); !s.ok()) cc.fail(s.error());
+  auto* exp = noun->add_subcommand("export", "Write the list as a policy file (keys by name only)");
+  exp->add_option("file", o->file, "Output file (default: stdout)");
+  exp->add_flag("--committed", o->committed, "Export the committed list");
+  exp->callback([&cc, o] {
+    cc.run("policy.export", {{"committed", o->committed}}, [o, &cc](const json& r) {
+      if (Status s = write_output_file(o->file, r["text"].get<std::string>()); !s.ok()) cc.fail(s.error());
+    });
   });
-});
 
-auto* test = noun->add_subcommand("test", "Which policies match some traffic (uncommitted list), per sub-range");
-test->add_option("--direction", o->direction, "inbound or outbound")->required();
-test->add_option("--protocol", o->protocol, "TCP, UDP, ICMP, ICMPv6, SCTP or a number")->required();
-test->add_option("--local", o->local, "Local address")->required();
-test->add_option("--remote", o->remote, "Remote address")->required();
-test->add_option("--local-port,--icmp-type", o->local_ports, "Local port range or ICMP type range (default all)");
-test->add_option("--remote-port,--icmp-code", o->remote_ports, "Remote port range or ICMP code range (default all)");
-test->callback([&cc, o] {
-  json p = {{"direction", o->direction}, {"protocol", o->protocol}, {"local", o->local}, {"remote", o->remote}};
-  if (!o->local_ports.empty()) p["local_ports"] = o->local_ports;
-  if (!o->remote_ports.empty()) p["remote_ports"] = o->remote_ports;
-  cc.run("policy.test", p, [](const json& r) { std::cout << plain(r["table"]); });
-});
-
-auto* validate = noun->add_subcommand("validate", "Check the uncommitted list as commit would");
-validate->callback([&cc] {
-  cc.run("policy.validate", json::object(), [&cc](const json& r) {
-    print_diagnostics(r);
-    if (r.value("ok", false)) {
-      std::cout << "the list is valid\n";
-    } else {
-      cc.exit_code = category_exit_code(ErrorCode::kInvalidInput);
-    }
+  auto* test = noun->add_subcommand("test", "Which policies match some traffic (uncommitted list), per sub-range");
+  test->add_option("--direction", o->direction, "inbound or outbound")->required();
+  test->add_option("--protocol", o->protocol, "TCP, UDP, ICMP, ICMPv6, SCTP or a number")->required();
+  test->add_option("--local", o->local, "Local address")->required();
+  test->add_option("--remote", o->remote, "Remote address")->required();
+  test->add_option("--local-port,--icmp-type", o->local_ports, "Local port range or ICMP type range (default all)");
+  test->add_option("--remote-port,--icmp-code", o->remote_ports, "Remote port range or ICMP code range (default all)");
+  test->callback([&cc, o] {
+    json p = {{"direction", o->direction}, {"protocol", o->protocol}, {"local", o->local}, {"remote", o->remote}};
+    if (!o->local_ports.empty()) p["local_ports"] = o->local_ports;
+    if (!o->remote_ports.empty()) p["remote_ports"] = o->remote_ports;
+    cc.run("policy.test", p, [](const json& r) { std::cout << plain(r["table"]); });
   });
-});
 
-auto* commit = noun->add_subcommand("commit", "Validate and commit the list (enforced at once if enabled)");
-commit->callback([&cc] {
-  cc.run("policy.commit", json::object(), [](const json& r) {
-    print_diagnostics(r);
-    std::cout << "committed " << plain(r["policies"]) << " policies (" << plain(r["kernel_policies"])
-              << " kernel policies, " << plain(r["sas"]) << " SAs)"
-              << (r.value("enforced", false) ? "; enforced" : "; not enforced: 'storcrypt ipsec enable'") << "\n";
-    print_applied(r);
+  auto* validate = noun->add_subcommand("validate", "Check the uncommitted list as commit would");
+  validate->callback([&cc] {
+    cc.run("policy.validate", json::object(), [&cc](const json& r) {
+      print_diagnostics(r);
+      if (r.value("ok", false)) {
+        std::cout << "the list is valid\n";
+      } else {
+        cc.exit_code = category_exit_code(ErrorCode::kInvalidInput);
+      }
+    });
   });
-});
 
-auto* revert = noun->add_subcommand("revert", "Discard uncommitted edits");
-revert->callback([&cc] {
-  cc.run("policy.revert", json::object(),
-         [](const json& r) { std::cout << "back to the committed list (" << plain(r["policies"]) << " policies)\n"; });
-});
-}  // namespace storcrypt::controller
+  auto* commit = noun->add_subcommand("commit", "Validate and commit the list (enforced at once if enabled)");
+  commit->callback([&cc] {
+    cc.run("policy.commit", json::object(), [](const json& r) {
+      print_diagnostics(r);
+      std::cout << "committed " << plain(r["policies"]) << " policies (" << plain(r["kernel_policies"])
+                << " kernel policies, " << plain(r["sas"]) << " SAs)"
+                << (r.value("enforced", false) ? "; enforced" : "; not enforced: 'storcrypt ipsec enable'") << "\n";
+      print_applied(r);
+    });
+  });
+
+  auto* revert = noun->add_subcommand("revert", "Discard uncommitted edits");
+  revert->callback([&cc] {
+    cc.run("policy.revert", json::object(), [](const json& r) {
+      std::cout << "back to the committed list (" << plain(r["policies"]) << " policies)\n";
+    });
+  });
+}
 
 void add_key_commands(CLI::App& app, ClientContext& cc) {
   auto* noun = app.add_subcommand("key", "Named keys for manual IPsec keying");
@@ -333,11 +334,14 @@ void add_key_commands(CLI::App& app, ClientContext& cc) {
   });
 
   auto* imp = noun->add_subcommand("import", "Import keys from a passphrase-protected key file");
-  imp->add_option("file", o->file, "Key file")->required();
+  imp->add_option("file", o->file, "Key file ('-' = stdin)")->required();
   imp->add_option("--passphrase-file", o->passphrase_file, "File ('-' = stdin) whose first line is the passphrase")
       ->required();
   imp->add_flag("--replace", o->replace, "Replace keys of the same names");
   imp->callback([&cc, o] {
+    if (o->file == "-" && o->passphrase_file == "-")
+      return cc.fail(Error(ErrorCode::kInvalidInput, "the key file and the passphrase cannot both come from stdin",
+                           "give the passphrase in a file (--passphrase-file FILE), or the key file by path"));
     auto text = read_input_file(o->file);
     if (!text.ok()) return cc.fail(text.error());
     auto pass = read_secret_line(o->passphrase_file, "passphrase");

@@ -102,7 +102,9 @@ Result<pol::Policy> policy_from_fields(const json& fields, const pol::Policy* ba
                  "pass e.g. {\"Name\": \"web\", \"Direction\": \"outbound\", \"Action\": \"BYPASS\"}");
   std::vector<std::pair<std::string, std::string>> merged;
   if (base) merged = policy_fields(*base);
-  for (const auto& [k, v] : fields.items()) {
+  for (const auto& item : fields.items()) {
+    const std::string k = item.key();  // a named copy: clang 14 cannot capture structured bindings
+    const json& v = item.value();
     std::string value;
     if (v.is_string()) {
       value = v.get<std::string>();
@@ -241,8 +243,7 @@ class IpsecService {
       return Error(ErrorCode::kConflict, "there is no committed policy list to enforce",
                    "build the list with 'storcrypt policy add' (or import), then 'storcrypt policy commit'",
                    "xIpsecNothingCommitted");
-    STORCRYPT_ASSIGN_OR_RETURN(auto set, pol::commit(committed_, keys_, options()));
-    STORCRYPT_ASSIGN_OR_RETURN(auto st, apply(set));
+    STORCRYPT_ASSIGN_OR_RETURN(auto st, reenforce());
     STORCRYPT_TRY(set_setting("enabled", "1"));
     enabled_ = true;
     return st;
@@ -270,18 +271,55 @@ class IpsecService {
     return applied;
   }
 
-  /// After a key change: re-enforce when a committed policy uses the key.
-  Result<std::optional<pol::ApplyStats>> keys_changed(const std::set<std::string>& names) {
+  /// Add or replace keys. When an enforced policy uses one, the kernel gets
+  /// the new values at once; if it refuses, the old values come back (in
+  /// memory, in the kernel) and nothing is stored. The key file is written
+  /// only after success.
+  Result<std::optional<pol::ApplyStats>> put_keys(std::vector<pol::NamedKey> keys) {
+    std::vector<pol::NamedKey> previous;
+    std::vector<std::string> added;
+    std::set<std::string> names;
+    for (const auto& k : keys) {
+      names.insert(k.name);
+      if (const pol::NamedKey* o = keys_.find(k.name))
+        previous.push_back({o->name, o->algorithm, o->value.clone()});
+      else
+        added.push_back(k.name);
+    }
+    auto restore = [&] {
+      for (const auto& n : added) (void)keys_.remove(n);
+      for (auto& o : previous) (void)keys_.add(std::move(o), true);
+    };
+    for (auto& k : keys) {
+      if (Status st = keys_.add(std::move(k), true); !st.ok()) {
+        restore();
+        return st.error();
+      }
+    }
+    std::optional<pol::ApplyStats> applied;
+    if (enabled_ && uses_any(committed_, names)) {
+      auto st = reenforce();
+      if (!st.ok()) {
+        restore();
+        (void)reenforce();  // the kernel back to the old values (best effort)
+        return std::move(st).error();
+      }
+      applied = *st;
+    }
     STORCRYPT_TRY(store_keys());
-    if (!enabled_) return std::optional<pol::ApplyStats>{};
-    bool used = false;
-    for (const auto& p : committed_.policies())
+    return applied;
+  }
+
+  static bool uses_any(const pol::PolicyList& l, const std::set<std::string>& names) {
+    for (const auto& p : l.policies())
       if (p.protection && (names.count(p.protection->integrity_key) || names.count(p.protection->encryption_key)))
-        used = true;
-    if (!used) return std::optional<pol::ApplyStats>{};
+        return true;
+    return false;
+  }
+  /// Enforce the committed list again with the current keys.
+  Result<pol::ApplyStats> reenforce() {
     STORCRYPT_ASSIGN_OR_RETURN(auto set, pol::commit(committed_, keys_, options()));
-    STORCRYPT_ASSIGN_OR_RETURN(auto st, apply(set));
-    return std::optional<pol::ApplyStats>(st);
+    return apply(set);
   }
 
   /// Names of policies (either list) that use a key.
@@ -783,8 +821,9 @@ Status register_key_methods(Dispatcher& d, Context& ctx) {
                            STORCRYPT_TRY(scratch.create_random(name, alg));
                          }
                          const pol::NamedKey* k = scratch.find(name);
-                         STORCRYPT_TRY(s.keys().add(pol::NamedKey{k->name, k->algorithm, k->value.clone()}, true));
-                         STORCRYPT_ASSIGN_OR_RETURN(auto applied, s.keys_changed({name}));
+                         std::vector<pol::NamedKey> one;
+                         one.push_back({k->name, k->algorithm, k->value.clone()});
+                         STORCRYPT_ASSIGN_OR_RETURN(auto applied, s.put_keys(std::move(one)));
                          json j = info(s.keys().list()[0]);
                          for (const auto& ki : s.keys().list())
                            if (ki.name == name) j = info(ki);
@@ -845,8 +884,7 @@ Status register_key_methods(Dispatcher& d, Context& ctx) {
                                           "import with --replace to overwrite it", "xKeyExists");
                            names.insert(k.name);
                          }
-                         for (auto& k : keys) STORCRYPT_TRY(s.keys().add(std::move(k), true));
-                         STORCRYPT_ASSIGN_OR_RETURN(auto applied, s.keys_changed(names));
+                         STORCRYPT_ASSIGN_OR_RETURN(auto applied, s.put_keys(std::move(keys)));
                          return json{{"imported", json(names)}, {"applied", stats_json(applied)}};
                        }));
   return ok_status();

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "node.h"
@@ -297,6 +298,39 @@ TEST_F(IpsecNouns, KernelFailureLeavesTheNodeAsItWas) {
   EXPECT_EQ(n.fake->total_policies(), 0u);
   n.ok("ipsec.enable");
   EXPECT_EQ(n.fake->total_sas(), 2u);
+}
+
+TEST_F(IpsecNouns, KeyReplaceTheKernelRefusesKeepsTheOldValueEverywhere) {
+  Node n(dir.path);
+  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}, {"hex", kKeyHex}});
+  n.ok("policy.add", {{"fields", protect_out()}});
+  n.ok("policy.add", {{"fields", protect_in()}});
+  n.ok("policy.commit");
+  n.ok("ipsec.enable");
+  ASSERT_NE(n.fake, nullptr);
+  auto file_text = [&] {
+    std::ifstream f(dir.path + "/ipsec-keys");
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  nl::SaId out_sa{*nl::IpAddress::parse("192.0.2.2"), 0x1000, nl::XfrmProto::kEsp, std::nullopt};
+  auto kernel_key = [&] {
+    auto sa = n.fake->get_sa(out_sa);
+    EXPECT_TRUE(sa.ok());
+    return sa.ok() ? sa->sa.enc_key.reveal_hex() : std::string();
+  };
+  const std::string before = file_text();
+  ASSERT_EQ(kernel_key(), kKeyHex);
+
+  n.fake->fail_next("*", Error(ErrorCode::kKernel, "injected: refused"));
+  auto r = n.call("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}, {"replace", true}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(file_text(), before) << "the refused key was stored";
+  EXPECT_EQ(kernel_key(), kKeyHex) << "the kernel does not hold the old key again";
+
+  // Accepted: the new value reaches the kernel and the file.
+  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}, {"replace", true}});
+  EXPECT_NE(kernel_key(), kKeyHex);
+  EXPECT_NE(file_text(), before);
 }
 
 TEST_F(IpsecNouns, StartUpRestoresEnforcementAndTheWatcherRaisesAndFixes2010) {
