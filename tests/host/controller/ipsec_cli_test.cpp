@@ -83,6 +83,10 @@ TEST_F(IpsecCli, EditTestCommitEnableDisableJudgedByTheKernel) {
   EXPECT_NE(r.err.find("Direction"), std::string::npos) << r.err;
   r = cli({"policy", "move", "nope", "1"});
   EXPECT_EQ(r.exit_code, 3) << r.err;
+  r = cli({"policy", "add", "--name", "z", "--direction", "outbound", "--action", "BYPASS", "--position", "0"});
+  EXPECT_EQ(r.exit_code, 2) << "position 0 must be refused, not appended: " << r.out;
+  r = cli({"key", "import", "-", "--passphrase-file", "-"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
 
   // The test tool on the uncommitted list.
   r = cli({"policy", "test", "--direction", "outbound", "--protocol", "TCP", "--local", "192.0.2.1", "--remote",
