@@ -22,25 +22,9 @@ struct Field {
 };
 using Block = std::map<std::string, Field>;
 
-constexpr std::string_view kKnown[] = {"Name",
-                                       "Direction",
-                                       "LocalAddress",
-                                       "RemoteAddress",
-                                       "Protocol",
-                                       "LocalPort",
-                                       "RemotePort",
-                                       "IcmpType",
-                                       "IcmpCode",
-                                       "Action",
-                                       "Service",
-                                       "Mode",
-                                       "SPI",
-                                       "LocalEndpoint",
-                                       "RemoteEndpoint",
-                                       "IntegrityAlgorithm",
-                                       "IntegrityKey",
-                                       "EncryptionAlgorithm",
-                                       "EncryptionKey"};
+/// Fields every policy may carry; PROTECT policies add protection_fields().
+constexpr std::string_view kSelectorFields[] = {"Name",      "Direction",  "LocalAddress", "RemoteAddress", "Protocol",
+                                                "LocalPort", "RemotePort", "IcmpType",     "IcmpCode",      "Action"};
 
 Error at(int line, const Error& e) {
   return Error(e.code(), "line " + std::to_string(line) + ": " + e.message(), e.fix(), e.name());
@@ -248,7 +232,8 @@ Result<PolicyList> import_policies(std::string_view text, const ImportOptions& o
     std::string key(trim(line.substr(0, eq)));
     std::string value(trim(line.substr(eq + 1)));
     bool known = false;
-    for (std::string_view k : kKnown) known = known || k == key;
+    for (std::string_view k : kSelectorFields) known = known || k == key;
+    for (std::string_view k : protection_fields()) known = known || k == key;
     if (!known) {
       return Error(ErrorCode::kInvalidInput, "line " + std::to_string(line_no) + ": unknown key '" + key + "'",
                    "known keys: Name, Direction, LocalAddress, RemoteAddress, Protocol, LocalPort, RemotePort, "

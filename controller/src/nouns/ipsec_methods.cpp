@@ -542,20 +542,6 @@ Result<SecretBytes> passphrase_of(const Params& p) {
   return out;
 }
 
-using ServiceFn = std::function<Result<json>(IpsecService&, const Params&)>;
-
-/// Register one method of the policy/key/ipsec nouns: the handler runs with
-/// the service resolved and its lock held.
-Status add_method(Dispatcher& d, const std::shared_ptr<IpsecState>& st, std::string name, std::string summary,
-                  std::vector<ParamSpec> params, bool mutating, ServiceFn fn) {
-  return d.add({std::move(name), std::move(summary), std::move(params), mutating,
-                [st, fn = std::move(fn)](const Params& p) -> Result<json> {
-                  STORCRYPT_ASSIGN_OR_RETURN(IpsecService * s, service(*st));
-                  std::lock_guard lock(s->mu);
-                  return fn(*s, p);
-                }});
-}
-
 }  // namespace
 
 Result<std::map<std::string, std::uint64_t>> parse_xfrm_stat(std::string_view text) {
@@ -585,10 +571,7 @@ Status register_policy_methods(Dispatcher& d, Context& ctx) {
                                    "CREATE TABLE ipsec_settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);"}}));
   }
   auto st = state_for(ctx);
-  auto method = [&d, st](std::string name, std::string summary, std::vector<ParamSpec> params, bool mutating,
-                         ServiceFn fn) {
-    return add_method(d, st, std::move(name), std::move(summary), std::move(params), mutating, std::move(fn));
-  };
+  ServiceMethods<IpsecService> methods(d, [st] { return service(*st); });
   auto position_of = [](const Params& p, std::size_t max) -> Result<std::size_t> {
     int64_t pos = p.integer("position");
     if (pos < 1 || static_cast<std::size_t>(pos) > max + 1)
@@ -603,290 +586,286 @@ Status register_policy_methods(Dispatcher& d, Context& ctx) {
     return policy_json(s.uncommitted().policies()[*idx], *idx);
   };
 
-  STORCRYPT_TRY(method("policy.list", "the ordered policy list (uncommitted edits, or the committed list)",
-                       {{"committed", ParamType::kBoolean, false, "show the committed list"}}, false,
-                       [](IpsecService& s, const Params& p) -> Result<json> {
-                         bool c = p.boolean("committed");
-                         return json{{"list", c ? kCommitted : kUncommitted},
-                                     {"policies", list_json(c ? s.committed() : s.uncommitted())},
-                                     {"uncommitted_changes", s.uncommitted() != s.committed()}};
-                       }));
-  STORCRYPT_TRY(method("policy.show", "one policy as its policy-file fields",
-                       {{"name", ParamType::kString, true, "policy name"},
-                        {"committed", ParamType::kBoolean, false, "from the committed list"}},
-                       false, [](IpsecService& s, const Params& p) -> Result<json> {
-                         const auto& l = p.boolean("committed") ? s.committed() : s.uncommitted();
-                         auto idx = l.index_of(p.str("name"));
-                         if (!idx)
-                           return Error(ErrorCode::kNotFound, "no policy named '" + p.str("name") + "'",
-                                        "see 'storcrypt policy list'", "xPolicyNotFound");
-                         return policy_json(l.policies()[*idx], *idx);
-                       }));
+  STORCRYPT_TRY(methods.add("policy.list", "the ordered policy list (uncommitted edits, or the committed list)",
+                            {{"committed", ParamType::kBoolean, false, "show the committed list"}}, false,
+                            [](IpsecService& s, const Params& p) -> Result<json> {
+                              bool c = p.boolean("committed");
+                              return json{{"list", c ? kCommitted : kUncommitted},
+                                          {"policies", list_json(c ? s.committed() : s.uncommitted())},
+                                          {"uncommitted_changes", s.uncommitted() != s.committed()}};
+                            }));
+  STORCRYPT_TRY(methods.add("policy.show", "one policy as its policy-file fields",
+                            {{"name", ParamType::kString, true, "policy name"},
+                             {"committed", ParamType::kBoolean, false, "from the committed list"}},
+                            false, [](IpsecService& s, const Params& p) -> Result<json> {
+                              const auto& l = p.boolean("committed") ? s.committed() : s.uncommitted();
+                              auto idx = l.index_of(p.str("name"));
+                              if (!idx)
+                                return Error(ErrorCode::kNotFound, "no policy named '" + p.str("name") + "'",
+                                             "see 'storcrypt policy list'", "xPolicyNotFound");
+                              return policy_json(l.policies()[*idx], *idx);
+                            }));
+  STORCRYPT_TRY(methods.add(
+      "policy.add", "add a policy to the uncommitted list (at the end, or before a position)",
+      {{"fields", ParamType::kObject, true, "policy-file fields: Name, Direction, Action, LocalAddress, ..."},
+       {"position", ParamType::kInteger, false, "insert at this position (1 = first); default: append"}},
+      true, [position_of, edited](IpsecService& s, const Params& p) -> Result<json> {
+        STORCRYPT_ASSIGN_OR_RETURN(auto pol, policy_from_fields(p.json()["fields"], nullptr));
+        std::string name = pol.name;
+        if (p.has("position")) {
+          STORCRYPT_ASSIGN_OR_RETURN(std::size_t pos, position_of(p, s.uncommitted().size()));
+          STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) { return l.insert(pos, std::move(pol)); }));
+        } else {
+          STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) { return l.add(std::move(pol)); }));
+        }
+        return edited(s, name);
+      }));
+  STORCRYPT_TRY(methods.add("policy.modify", "change fields of a policy in the uncommitted list (\"\" removes a field)",
+                            {{"name", ParamType::kString, true, "policy name"},
+                             {"fields", ParamType::kObject, true, "fields to change, e.g. {\"RemotePort\": \"5000\"}"}},
+                            true, [edited](IpsecService& s, const Params& p) -> Result<json> {
+                              const pol::Policy* cur = s.uncommitted().find(p.str("name"));
+                              if (!cur)
+                                return Error(ErrorCode::kNotFound, "no policy named '" + p.str("name") + "'",
+                                             "see 'storcrypt policy list'", "xPolicyNotFound");
+                              STORCRYPT_ASSIGN_OR_RETURN(auto pol, policy_from_fields(p.json()["fields"], cur));
+                              std::string name = pol.name;
+                              STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) { return l.modify(p.str("name"), pol); }));
+                              return edited(s, name);
+                            }));
+  STORCRYPT_TRY(methods.add("policy.move", "move a policy to a position of the uncommitted list",
+                            {{"name", ParamType::kString, true, "policy name"},
+                             {"position", ParamType::kInteger, true, "new position (1 = first)"}},
+                            true, [position_of, edited](IpsecService& s, const Params& p) -> Result<json> {
+                              std::size_t n = s.uncommitted().size();
+                              STORCRYPT_ASSIGN_OR_RETURN(std::size_t pos, position_of(p, n == 0 ? 0 : n - 1));
+                              STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) { return l.move(p.str("name"), pos); }));
+                              return edited(s, p.str("name"));
+                            }));
+  STORCRYPT_TRY(methods.add(
+      "policy.clone", "copy a policy under a new name, directly after it",
+      {{"name", ParamType::kString, true, "policy to copy"},
+       {"new_name", ParamType::kString, true, "name of the copy"}},
+      true, [edited](IpsecService& s, const Params& p) -> Result<json> {
+        STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) { return l.clone(p.str("name"), p.str("new_name")); }));
+        return edited(s, p.str("new_name"));
+      }));
+  STORCRYPT_TRY(methods.add("policy.remove", "remove a policy from the uncommitted list",
+                            {{"name", ParamType::kString, true, "policy name"}}, true,
+                            [](IpsecService& s, const Params& p) -> Result<json> {
+                              STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) { return l.remove(p.str("name")); }));
+                              return json{{"removed", p.str("name")}, {"policies", s.uncommitted().size()}};
+                            }));
   STORCRYPT_TRY(
-      method("policy.add", "add a policy to the uncommitted list (at the end, or before a position)",
-             {{"fields", ParamType::kObject, true, "policy-file fields: Name, Direction, Action, LocalAddress, ..."},
-              {"position", ParamType::kInteger, false, "insert at this position (1 = first); default: append"}},
-             true, [position_of, edited](IpsecService& s, const Params& p) -> Result<json> {
-               STORCRYPT_ASSIGN_OR_RETURN(auto pol, policy_from_fields(p.json()["fields"], nullptr));
-               std::string name = pol.name;
-               if (p.has("position")) {
-                 STORCRYPT_ASSIGN_OR_RETURN(std::size_t pos, position_of(p, s.uncommitted().size()));
-                 STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) { return l.insert(pos, std::move(pol)); }));
-               } else {
-                 STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) { return l.add(std::move(pol)); }));
-               }
-               return edited(s, name);
-             }));
-  STORCRYPT_TRY(method("policy.modify", "change fields of a policy in the uncommitted list (\"\" removes a field)",
-                       {{"name", ParamType::kString, true, "policy name"},
-                        {"fields", ParamType::kObject, true, "fields to change, e.g. {\"RemotePort\": \"5000\"}"}},
-                       true, [edited](IpsecService& s, const Params& p) -> Result<json> {
-                         const pol::Policy* cur = s.uncommitted().find(p.str("name"));
-                         if (!cur)
-                           return Error(ErrorCode::kNotFound, "no policy named '" + p.str("name") + "'",
-                                        "see 'storcrypt policy list'", "xPolicyNotFound");
-                         STORCRYPT_ASSIGN_OR_RETURN(auto pol, policy_from_fields(p.json()["fields"], cur));
-                         std::string name = pol.name;
-                         STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) { return l.modify(p.str("name"), pol); }));
-                         return edited(s, name);
-                       }));
-  STORCRYPT_TRY(method("policy.move", "move a policy to a position of the uncommitted list",
-                       {{"name", ParamType::kString, true, "policy name"},
-                        {"position", ParamType::kInteger, true, "new position (1 = first)"}},
-                       true, [position_of, edited](IpsecService& s, const Params& p) -> Result<json> {
-                         std::size_t n = s.uncommitted().size();
-                         STORCRYPT_ASSIGN_OR_RETURN(std::size_t pos, position_of(p, n == 0 ? 0 : n - 1));
-                         STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) { return l.move(p.str("name"), pos); }));
-                         return edited(s, p.str("name"));
-                       }));
-  STORCRYPT_TRY(method("policy.clone", "copy a policy under a new name, directly after it",
-                       {{"name", ParamType::kString, true, "policy to copy"},
-                        {"new_name", ParamType::kString, true, "name of the copy"}},
-                       true, [edited](IpsecService& s, const Params& p) -> Result<json> {
-                         STORCRYPT_TRY(
-                             s.edit([&](pol::PolicyList& l) { return l.clone(p.str("name"), p.str("new_name")); }));
-                         return edited(s, p.str("new_name"));
-                       }));
-  STORCRYPT_TRY(method("policy.remove", "remove a policy from the uncommitted list",
-                       {{"name", ParamType::kString, true, "policy name"}}, true,
-                       [](IpsecService& s, const Params& p) -> Result<json> {
-                         STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) { return l.remove(p.str("name")); }));
-                         return json{{"removed", p.str("name")}, {"policies", s.uncommitted().size()}};
-                       }));
-  STORCRYPT_TRY(
-      method("policy.import", "replace (or extend) the uncommitted list from a policy file",
-             {{"text", ParamType::kString, true, "policy file text (Name = Value blocks)"},
-              {"swap", ParamType::kBoolean, false, "the partner's list: swap local/remote and flip directions"},
-              {"append", ParamType::kBoolean, false, "append to the uncommitted list instead of replacing it"}},
-             true, [](IpsecService& s, const Params& p) -> Result<json> {
-               STORCRYPT_ASSIGN_OR_RETURN(auto imported, pol::import_policies(p.str("text"), {p.boolean("swap")}));
-               std::size_t n = imported.size();
-               STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) -> Status {
-                 if (!p.boolean("append")) {
-                   l = std::move(imported);
-                   return ok_status();
-                 }
-                 for (const auto& x : imported.policies()) STORCRYPT_TRY(l.add(x));
-                 return ok_status();
-               }));
-               return json{{"imported", n}, {"policies", s.uncommitted().size()}};
-             }));
-  STORCRYPT_TRY(
-      method("policy.export", "the list as a policy file (keys by name only)",
-             {{"committed", ParamType::kBoolean, false, "export the committed list"}}, false,
-             [](IpsecService& s, const Params& p) -> Result<json> {
-               return json{{"text", pol::export_policies(p.boolean("committed") ? s.committed() : s.uncommitted())}};
-             }));
-  STORCRYPT_TRY(method("policy.revert", "discard uncommitted edits (back to the committed list)", {}, true,
-                       [](IpsecService& s, const Params&) -> Result<json> {
-                         pol::PolicyList c = s.committed();
-                         STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) {
-                           l = c;
-                           return ok_status();
-                         }));
-                         return json{{"policies", s.uncommitted().size()}};
-                       }));
-  STORCRYPT_TRY(
-      method("policy.test", "which policies match some traffic, per sub-range (works on the uncommitted list)",
-             {{"direction", ParamType::kString, true, "inbound or outbound"},
-              {"protocol", ParamType::kString, true, "TCP, UDP, ICMP, ICMPv6, SCTP or a number"},
-              {"local", ParamType::kString, true, "local address"},
-              {"remote", ParamType::kString, true, "remote address"},
-              {"local_ports", ParamType::kString, false, "local port range, or ICMP type range (default: all)"},
-              {"remote_ports", ParamType::kString, false, "remote port range, or ICMP code range (default: all)"}},
-             false, [](IpsecService& s, const Params& p) -> Result<json> {
-               pol::TestQuery q;
-               STORCRYPT_ASSIGN_OR_RETURN(q.direction, pol::parse_direction(p.str("direction")));
-               STORCRYPT_ASSIGN_OR_RETURN(auto proto, pol::parse_protocol(p.str("protocol")));
-               if (!proto)
-                 return Error(ErrorCode::kInvalidInput, "protocol: the test tool needs one protocol, not ANY",
-                              "give TCP, UDP, ICMP, ICMPv6, SCTP or a number");
-               q.protocol = *proto;
-               STORCRYPT_ASSIGN_OR_RETURN(q.local, pol::IpAddress::parse(p.str("local")));
-               STORCRYPT_ASSIGN_OR_RETURN(q.remote, pol::IpAddress::parse(p.str("remote")));
-               std::uint16_t max = pol::protocol_is_icmp(q.protocol) ? 255 : 65535;
-               q.local_ports = {0, max};
-               q.remote_ports = {0, max};
-               if (p.has("local_ports")) {
-                 STORCRYPT_ASSIGN_OR_RETURN(q.local_ports, parse_range("local_ports", p.str("local_ports"), max));
-               }
-               if (p.has("remote_ports")) {
-                 STORCRYPT_ASSIGN_OR_RETURN(q.remote_ports, parse_range("remote_ports", p.str("remote_ports"), max));
-               }
-               pol::EnforcementOptions eo;
-               eo.default_disposition = s.default_disposition();
-               STORCRYPT_ASSIGN_OR_RETURN(auto rows, pol::test_traffic(s.uncommitted(), eo, q));
-               json arr = json::array();
-               auto range = [](pol::PortRange r) {
-                 return r.lo == r.hi ? std::to_string(r.lo) : std::to_string(r.lo) + "-" + std::to_string(r.hi);
-               };
-               for (const auto& r : rows)
-                 arr.push_back(json{{"local_ports", range(r.local_ports)},
-                                    {"remote_ports", range(r.remote_ports)},
-                                    {"disposition", pol::to_string(r.disposition)},
-                                    {"first_match", r.first_match},
-                                    {"bypass", r.bypass},
-                                    {"discard", r.discard},
-                                    {"protect", r.protect},
-                                    {"notes", r.notes}});
-               return json{{"rows", arr}, {"table", pol::format_test_rows(q, rows)}};
-             }));
-  STORCRYPT_TRY(method("policy.validate", "check the uncommitted list as commit would, without committing", {}, false,
-                       [](IpsecService& s, const Params&) -> Result<json> {
-                         auto rep = pol::validate(s.uncommitted(), s.keys(), s.options());
-                         return json{{"ok", rep.ok()}, {"diagnostics", report_json(rep)}};
-                       }));
-  STORCRYPT_TRY(
-      method("policy.commit",
-             "validate and commit the uncommitted list (enforced at once when IPsec is enabled); warnings are returned",
-             {}, true, [](IpsecService& s, const Params&) -> Result<json> {
-               STORCRYPT_ASSIGN_OR_RETURN(auto out, s.commit());
-               return json{{"policies", s.committed().size()},
-                           {"kernel_policies", out.kernel_policies},
-                           {"sas", out.sas},
-                           {"enforced", s.enabled()},
-                           {"applied", stats_json(out.applied)},
-                           {"diagnostics", report_json(out.report)}};
-             }));
+      methods.add("policy.import", "replace (or extend) the uncommitted list from a policy file",
+                  {{"text", ParamType::kString, true, "policy file text (Name = Value blocks)"},
+                   {"swap", ParamType::kBoolean, false, "the partner's list: swap local/remote and flip directions"},
+                   {"append", ParamType::kBoolean, false, "append to the uncommitted list instead of replacing it"}},
+                  true, [](IpsecService& s, const Params& p) -> Result<json> {
+                    STORCRYPT_ASSIGN_OR_RETURN(auto imported, pol::import_policies(p.str("text"), {p.boolean("swap")}));
+                    std::size_t n = imported.size();
+                    STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) -> Status {
+                      if (!p.boolean("append")) {
+                        l = std::move(imported);
+                        return ok_status();
+                      }
+                      for (const auto& x : imported.policies()) STORCRYPT_TRY(l.add(x));
+                      return ok_status();
+                    }));
+                    return json{{"imported", n}, {"policies", s.uncommitted().size()}};
+                  }));
+  STORCRYPT_TRY(methods.add(
+      "policy.export", "the list as a policy file (keys by name only)",
+      {{"committed", ParamType::kBoolean, false, "export the committed list"}}, false,
+      [](IpsecService& s, const Params& p) -> Result<json> {
+        return json{{"text", pol::export_policies(p.boolean("committed") ? s.committed() : s.uncommitted())}};
+      }));
+  STORCRYPT_TRY(methods.add("policy.revert", "discard uncommitted edits (back to the committed list)", {}, true,
+                            [](IpsecService& s, const Params&) -> Result<json> {
+                              pol::PolicyList c = s.committed();
+                              STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) {
+                                l = c;
+                                return ok_status();
+                              }));
+                              return json{{"policies", s.uncommitted().size()}};
+                            }));
+  STORCRYPT_TRY(methods.add(
+      "policy.test", "which policies match some traffic, per sub-range (works on the uncommitted list)",
+      {{"direction", ParamType::kString, true, "inbound or outbound"},
+       {"protocol", ParamType::kString, true, "TCP, UDP, ICMP, ICMPv6, SCTP or a number"},
+       {"local", ParamType::kString, true, "local address"},
+       {"remote", ParamType::kString, true, "remote address"},
+       {"local_ports", ParamType::kString, false, "local port range, or ICMP type range (default: all)"},
+       {"remote_ports", ParamType::kString, false, "remote port range, or ICMP code range (default: all)"}},
+      false, [](IpsecService& s, const Params& p) -> Result<json> {
+        pol::TestQuery q;
+        STORCRYPT_ASSIGN_OR_RETURN(q.direction, pol::parse_direction(p.str("direction")));
+        STORCRYPT_ASSIGN_OR_RETURN(auto proto, pol::parse_protocol(p.str("protocol")));
+        if (!proto)
+          return Error(ErrorCode::kInvalidInput, "protocol: the test tool needs one protocol, not ANY",
+                       "give TCP, UDP, ICMP, ICMPv6, SCTP or a number");
+        q.protocol = *proto;
+        STORCRYPT_ASSIGN_OR_RETURN(q.local, pol::IpAddress::parse(p.str("local")));
+        STORCRYPT_ASSIGN_OR_RETURN(q.remote, pol::IpAddress::parse(p.str("remote")));
+        std::uint16_t max = pol::protocol_is_icmp(q.protocol) ? 255 : 65535;
+        q.local_ports = {0, max};
+        q.remote_ports = {0, max};
+        if (p.has("local_ports")) {
+          STORCRYPT_ASSIGN_OR_RETURN(q.local_ports, parse_range("local_ports", p.str("local_ports"), max));
+        }
+        if (p.has("remote_ports")) {
+          STORCRYPT_ASSIGN_OR_RETURN(q.remote_ports, parse_range("remote_ports", p.str("remote_ports"), max));
+        }
+        pol::EnforcementOptions eo;
+        eo.default_disposition = s.default_disposition();
+        STORCRYPT_ASSIGN_OR_RETURN(auto rows, pol::test_traffic(s.uncommitted(), eo, q));
+        json arr = json::array();
+        auto range = [](pol::PortRange r) {
+          return r.lo == r.hi ? std::to_string(r.lo) : std::to_string(r.lo) + "-" + std::to_string(r.hi);
+        };
+        for (const auto& r : rows)
+          arr.push_back(json{{"local_ports", range(r.local_ports)},
+                             {"remote_ports", range(r.remote_ports)},
+                             {"disposition", pol::to_string(r.disposition)},
+                             {"first_match", r.first_match},
+                             {"bypass", r.bypass},
+                             {"discard", r.discard},
+                             {"protect", r.protect},
+                             {"notes", r.notes}});
+        return json{{"rows", arr}, {"table", pol::format_test_rows(q, rows)}};
+      }));
+  STORCRYPT_TRY(methods.add("policy.validate", "check the uncommitted list as commit would, without committing", {},
+                            false, [](IpsecService& s, const Params&) -> Result<json> {
+                              auto rep = pol::validate(s.uncommitted(), s.keys(), s.options());
+                              return json{{"ok", rep.ok()}, {"diagnostics", report_json(rep)}};
+                            }));
+  STORCRYPT_TRY(methods.add(
+      "policy.commit",
+      "validate and commit the uncommitted list (enforced at once when IPsec is enabled); warnings are returned", {},
+      true, [](IpsecService& s, const Params&) -> Result<json> {
+        STORCRYPT_ASSIGN_OR_RETURN(auto out, s.commit());
+        return json{{"policies", s.committed().size()},
+                    {"kernel_policies", out.kernel_policies},
+                    {"sas", out.sas},
+                    {"enforced", s.enabled()},
+                    {"applied", stats_json(out.applied)},
+                    {"diagnostics", report_json(out.report)}};
+      }));
   return ok_status();
 }
 
 Status register_key_methods(Dispatcher& d, Context& ctx) {
   auto st = state_for(ctx);
-  auto method = [&d, st](std::string name, std::string summary, std::vector<ParamSpec> params, bool mutating,
-                         ServiceFn fn) {
-    return add_method(d, st, std::move(name), std::move(summary), std::move(params), mutating, std::move(fn));
-  };
+  ServiceMethods<IpsecService> methods(d, [st] { return service(*st); });
   auto info = [](const pol::KeyInfo& k) {
     return json{{"name", k.name}, {"algorithm", pol::to_string(k.algorithm)}, {"bytes", k.bytes}};
   };
-  STORCRYPT_TRY(method("key.list", "named keys (names, algorithms and lengths; never values)", {}, false,
-                       [info](IpsecService& s, const Params&) -> Result<json> {
-                         json arr = json::array();
-                         for (const auto& k : s.keys().list()) {
-                           json j = info(k);
-                           j["used_by"] = s.users_of(k.name);
-                           arr.push_back(j);
-                         }
-                         return json{{"keys", arr}};
-                       }));
-  STORCRYPT_TRY(method("key.create", "create a named key: random, or a value given as hexadecimal or ASCII",
-                       {{"name", ParamType::kString, true, "key name"},
-                        {"algorithm", ParamType::kString, true,
-                         "HMAC-SHA1-96, HMAC-SHA-256-128, HMAC-SHA-512-256, AES-CBC-128, "
-                         "AES-CBC-256 or AES-GCM-256"},
-                        {"hex", ParamType::kString, false, "the value in hexadecimal (default: random)"},
-                        {"ascii", ParamType::kString, false, "the value as ASCII text"},
-                        {"replace", ParamType::kBoolean, false, "replace an existing key of this name"}},
-                       true, [info](IpsecService& s, const Params& p) -> Result<json> {
-                         STORCRYPT_ASSIGN_OR_RETURN(auto alg, pol::parse_algorithm(p.str("algorithm")));
-                         if (p.has("hex") && p.has("ascii"))
-                           return Error(ErrorCode::kInvalidInput, "give the value as hex or as ascii, not both");
-                         std::string name = p.str("name");
-                         if (s.keys().find(name) && !p.boolean("replace"))
-                           return Error(ErrorCode::kConflict, "a key named '" + name + "' exists",
-                                        "pick another name, or replace it (--replace)", "xKeyExists");
-                         pol::KeyStore scratch;  // build the value first: nothing changes on bad input
-                         if (p.has("hex")) {
-                           std::string v = p.str("hex");
-                           Status c = scratch.create_hex(name, alg, v);
-                           secure_wipe(v);
-                           STORCRYPT_TRY(c);
-                         } else if (p.has("ascii")) {
-                           std::string v = p.str("ascii");
-                           Status c = scratch.create_ascii(name, alg, v);
-                           secure_wipe(v);
-                           STORCRYPT_TRY(c);
-                         } else {
-                           STORCRYPT_TRY(scratch.create_random(name, alg));
-                         }
-                         const pol::NamedKey* k = scratch.find(name);
-                         std::vector<pol::NamedKey> one;
-                         one.push_back({k->name, k->algorithm, k->value.clone()});
-                         STORCRYPT_ASSIGN_OR_RETURN(auto applied, s.put_keys(std::move(one)));
-                         json j = info(s.keys().list()[0]);
-                         for (const auto& ki : s.keys().list())
-                           if (ki.name == name) j = info(ki);
-                         j["applied"] = stats_json(applied);
-                         return j;
-                       }));
-  STORCRYPT_TRY(method("key.delete", "delete a named key no policy uses", {{"name", ParamType::kString, true, "key"}},
-                       true, [](IpsecService& s, const Params& p) -> Result<json> {
-                         std::string name = p.str("name");
-                         if (!s.keys().find(name))
-                           return Error(ErrorCode::kNotFound, "no key named '" + name + "'", "see 'storcrypt key list'",
-                                        "xKeyNotFound");
-                         auto users = s.users_of(name);
-                         if (!users.empty()) {
-                           std::string u;
-                           for (const auto& x : users) u += (u.empty() ? "" : ", ") + x;
-                           return Error(ErrorCode::kConflict, "key '" + name + "' is used by policy " + u,
-                                        "change or remove those policies (and commit) first", "xKeyInUse");
-                         }
-                         STORCRYPT_TRY(s.keys().remove(name));
-                         STORCRYPT_TRY(s.store_keys());
-                         return json{{"deleted", name}};
-                       }));
-  STORCRYPT_TRY(method("key.export", "encrypt keys under a passphrase (scrypt or PBKDF2, AES-256-GCM) for the partner",
-                       {{"names", ParamType::kArray, false, "key names (default: all)"},
-                        {"passphrase", ParamType::kString, true, "at least 8 characters"},
-                        {"kdf", ParamType::kString, false, "scrypt (default) or pbkdf2"}},
-                       false, [](IpsecService& s, const Params& p) -> Result<json> {
-                         std::vector<std::string> names;
-                         if (p.has("names"))
-                           for (const auto& n : p.json()["names"]) {
-                             if (!n.is_string())
-                               return Error(ErrorCode::kInvalidInput, "names must be key names (strings)");
-                             names.push_back(n.get<std::string>());
-                           }
-                         pol::KeyExportOptions o;
-                         std::string kdf = p.str("kdf", "scrypt");
-                         if (kdf == "pbkdf2")
-                           o.kdf = pol::Kdf::kPbkdf2Sha256;
-                         else if (kdf != "scrypt")
-                           return Error(ErrorCode::kInvalidInput, "kdf '" + kdf + "' is not scrypt or pbkdf2",
-                                        "use scrypt");
-                         STORCRYPT_ASSIGN_OR_RETURN(SecretBytes pass, passphrase_of(p));
-                         STORCRYPT_ASSIGN_OR_RETURN(std::string text, pol::export_keys(s.keys(), names, pass, o));
-                         return json{{"file", text}, {"keys", names.empty() ? s.keys().size() : names.size()}};
-                       }));
-  STORCRYPT_TRY(method("key.import", "import keys from a passphrase-protected key file",
-                       {{"text", ParamType::kString, true, "key file text"},
-                        {"passphrase", ParamType::kString, true, "the passphrase it was exported with"},
-                        {"replace", ParamType::kBoolean, false, "replace keys of the same names"}},
-                       true, [](IpsecService& s, const Params& p) -> Result<json> {
-                         STORCRYPT_ASSIGN_OR_RETURN(SecretBytes pass, passphrase_of(p));
-                         STORCRYPT_ASSIGN_OR_RETURN(auto keys, pol::import_keys(p.str("text"), pass));
-                         std::set<std::string> names;
-                         for (const auto& k : keys) {
-                           if (s.keys().find(k.name) && !p.boolean("replace"))
-                             return Error(ErrorCode::kConflict, "a key named '" + k.name + "' exists",
-                                          "import with --replace to overwrite it", "xKeyExists");
-                           names.insert(k.name);
-                         }
-                         STORCRYPT_ASSIGN_OR_RETURN(auto applied, s.put_keys(std::move(keys)));
-                         return json{{"imported", json(names)}, {"applied", stats_json(applied)}};
-                       }));
+  STORCRYPT_TRY(methods.add("key.list", "named keys (names, algorithms and lengths; never values)", {}, false,
+                            [info](IpsecService& s, const Params&) -> Result<json> {
+                              json arr = json::array();
+                              for (const auto& k : s.keys().list()) {
+                                json j = info(k);
+                                j["used_by"] = s.users_of(k.name);
+                                arr.push_back(j);
+                              }
+                              return json{{"keys", arr}};
+                            }));
+  STORCRYPT_TRY(methods.add("key.create", "create a named key: random, or a value given as hexadecimal or ASCII",
+                            {{"name", ParamType::kString, true, "key name"},
+                             {"algorithm", ParamType::kString, true,
+                              "HMAC-SHA1-96, HMAC-SHA-256-128, HMAC-SHA-512-256, AES-CBC-128, "
+                              "AES-CBC-256 or AES-GCM-256"},
+                             {"hex", ParamType::kString, false, "the value in hexadecimal (default: random)"},
+                             {"ascii", ParamType::kString, false, "the value as ASCII text"},
+                             {"replace", ParamType::kBoolean, false, "replace an existing key of this name"}},
+                            true, [info](IpsecService& s, const Params& p) -> Result<json> {
+                              STORCRYPT_ASSIGN_OR_RETURN(auto alg, pol::parse_algorithm(p.str("algorithm")));
+                              if (p.has("hex") && p.has("ascii"))
+                                return Error(ErrorCode::kInvalidInput, "give the value as hex or as ascii, not both");
+                              std::string name = p.str("name");
+                              if (s.keys().find(name) && !p.boolean("replace"))
+                                return Error(ErrorCode::kConflict, "a key named '" + name + "' exists",
+                                             "pick another name, or replace it (--replace)", "xKeyExists");
+                              pol::KeyStore scratch;  // build the value first: nothing changes on bad input
+                              if (p.has("hex")) {
+                                std::string v = p.str("hex");
+                                Status c = scratch.create_hex(name, alg, v);
+                                secure_wipe(v);
+                                STORCRYPT_TRY(c);
+                              } else if (p.has("ascii")) {
+                                std::string v = p.str("ascii");
+                                Status c = scratch.create_ascii(name, alg, v);
+                                secure_wipe(v);
+                                STORCRYPT_TRY(c);
+                              } else {
+                                STORCRYPT_TRY(scratch.create_random(name, alg));
+                              }
+                              const pol::NamedKey* k = scratch.find(name);
+                              std::vector<pol::NamedKey> one;
+                              one.push_back({k->name, k->algorithm, k->value.clone()});
+                              STORCRYPT_ASSIGN_OR_RETURN(auto applied, s.put_keys(std::move(one)));
+                              json j = info(s.keys().list()[0]);
+                              for (const auto& ki : s.keys().list())
+                                if (ki.name == name) j = info(ki);
+                              j["applied"] = stats_json(applied);
+                              return j;
+                            }));
+  STORCRYPT_TRY(methods.add(
+      "key.delete", "delete a named key no policy uses", {{"name", ParamType::kString, true, "key"}}, true,
+      [](IpsecService& s, const Params& p) -> Result<json> {
+        std::string name = p.str("name");
+        if (!s.keys().find(name))
+          return Error(ErrorCode::kNotFound, "no key named '" + name + "'", "see 'storcrypt key list'", "xKeyNotFound");
+        auto users = s.users_of(name);
+        if (!users.empty()) {
+          std::string u;
+          for (const auto& x : users) u += (u.empty() ? "" : ", ") + x;
+          return Error(ErrorCode::kConflict, "key '" + name + "' is used by policy " + u,
+                       "change or remove those policies (and commit) first", "xKeyInUse");
+        }
+        STORCRYPT_TRY(s.keys().remove(name));
+        STORCRYPT_TRY(s.store_keys());
+        return json{{"deleted", name}};
+      }));
+  STORCRYPT_TRY(
+      methods.add("key.export", "encrypt keys under a passphrase (scrypt or PBKDF2, AES-256-GCM) for the partner",
+                  {{"names", ParamType::kArray, false, "key names (default: all)"},
+                   {"passphrase", ParamType::kString, true, "at least 8 characters"},
+                   {"kdf", ParamType::kString, false, "scrypt (default) or pbkdf2"}},
+                  false, [](IpsecService& s, const Params& p) -> Result<json> {
+                    std::vector<std::string> names;
+                    if (p.has("names"))
+                      for (const auto& n : p.json()["names"]) {
+                        if (!n.is_string()) return Error(ErrorCode::kInvalidInput, "names must be key names (strings)");
+                        names.push_back(n.get<std::string>());
+                      }
+                    pol::KeyExportOptions o;
+                    std::string kdf = p.str("kdf", "scrypt");
+                    if (kdf == "pbkdf2")
+                      o.kdf = pol::Kdf::kPbkdf2Sha256;
+                    else if (kdf != "scrypt")
+                      return Error(ErrorCode::kInvalidInput, "kdf '" + kdf + "' is not scrypt or pbkdf2", "use scrypt");
+                    STORCRYPT_ASSIGN_OR_RETURN(SecretBytes pass, passphrase_of(p));
+                    STORCRYPT_ASSIGN_OR_RETURN(std::string text, pol::export_keys(s.keys(), names, pass, o));
+                    return json{{"file", text}, {"keys", names.empty() ? s.keys().size() : names.size()}};
+                  }));
+  STORCRYPT_TRY(methods.add("key.import", "import keys from a passphrase-protected key file",
+                            {{"text", ParamType::kString, true, "key file text"},
+                             {"passphrase", ParamType::kString, true, "the passphrase it was exported with"},
+                             {"replace", ParamType::kBoolean, false, "replace keys of the same names"}},
+                            true, [](IpsecService& s, const Params& p) -> Result<json> {
+                              STORCRYPT_ASSIGN_OR_RETURN(SecretBytes pass, passphrase_of(p));
+                              STORCRYPT_ASSIGN_OR_RETURN(auto keys, pol::import_keys(p.str("text"), pass));
+                              std::set<std::string> names;
+                              for (const auto& k : keys) {
+                                if (s.keys().find(k.name) && !p.boolean("replace"))
+                                  return Error(ErrorCode::kConflict, "a key named '" + k.name + "' exists",
+                                               "import with --replace to overwrite it", "xKeyExists");
+                                names.insert(k.name);
+                              }
+                              STORCRYPT_ASSIGN_OR_RETURN(auto applied, s.put_keys(std::move(keys)));
+                              return json{{"imported", json(names)}, {"applied", stats_json(applied)}};
+                            }));
   return ok_status();
 }
 
@@ -933,60 +912,57 @@ Status register_ipsec_methods(Dispatcher& d, Context& ctx) {
     return out;
   });
 
-  auto method = [&d, st](std::string name, std::string summary, std::vector<ParamSpec> params, bool mutating,
-                         ServiceFn fn) {
-    return add_method(d, st, std::move(name), std::move(summary), std::move(params), mutating, std::move(fn));
-  };
-  STORCRYPT_TRY(method("ipsec.enable", "enforce the committed policy list in the kernel", {}, true,
-                       [](IpsecService& s, const Params&) -> Result<json> {
-                         STORCRYPT_ASSIGN_OR_RETURN(auto stats, s.enable());
-                         return json{{"enabled", true}, {"applied", stats_json(stats)}};
-                       }));
-  STORCRYPT_TRY(method("ipsec.disable", "remove every policy and SA storcrypt installed (and nothing else)", {}, true,
-                       [](IpsecService& s, const Params&) -> Result<json> {
-                         STORCRYPT_ASSIGN_OR_RETURN(auto stats, s.disable());
-                         return json{{"enabled", false}, {"applied", stats_json(stats)}};
-                       }));
+  ServiceMethods<IpsecService> methods(d, [st] { return service(*st); });
+  STORCRYPT_TRY(methods.add("ipsec.enable", "enforce the committed policy list in the kernel", {}, true,
+                            [](IpsecService& s, const Params&) -> Result<json> {
+                              STORCRYPT_ASSIGN_OR_RETURN(auto stats, s.enable());
+                              return json{{"enabled", true}, {"applied", stats_json(stats)}};
+                            }));
+  STORCRYPT_TRY(methods.add("ipsec.disable", "remove every policy and SA storcrypt installed (and nothing else)", {},
+                            true, [](IpsecService& s, const Params&) -> Result<json> {
+                              STORCRYPT_ASSIGN_OR_RETURN(auto stats, s.disable());
+                              return json{{"enabled", false}, {"applied", stats_json(stats)}};
+                            }));
   STORCRYPT_TRY(
-      method("ipsec.default", "show or set the disposition of traffic no policy matches",
-             {{"disposition", ParamType::kString, false, "IPv6Only, BYPASS, DENY or DENYALL"}}, true,
-             [](IpsecService& s, const Params& p) -> Result<json> {
-               std::optional<pol::ApplyStats> applied;
-               if (p.has("disposition")) {
-                 STORCRYPT_ASSIGN_OR_RETURN(auto dd, pol::parse_default_disposition(p.str("disposition")));
-                 STORCRYPT_ASSIGN_OR_RETURN(applied, s.set_default(dd));
-               }
-               return json{{"default", pol::to_string(s.default_disposition())}, {"applied", stats_json(applied)}};
-             }));
-  STORCRYPT_TRY(method("ipsec.status", "enforced policies with packet/byte counters and drops", {}, false,
-                       [](IpsecService& s, const Params&) -> Result<json> {
-                         json r{{"enabled", s.enabled()},
-                                {"default", pol::to_string(s.default_disposition())},
-                                {"committed_policies", s.committed().size()},
-                                {"uncommitted_changes", s.uncommitted() != s.committed()}};
-                         json arr = json::array();
-                         if (s.enabled()) {
-                           STORCRYPT_ASSIGN_OR_RETURN(auto rows, s.status());
-                           for (const auto& e : rows) {
-                             json j{{"name", e.name},
-                                    {"priority", e.priority},
-                                    {"direction", e.direction},
-                                    {"action", e.action},
-                                    {"kernel_policies", e.kernel_policies}};
-                             if (e.sa)
-                               j["sa"] = json{{"id", e.sa->to_string()},
-                                              {"packets", e.counters.packets},
-                                              {"bytes", e.counters.bytes},
-                                              {"integrity_failed", e.counters.integrity_failed},
-                                              {"replay_errors", e.counters.replay_errors},
-                                              {"replay_window_errors", e.counters.replay_window_errors}};
-                             arr.push_back(j);
-                           }
-                         }
-                         r["policies"] = arr;
-                         r["kernel_counters"] = s.kernel_stats();
-                         return r;
-                       }));
+      methods.add("ipsec.default", "show or set the disposition of traffic no policy matches",
+                  {{"disposition", ParamType::kString, false, "IPv6Only, BYPASS, DENY or DENYALL"}}, true,
+                  [](IpsecService& s, const Params& p) -> Result<json> {
+                    std::optional<pol::ApplyStats> applied;
+                    if (p.has("disposition")) {
+                      STORCRYPT_ASSIGN_OR_RETURN(auto dd, pol::parse_default_disposition(p.str("disposition")));
+                      STORCRYPT_ASSIGN_OR_RETURN(applied, s.set_default(dd));
+                    }
+                    return json{{"default", pol::to_string(s.default_disposition())}, {"applied", stats_json(applied)}};
+                  }));
+  STORCRYPT_TRY(methods.add("ipsec.status", "enforced policies with packet/byte counters and drops", {}, false,
+                            [](IpsecService& s, const Params&) -> Result<json> {
+                              json r{{"enabled", s.enabled()},
+                                     {"default", pol::to_string(s.default_disposition())},
+                                     {"committed_policies", s.committed().size()},
+                                     {"uncommitted_changes", s.uncommitted() != s.committed()}};
+                              json arr = json::array();
+                              if (s.enabled()) {
+                                STORCRYPT_ASSIGN_OR_RETURN(auto rows, s.status());
+                                for (const auto& e : rows) {
+                                  json j{{"name", e.name},
+                                         {"priority", e.priority},
+                                         {"direction", e.direction},
+                                         {"action", e.action},
+                                         {"kernel_policies", e.kernel_policies}};
+                                  if (e.sa)
+                                    j["sa"] = json{{"id", e.sa->to_string()},
+                                                   {"packets", e.counters.packets},
+                                                   {"bytes", e.counters.bytes},
+                                                   {"integrity_failed", e.counters.integrity_failed},
+                                                   {"replay_errors", e.counters.replay_errors},
+                                                   {"replay_window_errors", e.counters.replay_window_errors}};
+                                  arr.push_back(j);
+                                }
+                              }
+                              r["policies"] = arr;
+                              r["kernel_counters"] = s.kernel_stats();
+                              return r;
+                            }));
   return ok_status();
 }
 

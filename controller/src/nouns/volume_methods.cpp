@@ -293,20 +293,6 @@ std::shared_ptr<AtRestState> state_for(Context& ctx) {
 
 json warnings_json(const std::vector<std::string>& w) { return json(w); }
 
-using AtRestFn = std::function<Result<json>(AtRestService&, const Params&)>;
-
-/// Register one method of the at-rest nouns: the handler runs with the
-/// service resolved and its lock held.
-Status add_at_rest_method(Dispatcher& d, const std::shared_ptr<AtRestState>& st, std::string name, std::string summary,
-                          std::vector<ParamSpec> params, bool mutating, AtRestFn fn) {
-  return d.add({std::move(name), std::move(summary), std::move(params), mutating,
-                [st, fn = std::move(fn)](const Params& p) -> Result<json> {
-                  STORCRYPT_ASSIGN_OR_RETURN(AtRestService * s, service(*st));
-                  std::lock_guard lock(s->mu);
-                  return fn(*s, p);
-                }});
-}
-
 /// A volume's state after an operation, with the operation's warnings.
 Result<json> volume_result(AtRestService& s, const std::string& dev, const dm::OpReport& rep) {
   STORCRYPT_ASSIGN_OR_RETURN(auto vi, s.vm().show(dev));
@@ -369,12 +355,9 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
     return out;
   });
 
-  auto method = [&d, st](std::string name, std::string summary, std::vector<ParamSpec> params, bool mutating,
-                         AtRestFn fn) {
-    return add_at_rest_method(d, st, std::move(name), std::move(summary), std::move(params), mutating, std::move(fn));
-  };
+  ServiceMethods<AtRestService> methods(d, [st] { return service(*st); });
   const ParamSpec volume_param{"volume", ParamType::kString, true, "volume name or device path"};
-  STORCRYPT_TRY(method(
+  STORCRYPT_TRY(methods.add(
       "volume.create", "create an encrypted LUKS2 volume whose key is kept on the key media",
       {{"device", ParamType::kString, true, "block device path, e.g. /dev/sdb"},
        {"name", ParamType::kString, true, "volume name (/dev/mapper/<name>)"},
@@ -392,64 +375,64 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
         r["warnings"] = warnings_json(rep.warnings);
         return r;
       }));
-  STORCRYPT_TRY(method("volume.open", "open a volume with its key from the key media", {volume_param}, true,
-                       [](AtRestService& s, const Params& p) -> Result<json> {
-                         STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s.device_of(p.str("volume")));
-                         dm::OpReport rep;
-                         STORCRYPT_TRY(s.vm().open(dev, "", &rep));
-                         return volume_result(s, dev, rep);
-                       }));
-  STORCRYPT_TRY(method("volume.close", "close an open volume", {volume_param}, true,
-                       [](AtRestService& s, const Params& p) -> Result<json> {
-                         STORCRYPT_ASSIGN_OR_RETURN(std::string name, s.name_of(p.str("volume")));
-                         STORCRYPT_TRY(s.vm().close(name));
-                         return json{{"name", name}, {"state", "closed"}};
-                       }));
-  STORCRYPT_TRY(method("volume.list", "list the volumes created on this node", {}, false,
-                       [](AtRestService& s, const Params&) -> Result<json> {
-                         STORCRYPT_ASSIGN_OR_RETURN(
-                             auto rows, s.db().query("SELECT device, name, uuid FROM dm_volumes ORDER BY name"));
-                         json arr = json::array();
-                         for (const auto& r : rows) {
-                           auto vi = s.vm().show(r.text(0));
-                           if (vi.ok()) {
-                             arr.push_back(info_json(*vi));
-                           } else {
-                             arr.push_back(json{{"device", r.text(0)},
-                                                {"name", r.text(1)},
-                                                {"uuid", r.text(2)},
-                                                {"state", "error"},
-                                                {"error", vi.error().message()}});
-                           }
-                         }
-                         return json{{"volumes", arr}};
-                       }));
-  STORCRYPT_TRY(method("volume.show", "show one volume: state, cipher, key id, provider, generation", {volume_param},
-                       false, [](AtRestService& s, const Params& p) -> Result<json> {
-                         STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s.device_of(p.str("volume")));
-                         return volume_result(s, dev, {});
-                       }));
-  STORCRYPT_TRY(method("volume.rekey", "replace the volume's access key (the volume may stay open and in use)",
-                       {volume_param}, true, [](AtRestService& s, const Params& p) -> Result<json> {
-                         STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s.device_of(p.str("volume")));
-                         dm::OpReport rep;
-                         STORCRYPT_TRY(s.vm().rekey(dev, &rep));
-                         return volume_result(s, dev, rep);
-                       }));
-  STORCRYPT_TRY(
-      method("volume.erase", "crypto-erase a closed volume: keyslots, tokens, header, backups and key copies destroyed",
-             {volume_param, {"confirm", ParamType::kBoolean, true, "must be true: the data becomes unrecoverable"}},
-             true, [](AtRestService& s, const Params& p) -> Result<json> {
-               if (!p.boolean("confirm"))
-                 return Error(ErrorCode::kInvalidInput, "volume.erase needs confirm=true",
-                              "pass --yes: the data on the volume becomes unrecoverable");
-               STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s.device_of(p.str("volume")));
-               dm::OpReport rep;
-               STORCRYPT_TRY(s.vm().erase(dev, &rep));
-               STORCRYPT_TRY(s.db().exec("DELETE FROM dm_volumes WHERE device = ?1", {dev}));
-               return json{{"device", dev}, {"erased", true}, {"warnings", warnings_json(rep.warnings)}};
-             }));
-  STORCRYPT_TRY(method(
+  STORCRYPT_TRY(methods.add("volume.open", "open a volume with its key from the key media", {volume_param}, true,
+                            [](AtRestService& s, const Params& p) -> Result<json> {
+                              STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s.device_of(p.str("volume")));
+                              dm::OpReport rep;
+                              STORCRYPT_TRY(s.vm().open(dev, "", &rep));
+                              return volume_result(s, dev, rep);
+                            }));
+  STORCRYPT_TRY(methods.add("volume.close", "close an open volume", {volume_param}, true,
+                            [](AtRestService& s, const Params& p) -> Result<json> {
+                              STORCRYPT_ASSIGN_OR_RETURN(std::string name, s.name_of(p.str("volume")));
+                              STORCRYPT_TRY(s.vm().close(name));
+                              return json{{"name", name}, {"state", "closed"}};
+                            }));
+  STORCRYPT_TRY(methods.add("volume.list", "list the volumes created on this node", {}, false,
+                            [](AtRestService& s, const Params&) -> Result<json> {
+                              STORCRYPT_ASSIGN_OR_RETURN(
+                                  auto rows, s.db().query("SELECT device, name, uuid FROM dm_volumes ORDER BY name"));
+                              json arr = json::array();
+                              for (const auto& r : rows) {
+                                auto vi = s.vm().show(r.text(0));
+                                if (vi.ok()) {
+                                  arr.push_back(info_json(*vi));
+                                } else {
+                                  arr.push_back(json{{"device", r.text(0)},
+                                                     {"name", r.text(1)},
+                                                     {"uuid", r.text(2)},
+                                                     {"state", "error"},
+                                                     {"error", vi.error().message()}});
+                                }
+                              }
+                              return json{{"volumes", arr}};
+                            }));
+  STORCRYPT_TRY(methods.add("volume.show", "show one volume: state, cipher, key id, provider, generation",
+                            {volume_param}, false, [](AtRestService& s, const Params& p) -> Result<json> {
+                              STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s.device_of(p.str("volume")));
+                              return volume_result(s, dev, {});
+                            }));
+  STORCRYPT_TRY(methods.add("volume.rekey", "replace the volume's access key (the volume may stay open and in use)",
+                            {volume_param}, true, [](AtRestService& s, const Params& p) -> Result<json> {
+                              STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s.device_of(p.str("volume")));
+                              dm::OpReport rep;
+                              STORCRYPT_TRY(s.vm().rekey(dev, &rep));
+                              return volume_result(s, dev, rep);
+                            }));
+  STORCRYPT_TRY(methods.add(
+      "volume.erase", "crypto-erase a closed volume: keyslots, tokens, header, backups and key copies destroyed",
+      {volume_param, {"confirm", ParamType::kBoolean, true, "must be true: the data becomes unrecoverable"}}, true,
+      [](AtRestService& s, const Params& p) -> Result<json> {
+        if (!p.boolean("confirm"))
+          return Error(ErrorCode::kInvalidInput, "volume.erase needs confirm=true",
+                       "pass --yes: the data on the volume becomes unrecoverable");
+        STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s.device_of(p.str("volume")));
+        dm::OpReport rep;
+        STORCRYPT_TRY(s.vm().erase(dev, &rep));
+        STORCRYPT_TRY(s.db().exec("DELETE FROM dm_volumes WHERE device = ?1", {dev}));
+        return json{{"device", dev}, {"erased", true}, {"warnings", warnings_json(rep.warnings)}};
+      }));
+  STORCRYPT_TRY(methods.add(
       "volume.resume", "finish or roll back interrupted rekey/erase operations", {}, true,
       [](AtRestService& s, const Params&) -> Result<json> {
         STORCRYPT_ASSIGN_OR_RETURN(auto r, s.vm().resume());
@@ -463,59 +446,58 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
 
 Status register_keymedia_methods(Dispatcher& d, Context& ctx) {
   auto st = state_for(ctx);
-  auto method = [&d, st](std::string name, std::string summary, std::vector<ParamSpec> params, bool mutating,
-                         AtRestFn fn) {
-    return add_at_rest_method(d, st, std::move(name), std::move(summary), std::move(params), mutating, std::move(fn));
-  };
-  STORCRYPT_TRY(method("keymedia.list", "list the configured key media and the key files on them", {}, false,
-                       [](AtRestService& s, const Params&) -> Result<json> {
-                         json media = json::array();
-                         for (const auto& m : s.provider().scan()) {
-                           json files = json::array();
-                           for (const auto& f : m.files)
-                             files.push_back(json{{"file", f.path.filename().string()},
-                                                  {"key_id", f.key_id},
-                                                  {"generation", f.generation},
-                                                  {"status", std::string(keys::key_file_problem_name(f.problem))},
-                                                  {"detail", f.detail}});
-                           media.push_back(json{{"dir", m.dir.string()}, {"present", m.present}, {"files", files}});
-                         }
-                         return json{{"media", media}};
-                       }));
-  STORCRYPT_TRY(method("keymedia.status", "per key: valid copies against the desired count, and bad copies", {}, false,
-                       [](AtRestService& s, const Params&) -> Result<json> {
-                         std::map<std::string, json> keys;
-                         std::size_t present = 0;
-                         for (const auto& m : s.provider().scan()) {
-                           present += m.present;
-                           for (const auto& f : m.files) {
-                             std::string k = f.key_id + " g" + std::to_string(f.generation);
-                             auto& e = keys[k];
-                             if (e.is_null())
-                               e = json{{"key_id", f.key_id},
-                                        {"generation", f.generation},
-                                        {"valid_copies", 0},
-                                        {"bad_copies", json::array()}};
-                             if (f.problem == keys::KeyFileProblem::kNone)
-                               e["valid_copies"] = e["valid_copies"].get<int>() + 1;
-                             else
-                               e["bad_copies"].push_back(m.dir.string() + ": " +
-                                                         std::string(keys::key_file_problem_name(f.problem)));
-                           }
-                         }
-                         json arr = json::array();
-                         for (auto& [_, e] : keys) arr.push_back(e);
-                         return json{{"media_present", present},
-                                     {"media_configured", s.provider().config().media_dirs.size()},
-                                     {"desired_copies", s.provider().config().desired_copies},
-                                     {"keys", arr}};
-                       }));
-  STORCRYPT_TRY(method("keymedia.init", "initialise a configured medium with every key that has a valid copy elsewhere",
-                       {{"dir", ParamType::kString, true, "mount point of the medium (one of media_dirs)"}}, true,
-                       [](AtRestService& s, const Params& p) -> Result<json> {
-                         STORCRYPT_ASSIGN_OR_RETURN(auto rep, s.provider().init_medium(p.str("dir")));
-                         return json{{"dir", p.str("dir")}, {"copies_written", rep.copies_written}};
-                       }));
+  ServiceMethods<AtRestService> methods(d, [st] { return service(*st); });
+  STORCRYPT_TRY(
+      methods.add("keymedia.list", "list the configured key media and the key files on them", {}, false,
+                  [](AtRestService& s, const Params&) -> Result<json> {
+                    json media = json::array();
+                    for (const auto& m : s.provider().scan()) {
+                      json files = json::array();
+                      for (const auto& f : m.files)
+                        files.push_back(json{{"file", f.path.filename().string()},
+                                             {"key_id", f.key_id},
+                                             {"generation", f.generation},
+                                             {"status", std::string(keys::key_file_problem_name(f.problem))},
+                                             {"detail", f.detail}});
+                      media.push_back(json{{"dir", m.dir.string()}, {"present", m.present}, {"files", files}});
+                    }
+                    return json{{"media", media}};
+                  }));
+  STORCRYPT_TRY(methods.add("keymedia.status", "per key: valid copies against the desired count, and bad copies", {},
+                            false, [](AtRestService& s, const Params&) -> Result<json> {
+                              std::map<std::string, json> keys;
+                              std::size_t present = 0;
+                              for (const auto& m : s.provider().scan()) {
+                                present += m.present;
+                                for (const auto& f : m.files) {
+                                  std::string k = f.key_id + " g" + std::to_string(f.generation);
+                                  auto& e = keys[k];
+                                  if (e.is_null())
+                                    e = json{{"key_id", f.key_id},
+                                             {"generation", f.generation},
+                                             {"valid_copies", 0},
+                                             {"bad_copies", json::array()}};
+                                  if (f.problem == keys::KeyFileProblem::kNone)
+                                    e["valid_copies"] = e["valid_copies"].get<int>() + 1;
+                                  else
+                                    e["bad_copies"].push_back(m.dir.string() + ": " +
+                                                              std::string(keys::key_file_problem_name(f.problem)));
+                                }
+                              }
+                              json arr = json::array();
+                              for (auto& [_, e] : keys) arr.push_back(e);
+                              return json{{"media_present", present},
+                                          {"media_configured", s.provider().config().media_dirs.size()},
+                                          {"desired_copies", s.provider().config().desired_copies},
+                                          {"keys", arr}};
+                            }));
+  STORCRYPT_TRY(methods.add("keymedia.init",
+                            "initialise a configured medium with every key that has a valid copy elsewhere",
+                            {{"dir", ParamType::kString, true, "mount point of the medium (one of media_dirs)"}}, true,
+                            [](AtRestService& s, const Params& p) -> Result<json> {
+                              STORCRYPT_ASSIGN_OR_RETURN(auto rep, s.provider().init_medium(p.str("dir")));
+                              return json{{"dir", p.str("dir")}, {"copies_written", rep.copies_written}};
+                            }));
   return ok_status();
 }
 

@@ -121,6 +121,32 @@ class Dispatcher {
   std::map<std::string, MethodSpec> methods_;
 };
 
+/// Registers methods whose handlers run on one service object with its
+/// `mu` (a std::mutex member) held; `resolve` finds the service per call, or
+/// says why it is unavailable (not configured, failed to load):
+///   ServiceMethods<VolumeService> methods(d, [st] { return service(*st); });
+///   STORCRYPT_TRY(methods.add("volume.open", "...", {...}, true,
+///                             [](VolumeService& s, const Params& p) -> Result<nlohmann::json> { ... }));
+template <typename Svc>
+class ServiceMethods {
+ public:
+  using Resolve = std::function<Result<Svc*>()>;
+  using Fn = std::function<Result<nlohmann::json>(Svc&, const Params&)>;
+  ServiceMethods(Dispatcher& d, Resolve resolve) : d_(d), resolve_(std::move(resolve)) {}
+  Status add(std::string name, std::string summary, std::vector<ParamSpec> params, bool mutating, Fn fn) {
+    return d_.add({std::move(name), std::move(summary), std::move(params), mutating,
+                   [resolve = resolve_, fn = std::move(fn)](const Params& p) -> Result<nlohmann::json> {
+                     STORCRYPT_ASSIGN_OR_RETURN(Svc * s, resolve());
+                     std::lock_guard lock(s->mu);
+                     return fn(*s, p);
+                   }});
+  }
+
+ private:
+  Dispatcher& d_;
+  Resolve resolve_;
+};
+
 /// One finding of `system doctor`.
 struct CheckResult {
   std::string area;    ///< "state", "kernel", "versions", "certificates", ...
