@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -284,59 +285,36 @@ TEST_F(KmipPyKmip, BatchGetPoolingAndSessionResumption) {
 
 TEST_F(KmipPyKmip, FailureCategories) {
   start_servers(1);
-  // Client certificate without EKU clientAuth (no EKU): TLS succeeds, KMIP refuses.
-  {
+  // One Get with a changed client configuration; the failure must fall in `want`.
+  auto get_fails_as = [&](const char* what, FailureCategory want, const std::function<void(ClientConfig&)>& change) {
+    SCOPED_TRACE(what);
     ClientConfig cfg = client_config(pki_, {port(0)});
-    cfg.tls.cert_file = pki_.noauth_cert;
-    cfg.tls.key_file = pki_.noauth_key;
+    change(cfg);
     auto c = client_for({}, &cfg);
     ASSERT_TRUE(c);
     auto r = c->get("1");
     ASSERT_FALSE(r.ok());
-    EXPECT_EQ(failure_category(r.error()), FailureCategory::kAuthenticationFailed) << r.error().to_string();
-  }
-  // Wrong CA for the server certificate: we reject the server.
-  {
-    ClientConfig cfg = client_config(pki_, {port(0)});
-    cfg.tls.ca_file = pki_.other_ca;
-    auto c = client_for({}, &cfg);
-    ASSERT_TRUE(c);
-    auto r = c->get("1");
-    ASSERT_FALSE(r.ok());
-    EXPECT_EQ(failure_category(r.error()), FailureCategory::kTlsError) << r.error().to_string();
-  }
-  // Host name mismatch is a TLS error too.
-  {
-    ClientConfig cfg = client_config(pki_, {port(0)});
-    cfg.servers[0].verify_name = "kms.example.com";
-    auto c = client_for({}, &cfg);
-    ASSERT_TRUE(c);
-    auto r = c->get("1");
-    ASSERT_FALSE(r.ok());
-    EXPECT_EQ(failure_category(r.error()), FailureCategory::kTlsError) << r.error().to_string();
-  }
-  // EKU serverAuth only: the server's TLS layer rejects the certificate.
-  {
-    ClientConfig cfg = client_config(pki_, {port(0)});
-    cfg.tls.cert_file = pki_.serveronly_cert;
-    cfg.tls.key_file = pki_.serveronly_key;
-    auto c = client_for({}, &cfg);
-    ASSERT_TRUE(c);
-    auto r = c->get("1");
-    ASSERT_FALSE(r.ok());
-    EXPECT_EQ(failure_category(r.error()), FailureCategory::kInvalidCredentials) << r.error().to_string();
-  }
-  // Client certificate from a CA the server does not trust: the server rejects us.
-  {
-    ClientConfig cfg = client_config(pki_, {port(0)});
-    cfg.tls.cert_file = pki_.foreign_cert;
-    cfg.tls.key_file = pki_.foreign_key;
-    auto c = client_for({}, &cfg);
-    ASSERT_TRUE(c);
-    auto r = c->get("1");
-    ASSERT_FALSE(r.ok());
-    EXPECT_EQ(failure_category(r.error()), FailureCategory::kInvalidCredentials) << r.error().to_string();
-  }
+    EXPECT_EQ(failure_category(r.error()), want) << r.error().to_string();
+  };
+  get_fails_as("client certificate without EKU clientAuth: TLS succeeds, KMIP refuses",
+               FailureCategory::kAuthenticationFailed, [&](ClientConfig& cfg) {
+                 cfg.tls.cert_file = pki_.noauth_cert;
+                 cfg.tls.key_file = pki_.noauth_key;
+               });
+  get_fails_as("wrong CA for the server certificate: we reject the server", FailureCategory::kTlsError,
+               [&](ClientConfig& cfg) { cfg.tls.ca_file = pki_.other_ca; });
+  get_fails_as("host name mismatch", FailureCategory::kTlsError,
+               [](ClientConfig& cfg) { cfg.servers[0].verify_name = "kms.example.com"; });
+  get_fails_as("EKU serverAuth only: the server's TLS layer rejects the certificate",
+               FailureCategory::kInvalidCredentials, [&](ClientConfig& cfg) {
+                 cfg.tls.cert_file = pki_.serveronly_cert;
+                 cfg.tls.key_file = pki_.serveronly_key;
+               });
+  get_fails_as("client certificate from a CA the server does not trust", FailureCategory::kInvalidCredentials,
+               [&](ClientConfig& cfg) {
+                 cfg.tls.cert_file = pki_.foreign_cert;
+                 cfg.tls.key_file = pki_.foreign_key;
+               });
   // Unusable local credentials are reported before any connection.
   {
     ClientConfig cfg = client_config(pki_, {port(0)});
