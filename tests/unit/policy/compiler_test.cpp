@@ -7,6 +7,7 @@
 namespace storcrypt::policy {
 namespace {
 using testing::ip;
+using testing::shadow_example;
 using testing::simple;
 
 KeyStore keys_for_tests() {
@@ -15,17 +16,6 @@ KeyStore keys_for_tests() {
   EXPECT_TRUE(ks.create_random("k-cbc", Algorithm::kAesCbc128).ok());
   EXPECT_TRUE(ks.create_random("k-sha", Algorithm::kHmacSha256_128).ok());
   return ks;
-}
-
-PolicyList shadow_example() {
-  PolicyList l;
-  EXPECT_TRUE(l.add(simple("bypass-tcp", Direction::kOutbound, Disposition::kBypass, proto::kTcp)).ok());
-  Policy prot = simple("protect-5000", Direction::kOutbound, Disposition::kProtect, proto::kTcp, "192.0.2.1",
-                       "192.0.2.2", "ANY", "5000-5001");
-  prot.protection = testing::esp_gcm(0x1000);
-  EXPECT_TRUE(l.add(prot).ok());
-  EXPECT_TRUE(l.add(simple("in-all", Direction::kInbound, Disposition::kBypass)).ok());
-  return l;
 }
 
 bool has(const ValidationReport& r, Severity s, const std::string& fragment) {

@@ -49,4 +49,17 @@ inline Protection esp_gcm(std::uint32_t spi, std::string key = "k-gcm") {
   return pr;
 }
 
+/// The example: outbound TCP bypassed before a PROTECT policy for
+/// TCP to 5000-5001 (which is therefore shadowed), and an inbound bypass.
+inline PolicyList shadow_example() {
+  PolicyList l;
+  EXPECT_TRUE(l.add(simple("bypass-tcp", Direction::kOutbound, Disposition::kBypass, proto::kTcp)).ok());
+  Policy prot = simple("protect-5000", Direction::kOutbound, Disposition::kProtect, proto::kTcp, "192.0.2.1",
+                       "192.0.2.2", "ANY", "5000-5001");
+  prot.protection = esp_gcm(0x1000);
+  EXPECT_TRUE(l.add(prot).ok());
+  EXPECT_TRUE(l.add(simple("in-all", Direction::kInbound, Disposition::kBypass)).ok());
+  return l;
+}
+
 }  // namespace storcrypt::policy::testing

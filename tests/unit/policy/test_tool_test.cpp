@@ -7,18 +7,8 @@
 namespace storcrypt::policy {
 namespace {
 using testing::ip;
+using testing::shadow_example;
 using testing::simple;
-
-PolicyList shadow_example() {
-  PolicyList l;
-  EXPECT_TRUE(l.add(simple("bypass-tcp", Direction::kOutbound, Disposition::kBypass, proto::kTcp)).ok());
-  Policy prot = simple("protect-5000", Direction::kOutbound, Disposition::kProtect, proto::kTcp, "192.0.2.1",
-                       "192.0.2.2", "ANY", "5000-5001");
-  prot.protection = testing::esp_gcm(0x1000);
-  EXPECT_TRUE(l.add(prot).ok());
-  EXPECT_TRUE(l.add(simple("in-all", Direction::kInbound, Disposition::kBypass)).ok());
-  return l;
-}
 
 TestQuery tcp_out(std::uint16_t rlo, std::uint16_t rhi) {
   TestQuery q;
