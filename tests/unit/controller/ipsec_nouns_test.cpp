@@ -52,6 +52,14 @@ json protect_in() {
   p["SPI"] = "0x1001";
   return p;
 }
+/// Key k1 (kKeyHex) and the PROTECT pair committed on a node.
+void commit_protected_pair(Node& n) {
+  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}, {"hex", kKeyHex}});
+  n.ok("policy.add", {{"fields", protect_out()}});
+  n.ok("policy.add", {{"fields", protect_in()}});
+  n.ok("policy.commit");
+}
+
 std::vector<std::string> names(const json& list) {
   std::vector<std::string> out;
   for (const auto& p : list["policies"]) out.push_back(p["name"]);
@@ -127,10 +135,7 @@ TEST_F(IpsecNouns, ModifyChangesOnlyTheGivenFields) {
 TEST_F(IpsecNouns, ListsKeysAndSettingsSurviveARestart) {
   {
     Node n(dir.path);
-    n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}, {"hex", kKeyHex}});
-    n.ok("policy.add", {{"fields", protect_out()}});
-    n.ok("policy.add", {{"fields", protect_in()}});
-    n.ok("policy.commit");
+    commit_protected_pair(n);
     n.ok("policy.add", {{"fields", bypass("later", "outbound")}});
     n.ok("ipsec.default", {{"disposition", "DENY"}});
   }
@@ -244,10 +249,7 @@ TEST_F(IpsecNouns, EnableDisableDefaultAndStatusOnTheFakeKernel) {
   auto none = n.call("ipsec.enable");
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.error().name(), "xIpsecNothingCommitted");
-  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}});
-  n.ok("policy.add", {{"fields", protect_out()}});
-  n.ok("policy.add", {{"fields", protect_in()}});
-  n.ok("policy.commit");
+  commit_protected_pair(n);
   json en = n.ok("ipsec.enable");
   ASSERT_NE(n.fake, nullptr);
   EXPECT_GE(en["applied"]["policies_added"].get<int>(), 2);
@@ -282,10 +284,7 @@ TEST_F(IpsecNouns, EnableDisableDefaultAndStatusOnTheFakeKernel) {
 
 TEST_F(IpsecNouns, KernelFailureLeavesTheNodeAsItWas) {
   Node n(dir.path);
-  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}});
-  n.ok("policy.add", {{"fields", protect_out()}});
-  n.ok("policy.add", {{"fields", protect_in()}});
-  n.ok("policy.commit");
+  commit_protected_pair(n);
   n.ok("ipsec.enable");
   n.ok("ipsec.disable");
   ASSERT_NE(n.fake, nullptr);
@@ -302,10 +301,7 @@ TEST_F(IpsecNouns, KernelFailureLeavesTheNodeAsItWas) {
 
 TEST_F(IpsecNouns, KeyReplaceTheKernelRefusesKeepsTheOldValueEverywhere) {
   Node n(dir.path);
-  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}, {"hex", kKeyHex}});
-  n.ok("policy.add", {{"fields", protect_out()}});
-  n.ok("policy.add", {{"fields", protect_in()}});
-  n.ok("policy.commit");
+  commit_protected_pair(n);
   n.ok("ipsec.enable");
   ASSERT_NE(n.fake, nullptr);
   auto file_text = [&] {
@@ -337,10 +333,7 @@ TEST_F(IpsecNouns, StartUpRestoresEnforcementAndTheWatcherRaisesAndFixes2010) {
   ::setenv("STORCRYPT_IPSEC_WATCH_SECONDS", "1", 1);
   {
     Node n(dir.path);
-    n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}});
-    n.ok("policy.add", {{"fields", protect_out()}});
-    n.ok("policy.add", {{"fields", protect_in()}});
-    n.ok("policy.commit");
+    commit_protected_pair(n);
     n.ok("ipsec.enable");
   }
   // A new daemon over the same state with an empty kernel (as after a reboot).
