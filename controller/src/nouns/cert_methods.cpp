@@ -91,19 +91,6 @@ Result<certs::CreateOptions> create_options(const Params& p) {
   return o;
 }
 
-std::string status_for(certs::ExpiryClass c) {
-  switch (c) {
-    case certs::ExpiryClass::kOk:
-      return "ok";
-    case certs::ExpiryClass::kWarning:
-      return "warning";
-    case certs::ExpiryClass::kError:
-      return "error";
-    default:
-      return "critical";
-  }
-}
-
 std::vector<CheckResult> expiry_checks(Context& ctx) {
   auto svc = cert_service(ctx);
   if (!svc.ok()) {
@@ -129,7 +116,7 @@ std::vector<CheckResult> expiry_checks(Context& ctx) {
       fix = item.role == "truststore" ? "replace the authority: `storcrypt truststore add` the renewed chain"
                                       : "renew: `storcrypt cert create` or `storcrypt cert csr` + `cert install`";
     }
-    out.push_back({"certificates", item.role, status_for(item.cls), detail, fix});
+    out.push_back({"certificates", item.role, std::string(certs::expiry_severity(item.cls)), detail, fix});
   }
   return out;
 }
