@@ -65,10 +65,13 @@ EventDef restore_event() {
            "fix the cause, then run 'storcrypt ipsec enable'"}};
 }
 
-/// Fields of one policy as its policy-file block ("Name" -> "x", ...), in file order.
-std::vector<std::pair<std::string, std::string>> policy_fields(const pol::Policy& p) {
+/// One policy as its policy-file block.
+std::string policy_text(const pol::Policy& p) { return pol::export_policies(pol::PolicyList({p})); }
+
+/// The fields of a policy-file block ("Name" -> "x", ...), in file order.
+std::vector<std::pair<std::string, std::string>> fields_of(const std::string& text) {
   std::vector<std::pair<std::string, std::string>> out;
-  std::istringstream in(pol::export_policies(pol::PolicyList({p})));
+  std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     auto eq = line.find(" = ");
@@ -79,12 +82,10 @@ std::vector<std::pair<std::string, std::string>> policy_fields(const pol::Policy
 }
 
 json policy_json(const pol::Policy& p, std::size_t position) {
+  std::string text = policy_text(p);
   json f = json::object();
-  for (auto& [k, v] : policy_fields(p)) f[k] = v;
-  return json{{"position", position + 1},
-              {"name", p.name},
-              {"fields", f},
-              {"text", pol::export_policies(pol::PolicyList({p}))}};
+  for (auto& [k, v] : fields_of(text)) f[k] = v;
+  return json{{"position", position + 1}, {"name", p.name}, {"fields", f}, {"text", text}};
 }
 
 json list_json(const pol::PolicyList& l) {
@@ -101,7 +102,7 @@ Result<pol::Policy> policy_from_fields(const json& fields, const pol::Policy* ba
     return Error(ErrorCode::kInvalidInput, "parameter 'fields' must be an object of policy fields",
                  "pass e.g. {\"Name\": \"web\", \"Direction\": \"outbound\", \"Action\": \"BYPASS\"}");
   std::vector<std::pair<std::string, std::string>> merged;
-  if (base) merged = policy_fields(*base);
+  if (base) merged = fields_of(policy_text(*base));
   for (const auto& item : fields.items()) {
     const std::string k = item.key();  // a named copy: clang 14 cannot capture structured bindings
     const json& v = item.value();
@@ -407,8 +408,10 @@ class IpsecService {
       }
       // Ranges are independent of the default disposition: one installer serves every set.
       installer_ = std::make_unique<pol::PolicyInstaller>(*xfrm_, pol::CompileOptions{});
+      // Name status rows after the committed list until an apply describes what it enforced
+      // (compiled once here, not on every status call or watcher pass).
+      if (has_committed_) installer_->describe_with(pol::compile(committed_, options()));
     }
-    if (has_committed_) installer_->describe_with(pol::compile(committed_, options()));
     return installer_.get();
   }
 
