@@ -101,12 +101,7 @@ TEST_P(KmipReplay, ConversationMatchesExpectedResponses) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Oasis14, KmipReplay, ::testing::Values("SKLC-M-1-14", "SKLC-M-2-14", "SKLC-M-3-14"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (auto& c : n)
-                             if (c == '-') c = '_';
-                           return n;
-                         });
+                         [](const auto& info) { return xmltest::param_name(info.param); });
 
 }  // namespace
 }  // namespace storcrypt::kmip

@@ -156,12 +156,8 @@ TEST_P(KmipConformance, ExpectedResponsesParse) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Oasis14, KmipConformance, ::testing::ValuesIn(kLifecycleCases), [](const auto& info) {
-  std::string n = info.param;
-  for (auto& c : n)
-    if (c == '-') c = '_';
-  return n;
-});
+INSTANTIATE_TEST_SUITE_P(Oasis14, KmipConformance, ::testing::ValuesIn(kLifecycleCases),
+                         [](const auto& info) { return xmltest::param_name(info.param); });
 
 }  // namespace
 }  // namespace storcrypt::kmip

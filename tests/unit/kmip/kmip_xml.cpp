@@ -402,4 +402,10 @@ bool matches(const Ttlv& e, const Ttlv& a, std::map<std::string, std::string>& u
   }
 }
 
+std::string param_name(std::string testcase) {
+  for (auto& ch : testcase)
+    if (ch == '-') ch = '_';
+  return testcase;
+}
+
 }  // namespace storcrypt::kmip::xmltest

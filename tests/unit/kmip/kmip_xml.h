@@ -28,6 +28,9 @@ Result<std::vector<XmlMessage>> load_testcase(const std::string& path);
 /// else ../shared/kmip-testcases/v1.4 beside the source tree; "" when absent.
 std::string testcase_dir();
 
+/// A test-case name ("SKLC-M-1-14") as a gtest parameter name ("SKLC_M_1_14").
+std::string param_name(std::string testcase);
+
 /// Replace "$UNIQUE_IDENTIFIER_n" text values using `uids`.
 void substitute(Ttlv& item, const std::map<std::string, std::string>& uids);
 
