@@ -102,5 +102,14 @@ inpkts() {  # packets counted by an (inbound) SA
 }
 xfrm_stat() { ip netns exec "$1" awk -v k="$2" '$1 == k {print $2}' /proc/net/xfrm_stat; }  # NS COUNTER
 polblock() { xfrm_stat "$1" XfrmOutPolBlock; }
+# expect_discarded PORT: TCP from A to PORT must not get through and A's
+# XfrmOutPolBlock must rise (left in POLBLOCK). Uses the caller's fail().
+expect_discarded() {
+  local b0; b0=$(polblock "$A")
+  if send "$1"; then fail "TCP to discarded port $1 got through"; fi
+  POLBLOCK=$(polblock "$A")
+  echo "XfrmOutPolBlock $b0 -> $POLBLOCK"
+  [ "$POLBLOCK" -gt "$b0" ] || fail "XfrmOutPolBlock did not rise"
+}
 # The two-site policy list (written on A; B imports it with --swap).
 two_site_list() { cp "$(dirname "${BASH_SOURCE[0]}")/two_site_list.txt" "$1"; }

@@ -11,10 +11,7 @@ for ns in A B; do
   "$XFRMCTL" --netns $ns sa-add --src 192.0.2.1 --dst 192.0.2.2 --spi 12289 --reqid 9 --enc aes-gcm-256 --enc-key-file $kab --replay 32 "${extra[@]}"
   "$XFRMCTL" --netns $ns sa-add --src 192.0.2.2 --dst 192.0.2.1 --spi 16385 --reqid 9 --enc aes-gcm-256 --enc-key-file $kba --replay 32
 done
-"$XFRMCTL" --netns A policy-add --src 198.51.100.0/24 --dst 203.0.113.0/24 --dir out --tmpl-src 192.0.2.1 --tmpl-dst 192.0.2.2 --reqid 9
-"$XFRMCTL" --netns A policy-add --src 203.0.113.0/24 --dst 198.51.100.0/24 --dir in --tmpl-src 192.0.2.2 --tmpl-dst 192.0.2.1 --reqid 9
-"$XFRMCTL" --netns B policy-add --src 203.0.113.0/24 --dst 198.51.100.0/24 --dir out --tmpl-src 192.0.2.2 --tmpl-dst 192.0.2.1 --reqid 9
-"$XFRMCTL" --netns B policy-add --src 198.51.100.0/24 --dst 203.0.113.0/24 --dir in --tmpl-src 192.0.2.1 --tmpl-dst 192.0.2.2 --reqid 9
+site_policies 4 9
 rm -f /tmp/sc-ready
 "$XFRMCTL" --netns A events --count 2 --timeout 120 --ready-file /tmp/sc-ready > /tmp/sc-events.log &
 epid=$!

@@ -35,23 +35,36 @@ topology() {
 
 cleanup_topology() { ip netns del A 2>/dev/null || true; ip netns del B 2>/dev/null || true; rm -rf "$KEYDIR"; }
 
+# site_addrs FAMILY: tunnel endpoints (oa, ob) and site networks (na, nb) of a family, 4 or 6.
+site_addrs() {
+  if [ "$1" = 4 ]; then oa=192.0.2.1 ob=192.0.2.2 na=198.51.100.0/24 nb=203.0.113.0/24
+  else oa=2001:db8::1 ob=2001:db8::2 na=2001:db8:a::/64 nb=2001:db8:b::/64; fi
+}
+
+# site_policies FAMILY REQID [XFRMCTL OPTIONS...]: tunnel policies between the two
+# site networks in both namespaces (out and in), templates to the endpoints.
+site_policies() {
+  local fam=$1 reqid=$2 oa ob na nb; shift 2
+  site_addrs "$fam"
+  "$XFRMCTL" --netns A policy-add --src $na --dst $nb --dir out --tmpl-src $oa --tmpl-dst $ob --reqid $reqid "$@"
+  "$XFRMCTL" --netns A policy-add --src $nb --dst $na --dir in --tmpl-src $ob --tmpl-dst $oa --reqid $reqid "$@"
+  "$XFRMCTL" --netns B policy-add --src $nb --dst $na --dir out --tmpl-src $ob --tmpl-dst $oa --reqid $reqid "$@"
+  "$XFRMCTL" --netns B policy-add --src $na --dst $nb --dir in --tmpl-src $oa --tmpl-dst $ob --reqid $reqid "$@"
+}
+
 # tunnel FAMILY SPI_AB SPI_BA KEY_AB KEY_BA_B [KEY_BA_A]: GCM-256 tunnel-mode SAs and
 # policies in both namespaces through xfrmctl. FAMILY 4 or 6.
 tunnel() {
   local fam=$1 sab=$2 sba=$3 kab=$4 kba=$5
   local oa ob na nb
-  if [ "$fam" = 4 ]; then oa=192.0.2.1 ob=192.0.2.2 na=198.51.100.0/24 nb=203.0.113.0/24
-  else oa=2001:db8::1 ob=2001:db8::2 na=2001:db8:a::/64 nb=2001:db8:b::/64; fi
+  site_addrs "$fam"
   for ns in A B; do
     "$XFRMCTL" --netns $ns sa-add --src $oa --dst $ob --spi $sab --reqid $fam --enc aes-gcm-256 \
       --enc-key-file "$kab" --replay 32
     "$XFRMCTL" --netns $ns sa-add --src $ob --dst $oa --spi $sba --reqid $fam --enc aes-gcm-256 \
       --enc-key-file "$kba" --replay 32
   done
-  "$XFRMCTL" --netns A policy-add --src $na --dst $nb --dir out --priority 100$fam --tmpl-src $oa --tmpl-dst $ob --reqid $fam
-  "$XFRMCTL" --netns A policy-add --src $nb --dst $na --dir in --priority 100$fam --tmpl-src $ob --tmpl-dst $oa --reqid $fam
-  "$XFRMCTL" --netns B policy-add --src $nb --dst $na --dir out --priority 100$fam --tmpl-src $ob --tmpl-dst $oa --reqid $fam
-  "$XFRMCTL" --netns B policy-add --src $na --dst $nb --dir in --priority 100$fam --tmpl-src $oa --tmpl-dst $ob --reqid $fam
+  site_policies "$fam" "$fam" --priority "100$fam"
 }
 
 # tcp_transfer ADDR PORT: send 64 KiB from A to a listener on B at ADDR; 0 when

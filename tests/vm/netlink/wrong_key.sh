@@ -12,10 +12,7 @@ for ns in A B; do
   "$XFRMCTL" --netns $ns sa-add --src 192.0.2.1 --dst 192.0.2.2 --spi 4097 --reqid 1 --enc aes-gcm-256 --enc-key-file $k --replay 32
   "$XFRMCTL" --netns $ns sa-add --src 192.0.2.2 --dst 192.0.2.1 --spi 8193 --reqid 1 --enc aes-gcm-256 --enc-key-file $kba --replay 32
 done
-"$XFRMCTL" --netns A policy-add --src 198.51.100.0/24 --dst 203.0.113.0/24 --dir out --tmpl-src 192.0.2.1 --tmpl-dst 192.0.2.2 --reqid 1
-"$XFRMCTL" --netns A policy-add --src 203.0.113.0/24 --dst 198.51.100.0/24 --dir in --tmpl-src 192.0.2.2 --tmpl-dst 192.0.2.1 --reqid 1
-"$XFRMCTL" --netns B policy-add --src 203.0.113.0/24 --dst 198.51.100.0/24 --dir out --tmpl-src 192.0.2.2 --tmpl-dst 192.0.2.1 --reqid 1
-"$XFRMCTL" --netns B policy-add --src 198.51.100.0/24 --dst 203.0.113.0/24 --dir in --tmpl-src 192.0.2.1 --tmpl-dst 192.0.2.2 --reqid 1
+site_policies 4 1
 before=$(ip netns exec B awk '/XfrmInStateProtoError/{print $2}' /proc/net/xfrm_stat)
 if tcp_transfer 203.0.113.1 5000; then echo "traffic passed with mismatched keys"; exit 1; fi
 after=$(ip netns exec B awk '/XfrmInStateProtoError/{print $2}' /proc/net/xfrm_stat)
