@@ -177,7 +177,6 @@ class IpsecService {
       auto l = pol::import_policies(r.text(1));
       if (!l.ok()) return std::move(l).error().context("stored " + r.text(0) + " policy list");
       (r.text(0) == kCommitted ? committed_ : uncommitted_) = std::move(l).value();
-      if (r.text(0) == kCommitted) has_committed_ = true;
     }
     STORCRYPT_ASSIGN_OR_RETURN(auto dd, setting("default_disposition", "IPv6Only"));
     STORCRYPT_ASSIGN_OR_RETURN(default_, pol::parse_default_disposition(dd));
@@ -198,7 +197,8 @@ class IpsecService {
   // ---- the lists ----
   pol::PolicyList& uncommitted() { return uncommitted_; }
   const pol::PolicyList& committed() const { return committed_; }
-  bool has_committed() const { return has_committed_; }
+  /// A list was committed (commit refuses an empty list, so the committed list is empty only before).
+  bool has_committed() const { return !committed_.policies().empty(); }
   pol::KeyStore& keys() { return keys_; }
   bool enabled() const { return enabled_; }
   pol::DefaultDisposition default_disposition() const { return default_; }
@@ -235,12 +235,11 @@ class IpsecService {
     }
     STORCRYPT_TRY(db_.transaction([&]() -> Status { return store_list(kCommitted, uncommitted_); }));
     committed_ = uncommitted_;
-    has_committed_ = true;
     return out;
   }
 
   Result<pol::ApplyStats> enable() {
-    if (!has_committed_)
+    if (!has_committed())
       return Error(ErrorCode::kConflict, "there is no committed policy list to enforce",
                    "build the list with 'storcrypt policy add' (or import), then 'storcrypt policy commit'",
                    "xIpsecNothingCommitted");
@@ -263,7 +262,7 @@ class IpsecService {
 
   Result<std::optional<pol::ApplyStats>> set_default(pol::DefaultDisposition d) {
     std::optional<pol::ApplyStats> applied;
-    if (enabled_ && has_committed_) {
+    if (enabled_ && has_committed()) {
       STORCRYPT_ASSIGN_OR_RETURN(auto set, pol::commit(committed_, keys_, options(d)));
       STORCRYPT_ASSIGN_OR_RETURN(applied, apply(set));
     }
@@ -368,22 +367,26 @@ class IpsecService {
   /// One watcher pass: integrity failures on inbound SAs.
   void watch() {
     if (!enabled_ || !events_) return;
-    auto rows = status();
-    if (!rows.ok()) return;
+    // Only the SAs are read (their counters), not the policy set: this runs every few seconds.
+    if (!installer().ok()) return;
+    auto sas = xfrm_->dump_sas();
+    if (!sas.ok()) return;
     std::set<std::string> seen;
-    for (const auto& r : *rows) {
-      if (!r.sa || r.direction != "in") continue;
-      std::string id = r.name + " " + r.sa->to_string();
+    for (const auto& st : *sas) {
+      auto name = inbound_sa_names_.find(st.sa.spi);
+      if (name == inbound_sa_names_.end()) continue;
+      const std::string& policy = name->second;
+      const std::string sa = st.sa.id().to_string();
+      std::string id = policy + " " + sa;
       seen.insert(id);
       auto& w = watch_[id];
-      const std::uint64_t failed = r.counters.integrity_failed, packets = r.counters.packets;
+      const std::uint64_t failed = st.counters.integrity_failed, packets = st.counters.packets;
       if (failed > w.integrity_failed && w.event_id == 0) {
-        auto ev = events_->raise(
-            kIpsecIntegrityEvent,
-            "policy " + r.name + ": " + std::to_string(failed - w.integrity_failed) +
-                " inbound packet(s) failed the integrity check on " + r.sa->to_string() +
-                " (the partner's key for this SA differs)",
-            {{"policy", r.name}, {"sa", r.sa->to_string()}, {"integrity_failed", failed}, {"packets", packets}});
+        auto ev = events_->raise(kIpsecIntegrityEvent,
+                                 "policy " + policy + ": " + std::to_string(failed - w.integrity_failed) +
+                                     " inbound packet(s) failed the integrity check on " + sa +
+                                     " (the partner's key for this SA differs)",
+                                 {{"policy", policy}, {"sa", sa}, {"integrity_failed", failed}, {"packets", packets}});
         if (ev.ok()) w.event_id = *ev;
       } else if (w.event_id != 0 && failed == w.integrity_failed && packets > w.packets) {
         (void)events_->mark_fixed(w.event_id);
@@ -410,9 +413,18 @@ class IpsecService {
       installer_ = std::make_unique<pol::PolicyInstaller>(*xfrm_, pol::CompileOptions{});
       // Name status rows after the committed list until an apply describes what it enforced
       // (compiled once here, not on every status call or watcher pass).
-      if (has_committed_) installer_->describe_with(pol::compile(committed_, options()));
+      if (has_committed()) enforced(pol::compile(committed_, options()));
     }
     return installer_.get();
+  }
+
+  /// What the kernel enforces now: status rows are named after it, and the
+  /// watcher knows its inbound SAs by SPI (SPIs are unique on this host).
+  void enforced(const pol::CompiledPolicySet& set) {
+    installer_->describe_with(set);
+    inbound_sa_names_.clear();
+    for (const auto& sa : set.sas)
+      if (sa.direction == pol::Direction::kInbound) inbound_sa_names_[sa.spi] = sa.source;
   }
 
   Result<pol::ApplyStats> apply(const pol::CompiledPolicySet& set) {
@@ -421,14 +433,14 @@ class IpsecService {
     auto st = inst->enable(set, keys_);
     if (!st.ok()) {
       // Put back what was enforced before (best effort); the error is the caller's answer.
-      if (enabled_ && has_committed_) {
+      if (enabled_ && has_committed()) {
         if (auto old = pol::commit(committed_, keys_, options()); old.ok()) (void)inst->enable(*old, keys_);
       } else {
         (void)inst->disable();
       }
       return std::move(st).error();
     }
-    inst->describe_with(set);
+    enforced(set);
     STORCRYPT_TRY(set_setting("applying", "0"));
     return st;
   }
@@ -450,12 +462,12 @@ class IpsecService {
   IpsecKernel kernel_;
   EventLog* events_;
   pol::PolicyList uncommitted_, committed_;
-  bool has_committed_ = false;
   pol::KeyStore keys_;
   pol::DefaultDisposition default_ = pol::DefaultDisposition::kIPv6Only;
   bool enabled_ = false;
   std::unique_ptr<netlink::XfrmApi> xfrm_;
   std::unique_ptr<pol::PolicyInstaller> installer_;
+  std::map<std::uint32_t, std::string> inbound_sa_names_;  ///< SPI -> policy of the enforced inbound SAs
   std::map<std::string, SaWatch> watch_;
   std::optional<Error> restore_error_;
 };
