@@ -12,6 +12,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest
   # kernel VM tier
   qemu-system-x86 linux-image-amd64 busybox-static cpio gzip
+  # the SED test bed module (tests/vm/sed) is built against the VM kernel's headers
+  linux-headers-amd64
   # real peers and independent readers
   charon-systemd strongswan-swanctl libstrongswan-standard-plugins python3-pykmip python3 cryptsetup-bin
   iproute2 util-linux e2fsprogs procps psmisc jq xxd
