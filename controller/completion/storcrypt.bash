@@ -6,7 +6,7 @@ _storcrypt() {
     _init_completion || return
 
     local globals="--socket --json --timeout --help --version"
-    local nouns="system event cert truststore volume keymedia policy key ipsec"
+    local nouns="system event cert truststore volume keymedia policy key ipsec drive ear"
     local noun="" verb="" i w
     for ((i = 1; i < cword; i++)); do
         w=${words[i]}
@@ -21,7 +21,7 @@ _storcrypt() {
         --socket) _filedir; return ;;
         --timeout|--limit|--code|--days|--cn|--common-name|--country|--state|--locality|--org|--organization|--unit|--email|--dns|--ip|--message)
             return ;;
-        --key-id|--name|--local|--remote|--protocol|--local-port|--remote-port|--icmp-type|--icmp-code|--spi|--local-endpoint|--remote-endpoint|--integrity-key|--encryption-key|--position)
+        --key-id|--key-provider|--name|--local|--remote|--protocol|--local-port|--remote-port|--icmp-type|--icmp-code|--spi|--local-endpoint|--remote-endpoint|--integrity-key|--encryption-key|--position)
             return ;;
         --direction) COMPREPLY=($(compgen -W "inbound outbound" -- "$cur")); return ;;
         --action) COMPREPLY=($(compgen -W "BYPASS DISCARD PROTECT" -- "$cur")); return ;;
@@ -53,6 +53,8 @@ _storcrypt() {
         policy) verbs="list show add insert modify move clone remove import export test validate commit revert" ;;
         key) verbs="list create delete export import" ;;
         ipsec) verbs="enable disable default status" ;;
+        drive) verbs="list show lock unlock erase revert" ;;
+        ear) verbs="enable disable status rekey" ;;
     esac
     if [[ -z $verb ]]; then
         COMPREPLY=($(compgen -W "$verbs --help" -- "$cur"))
@@ -87,6 +89,9 @@ _storcrypt() {
             if [[ $cur != -* ]]; then _filedir; return; fi ;;
         "ipsec default")
             if [[ $cur != -* ]]; then COMPREPLY=($(compgen -W "IPv6Only BYPASS DENY DENYALL" -- "$cur")); return; fi ;;
+        "drive erase") opts+=" --yes" ;;
+        "drive revert") opts+=" --psid --yes" ;;
+        "ear enable") opts+=" --key-provider" ;;
         "cert install"|"truststore add")
             [[ $verb == add ]] && opts+=" --use"
             if [[ $cur != -* ]]; then _filedir; return; fi ;;

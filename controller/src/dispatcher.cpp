@@ -68,6 +68,12 @@ bool type_matches(const json& v, ParamType t) {
 
 bool valid_method_name(const std::string& n) {
   if (n.empty() || n.size() > 64) return false;
+  // An Element API name (EnableEncryptionAtRest, SecureEraseDrives, ...): CamelCase, no dot.
+  if (n[0] >= 'A' && n[0] <= 'Z') {
+    for (char c : n)
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) return false;
+    return true;
+  }
   size_t dot = n.find('.');
   if (dot == std::string::npos || dot == 0 || dot + 1 == n.size()) return false;
   for (char c : n) {

@@ -209,6 +209,16 @@ Status Drive::save_for_resume(const SecretBytes& admin1) {
   return run(IOC_OPAL_SAVE, &l.v, "saving the unlock for resume");
 }
 
+Status Drive::forget_saved_unlock() {
+  Wiped<opal_lock_unlock> l;
+  l.v.session.sum = 0;
+  l.v.session.who = OPAL_ADMIN1;
+  l.v.session.opal_key.lr = 0;
+  l.v.session.opal_key.key_len = 0;
+  l.v.l_state = OPAL_LK;
+  return run(IOC_OPAL_SAVE, &l.v, "forgetting the saved unlock");
+}
+
 Status Drive::secure_erase(const SecretBytes& admin1) {
   Wiped<opal_session_info> s;
   STORCRYPT_TRY(admin1_session(s.v, admin1, "secure erase (new media key)"));

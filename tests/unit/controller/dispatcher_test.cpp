@@ -133,6 +133,10 @@ TEST_F(DispatcherTest, RegistrationRules) {
   EXPECT_FALSE(d.add({"Bad.Case", "", {}, false, h}).ok());
   EXPECT_FALSE(d.add({"a.", "", {}, false, h}).ok());
   EXPECT_FALSE(d.add({"a.b", "", {}, false, nullptr}).ok());
+  // Element API names: CamelCase without a dot.
+  EXPECT_TRUE(d.add({"EnableEncryptionAtRest", "", {}, false, h}).ok());
+  EXPECT_FALSE(d.add({"Enable_Encryption", "", {}, false, h}).ok());
+  EXPECT_FALSE(d.add({"Enable.AtRest", "", {}, false, h}).ok());
 }
 
 TEST_F(DispatcherTest, DiscoverListsMethods) {

@@ -18,7 +18,8 @@
 //     void add_<noun>_commands(CLI::App& app, ClientContext& cc);
 //
 // and declare both in include/storcrypt/controller/nouns.h. Method names are
-// "<noun>.<verb>" with the CLI's noun and verb; params are named (an object),
+// "<noun>.<verb>" with the CLI's noun and verb (or an Element API name in
+// CamelCase, e.g. EnableEncryptionAtRest); params are named (an object),
 // validated against the ParamSpec list before the handler runs (missing,
 // wrong type and unknown parameters are refused with the parameter's name), so
 // handlers only check meaning (ranges, formats). Handlers return Result<json>;

@@ -22,6 +22,8 @@ Status register_keymedia_methods(Dispatcher& d, Context& ctx);
 Status register_policy_methods(Dispatcher& d, Context& ctx);
 Status register_key_methods(Dispatcher& d, Context& ctx);
 Status register_ipsec_methods(Dispatcher& d, Context& ctx);
+Status register_drive_methods(Dispatcher& d, Context& ctx);
+Status register_ear_methods(Dispatcher& d, Context& ctx);
 
 /// Every noun's methods (called once by storcryptd at start-up).
 Status register_all_methods(Dispatcher& d, Context& ctx);
@@ -36,6 +38,8 @@ void add_keymedia_commands(CLI::App& app, ClientContext& cc);
 void add_policy_commands(CLI::App& app, ClientContext& cc);
 void add_key_commands(CLI::App& app, ClientContext& cc);
 void add_ipsec_commands(CLI::App& app, ClientContext& cc);
+void add_drive_commands(CLI::App& app, ClientContext& cc);
+void add_ear_commands(CLI::App& app, ClientContext& cc);
 
 /// Every noun's commands (called once by storcrypt's main).
 void add_all_commands(CLI::App& app, ClientContext& cc);

@@ -99,6 +99,10 @@ class Drive {
   Status lock(const SecretBytes& admin1);
   /// SAVE: the kernel keeps the unlock (RW) to replay after suspend/resume.
   Status save_for_resume(const SecretBytes& admin1);
+  /// SAVE with an empty key (as cryptsetup does when it locks): the kernel's
+  /// resume replay then fails to authenticate and the range stays locked,
+  /// and the earlier saved key no longer sits in kernel memory.
+  Status forget_saved_unlock();
   /// SECURE_ERASE_LR: the global range gets a new media key (GenKey): data gone.
   Status secure_erase(const SecretBytes& admin1);
   /// REVERT_TPR with the SID: factory state, all data erased, ownership gone.
