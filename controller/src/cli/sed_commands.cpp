@@ -76,7 +76,7 @@ void add_drive_commands(CLI::App& app, ClientContext& cc) {
   verb("unlock", "Unlock an enrolled drive with its key and save it for resume", "drive.unlock");
 
   auto* erase = noun->add_subcommand("erase", "Secure erase: new media key, the drives' data is gone (SecureEraseDrives)");
-  erase->add_option("drives", o->drives, "Block devices")->required();
+  erase->add_option("drive", o->drives, "Block devices")->required();
   erase->add_flag("--yes", o->yes, "Confirm: the data on the drives becomes unrecoverable");
   erase->callback([&cc, o] {
     if (!o->yes) {
