@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "storcrypt/common/files.h"
 #include "storcrypt/controller/ipsec.h"
 #include "storcrypt/controller/nouns.h"
 #include "storcrypt/controller/ticker.h"
@@ -334,11 +335,7 @@ class IpsecService {
 
   Status store_keys() {
     SecretBytes plain = pol::key_payload(pol::all_keys(keys_));
-    std::string tmp = keys_path_ + ".tmp";
-    STORCRYPT_TRY(pol::write_private_file(tmp, {reinterpret_cast<const char*>(plain.data()), plain.size()}));
-    if (std::rename(tmp.c_str(), keys_path_.c_str()) != 0)
-      return Error(ErrorCode::kInternal, "cannot replace " + keys_path_ + ": " + std::strerror(errno));
-    return ok_status();
+    return write_file_atomic(keys_path_, plain.view(), 0600);
   }
 
   /// The namespace's XFRM drop/error counters (empty when unavailable).
