@@ -132,7 +132,7 @@ class SecretsInMemory : public Daemon {
 TEST_F(SecretsInMemory, DaemonCoreHoldsNoKeyAndNoPassphrase) {
   start();
   // Keys and passphrases known only to this test (and the daemon).
-  const std::string hex_a = "5ec7e7a10f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0a1b2";  // AES-GCM-256
+  const std::string hex_a = "5ec7e7a10f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";  // AES-GCM-256
   const std::string ascii_b = "Zq7!ascii-key-material-0042+xyz";  // HMAC-SHA-256-128: 32 bytes
   ASSERT_EQ(ascii_b.size(), 32u);
   const std::string hex_c = "c0ffee5ec7e70001c0ffee5ec7e70002c0ffee5ec7e70003c0ffee5ec7e70004aabbccdd";  // from stdin
@@ -165,33 +165,14 @@ TEST_F(SecretsInMemory, DaemonCoreHoldsNoKeyAndNoPassphrase) {
   ok({"key", "import", exported_short, "--passphrase-file", p_short, "--replace"}, 0);
   ok({"key", "export", "-", "--passphrase-file", "-", "--name", "secret-name-kc"}, 0, pass_long + "\n");
   // The kernel path: the keys enforced as SAs (when this kernel has ESP).
-  std::string list = file("list.txt", R"(Name = prot-out
-Direction = outbound
-LocalAddress = 192.0.2.1
-RemoteAddress = 192.0.2.2
-Protocol = TCP
-RemotePort = 5000
-Action = PROTECT
-SPI = 0x2000
-EncryptionAlgorithm = AES-GCM-256
-EncryptionKey = secret-name-ka
-
-Name = prot-in
-Direction = inbound
-LocalAddress = 192.0.2.1
-RemoteAddress = 192.0.2.2
-Protocol = TCP
-RemotePort = 5000
-Action = PROTECT
-SPI = 0x2001
-EncryptionAlgorithm = AES-GCM-256
-EncryptionKey = secret-name-kc
-)");
+  std::string list = file("list.txt", storcrypt::testing::protect_pair_policy("secret-name-ka", "secret-name-kc"));
   ok({"policy", "import", list}, 0);
   ok({"policy", "commit"}, 0);
   ProcessResult en = cli({"ipsec", "enable"});
   const bool kernel_path = en.exit_code == 0;
-  if (!kernel_path) EXPECT_EQ(en.exit_code, 10) << en.err;  // no ESP in this kernel
+  if (!kernel_path) {
+    EXPECT_EQ(en.exit_code, 10) << en.err;  // no ESP in this kernel
+  }
   // A restart reads the keys back from <state>/ipsec-keys (and re-enforces).
   stop(SIGTERM);
   start();
