@@ -17,6 +17,8 @@ PACKAGES=(
   # real peers and independent readers
   charon-systemd strongswan-swanctl libstrongswan-standard-plugins python3-pykmip python3 cryptsetup-bin
   iproute2 util-linux e2fsprogs procps psmisc jq xxd
+  # cores of storcryptd/storcrypt searched for secrets (gcore)
+  gdb
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -4,61 +4,16 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
-#include <random>
 
 #include "internal.h"
 #include "storcrypt/common/fd.h"
+#include "storcrypt/common/files.h"
 
 namespace storcrypt::certs::detail {
 
 namespace {
 
 Error io_error(int err, std::string what) { return errno_error(err, what).with_name("xCertStateIo"); }
-
-Status write_all(int fd, const void* p, std::size_t n, const std::filesystem::path& path) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t w = ::write(fd, c, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return io_error(errno, "writing " + path.string());
-    }
-    c += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return ok_status();
-}
-
-Status write_atomic_impl(const std::filesystem::path& path, const void* data, std::size_t n, mode_t mode) {
-  std::filesystem::path tmp;
-  UniqueFd fd;
-  std::random_device rd;
-  for (int attempt = 0; attempt < 16 && !fd.valid(); ++attempt) {
-    char suffix[32];
-    std::snprintf(suffix, sizeof suffix, ".tmp.%08x", rd());
-    tmp = path;
-    tmp += suffix;
-    // O_EXCL: never follow or reuse a file someone else created; 0600 at
-    // creation and fchmod before writing so no byte is ever more readable.
-    fd.reset(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd.valid() && errno != EEXIST) return io_error(errno, "creating " + tmp.string());
-  }
-  if (!fd.valid()) return io_error(EEXIST, "creating a temporary file next to " + path.string());
-  auto fail = [&](Error e) -> Status {
-    ::unlink(tmp.c_str());
-    return e;
-  };
-  if (::fchmod(fd.get(), mode) != 0) return fail(io_error(errno, "fchmod " + tmp.string()));
-  if (auto st = write_all(fd.get(), data, n, tmp); !st.ok()) return fail(std::move(st).error());
-  if (::fsync(fd.get()) != 0) return fail(io_error(errno, "fsync " + tmp.string()));
-  if (::close(fd.release()) != 0) return fail(io_error(errno, "closing " + tmp.string()));
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail(io_error(errno, "renaming to " + path.string()));
-  UniqueFd dir(
-      ::open(path.parent_path().empty() ? "." : path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir.valid()) ::fsync(dir.get());
-  return ok_status();
-}
 
 }  // namespace
 
@@ -75,11 +30,15 @@ Status ensure_dir(const std::filesystem::path& p) {
 }
 
 Status write_file_atomic(const std::filesystem::path& path, std::string_view data, mode_t mode) {
-  return write_atomic_impl(path, data.data(), data.size(), mode);
+  Status st = storcrypt::write_file_atomic(path, data, mode);
+  if (!st.ok()) return std::move(st).error().with_name("xCertStateIo");
+  return st;
 }
 
 Status write_secret_atomic(const std::filesystem::path& path, const SecretBytes& data) {
-  return write_atomic_impl(path, data.data(), data.size(), 0600);
+  Status st = storcrypt::write_file_atomic(path, data.view(), 0600);
+  if (!st.ok()) return std::move(st).error().with_name("xCertStateIo");
+  return st;
 }
 
 namespace {

@@ -6,6 +6,8 @@
 #include <cctype>
 #include <ctime>
 
+#include "storcrypt/common/hex.h"
+
 namespace storcrypt::certs::detail {
 
 Error cert_error(ErrorCode code, std::string_view name, std::string message, std::string fix) {
@@ -74,14 +76,7 @@ std::string sha256_fingerprint(X509* x) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   if (X509_digest(x, EVP_sha256(), md, &n) != 1) return {};
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    if (i) out += ':';
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
+  return to_hex({md, n}, HexCase::kUpper, ':');
 }
 
 std::string fingerprint_id(std::string_view fp) {

@@ -261,6 +261,15 @@ Result<std::string> CertStore::pending_csr_pem() const {
   return *s;
 }
 
+namespace {
+std::string incomplete_chain_warning(const std::string& issuer) {
+  return "the chain is incomplete: the certificate's issuer (" + issuer +
+         ") is neither in the installed file nor in the truststore; partners will need that intermediate "
+         "certificate: install the certificate followed by its intermediate(s), or add the issuing CA to the "
+         "truststore if partners already trust it";
+}
+}  // namespace
+
 Result<InstallResult> CertStore::install(std::string_view cert_input) {
   STORCRYPT_ASSIGN_OR_RETURN(auto certs, parse_certificates(cert_input));
   STORCRYPT_ASSIGN_OR_RETURN(auto pending_key, read_key_optional(dir_ / kPending / "key.pem"));
@@ -336,6 +345,8 @@ Result<InstallResult> CertStore::install(std::string_view cert_input) {
   if (self_signed) out.warnings.emplace_back(kSelfSignedWarning);
   if (ExpiryClass c = classify_expiry(li.not_before, li.not_after, t); c != ExpiryClass::kOk)
     out.warnings.push_back("the certificate expires soon (" + std::string(expiry_class_name(c)) + ")");
+  STORCRYPT_ASSIGN_OR_RETURN(auto gap, missing_issuer(leaf, chain));
+  if (gap) out.warnings.push_back(incomplete_chain_warning(*gap));
 
   const PrivateKey& key = from_pending ? *pending_key : *endpoint_key;
   STORCRYPT_ASSIGN_OR_RETURN(SecretBytes kpem, key.to_pem());
@@ -360,6 +371,7 @@ Result<EndpointStatus> CertStore::show() const {
     s.expiry = classify_expiry(s.cert->not_before, s.cert->not_after, now());
     STORCRYPT_ASSIGN_OR_RETURN(auto chain, read_certs_optional(dir_ / kEndpoint / "chain.pem"));
     for (const auto& c : chain) s.chain.push_back(c.info());
+    STORCRYPT_ASSIGN_OR_RETURN(s.missing_issuer, missing_issuer(cert.front(), chain));
   }
   STORCRYPT_ASSIGN_OR_RETURN(auto root, read_certs_optional(dir_ / kCa / "cert.pem"));
   if (!root.empty()) s.root = root.front().info();

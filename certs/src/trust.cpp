@@ -268,6 +268,20 @@ Result<std::shared_ptr<const detail::TrustCache>> load_trust(const fs::path& dir
 }
 }  // namespace
 
+Result<std::optional<std::string>> CertStore::missing_issuer(const Certificate& leaf,
+                                                             const std::vector<Certificate>& chain) const {
+  X509* x = leaf.native();
+  auto issued = [x](const Certificate& c) { return X509_check_issued(c.native(), x) == X509_V_OK; };
+  bool found = X509_self_signed(x, 0) == 1 || std::any_of(chain.begin(), chain.end(), issued);
+  if (!found) {
+    STORCRYPT_ASSIGN_OR_RETURN(auto tc, load_trust(dir_, trust_cache_));
+    found = std::any_of(tc->certs.begin(), tc->certs.end(), issued);
+  }
+  ERR_clear_error();
+  if (found) return std::optional<std::string>();
+  return std::optional<std::string>(leaf.info().issuer);
+}
+
 Result<std::vector<TrustEntry>> CertStore::trust_add(std::string_view bundle, const std::set<TrustUse>& uses) {
   if (uses.empty())
     return cert_error(ErrorCode::kInvalidInput, "xTrustBadUse", "no truststore use given",

@@ -1,11 +1,21 @@
 #include "storcrypt/common/secret.h"
 
+#include <alloca.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+
+#include <atomic>
+#include <new>
 
 #include "storcrypt/common/hex.h"
 
 namespace storcrypt {
+
+namespace {
+std::atomic<std::size_t> g_fallbacks{0};
+std::atomic<bool> g_locked{false};
+std::atomic<std::size_t> g_bytes{0};
+}  // namespace
 
 void secure_wipe(void* p, std::size_t n) {
   if (p != nullptr && n > 0) OPENSSL_cleanse(p, n);
@@ -15,8 +25,60 @@ void secure_wipe(std::string& s) {
   s.clear();
 }
 
+void* secure_allocate(std::size_t n) {
+  if (n == 0) n = 1;
+  // Falls back to the ordinary heap by itself when no secure heap was set
+  // up; returns null when it was and is full.
+  void* p = OPENSSL_secure_malloc(n);
+  if (p == nullptr && CRYPTO_secure_malloc_initialized() == 1) {
+    g_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    p = OPENSSL_malloc(n);
+  }
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+void secure_deallocate(void* p, std::size_t n) noexcept {
+  // Wipes n bytes (the whole block when it is in the secure heap), then
+  // releases it to whichever heap it came from.
+  if (p != nullptr) OPENSSL_secure_clear_free(p, n);
+}
+
+Status init_secure_memory(std::size_t bytes) {
+  if (CRYPTO_secure_malloc_initialized() == 1) return ok_status();
+  // minsize 32: a key (16..64 bytes) takes one or two blocks.
+  int rc = CRYPTO_secure_malloc_init(bytes, 32);
+  if (rc == 0) {
+    return Error(ErrorCode::kInternal,
+                 "cannot set up the secure heap for key material (" + std::to_string(bytes) + " bytes)",
+                 "check the memory limits of storcryptd");
+  }
+  g_locked = rc == 1;
+  g_bytes = bytes;
+  return ok_status();
+}
+
+SecureMemoryStatus secure_memory_status() {
+  SecureMemoryStatus s;
+  s.initialized = CRYPTO_secure_malloc_initialized() == 1;
+  s.locked = s.initialized && g_locked.load();
+  s.bytes = s.initialized ? g_bytes.load() : 0;
+  s.used = s.initialized ? CRYPTO_secure_used() : 0;
+  s.fallbacks = g_fallbacks.load();
+  return s;
+}
+
+// Not inlined, so the buffer lies below the caller's frame, where the
+// callee frames that handled secrets were.
+__attribute__((noinline)) void wipe_stack(std::size_t bytes) {
+  void* p = alloca(bytes);
+  OPENSSL_cleanse(p, bytes);
+  // Keep the compiler from treating the alloca as dead.
+  __asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
 void SecretBytes::wipe() {
-  secure_wipe(b_.data(), b_.capacity() > 0 ? b_.size() : 0);
+  secure_wipe(b_.data(), b_.size());
   b_.clear();
 }
 
@@ -41,21 +103,10 @@ Result<SecretBytes> SecretBytes::from_hex(std::string_view hex) {
     return Error(ErrorCode::kInvalidInput, "hexadecimal key has an odd number of digits",
                  "give two hex digits per byte");
   SecretBytes s(hex.size() / 2);
-  auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    int hi = nib(hex[2 * i]), lo = nib(hex[2 * i + 1]);
-    // Do not echo the offending text: it is (part of) a key.
-    if (hi < 0 || lo < 0)
-      return Error(ErrorCode::kInvalidInput,
-                   "hexadecimal key has a non-hex character at position " + std::to_string(hi < 0 ? 2 * i : 2 * i + 1),
-                   "use only 0-9 and a-f");
-    s.data()[i] = static_cast<std::uint8_t>(hi << 4 | lo);
-  }
+  // Do not echo the offending text: it is (part of) a key.
+  if (auto bad = hex_decode_into(hex, s.mutable_view()))
+    return Error(ErrorCode::kInvalidInput,
+                 "hexadecimal key has a non-hex character at position " + std::to_string(*bad), "use only 0-9 and a-f");
   return s;
 }
 
@@ -65,11 +116,8 @@ void SecretBytes::resize(std::size_t n) {
     b_.resize(n);
     return;
   }
-  // Growing may reallocate: copy into a fresh buffer and wipe the old one.
-  std::vector<std::uint8_t> nb(n, 0);
-  std::copy(b_.begin(), b_.end(), nb.begin());
-  wipe();
-  b_ = std::move(nb);
+  // Growing may reallocate: the allocator wipes the old buffer.
+  b_.resize(n, 0);
 }
 
 void SecretBytes::append(std::span<const std::uint8_t> s) {
@@ -82,23 +130,6 @@ std::string SecretBytes::reveal_hex() const { return to_hex(view()); }
 
 bool SecretBytes::equals(const SecretBytes& o) const {
   return b_.size() == o.b_.size() && CRYPTO_memcmp(b_.data(), o.b_.data(), b_.size()) == 0;
-}
-
-std::string to_hex(std::span<const std::uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (auto b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 0xf]);
-  }
-  return out;
-}
-
-std::optional<std::vector<std::uint8_t>> parse_hex(std::string_view hex) {
-  auto r = SecretBytes::from_hex(hex);
-  if (!r.ok()) return std::nullopt;
-  return std::vector<std::uint8_t>(r->data(), r->data() + r->size());
 }
 
 }  // namespace storcrypt

@@ -6,14 +6,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <ctime>
 #include <iostream>
+#include <utility>
 
 #include "storcrypt/common/fd.h"
+#include "storcrypt/common/secret.h"
+#include "storcrypt/common/text.h"
 #include "storcrypt/controller/rpc.h"
 
 namespace storcrypt::controller {
@@ -26,15 +30,15 @@ Error connect_error(int err, const std::string& path) {
   switch (err) {
     case ENOENT:
     case ECONNREFUSED:
-      return Error(ErrorCode::kUnavailable, "storcryptd is not running (nothing listens on " + path + ")",
+      return Error(ErrorCode::kUnavailable, "storcryptd is not running (nothing listens on " + printable(path) + ")",
                    "start it with `systemctl start storcryptd`, or pass --socket with the right path",
                    "xDaemonUnavailable");
     case EACCES:
     case EPERM:
-      return Error(ErrorCode::kPermission, "permission denied on " + path,
+      return Error(ErrorCode::kPermission, "permission denied on " + printable(path),
                    "run as root or as a member of group storcrypt", rpc::kNamePermissionDenied);
     default:
-      return errno_error(err, "connecting to " + path);
+      return errno_error(err, "connecting to " + printable(path));
   }
 }
 
@@ -52,7 +56,36 @@ bool wait_fd(int fd, short events, std::chrono::steady_clock::time_point deadlin
   }
 }
 
+// Every string (member names too) of a parameter value must be text.
+Status check_text(const json& v, const std::string& where) {
+  const std::string what = "parameter '" + where + "'";
+  if (v.is_string()) return require_text(v.get_ref<const std::string&>(), what);
+  if (v.is_object()) {
+    for (const auto& [k, x] : v.items()) {
+      STORCRYPT_TRY(require_text(k, "a member name of " + what));
+      STORCRYPT_TRY(check_text(x, where + "." + k));
+    }
+  } else if (v.is_array()) {
+    for (std::size_t i = 0; i < v.size(); ++i) STORCRYPT_TRY(check_text(v[i], where + "[" + std::to_string(i) + "]"));
+  }
+  return ok_status();
+}
+
 }  // namespace
+
+Result<std::string> encode_request(const std::string& method, const json& params) {
+  STORCRYPT_TRY(require_text(method, "the method name"));
+  for (const auto& [k, v] : params.items()) {
+    STORCRYPT_TRY(require_text(k, "a parameter name of " + method));
+    STORCRYPT_TRY(check_text(v, k));
+  }
+  static std::atomic<int64_t> next_id{1};
+  json req{{"jsonrpc", "2.0"}, {"id", next_id++}, {"method", method}, {"params", params}};
+  // Checked above: the strict handler cannot throw here.
+  std::string out = req.dump(-1, ' ', false, json::error_handler_t::strict);
+  out.push_back('\n');
+  return out;
+}
 
 Result<json> rpc_call(const std::string& socket_path, const std::string& method, const json& params,
                       int timeout_seconds) {
@@ -69,9 +102,12 @@ Result<json> rpc_call(const std::string& socket_path, const std::string& method,
     return connect_error(errno, socket_path);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
-  static std::atomic<int64_t> next_id{1};
-  json req{{"jsonrpc", "2.0"}, {"id", next_id++}, {"method", method}, {"params", params}};
-  std::string out = req.dump(-1, ' ', false, json::error_handler_t::strict) + "\n";
+  auto encoded = encode_request(method, params);
+  // The serializer copied the params (maybe a passphrase) through a buffer
+  // on the stack below this frame.
+  wipe_stack();
+  if (!encoded.ok()) return std::move(encoded).error();
+  std::string out = std::move(encoded).value();
   size_t off = 0;
   while (off < out.size()) {
     ssize_t n = ::send(fd.get(), out.data() + off, out.size() - off, MSG_NOSIGNAL);
@@ -79,10 +115,13 @@ Result<json> rpc_call(const std::string& socket_path, const std::string& method,
     if (n < 0) {
       // The daemon may have refused us and closed; its reply explains why.
       if (errno == EPIPE || errno == ECONNRESET) break;
-      return errno_error(errno, "sending request to storcryptd");
+      int e = errno;
+      secure_wipe(out);
+      return errno_error(e, "sending request to storcryptd");
     }
     off += static_cast<size_t>(n);
   }
+  secure_wipe(out);
   std::string in;
   char buf[65536];
   for (;;) {
@@ -113,6 +152,7 @@ Result<json> rpc_call(const std::string& socket_path, const std::string& method,
 }
 
 Result<json> ClientContext::call(const std::string& method, const json& params) {
+  if (transport) return transport(method, params);
   return rpc_call(socket_path, method, params, timeout_seconds);
 }
 
@@ -126,11 +166,14 @@ void ClientContext::fail(const Error& e) {
                         {"message", e.message()},
                         {"fix", e.fix()},
                         {"exit_code", exit_code}};
-    std::cout << nlohmann::json{{"version", kJsonOutputVersion}, {"ok", false}, {"error", flat}}.dump(2) << "\n";
+    // A message may name a local file whose name is not text.
+    std::cout << nlohmann::json{{"version", kJsonOutputVersion}, {"ok", false}, {"error", flat}}.dump(
+                     2, ' ', false, nlohmann::json::error_handler_t::replace)
+              << "\n";
     return;
   }
-  std::cerr << "storcrypt: error: " << e.message() << "\n";
-  if (!e.fix().empty()) std::cerr << "  fix: " << e.fix() << "\n";
+  std::cerr << "storcrypt: error: " << printable(e.message()) << "\n";
+  if (!e.fix().empty()) std::cerr << "  fix: " << printable(e.fix()) << "\n";
 }
 
 void ClientContext::run(const std::string& method, const nlohmann::json& params,
@@ -151,32 +194,43 @@ void ClientContext::run(const std::string& method, const nlohmann::json& params,
 }
 
 Result<std::string> read_input_file(const std::string& path, size_t max_bytes) {
+  const std::string shown = path == "-" ? std::string("standard input") : "the file " + printable(path);
   std::string data;
   UniqueFd owned;
   int fd = 0;
   if (path != "-") {
     owned.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!owned.valid()) {
-      return std::move(errno_error(errno, "reading " + path)).with_fix("check the file name and its permissions");
+      return std::move(errno_error(errno, "reading " + printable(path)))
+          .with_fix("check the file name and its permissions");
     }
     fd = owned.get();
   }
+  // The file may hold a key or a passphrase: wipe what was read on every way out.
   char buf[65536];
+  struct Wipe {
+    char* p;
+    size_t n;
+    std::string* d;
+    ~Wipe() {
+      secure_wipe(p, n);
+      if (d) secure_wipe(*d);
+    }
+  } wipe{buf, sizeof buf, &data};
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error(errno, "reading " + path);
+    if (n < 0) return errno_error(errno, "reading " + printable(path));
     if (n == 0) break;
     data.append(buf, static_cast<size_t>(n));
     if (data.size() > max_bytes) {
-      return Error(ErrorCode::kInvalidInput, path + " is larger than " + std::to_string(max_bytes) + " bytes",
-                   "pass the PEM file itself, not an archive or disk image");
+      return Error(ErrorCode::kInvalidInput, shown + " is larger than " + std::to_string(max_bytes) + " bytes",
+                   "pass the text file itself, not an archive or disk image");
     }
   }
-  if (data.empty()) {
-    return Error(ErrorCode::kInvalidInput, (path == "-" ? std::string("standard input") : path) + " is empty",
-                 "pass a file with PEM data");
-  }
+  if (data.empty()) return Error(ErrorCode::kInvalidInput, shown + " is empty", "pass a file with the text");
+  STORCRYPT_TRY(require_text(data, shown, "pass the text file itself (is it a binary file or in another encoding?)"));
+  wipe.d = nullptr;  // handed to the caller, who wipes it when it held a secret
   return data;
 }
 
@@ -187,15 +241,53 @@ Status write_output_file(const std::string& path, const std::string& text) {
     return ok_status();
   }
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd.valid()) return errno_error(errno, "writing " + path);
+  if (!fd.valid()) return errno_error(errno, "writing " + printable(path));
   size_t off = 0;
   while (off < text.size()) {
     ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error(errno, "writing " + path);
+    if (n < 0) return errno_error(errno, "writing " + printable(path));
     off += static_cast<size_t>(n);
   }
   return ok_status();
+}
+
+namespace {
+constexpr std::pair<LocalPath, const char*> kLocalPathNames[] = {
+    {LocalPath::kInput, "FILE"}, {LocalPath::kOutput, "OUTPUT"}, {LocalPath::kOther, "PATH"}};
+}  // namespace
+
+CLI::Option* local_path(CLI::Option* o, LocalPath use) {
+  for (const auto& [u, name] : kLocalPathNames)
+    if (u == use) o->type_name(name);
+  return o;
+}
+
+std::optional<LocalPath> local_path_use(const CLI::Option* o) {
+  // The type name is the mark (validators append ":<description>"; ours has none).
+  const std::string t = o->get_type_name();
+  for (const auto& [u, name] : kLocalPathNames)
+    if (t == name) return u;
+  return std::nullopt;
+}
+
+void require_text_arguments(CLI::App& app, ClientContext& cc) {
+  for (CLI::Option* o : app.get_options()) {
+    if (local_path_use(o)) continue;
+    const std::string name = o->get_name();
+    const std::string what = name.rfind('-', 0) == 0 ? name : "the argument '" + name + "'";
+    // transform(): first in line, before e.g. a range check that would call
+    // the value a bad number.
+    o->transform(CLI::Validator(
+        [&cc, what](std::string& v) -> std::string {
+          Status st = require_text(v, what, "give the value as UTF-8 text");
+          if (st.ok()) return {};
+          if (!cc.bad_argument) cc.bad_argument = st.error();
+          return st.error().message();
+        },
+        /*validator_desc=*/"", /*validator_name=*/"text"));
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) require_text_arguments(*sub, cc);
 }
 
 void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows) {

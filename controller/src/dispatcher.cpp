@@ -200,9 +200,7 @@ std::string Dispatcher::handle_text(std::string_view request, PeerInfo peer, Out
     if (req->notification) return {};
     response = r.ok() ? rpc::success_response(req->id, std::move(r).value()) : rpc::error_response(req->id, r.error());
   }
-  // Strings from handlers may hold invalid UTF-8 (e.g. a file name); replace
-  // rather than throw.
-  return response.dump(-1, ' ', false, json::error_handler_t::replace);
+  return rpc::to_line(response);
 }
 
 }  // namespace storcrypt::controller

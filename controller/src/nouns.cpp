@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "storcrypt/controller/client.h"
+
 namespace storcrypt::controller {
 
 Status register_all_methods(Dispatcher& d, Context& ctx) {
@@ -33,6 +35,8 @@ void add_all_commands(CLI::App& app, ClientContext& cc) {
   add_ipsec_commands(app, cc);
   add_drive_commands(app, cc);
   add_ear_commands(app, cc);
+  // Last: every argument of every verb above must be text (client.h).
+  require_text_arguments(app, cc);
 }
 
 }  // namespace storcrypt::controller

@@ -151,4 +151,6 @@ json error_response(const json& id, const Error& e) {
   return json{{"jsonrpc", "2.0"}, {"id", id}, {"error", error_object(e)}};
 }
 
+std::string to_line(const json& response) { return response.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 }  // namespace storcrypt::controller::rpc

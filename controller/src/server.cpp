@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "storcrypt/common/secret.h"
 #include "storcrypt/controller/rpc.h"
 
 namespace storcrypt::controller {
@@ -93,9 +94,9 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     server_.connections_.erase(shared_from_this());
   }
 
-  void send_and_close(std::string line) {
+  void send_and_close(const nlohmann::json& response) {
     auto self = shared_from_this();
-    out_ = std::move(line) + "\n";
+    out_ = rpc::to_line(response) + "\n";
     asio::async_write(sock_, asio::buffer(out_), [self](asio::error_code, size_t) { self->close(); });
   }
 
@@ -121,11 +122,11 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     std::string line;
     if (!ec) {
       line.assign(asio::buffers_begin(buf_.data()), asio::buffers_begin(buf_.data()) + static_cast<long>(n) - 1);
-      buf_.consume(n);
+      consume_and_wipe(n);
     } else if (ec == asio::error::eof && buf_.size() > 0) {
       // The client shut down its write side after a request without '\n'.
       line.assign(asio::buffers_begin(buf_.data()), asio::buffers_end(buf_.data()));
-      buf_.consume(buf_.size());
+      consume_and_wipe(buf_.size());
       eof_ = true;
     } else if (ec == asio::error::not_found) {
       spdlog::warn("request from uid {} pid {} exceeds {} bytes; closing", peer_.uid, peer_.pid,
@@ -135,8 +136,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
               nullptr,
               Error(ErrorCode::kProtocol,
                     "request exceeds the limit of " + std::to_string(server_.config_.max_request_bytes) + " bytes",
-                    "send smaller requests (max_request_bytes in storcrypt.conf)", rpc::kNameRequestTooLarge))
-              .dump());
+                    "send smaller requests (max_request_bytes in storcrypt.conf)", rpc::kNameRequestTooLarge)));
       return;
     } else {
       close();
@@ -151,6 +151,14 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     dispatch(std::move(line));
+  }
+
+  // A request may carry a passphrase or a key: the buffer it was read into
+  // stays allocated for the connection, so wipe what was taken out of it.
+  void consume_and_wipe(size_t n) {
+    auto in = buf_.data();
+    secure_wipe(const_cast<void*>(in.data()), std::min(n, in.size()));
+    buf_.consume(n);
   }
 
   void dispatch(std::string line) {
@@ -170,12 +178,15 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
                                                  " s; its outcome is unknown",
                                              "check the state with a list/show command before "
                                              "retrying; raise request_timeout_seconds if needed",
-                                             rpc::kNameRequestTimeout))
-              .dump());
+                                             rpc::kNameRequestTimeout)));
     });
-    asio::post(server_.workers_, [self, done, timer, started, line = std::move(line)]() {
+    asio::post(server_.workers_, [self, done, timer, started, line = std::move(line)]() mutable {
       Dispatcher::Outcome outcome;
       std::string reply = self->server_.dispatcher_.handle_text(line, self->peer_, &outcome);
+      // The request text, and what parsing and the handler left on this
+      // worker's stack (short strings live inline there), may hold secrets.
+      secure_wipe(line);
+      wipe_stack();
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
       asio::post(self->server_.io_, [self, done, timer, reply = std::move(reply), outcome, ms]() mutable {
         timer->cancel();
@@ -309,8 +320,7 @@ void Server::on_accepted(stream_protocol::socket sock) {
         rpc::error_response(
             nullptr,
             Error(ErrorCode::kPermission, "uid " + std::to_string(creds->info.uid) + " may not use the storcrypt API",
-                  "run as root or as a member of group " + config_.socket_group, rpc::kNamePermissionDenied))
-            .dump());
+                  "run as root or as a member of group " + config_.socket_group, rpc::kNamePermissionDenied)));
     return;
   }
   conn->start();

@@ -4,6 +4,8 @@
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,6 +19,7 @@
 #include <iostream>
 
 #include "storcrypt/common/fd.h"
+#include "storcrypt/common/secret.h"
 #include "storcrypt/controller/config.h"
 #include "storcrypt/controller/dispatcher.h"
 #include "storcrypt/controller/nouns.h"
@@ -67,6 +70,29 @@ storcrypt::Result<storcrypt::UniqueFd> lock_state_dir(const std::string& dir) {
   return fd;
 }
 
+// The secure heap for key material (secret.h): locked, not in core dumps.
+// 1 MiB holds some 16,000 keys of 64 bytes; beyond it keys fall back to the
+// ordinary (wiped) heap and `system doctor` says so.
+constexpr std::size_t kSecureHeapBytes = 1 << 20;
+
+// Key material must not leave the process through a core dump: no dumps
+// (with PR_SET_DUMPABLE 0 the kernel writes none, and only CAP_SYS_PTRACE
+// may attach), and the key pages are MADV_DONTDUMP for dumpers that do
+// attach (gcore). Warnings only: the daemon still works without them.
+void protect_key_memory() {
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+    spdlog::warn("cannot exclude storcryptd from core dumps (prctl PR_SET_DUMPABLE): {}", std::strerror(errno));
+  if (Status st = storcrypt::init_secure_memory(kSecureHeapBytes); !st.ok()) {
+    spdlog::warn("{}; key material stays in ordinary (wiped) memory", st.error().to_string());
+  } else if (!storcrypt::secure_memory_status().locked) {
+    rlimit rl{};
+    ::getrlimit(RLIMIT_MEMLOCK, &rl);
+    spdlog::warn("key memory could not be locked (RLIMIT_MEMLOCK {} bytes): it may be swapped out; "
+                 "the storcryptd unit sets LimitMEMLOCK=infinity",
+                 static_cast<unsigned long long>(rl.rlim_cur));
+  }
+}
+
 struct Options {
   std::string config_path = sc::kDefaultConfigPath;
   bool config_given = false;
@@ -82,6 +108,7 @@ int run(const Options& opt, const sc::Config& config, int ready_fd) {
     }
     return 1;
   };
+  protect_key_memory();
   if (Status st = prepare_state_dir(config.state_directory); !st.ok()) return fail(st.error());
   auto lock = lock_state_dir(config.state_directory);
   if (!lock.ok()) return fail(lock.error());

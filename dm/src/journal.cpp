@@ -3,6 +3,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "storcrypt/common/files.h"
 #include "storcrypt/keys/key_media.h"
 
 namespace storcrypt::dm {
@@ -39,7 +40,7 @@ Status FileJournal::write_all(const std::vector<JournalEntry>& all) {
                         {"device", e.device}, {"step", e.step}, {"data", e.data}};
     text += j.dump() + "\n";
   }
-  return keys::write_file_atomic(path_, text);
+  return storcrypt::write_file_atomic(path_, text);
 }
 
 Result<std::vector<JournalEntry>> FileJournal::entries() {

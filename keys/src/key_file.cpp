@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "storcrypt/common/hex.h"
+
 namespace storcrypt::keys {
 namespace {
 
@@ -61,31 +63,9 @@ Result<std::array<std::uint8_t, kMacBytes>> compute_mac(std::string_view system_
   return out;
 }
 
-std::string hex_of(std::span<const std::uint8_t> b) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  s.reserve(b.size() * 2);
-  for (auto c : b) {
-    s.push_back(d[c >> 4]);
-    s.push_back(d[c & 15]);
-  }
-  return s;
-}
-
-int hex_val(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;  // uppercase is rejected: the format is canonical
-}
-
+// Canonical (lowercase) hex of exactly n bytes.
 bool parse_hex_into(std::string_view h, std::uint8_t* out, std::size_t n) {
-  if (h.size() != n * 2) return false;
-  for (std::size_t i = 0; i < n; ++i) {
-    int hi = hex_val(h[2 * i]), lo = hex_val(h[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
-  }
-  return true;
+  return h.size() == n * 2 && !hex_decode_into(h, {out, n}, HexCase::kLower);
 }
 
 // Takes the next '\n'-terminated line starting at *pos; the line must be "<field>: <value>".
@@ -150,7 +130,7 @@ Result<std::string> encode_key_file(const KeyFile& kf) {
     secure_wipe(out);
     return std::move(mac).error();
   }
-  out.append("mac: ").append(hex_of(*mac)).append("\n");
+  out.append("mac: ").append(to_hex(*mac)).append("\n");
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "storcrypt/common/fd.h"
+#include "storcrypt/common/files.h"
 
 namespace storcrypt::keys {
 namespace fs = std::filesystem;
@@ -18,26 +19,6 @@ namespace {
 
 constexpr std::string_view kPrefix = "storcrypt-";
 constexpr std::string_view kSuffix = ".key";
-
-Status fsync_dir(const fs::path& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return errno_error(errno, "opening directory " + dir.string());
-  if (::fsync(fd.get()) != 0) return errno_error(errno, "fsync of directory " + dir.string());
-  return ok_status();
-}
-
-Status write_all(int fd, const char* p, std::size_t n, const fs::path& what) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return errno_error(errno, "writing " + what.string());
-    }
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return ok_status();
-}
 
 // "storcrypt-<key id>.g<gen>.key" -> ref; false for other names.
 bool parse_file_name(const std::string& name, KeyRef* ref) {
@@ -66,23 +47,6 @@ std::string key_file_name(const KeyRef& ref) {
   return std::string(kPrefix) + ref.key_id + ".g" + std::to_string(ref.generation) + std::string(kSuffix);
 }
 
-Status write_file_atomic(const fs::path& path, std::string_view data) {
-  fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
-  ::unlink(tmp.c_str());
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!fd.valid()) return errno_error(errno, "creating " + tmp.string());
-  if (::fchmod(fd.get(), 0600) != 0) return errno_error(errno, "chmod 0600 " + tmp.string());
-  auto st = write_all(fd.get(), data.data(), data.size(), tmp);
-  if (st.ok() && ::fsync(fd.get()) != 0) st = errno_error(errno, "fsync of " + tmp.string());
-  fd.reset();
-  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) st = errno_error(errno, "renaming to " + path.string());
-  if (!st.ok()) {
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  return fsync_dir(path.parent_path().empty() ? fs::path(".") : path.parent_path());
-}
-
 Status shred_file(const fs::path& path) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) {
@@ -91,12 +55,12 @@ Status shred_file(const fs::path& path) {
   }
   struct stat sb {};
   if (::fstat(fd.get(), &sb) != 0) return errno_error(errno, "stat " + path.string());
-  std::string zeros(static_cast<std::size_t>(std::max<off_t>(sb.st_size, 0)), '\0');
-  STORCRYPT_TRY(write_all(fd.get(), zeros.data(), zeros.size(), path));
+  std::vector<std::uint8_t> zeros(static_cast<std::size_t>(std::max<off_t>(sb.st_size, 0)), 0);
+  STORCRYPT_TRY(write_all(fd.get(), zeros, path));
   if (::fsync(fd.get()) != 0) return errno_error(errno, "fsync of " + path.string());
   fd.reset();
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error(errno, "removing " + path.string());
-  return fsync_dir(path.parent_path());
+  return fsync_directory(path.parent_path());
 }
 
 Result<std::string> read_small_file(const fs::path& path, std::size_t max_bytes) {
@@ -275,8 +239,11 @@ Result<ProviderReport> KeyMediaProvider::destroy_all(const std::string& key_id) 
     std::vector<fs::path> victims;
     for (const auto& e : fs::directory_iterator(m, ec)) {
       std::string name = e.path().filename().string();
-      // Leftover temp files of interrupted writes hold key material too.
-      if (!name.empty() && name[0] == '.' && name.size() > 5 && name.compare(name.size() - 4, 4, ".tmp") == 0)
+      // Leftover temp files of interrupted writes hold key material too
+      // (".<name>.tmp" is what versions before write_file_atomic() left).
+      if (auto target = atomic_write_target(name))
+        name = *target;
+      else if (!name.empty() && name[0] == '.' && name.size() > 5 && name.compare(name.size() - 4, 4, ".tmp") == 0)
         name = name.substr(1, name.size() - 5);
       KeyRef r;
       if (parse_file_name(name, &r) && r.key_id == key_id) victims.push_back(e.path());

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cstdio>
 #include <deque>
 #include <mutex>
@@ -88,15 +89,13 @@ std::optional<ResultReason> server_result_reason(const Error& e) {
     return std::nullopt;
   auto pos = e.message().find(kReasonMarker);
   if (pos == std::string::npos) return std::nullopt;
+  // Exactly the 8 uppercase digits written by the %08X above.
+  std::string_view digits = std::string_view(e.message()).substr(pos + kReasonMarker.size(), 8);
   std::uint32_t v = 0;
-  std::size_t i = pos + kReasonMarker.size();
-  for (std::size_t n = 0; n < 8; ++n, ++i) {
-    if (i >= e.message().size()) return std::nullopt;
-    char c = e.message()[i];
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    if (d < 0) return std::nullopt;
-    v = (v << 4) | static_cast<std::uint32_t>(d);
-  }
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v, 16);
+  if (digits.size() != 8 || ec != std::errc() || end != digits.data() + digits.size() ||
+      std::any_of(digits.begin(), digits.end(), [](char c) { return c >= 'a' && c <= 'f'; }))
+    return std::nullopt;
   return static_cast<ResultReason>(v);
 }
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "storcrypt/common/hex.h"
 #include "storcrypt/kmip/tags.h"
 
 namespace storcrypt::kmip {
@@ -22,10 +23,7 @@ std::string hex_tag(std::uint32_t tag) {
   return b;
 }
 
-std::string to_hex_byte(std::uint8_t b) {
-  static const char* d = "0123456789ABCDEF";
-  return {d[b >> 4], d[b & 15]};
-}
+std::string to_hex_byte(std::uint8_t b) { return to_hex({&b, 1}, HexCase::kUpper); }
 
 void put_be(Bytes& out, std::uint64_t v, int n) {
   for (int i = n - 1; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));

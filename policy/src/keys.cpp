@@ -369,11 +369,20 @@ Status import_keys_into(KeyStore& store, std::string_view file_text, const Secre
 }
 
 SecretBytes key_payload(const std::vector<const NamedKey*>& keys) {
-  SecretBytes plain;
+  // Built in place: no temporary string ever holds a key's hex.
+  std::size_t total = 0;
+  for (const NamedKey* k : keys) total += k->name.size() + to_string(k->algorithm).size() + 2 * k->value.size() + 3;
+  SecretBytes plain(total);
+  auto out = reinterpret_cast<char*>(plain.data());
+  auto put = [&out](std::string_view t) { out = std::copy(t.begin(), t.end(), out); };
   for (const NamedKey* k : keys) {
-    std::string line = k->name + " " + std::string(to_string(k->algorithm)) + " " + k->value.reveal_hex() + "\n";
-    plain.append({reinterpret_cast<const std::uint8_t*>(line.data()), line.size()});
-    secure_wipe(line);
+    put(k->name);
+    put(" ");
+    put(to_string(k->algorithm));
+    put(" ");
+    hex_encode_into(k->value.view(), {out, 2 * k->value.size()});
+    out += 2 * k->value.size();
+    put("\n");
   }
   return plain;
 }
@@ -382,23 +391,6 @@ std::vector<const NamedKey*> all_keys(const KeyStore& store) {
   std::vector<const NamedKey*> out;
   for (const KeyInfo& i : store.list()) out.push_back(store.find(i.name));
   return out;
-}
-
-Status write_private_file(const std::string& path, std::string_view text) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) return errno_error(errno, "creating " + path);
-  if (::fchmod(fd.get(), 0600) != 0) return errno_error(errno, "setting mode 0600 on " + path);
-  std::size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error(errno, "writing " + path);
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd.get()) != 0) return errno_error(errno, "syncing " + path);
-  return ok_status();
 }
 
 Result<std::string> read_file(const std::string& path) {

@@ -103,7 +103,7 @@ void add_cert_commands(CLI::App& app, ClientContext& cc) {
   auto csr_out = std::make_shared<std::string>();
   auto* csr = noun->add_subcommand("csr", "Create a new pending key and a CSR for an external CA");
   add_subject_options(csr, *so);
-  csr->add_option("--out", *csr_out, "Write the CSR here (default: standard output)");
+  local_path(csr->add_option("--out", *csr_out, "Write the CSR here (default: standard output)"), LocalPath::kOutput);
   csr->callback([&cc, so, csr_out] {
     cc.run("cert.csr", subject_params(*so), [&cc, csr_out](const json& r) {
       Status st = write_output_file(*csr_out, r["csr_pem"].get<std::string>());
@@ -113,7 +113,7 @@ void add_cert_commands(CLI::App& app, ClientContext& cc) {
 
   auto in = std::make_shared<std::string>();
   auto* install = noun->add_subcommand("install", "Install the signed endpoint certificate (PEM, chain allowed)");
-  install->add_option("file", *in, "PEM file with the certificate and optionally its chain ('-' for stdin)")
+  local_path(install->add_option("file", *in, "PEM file with the certificate and optionally its chain ('-' for stdin)"))
       ->required();
   install->callback([&cc, in] {
     auto pem = read_input_file(*in);
@@ -135,13 +135,16 @@ void add_cert_commands(CLI::App& app, ClientContext& cc) {
                 << "expiry:      " << plain(r["expiry"]) << "\n";
       print_cert("endpoint certificate", r["endpoint"]);
       for (const auto& c : r["chain"]) print_cert("chain", c);
+      if (r.contains("missing_issuer") && !r["missing_issuer"].is_null())
+        std::cout << "chain:       incomplete, the issuer " << plain(r["missing_issuer"])
+                  << " is neither installed nor trusted (partners will need it)\n";
       print_cert("root CA", r["root"]);
     });
   });
 
   auto root_out = std::make_shared<std::string>();
   auto* exp = noun->add_subcommand("export-root", "Print the internal root CA certificate (PEM) for partners");
-  exp->add_option("--out", *root_out, "Write the PEM here (default: standard output)");
+  local_path(exp->add_option("--out", *root_out, "Write the PEM here (default: standard output)"), LocalPath::kOutput);
   exp->callback([&cc, root_out] {
     cc.run("cert.export-root", json::object(), [&cc, root_out](const json& r) {
       Status st = write_output_file(*root_out, r["pem"].get<std::string>());

@@ -5,10 +5,11 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "storcrypt/common/files.h"
 #include "storcrypt/common/secret.h"
+#include "storcrypt/common/text.h"
 #include "storcrypt/controller/client.h"
 #include "storcrypt/controller/nouns.h"
-#include "storcrypt/policy/keys.h"
 
 namespace storcrypt::controller {
 
@@ -88,7 +89,7 @@ Result<std::string> read_secret_line(const std::string& path, const char* what) 
   secure_wipe(text);
   if (!line.empty() && line.back() == '\r') line.pop_back();
   if (line.empty())
-    return Error(ErrorCode::kInvalidInput, std::string(what) + " file " + path + " is empty",
+    return Error(ErrorCode::kInvalidInput, std::string(what) + " file " + printable(path) + " is empty",
                  std::string("put the ") + what + " on its first line");
   return line;
 }
@@ -185,7 +186,7 @@ void add_policy_commands(CLI::App& app, ClientContext& cc) {
   });
 
   auto* import_cmd = noun->add_subcommand("import", "Replace the uncommitted list with a policy file");
-  import_cmd->add_option("file", o->file, "Policy file ('-' = stdin)")->required();
+  local_path(import_cmd->add_option("file", o->file, "Policy file ('-' = stdin)"))->required();
   import_cmd->add_flag("--swap", o->swap, "The partner's list: swap local and remote, flip directions");
   import_cmd->add_flag("--append", o->append, "Append to the list instead of replacing it");
   import_cmd->callback([&cc, o] {
@@ -198,7 +199,7 @@ void add_policy_commands(CLI::App& app, ClientContext& cc) {
   });
 
   auto* exp = noun->add_subcommand("export", "Write the list as a policy file (keys by name only)");
-  exp->add_option("file", o->file, "Output file (default: stdout)");
+  local_path(exp->add_option("file", o->file, "Output file (default: stdout)"), LocalPath::kOutput);
   exp->add_flag("--committed", o->committed, "Export the committed list");
   exp->callback([&cc, o] {
     cc.run("policy.export", {{"committed", o->committed}}, [o, &cc](const json& r) {
@@ -283,8 +284,9 @@ void add_key_commands(CLI::App& app, ClientContext& cc) {
       ->add_option("--algorithm", o->algorithm,
                    "HMAC-SHA1-96, HMAC-SHA-256-128, HMAC-SHA-512-256, AES-CBC-128, AES-CBC-256, AES-GCM-256")
       ->required();
-  auto* hex = create->add_option("--hex-file", o->hex_file, "File ('-' = stdin) whose first line is the value in hex");
-  create->add_option("--ascii-file", o->ascii_file, "File ('-' = stdin) whose first line is the value as ASCII")
+  auto* hex = local_path(
+      create->add_option("--hex-file", o->hex_file, "File ('-' = stdin) whose first line is the value in hex"));
+  local_path(create->add_option("--ascii-file", o->ascii_file, "File ('-' = stdin) whose first line is the value as ASCII"))
       ->excludes(hex);
   create->add_flag("--replace", o->replace, "Replace an existing key of this name");
   create->callback([&cc, o] {
@@ -293,7 +295,7 @@ void add_key_commands(CLI::App& app, ClientContext& cc) {
       if (path->empty()) continue;
       auto v = read_secret_line(*path, "key value");
       if (!v.ok()) return cc.fail(v.error());
-      p[key] = *v;
+      p[key] = std::move(*v);
       secure_wipe(*v);
     }
     cc.run("key.create", p, [](const json& r) {
@@ -313,9 +315,10 @@ void add_key_commands(CLI::App& app, ClientContext& cc) {
   });
 
   auto* exp = noun->add_subcommand("export", "Encrypt keys under a passphrase into a file for the partner");
-  exp->add_option("file", o->file, "Output file (written 0600; '-' = stdout)")->required();
+  local_path(exp->add_option("file", o->file, "Output file (written 0600; '-' = stdout)"), LocalPath::kOutput)->required();
   exp->add_option("--name", o->names, "Key to export (repeatable; default: all)");
-  exp->add_option("--passphrase-file", o->passphrase_file, "File ('-' = stdin) whose first line is the passphrase")
+  local_path(
+      exp->add_option("--passphrase-file", o->passphrase_file, "File ('-' = stdin) whose first line is the passphrase"))
       ->required();
   exp->add_option("--kdf", o->kdf, "scrypt (default) or pbkdf2");
   exp->callback([&cc, o] {
@@ -326,7 +329,7 @@ void add_key_commands(CLI::App& app, ClientContext& cc) {
     if (!o->names.empty()) p["names"] = o->names;
     cc.run("key.export", p, [o, &cc](const json& r) {
       const std::string& text = r["file"].get_ref<const std::string&>();
-      Status s = (o->file == "-") ? write_output_file("-", text) : policy::write_private_file(o->file, text);
+      Status s = (o->file == "-") ? write_output_file("-", text) : write_file_atomic(o->file, text, 0600);
       if (!s.ok()) return cc.fail(s.error());
       if (o->file != "-") std::cout << plain(r["keys"]) << " key(s) written to " << o->file << "\n";
     });
@@ -334,8 +337,9 @@ void add_key_commands(CLI::App& app, ClientContext& cc) {
   });
 
   auto* imp = noun->add_subcommand("import", "Import keys from a passphrase-protected key file");
-  imp->add_option("file", o->file, "Key file ('-' = stdin)")->required();
-  imp->add_option("--passphrase-file", o->passphrase_file, "File ('-' = stdin) whose first line is the passphrase")
+  local_path(imp->add_option("file", o->file, "Key file ('-' = stdin)"))->required();
+  local_path(
+      imp->add_option("--passphrase-file", o->passphrase_file, "File ('-' = stdin) whose first line is the passphrase"))
       ->required();
   imp->add_flag("--replace", o->replace, "Replace keys of the same names");
   imp->callback([&cc, o] {

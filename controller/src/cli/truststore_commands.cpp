@@ -33,7 +33,8 @@ void add_truststore_commands(CLI::App& app, ClientContext& cc) {
   auto file = std::make_shared<std::string>();
   auto uses = std::make_shared<std::string>();
   auto* add = noun->add_subcommand("add", "Trust a remote authority (PEM bundle with the full chain to the root)");
-  add->add_option("file", *file, "PEM bundle: intermediate(s) and root, any order ('-' for stdin)")->required();
+  local_path(add->add_option("file", *file, "PEM bundle: intermediate(s) and root, any order ('-' for stdin)"))
+      ->required();
   add->add_option("--use", *uses, "What it is trusted for: comma-separated ipsec, restapi, kmip")->required();
   add->callback([&cc, file, uses] {
     auto pem = read_input_file(*file);

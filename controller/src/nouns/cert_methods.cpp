@@ -121,6 +121,25 @@ std::vector<CheckResult> expiry_checks(Context& ctx) {
   return out;
 }
 
+// The endpoint's chain as partners receive it: its issuer must be installed
+// with it or be in the truststore (else partners need the intermediate).
+std::vector<CheckResult> chain_checks(Context& ctx) {
+  auto svc = cert_service(ctx);
+  if (!svc.ok()) return {};  // expiry_checks reports the store itself
+  auto st = (*svc)->with([](certs::CertStore& s) { return s.show(); });
+  if (!st.ok()) return {{"certificates", "endpoint-chain", "error", st.error().message(), st.error().fix()}};
+  if (!st->cert) return {};
+  if (st->missing_issuer) {
+    return {{"certificates", "endpoint-chain", "warning",
+             "the chain of " + st->cert->subject + " is incomplete: its issuer (" + *st->missing_issuer +
+                 ") is neither installed with it nor in the truststore; partners will need that intermediate",
+             "install the certificate followed by its intermediate(s): `storcrypt cert install FULLCHAIN.pem`, "
+             "or `storcrypt truststore add` the issuing CA if partners already trust it"}};
+  }
+  return {{"certificates", "endpoint-chain", "ok",
+           "complete (" + std::to_string(st->chain.size()) + " certificate(s) installed with the endpoint)", ""}};
+}
+
 // ---- certificate expiry events ----
 // A watcher (every STORCRYPT_CERT_CHECK_SECONDS, default 3600) raises one
 // event per certificate and expiry class: 3010 (< 30 days left, warning),
@@ -233,6 +252,7 @@ void expiry_pass(CertService& svc, EventLog& ev, ExpiryWatch& w) {
 Status register_cert_methods(Dispatcher& d, Context& ctx) {
   STORCRYPT_ASSIGN_OR_RETURN(auto svc, cert_service(ctx));
   ctx.add_doctor_check([&ctx] { return expiry_checks(ctx); });
+  ctx.add_doctor_check([&ctx] { return chain_checks(ctx); });
   if (ctx.events) {
     define_expiry_events(*ctx.events);
     auto watch = std::make_shared<ExpiryWatch>();
@@ -300,7 +320,8 @@ Status register_cert_methods(Dispatcher& d, Context& ctx) {
                                   {"chain", chain},
                                   {"endpoint", st.cert ? cert_info_json(*st.cert) : json(nullptr)},
                                   {"root", st.root ? cert_info_json(*st.root) : json(nullptr)},
-                                  {"expiry", st.expiry ? json(certs::expiry_class_name(*st.expiry)) : json(nullptr)}};
+                                  {"expiry", st.expiry ? json(certs::expiry_class_name(*st.expiry)) : json(nullptr)},
+                                  {"missing_issuer", st.missing_issuer ? json(*st.missing_issuer) : json(nullptr)}};
                          return out;
                        }}));
 

@@ -1,6 +1,8 @@
 // API methods of the `system` noun: system.status, system.doctor.
 #include <openssl/crypto.h>
 #include <sqlite3.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -10,6 +12,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "storcrypt/common/secret.h"
 #include "storcrypt/controller/nouns.h"
 #include "storcrypt/kmodule/probe.h"
 
@@ -122,6 +125,40 @@ std::vector<CheckResult> kernel_checks() {
   return out;
 }
 
+// Key material in memory (common/secret.h): storcryptd sets up the secure
+// heap and clears its dumpable flag at start-up.
+std::vector<CheckResult> memory_checks() {
+  std::vector<CheckResult> out;
+  SecureMemoryStatus m = secure_memory_status();
+  const std::string size = std::to_string(m.bytes / 1024) + " KiB";
+  if (!m.initialized) {
+    out.push_back({"memory", "key-memory", "warning",
+                   "key material is in ordinary memory (no secure heap): it may be swapped out", ""});
+  } else if (!m.locked) {
+    rlimit rl{};
+    ::getrlimit(RLIMIT_MEMLOCK, &rl);
+    out.push_back({"memory", "key-memory", "warning",
+                   "the " + size + " holding key material could not be locked or excluded from core dumps "
+                   "(RLIMIT_MEMLOCK " + std::to_string(rl.rlim_cur) + " bytes): it may be swapped out",
+                   "run storcryptd under its systemd unit (LimitMEMLOCK=infinity) or raise its memlock limit"});
+  } else {
+    out.push_back({"memory", "key-memory", "ok",
+                   size + " locked and excluded from core dumps, " + std::to_string(m.used) + " bytes in use", ""});
+  }
+  if (m.fallbacks > 0) {
+    out.push_back({"memory", "key-memory-full", "warning",
+                   std::to_string(m.fallbacks) + " key allocation(s) found the secure heap full and used ordinary memory",
+                   "report this with the output of `storcrypt system status --json`"});
+  }
+  if (::prctl(PR_GET_DUMPABLE) != 0) {
+    out.push_back({"memory", "core-dumps", "warning", "storcryptd may be core-dumped (PR_GET_DUMPABLE is set)",
+                   "restart storcryptd; it clears the flag at start-up"});
+  } else {
+    out.push_back({"memory", "core-dumps", "ok", "not dumpable", ""});
+  }
+  return out;
+}
+
 json versions() {
   struct utsname u {};
   ::uname(&u);
@@ -137,6 +174,7 @@ json versions() {
 Status register_system_methods(Dispatcher& d, Context& ctx) {
   ctx.add_doctor_check([&ctx] { return state_checks(ctx); });
   ctx.add_doctor_check([] { return kernel_checks(); });
+  ctx.add_doctor_check([] { return memory_checks(); });
 
   STORCRYPT_TRY(d.add(
       {"system.status",

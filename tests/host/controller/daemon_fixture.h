@@ -15,12 +15,26 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "storcrypt/testing/environment.h"
 #include "storcrypt/testing/process.h"
 
 namespace storcrypt::testing {
+
+/// A policy file with a transport-mode PROTECT pair between 192.0.2.1 and
+/// 192.0.2.2 for TCP port 5000: prot-out (SPI 0x2000) and prot-in (SPI
+/// 0x2001), AES-GCM-256 with the named keys.
+inline std::string protect_pair_policy(const std::string& out_key, const std::string& in_key) {
+  std::string text;
+  for (const auto& [dir, spi, key] : {std::tuple{"out", "0x2000", out_key}, std::tuple{"in", "0x2001", in_key}}) {
+    text += std::string(text.empty() ? "" : "\n") + "Name = prot-" + dir + "\nDirection = " + dir +
+            "bound\nLocalAddress = 192.0.2.1\nRemoteAddress = 192.0.2.2\nProtocol = TCP\nRemotePort = 5000\n"
+            "Action = PROTECT\nSPI = " + spi + "\nEncryptionAlgorithm = AES-GCM-256\nEncryptionKey = " + key + "\n";
+  }
+  return text;
+}
 
 class Daemon : public ::testing::Test {
  protected:

@@ -172,28 +172,7 @@ TEST_F(IpsecCli, KeysNeverInListingsArgvOrLogsAndProtectEnforcedOrRefusedCleanly
   r = cli({"key", "import", keyfile, "--passphrase-file", pass, "--replace"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
 
-  std::string list = file("list.txt", R"(Name = prot-out
-Direction = outbound
-LocalAddress = 192.0.2.1
-RemoteAddress = 192.0.2.2
-Protocol = TCP
-RemotePort = 5000
-Action = PROTECT
-SPI = 0x2000
-EncryptionAlgorithm = AES-GCM-256
-EncryptionKey = k1
-
-Name = prot-in
-Direction = inbound
-LocalAddress = 192.0.2.1
-RemoteAddress = 192.0.2.2
-Protocol = TCP
-RemotePort = 5000
-Action = PROTECT
-SPI = 0x2001
-EncryptionAlgorithm = AES-GCM-256
-EncryptionKey = k1
-)");
+  std::string list = file("list.txt", storcrypt::testing::protect_pair_policy("k1", "k1"));
   ASSERT_EQ(cli({"policy", "import", list}).exit_code, 0);
   r = cli({"key", "delete", "k1"});
   EXPECT_EQ(r.exit_code, 4) << r.err;

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "storcrypt/certs/certs.h"
+#include "storcrypt/common/files.h"
 #include "storcrypt/testing/environment.h"
 #include "storcrypt/testing/process.h"
 #include "store_fixture.h"
@@ -166,6 +167,35 @@ TEST_F(StoreTest, ForeignIntermediateSignsOurCsrAndItInstalls) {
   ASSERT_TRUE(inst2.ok()) << inst2.error().to_string();
 }
 
+TEST_F(StoreTest, LeafWithoutItsIntermediateInstallsWithAnIncompleteChainWarning) {
+  make_foreign_ca();
+  const std::string csr = our_csr_file();
+  ASSERT_EQ(foreign_sign(csr, path("signed.pem")).exit_code, 0);
+  // The leaf alone: its issuer (the intermediate) is neither given nor trusted.
+  auto inst = store_->install(slurp(path("signed.pem")));
+  ASSERT_TRUE(inst.ok()) << inst.error().to_string();
+  std::string all;
+  for (const auto& w : inst->warnings) all += w + "\n";
+  EXPECT_NE(all.find("the chain is incomplete"), std::string::npos) << all;
+  EXPECT_NE(all.find("f Foreign Intermediate CA"), std::string::npos) << all;
+  EXPECT_NE(all.find("partners will need that intermediate"), std::string::npos) << all;
+  auto s = store_->show();
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(s->missing_issuer.has_value());
+  EXPECT_NE(s->missing_issuer->find("f Foreign Intermediate CA"), std::string::npos);
+  // Once the issuing CA is in the truststore the chain partners see is complete.
+  ASSERT_TRUE(store_->trust_add(slurp(path("froot.pem")) + slurp(path("fint.pem")), {TrustUse::kIpsec}).ok());
+  EXPECT_FALSE(store_->show()->missing_issuer.has_value());
+  ASSERT_TRUE(store_->trust_remove(store_->trust_list()->front().cert.sha256_fingerprint).ok());
+  ASSERT_TRUE(store_->trust_remove(store_->trust_list()->front().cert.sha256_fingerprint).ok());
+  EXPECT_TRUE(store_->show()->missing_issuer.has_value());
+  // The leaf with its intermediate (no root): complete, no warning.
+  auto inst2 = store_->install(slurp(path("signed.pem")) + slurp(path("fint.pem")));
+  ASSERT_TRUE(inst2.ok()) << inst2.error().to_string();
+  for (const auto& w : inst2->warnings) EXPECT_EQ(w.find("incomplete"), std::string::npos) << w;
+  EXPECT_FALSE(store_->show()->missing_issuer.has_value());
+}
+
 TEST_F(StoreTest, InstallRefusesCertOfAnotherKey) {
   make_foreign_ca();
   (void)our_csr_file();
@@ -280,7 +310,7 @@ TEST_F(StoreTest, NoPrivateKeyInAnyOutput) {
   for (const char* f : {"state/endpoint/key.pem", "state/pending/key.pem", "state/ca/key.pem"})
     EXPECT_EQ(file_mode(tmp_ / f), 0600u) << f;
   for (const auto& e : fs::recursive_directory_iterator(tmp_ / "state"))
-    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+    EXPECT_FALSE(atomic_write_target(e.path().filename().string())) << e.path();
 }
 
 TEST_F(StoreTest, InterruptedSwapIsRecoveredOnOpen) {

@@ -153,16 +153,20 @@ TEST_F(KeyMediaTest, DestroyAllShredsEveryGenerationAndTempFile) {
   ASSERT_TRUE(p.store({"vol1", 1}, key()).ok());
   ASSERT_TRUE(p.store({"vol1", 2}, key()).ok());
   ASSERT_TRUE(p.store({"vol10", 1}, key()).ok());
+  // Left by interrupted writes: write_file_atomic()'s temporary, and the
+  // name versions before it used.
   { std::ofstream(media_[0] / ("." + key_file_name({"vol1", 3}) + ".tmp")) << "partial"; }
+  { std::ofstream(media_[1] / ("." + key_file_name({"vol1", 4}) + ".tmp-0badcafe")) << "partial"; }
   auto r = p.destroy_all("vol1");
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->copies_removed, 9u);
+  EXPECT_EQ(r->copies_removed, 10u);
   for (auto& m : media_) {
     EXPECT_FALSE(fs::exists(m / key_file_name({"vol1", 1})));
     EXPECT_FALSE(fs::exists(m / key_file_name({"vol1", 2})));
     EXPECT_TRUE(fs::exists(m / key_file_name({"vol10", 1}))) << "other keys untouched";
   }
   EXPECT_FALSE(fs::exists(media_[0] / ("." + key_file_name({"vol1", 3}) + ".tmp")));
+  EXPECT_FALSE(fs::exists(media_[1] / ("." + key_file_name({"vol1", 4}) + ".tmp-0badcafe")));
 }
 
 TEST_F(KeyMediaTest, InitMediumCopiesValidKeys) {

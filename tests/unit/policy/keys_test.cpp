@@ -109,19 +109,6 @@ TEST(KeyFile, EnvelopeAndPayloadParsers) {
   EXPECT_FALSE(parse_key_payload({reinterpret_cast<const std::uint8_t*>(bad.data()), bad.size()}).ok());
 }
 
-TEST(KeyFile, WrittenWithMode0600) {
-  char tmpl[] = "/tmp/policy-keys-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string path = std::string(tmpl) + "/keys.txt";
-  ASSERT_TRUE(write_private_file(path, "x\n").ok());
-  struct stat st {};
-  ASSERT_EQ(stat(path.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0600u);
-  EXPECT_EQ(*read_file(path), "x\n");
-  unlink(path.c_str());
-  rmdir(tmpl);
-}
-
 TEST(KeyStore, ValuesNeverPrinted) {
   KeyStore ks;
   ASSERT_TRUE(ks.create_hex("k", Algorithm::kAesCbc128, "00112233445566778899aabbccddeeff").ok());

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "storcrypt/common/files.h"
 #include "storcrypt/netlink/xfrm_api.h"
 #include "storcrypt/policy/compiler.h"
 #include "storcrypt/policy/installer.h"
@@ -93,7 +94,7 @@ int run(int argc, char** argv) {
     if (!pass.ok()) return fail(pass.error());
     auto text = export_keys(ks, {}, *pass);
     if (!text.ok()) return fail(text.error());
-    if (auto st = write_private_file(a[0], *text); !st.ok()) return fail(st.error());
+    if (auto st = storcrypt::write_file_atomic(a[0], *text, 0600); !st.ok()) return fail(st.error());
     for (const KeyInfo& k : ks.list())
       std::printf("key %s %s %zu bytes\n", k.name.c_str(), std::string(to_string(k.algorithm)).c_str(), k.bytes);
     return 0;

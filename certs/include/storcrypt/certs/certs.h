@@ -270,6 +270,9 @@ struct EndpointStatus {
   std::optional<CertInfo> root;  ///< internal root CA, when one exists
   bool csr_pending = false;      ///< a CSR key waits for its signed certificate
   std::optional<ExpiryClass> expiry;
+  /// Set when the chain is incomplete: the endpoint certificate's issuer (its
+  /// subject name) is neither installed with it nor in the truststore.
+  std::optional<std::string> missing_issuer;
 };
 
 struct ExpiryItem {
@@ -319,7 +322,9 @@ class CertStore {
   /// Install an externally signed certificate (PEM/DER; PEM may carry the
   /// chain in any order). It must match the pending key (or the current
   /// endpoint key): xCertKeyMismatch otherwise. Refuses expired, not yet
-  /// valid and CA certificates.
+  /// valid and CA certificates. A certificate whose issuer is neither given
+  /// with it nor in the truststore is installed with a warning (the chain is
+  /// incomplete: partners will need the intermediate).
   Result<InstallResult> install(std::string_view cert_input);
   Result<EndpointStatus> show() const;
   /// PEM of the internal root CA (xCertNoInternalRoot when none).
@@ -356,6 +361,10 @@ class CertStore {
 
  private:
   CertStore(std::filesystem::path dir, Clock clock) : dir_(std::move(dir)), clock_(std::move(clock)) {}
+  /// The issuer name of `leaf` when it is not self-signed and neither
+  /// `chain` nor the truststore holds a certificate that issued it.
+  Result<std::optional<std::string>> missing_issuer(const Certificate& leaf,
+                                                    const std::vector<Certificate>& chain) const;
   std::filesystem::path dir_;
   Clock clock_;
   /// Parsed truststore, reloaded when index.json changes.

@@ -2,6 +2,20 @@
 //
 // Move-only, zeroized on destruction with OPENSSL_cleanse, and printed as
 // "<redacted>" by every formatter. If a key can be logged, a type allowed it.
+//
+// Where key material lives in memory (see also wipe_heap.h):
+//  - SecretBytes (and anything using SecureAllocator) comes from OpenSSL's
+//    secure heap once the process called init_secure_memory() (storcryptd
+//    does at start-up): pages locked with mlock (kept out of swap),
+//    excluded from core dumps with MADV_DONTDUMP, behind guard pages. Without
+//    it (the CLI, tests) or when that heap is full, from the ordinary heap.
+//    Either way the bytes are wiped when released, including the old buffer
+//    when a SecretBytes grows.
+//  - Transient text (a JSON request carrying a passphrase, a key's hex on
+//    its way into SecretBytes) lives in ordinary std::string/json buffers:
+//    the executables link the wiping heap (wipe_heap.h), so every C++ heap
+//    block is wiped when released, and they wipe what stays allocated
+//    (request buffers) and the stack they used (wipe_stack()) themselves.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +29,47 @@
 #include "storcrypt/common/result.h"
 
 namespace storcrypt {
+
+/// Memory for key material (see above). Never returns null (throws
+/// std::bad_alloc when neither heap has room).
+void* secure_allocate(std::size_t n);
+/// Wipe n bytes at p and release them (p from secure_allocate, or null).
+void secure_deallocate(void* p, std::size_t n) noexcept;
+
+/// std::allocator for key material: secure_allocate / secure_deallocate.
+template <typename T>
+struct SecureAllocator {
+  using value_type = T;
+  SecureAllocator() = default;
+  template <typename U>
+  SecureAllocator(const SecureAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+  T* allocate(std::size_t n) { return static_cast<T*>(secure_allocate(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { secure_deallocate(p, n * sizeof(T)); }
+  template <typename U>
+  bool operator==(const SecureAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
+/// State of the process's secure heap, for `system doctor`.
+struct SecureMemoryStatus {
+  bool initialized = false;  ///< init_secure_memory() set up the heap
+  bool locked = false;       ///< mlock and MADV_DONTDUMP both succeeded
+  std::size_t bytes = 0;     ///< its size
+  std::size_t used = 0;      ///< bytes allocated from it now
+  std::size_t fallbacks = 0;  ///< allocations that found it full and used the ordinary heap
+};
+
+/// Set up the secure heap (once per process; `bytes` a power of two). An
+/// error when it cannot be created; ok with status().locked == false when
+/// mlock or MADV_DONTDUMP was refused (e.g. RLIMIT_MEMLOCK too small).
+Status init_secure_memory(std::size_t bytes);
+SecureMemoryStatus secure_memory_status();
+
+/// Overwrite `bytes` of the calling thread's stack below the caller's frame
+/// with zeros: call it after a function that handled secrets returns (their
+/// frames, e.g. a JSON lexer's short-string buffer, lie there).
+void wipe_stack(std::size_t bytes = 128 * 1024);
 
 class SecretBytes {
  public:
@@ -56,7 +111,7 @@ class SecretBytes {
 
  private:
   void wipe();
-  std::vector<std::uint8_t> b_;
+  std::vector<std::uint8_t, SecureAllocator<std::uint8_t>> b_;
 };
 
 inline std::ostream& operator<<(std::ostream& os, const SecretBytes&) { return os << "<redacted>"; }

@@ -19,18 +19,31 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "storcrypt/common/result.h"
 #include "storcrypt/controller/config.h"
 
+namespace CLI {
+class App;
+class Option;
+}  // namespace CLI
+
 namespace storcrypt::controller {
 
 inline constexpr int kJsonOutputVersion = 1;
 inline constexpr int kExitUsage = 1;
 
-/// Send one request on a fresh connection and wait for its response.
+/// The request line for a call ('\n' included). Every string in params (keys
+/// and values, at any depth) must be text (text.h): otherwise an
+/// invalid-input error naming the parameter, so nothing reaches the JSON
+/// serializer that it would have to refuse.
+Result<std::string> encode_request(const std::string& method, const nlohmann::json& params);
+
+/// Send one request on a fresh connection and wait for its response. The
+/// request buffer is wiped once sent (it may carry a passphrase or a key).
 Result<nlohmann::json> rpc_call(const std::string& socket_path, const std::string& method, const nlohmann::json& params,
                                 int timeout_seconds);
 
@@ -40,6 +53,12 @@ class ClientContext {
   bool json_output = false;  ///< --json
   int timeout_seconds = 60;
   int exit_code = 0;
+  /// An argument that is not text (set while parsing argv, see
+  /// require_text_arguments()); main reports it with exit code 2.
+  std::optional<Error> bad_argument;
+  /// How requests are sent; rpc_call() on socket_path unless replaced (the
+  /// CLI fuzzer sends nowhere).
+  std::function<Result<nlohmann::json>(const std::string& method, const nlohmann::json& params)> transport;
 
   Result<nlohmann::json> call(const std::string& method, const nlohmann::json& params = nlohmann::json::object());
   /// Call a method; on success print with human() (or the JSON envelope), on
@@ -50,11 +69,35 @@ class ClientContext {
   void fail(const Error& e);
 };
 
-/// Read a (public) input file for a request; "-" reads stdin. Refuses files
-/// larger than max_bytes with a clear error.
+/// Read an input file for a request; "-" reads stdin. Refuses files larger
+/// than max_bytes, empty files and files that are not text (invalid UTF-8 or
+/// a NUL byte: a binary file) with an invalid-input error naming the file.
+/// The read buffers are wiped (the file may hold a key or a passphrase).
 Result<std::string> read_input_file(const std::string& path, size_t max_bytes = 512 * 1024);
 /// Write text to path (mode 0644, replacing it), or stdout for "" / "-".
 Status write_output_file(const std::string& path, const std::string& text);
+
+/// How a local path is used (and shown in --help).
+enum class LocalPath {
+  kInput,   ///< a file the CLI reads and sends the text of ("FILE")
+  kOutput,  ///< a file the CLI writes ("OUTPUT")
+  kOther,   ///< e.g. the API socket ("PATH")
+};
+/// Mark an option or positional as a local path: the CLI opens it and never
+/// sends it, so it need not be text (a Linux file name is any bytes);
+/// messages show it escaped. What an input file holds must be text
+/// (read_input_file()).
+CLI::Option* local_path(CLI::Option* o, LocalPath use = LocalPath::kInput);
+/// The use given to local_path(), nullopt for an ordinary (text) argument.
+std::optional<LocalPath> local_path_use(const CLI::Option* o);
+/// Every other option and positional of `app` and all its subcommands (as
+/// registered so far) must be text: a value that is not sets cc.bad_argument
+/// ("--cn is not text: byte 3 is not valid UTF-8") and stops the parse.
+void require_text_arguments(CLI::App& app, ClientContext& cc);
+
+/// The admin command: parse argv (nouns and verbs from add_all_commands),
+/// run the verb through cc, print, and return the exit code.
+int run_cli(int argc, const char* const* argv, ClientContext& cc, const std::string& version);
 
 /// Print rows under headers, columns padded to their widest cell.
 void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows);

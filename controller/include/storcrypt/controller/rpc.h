@@ -65,4 +65,10 @@ Error error_from_object(const nlohmann::json& obj);
 nlohmann::json success_response(const nlohmann::json& id, nlohmann::json result);
 nlohmann::json error_response(const nlohmann::json& id, const Error& e);
 
+/// THE serialization of every response line the daemon sends (no '\n').
+/// Never throws: a string that is not UTF-8 (a file name read from a disk,
+/// kernel or database text that reached a result or message) has each bad
+/// byte replaced by U+FFFD instead of aborting the reply.
+std::string to_line(const nlohmann::json& response);
+
 }  // namespace storcrypt::controller::rpc

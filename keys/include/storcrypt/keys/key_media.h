@@ -72,8 +72,6 @@ class KeyMediaProvider final : public KeyProvider {
   KeyMediaConfig cfg_;
 };
 
-/// Write `data` to `path` atomically (temp file 0600, fsync, rename, fsync dir).
-Status write_file_atomic(const std::filesystem::path& path, std::string_view data);
 /// Overwrite a file's bytes with zeros, fsync, unlink, fsync the directory.
 /// Best effort on flash media (see the FAQ); the AK is also removed from the header.
 Status shred_file(const std::filesystem::path& path);

@@ -103,8 +103,6 @@ SecretBytes key_payload(const std::vector<const NamedKey*>& keys);
 /// Every key of a store, in name order.
 std::vector<const NamedKey*> all_keys(const KeyStore& store);
 
-/// Write text to `path` with mode 0600 (created or truncated).
-Status write_private_file(const std::string& path, std::string_view text);
 Result<std::string> read_file(const std::string& path);
 
 }  // namespace storcrypt::policy
