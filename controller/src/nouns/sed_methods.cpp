@@ -108,7 +108,7 @@ struct SedState {
   std::string config_path;
   std::optional<Error> config_error;
   SedSettings settings;
-  std::unique_ptr<AutoUnlockWorker> unlocker;  ///< declared last: stopped first
+  std::unique_ptr<AutoUnlockWorker> unlocker;  ///< the threads are declared last: stopped first
   std::unique_ptr<Ticker> scanner;
 };
 

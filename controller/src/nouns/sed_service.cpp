@@ -162,6 +162,7 @@ Result<std::vector<DriveRecord>> SedService::refresh(SedReport* report) {
         r.reason = st.error().message();
       } else {
         r.last_error = st.error().message();  // keep what we knew; the drive did not answer
+        if (!old) r.reason = "did not answer: " + st.error().message();
       }
       STORCRYPT_TRY(save(r));
       continue;
