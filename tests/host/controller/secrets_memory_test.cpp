@@ -133,7 +133,7 @@ TEST_F(SecretsInMemory, DaemonCoreHoldsNoKeyAndNoPassphrase) {
   start();
   // Keys and passphrases known only to this test (and the daemon).
   const std::string hex_a = "5ec7e7a10f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";  // AES-GCM-256
-  const std::string ascii_b = "Zq7!ascii-key-material-0042+xyz";  // HMAC-SHA-256-128: 32 bytes
+  const std::string ascii_b = "Zq7!ascii-key-material-0042+xyz9";  // HMAC-SHA-256-128: 32 bytes
   ASSERT_EQ(ascii_b.size(), 32u);
   const std::string hex_c = "c0ffee5ec7e70001c0ffee5ec7e70002c0ffee5ec7e70003c0ffee5ec7e70004aabbccdd";  // from stdin
   const std::string pass_long = "correct horse battery staple 4711";
