@@ -1,6 +1,5 @@
 #include "storcrypt/common/secret.h"
 
-#include <alloca.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -68,13 +67,17 @@ SecureMemoryStatus secure_memory_status() {
   return s;
 }
 
-// Not inlined, so the buffer lies below the caller's frame, where the
-// callee frames that handled secrets were.
+// Not inlined, so its frame lies below the caller's, where the callee
+// frames that handled secrets were. A fixed array (not alloca) so the wiped
+// bytes start right below this function's saved registers, with no gap.
 __attribute__((noinline)) void wipe_stack(std::size_t bytes) {
-  void* p = alloca(bytes);
-  OPENSSL_cleanse(p, bytes);
-  // Keep the compiler from treating the alloca as dead.
-  __asm__ __volatile__("" : : "r"(p) : "memory");
+  constexpr std::size_t kMax = 128 * 1024;
+  unsigned char buf[kMax];
+  if (bytes > kMax) bytes = kMax;
+  // The stack grows down: the end of the array is nearest the caller.
+  OPENSSL_cleanse(buf + (kMax - bytes), bytes);
+  // Keep the compiler from treating the buffer as dead.
+  __asm__ __volatile__("" : : "r"(buf) : "memory");
 }
 
 void SecretBytes::wipe() {

@@ -1,5 +1,7 @@
 #include "storcrypt/controller/auto_unlock.h"
 
+#include "storcrypt/common/secret.h"
+
 namespace storcrypt::controller {
 
 void AutoUnlock::attempt(const RegisteredVolume& v, AutoUnlockPass& pass) {
@@ -102,6 +104,7 @@ void AutoUnlockWorker::run() {
     if (cv_.wait_for(lock, interval_, [&] { return stop_; })) break;
     lock.unlock();
     pass_done(logic_.retry());
+    wipe_stack();  // the pass read volume keys
   }
   std::lock_guard lock(mu_);
   finished_ = true;

@@ -162,6 +162,9 @@ int run(const Options& opt, const sc::Config& config, int ready_fd) {
   }
 
   for (auto& hook : ctx.start_hooks) hook();
+  // The hooks read key files and unlocked volumes on this thread: its stack
+  // below here holds pieces of what they parsed.
+  storcrypt::wipe_stack();
 
   asio::io_context io;
   sc::Server server(io, dispatcher, config);

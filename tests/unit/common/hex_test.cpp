@@ -24,7 +24,7 @@ TEST(Hex, DecodeReportsTheFirstBadDigit) {
   EXPECT_EQ(out, (std::array<std::uint8_t, 3>{0x0a, 0xff, 0x10}));
   EXPECT_EQ(hex_decode_into("0a0g10", out), 3u);
   EXPECT_EQ(hex_decode_into("0aFf10", out, HexCase::kLower), 2u);
-  EXPECT_EQ(hex_decode_into("0aff10", out, HexCase::kUpper), 2u);
+  EXPECT_EQ(hex_decode_into("0aff10", out, HexCase::kUpper), 1u);
   std::array<std::uint8_t, 1> one{};
   EXPECT_EQ(hex_decode_into("abc", one), 2u);  // the lone last digit
 }

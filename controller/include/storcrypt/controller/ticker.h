@@ -10,6 +10,8 @@
 #include <mutex>
 #include <thread>
 
+#include "storcrypt/common/secret.h"
+
 namespace storcrypt::controller {
 
 class Ticker {
@@ -20,6 +22,9 @@ class Ticker {
           while (!stop_) {
             lock.unlock();
             fn();
+            // Watchers read SAs and keys; this thread's stack (and what an
+            // earlier thread left on it: glibc reuses stacks) may hold copies.
+            wipe_stack();
             lock.lock();
             cv_.wait_for(lock, every, [this] { return stop_; });
           }
