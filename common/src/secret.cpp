@@ -78,7 +78,50 @@ __attribute__((noinline)) void wipe_stack(std::size_t bytes) {
   OPENSSL_cleanse(buf + (kMax - bytes), bytes);
   // Keep the compiler from treating the buffer as dead.
   __asm__ __volatile__("" : : "r"(buf) : "memory");
+  wipe_vector_registers();
 }
+
+#if defined(__x86_64__)
+namespace {
+__attribute__((target("sse2"))) void wipe_sse() {
+  __asm__ __volatile__(
+      "pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\tpxor %%xmm2, %%xmm2\n\tpxor %%xmm3, %%xmm3\n\t"
+      "pxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\tpxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7\n\t"
+      "pxor %%xmm8, %%xmm8\n\tpxor %%xmm9, %%xmm9\n\tpxor %%xmm10, %%xmm10\n\tpxor %%xmm11, %%xmm11\n\t"
+      "pxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13\n\tpxor %%xmm14, %%xmm14\n\tpxor %%xmm15, %%xmm15" ::
+          : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+            "xmm12", "xmm13", "xmm14", "xmm15");
+}
+// VZEROALL zeroes ymm0-15 (and, on AVX-512 CPUs, all of zmm0-15).
+__attribute__((target("avx"))) void wipe_avx() { __asm__ __volatile__("vzeroall" ::: "memory"); }
+// zmm16-31 exist only with AVX-512 and VZEROALL leaves them alone.
+__attribute__((target("avx512f"))) void wipe_avx512_upper() {
+  __asm__ __volatile__(
+      "vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+      "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+      "vpxord %%zmm20, %%zmm20, %%zmm20\n\tvpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+      "vpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+      "vpxord %%zmm24, %%zmm24, %%zmm24\n\tvpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+      "vpxord %%zmm26, %%zmm26, %%zmm26\n\tvpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+      "vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+      "vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31" ::
+          : "memory");
+}
+}  // namespace
+
+__attribute__((noinline)) void wipe_vector_registers() {
+  if (__builtin_cpu_supports("avx512f")) {
+    wipe_avx();
+    wipe_avx512_upper();
+  } else if (__builtin_cpu_supports("avx")) {
+    wipe_avx();
+  } else {
+    wipe_sse();
+  }
+}
+#else
+void wipe_vector_registers() {}
+#endif
 
 void SecretBytes::wipe() {
   secure_wipe(b_.data(), b_.size());

@@ -141,12 +141,9 @@ class SecretsInMemory : public Daemon {
 
 TEST_F(SecretsInMemory, DaemonCoreHoldsNoKeyAndNoPassphrase) { daemon_scenario(); }
 
-// KNOWN DEFECT (open, see the robust report on issue 13): after a restart
-// the core holds pieces of the key file's text (the payload lines) on the
-// stack of a background (Ticker) thread, near its top; neither the stack wipe
-// after the start hooks nor the one after each Ticker pass removes them.
-// Enable once the path that copies them is found.
-TEST_F(SecretsInMemory, DISABLED_DaemonCoreAfterARestartHoldsNoKey) {
+// A restart reads the keys back from the key file (text, then bytes) and
+// re-enforces them: neither the text nor the bytes stay in memory either.
+TEST_F(SecretsInMemory, DaemonCoreAfterARestartHoldsNoKey) {
   restart_before_core_ = true;
   daemon_scenario();
 }

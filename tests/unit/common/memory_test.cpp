@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <iostream>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -115,6 +116,45 @@ TEST(WipeStack, ClearsWhatCalleesLeftBelowTheCaller) {
   ASSERT_GT(before, 0u) << "the probe does not see the callee's frame: this test could not judge the wipe";
   EXPECT_EQ(after, 0u) << "before the wipe the probe saw " << before;
 }
+
+#if defined(__x86_64__)
+// Load/store one register the way glibc's memcpy leaves key bytes in it.
+__attribute__((target("avx512f"), noinline)) void load_zmm16(const void* p) {
+  __asm__ __volatile__("vmovdqu64 (%0), %%zmm16" : : "r"(p) : "memory");
+}
+__attribute__((target("avx512f"), noinline)) void store_zmm16(void* p) {
+  __asm__ __volatile__("vmovdqu64 %%zmm16, (%0)" : : "r"(p) : "memory");
+}
+__attribute__((noinline)) void load_xmm15(const void* p) {
+  __asm__ __volatile__("movdqu (%0), %%xmm15" : : "r"(p) : "memory", "xmm15");
+}
+__attribute__((noinline)) void store_xmm15(void* p) { __asm__ __volatile__("movdqu %%xmm15, (%0)" : : "r"(p) : "memory"); }
+
+TEST(WipeVectorRegisters, ClearsTheRegistersMemcpyMovesKeysThrough) {
+  unsigned char pattern[64], out[64];
+  std::memset(pattern, 0xa5, sizeof pattern);
+  const unsigned char zero[64] = {};
+  // xmm15 (every x86-64 CPU); control first: the load/store pair works.
+  load_xmm15(pattern);
+  store_xmm15(out);
+  ASSERT_EQ(std::memcmp(out, pattern, 16), 0) << "control: xmm15 did not hold the pattern";
+  load_xmm15(pattern);
+  wipe_vector_registers();
+  store_xmm15(out);
+  EXPECT_EQ(std::memcmp(out, zero, 16), 0) << "xmm15 still holds the pattern";
+  if (!__builtin_cpu_supports("avx512f")) {
+    std::cerr << "no AVX-512 on this CPU: zmm16-31 not checked (they do not exist)\n";
+    return;
+  }
+  load_zmm16(pattern);
+  store_zmm16(out);
+  ASSERT_EQ(std::memcmp(out, pattern, 64), 0) << "control: zmm16 did not hold the pattern";
+  load_zmm16(pattern);
+  wipe_stack(4096);  // the entry point the daemon calls after each request
+  store_zmm16(out);
+  EXPECT_EQ(std::memcmp(out, zero, 64), 0) << "zmm16 still holds the pattern";
+}
+#endif
 
 }  // namespace
 }  // namespace storcrypt

@@ -68,8 +68,16 @@ SecureMemoryStatus secure_memory_status();
 
 /// Overwrite `bytes` of the calling thread's stack below the caller's frame
 /// with zeros: call it after a function that handled secrets returns (their
-/// frames, e.g. a JSON lexer's short-string buffer, lie there).
+/// frames, e.g. a JSON lexer's short-string buffer, lie there). It then
+/// wipes the calling thread's vector registers too (wipe_vector_registers()).
 void wipe_stack(std::size_t bytes = 128 * 1024);
+
+/// Zero the calling thread's SIMD registers (x86-64: xmm/ymm/zmm 0-31 as the
+/// CPU has them). glibc's memcpy moves keys through them (the AVX-512
+/// variants through zmm16-31, which nothing else touches for a long time),
+/// and an idle thread's registers are saved in its kernel context, where a
+/// core dump (NT_X86_XSTATE) or ptrace reads them. No-op elsewhere.
+void wipe_vector_registers();
 
 class SecretBytes {
  public:
