@@ -1,7 +1,8 @@
 // Test helper: read the OASIS KMIP test cases written in the XML form of
 // "KMIP Additional Message Encodings v1.0" into TTLV items, and compare a
 // real response with an expected one ($NOW and $UNIQUE_IDENTIFIER_n are
-// placeholders). Covers the tags and enumerations the SKLC/TL test cases use.
+// placeholders). Covers every tag and enumeration the 35 KMIP 1.4 test cases
+// in tests/data/kmip/v1.4 use; an unknown one is an error, never skipped.
 #pragma once
 
 #include <map>
@@ -24,9 +25,17 @@ struct XmlMessage {
 /// All Request/Response messages of one test-case file, in order.
 Result<std::vector<XmlMessage>> load_testcase(const std::string& path);
 
-/// The OASIS KMIP 1.4 test-case directory, read in place: $STORCRYPT_KMIP_TESTCASES,
-/// else ../shared/kmip-testcases/v1.4 beside the source tree; "" when absent.
+/// The OASIS KMIP 1.4 test-case directory inside the repository
+/// (STORCRYPT_SOURCE_DIR/tests/data/kmip/v1.4). Nothing outside the source
+/// tree is read: a clone placed anywhere carries its own test cases.
 std::string testcase_dir();
+
+/// Error naming the missing file and how to restore it when `dir` lacks the
+/// test cases (a test must fail, not skip, then).
+Status check_testcase_dir(const std::string& dir);
+
+/// Names ("SKLC-M-1-14") of all *.xml test cases in `dir`, sorted.
+std::vector<std::string> list_testcases(const std::string& dir);
 
 /// A test-case name ("SKLC-M-1-14") as a gtest parameter name ("SKLC_M_1_14").
 std::string param_name(std::string testcase);
