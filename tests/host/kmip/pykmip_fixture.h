@@ -48,7 +48,7 @@ class PyKmipServer {
   const std::string& log_path() const { return log_; }
 
  private:
-  pid_t pid_ = -1;    ///< watchdog, leader of the server's process group
+  pid_t pid_ = -1;     ///< watchdog, leader of the server's process group
   int lifeline_ = -1;  ///< write end; the watchdog kills the group when it closes
   std::uint16_t port_ = 0;
   std::string dir_, log_;

@@ -167,41 +167,12 @@ INSTANTIATE_TEST_SUITE_P(Oasis14, KmipConformance, ::testing::ValuesIn(kLifecycl
 // Every KMIP 1.4 test case kept in tests/data/kmip/v1.4 (35 files; TC-I18N-1-10
 // is the 1.4 test-case package's internationalisation case, written for 1.0).
 const char* kAllCases[] = {
-    "AKLC-M-1-14",
-    "AKLC-M-2-14",
-    "AKLC-M-3-14",
-    "AKLC-O-1-14",
-    "MSGENC-XML-M-1-14",
-    "OMOS-M-1-14",
-    "OMOS-O-1-14",
-    "SASED-M-1-14",
-    "SASED-M-2-14",
-    "SASED-M-3-14",
-    "SKFF-M-1-14",
-    "SKFF-M-10-14",
-    "SKFF-M-11-14",
-    "SKFF-M-12-14",
-    "SKFF-M-2-14",
-    "SKFF-M-3-14",
-    "SKFF-M-4-14",
-    "SKFF-M-5-14",
-    "SKFF-M-6-14",
-    "SKFF-M-7-14",
-    "SKFF-M-8-14",
-    "SKFF-M-9-14",
-    "SKLC-M-1-14",
-    "SKLC-M-2-14",
-    "SKLC-M-3-14",
-    "SKLC-O-1-14",
-    "TC-I18N-1-10",
-    "TC-NP-1-14",
-    "TC-Q-CAP-1-14",
-    "TC-Q-PROF-1-14",
-    "TC-Q-RNGS-1-14",
-    "TC-Q-S2C-1-14",
-    "TL-M-1-14",
-    "TL-M-2-14",
-    "TL-M-3-14",
+    "AKLC-M-1-14",    "AKLC-M-2-14",   "AKLC-M-3-14",  "AKLC-O-1-14",  "MSGENC-XML-M-1-14", "OMOS-M-1-14",
+    "OMOS-O-1-14",    "SASED-M-1-14",  "SASED-M-2-14", "SASED-M-3-14", "SKFF-M-1-14",       "SKFF-M-10-14",
+    "SKFF-M-11-14",   "SKFF-M-12-14",  "SKFF-M-2-14",  "SKFF-M-3-14",  "SKFF-M-4-14",       "SKFF-M-5-14",
+    "SKFF-M-6-14",    "SKFF-M-7-14",   "SKFF-M-8-14",  "SKFF-M-9-14",  "SKLC-M-1-14",       "SKLC-M-2-14",
+    "SKLC-M-3-14",    "SKLC-O-1-14",   "TC-I18N-1-10", "TC-NP-1-14",   "TC-Q-CAP-1-14",     "TC-Q-PROF-1-14",
+    "TC-Q-RNGS-1-14", "TC-Q-S2C-1-14", "TL-M-1-14",    "TL-M-2-14",    "TL-M-3-14",
 };
 
 TEST(KmipTestCaseData, AllThirtyFiveCasesAreInTheRepository) {
@@ -308,7 +279,8 @@ TEST_P(KmipTestCase, EveryAttributeDecodesAndReencodes) {
     std::vector<const Ttlv*> attrs;
     collect_attributes(msgs_[i].message, attrs);
     for (const Ttlv* a : attrs) {
-      SCOPED_TRACE(std::string(GetParam()) + " message " + std::to_string(i) + " " + a->find(tag::kAttributeName)->text);
+      SCOPED_TRACE(std::string(GetParam()) + " message " + std::to_string(i) + " " +
+                   a->find(tag::kAttributeName)->text);
       auto d = decode_attribute(*a);
       ASSERT_TRUE(d.ok()) << d.error().to_string();
       EXPECT_EQ(d->name, a->find(tag::kAttributeName)->text);
