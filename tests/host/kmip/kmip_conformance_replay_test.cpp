@@ -70,9 +70,11 @@ const Case kCases[] = {
      "PyKMIP 0.10 decodes Text Strings one byte at a time, so any multi-byte UTF-8 character fails (Invalid Message); "
      "this case is all about them"},
     {"TC-NP-1-14", "uses an x-ID custom attribute (refused by PyKMIP 0.10) and the Put operation (not implemented)"},
-    {"TC-Q-CAP-1-14", "PyKMIP 0.10 does not implement Query Capabilities: it answers Success with an empty payload"},
-    {"TC-Q-PROF-1-14", "PyKMIP 0.10 does not implement Query Profiles: it answers Success with an empty payload"},
-    {"TC-Q-RNGS-1-14", "PyKMIP 0.10 does not implement Query RNGs: it answers Success with an empty payload"},
+    {"TC-Q-CAP-1-14",
+     "PyKMIP 0.10 does not implement Query Capabilities: it answers Success without any Capability Information"},
+    {"TC-Q-PROF-1-14",
+     "PyKMIP 0.10 does not implement Query Profiles: it answers Success without any Profile Information"},
+    {"TC-Q-RNGS-1-14", "PyKMIP 0.10 does not implement Query RNGs: it answers Success without any RNG Parameters"},
     {"TC-Q-S2C-1-14",
      "Query Operations/Objects: the expected payload is the reference server's own list; PyKMIP 0.10 lists the "
      "operations it implements"},
