@@ -31,8 +31,8 @@ const Case kCases[] = {
     {"AKLC-M-3-14", nullptr},
     {"AKLC-O-1-14", nullptr},
     {"MSGENC-XML-M-1-14",
-     "Query Operations/Objects: the expected payload is the reference server's own list (AddAttribute, Archive, Check, "
-     "Put, ...); PyKMIP 0.10 lists the operations it implements"},
+     "its Query answer is the reference server's own list; PyKMIP 0.10 reports a fixed list of operations (without "
+     "ModifyAttribute, AddAttribute, Check, ...) and no object types for Query Objects"},
     {"OMOS-M-1-14",
      "registers an Opaque Object of vendor Opaque Data Type 0x80000001; PyKMIP 0.10's decoder knows only 0x80000000 "
      "and refuses the message (Invalid Message)"},
@@ -40,8 +40,8 @@ const Case kCases[] = {
      "registers an Opaque Object of vendor Opaque Data Type 0x80000001; PyKMIP 0.10's decoder knows only 0x80000000 "
      "and refuses the message (Invalid Message)"},
     {"SASED-M-1-14",
-     "Query Operations/Objects: the expected payload is the reference server's own list; PyKMIP 0.10 lists the "
-     "operations it implements (no AddAttribute, Archive, Check, ...)"},
+     "its Query answer is the reference server's own list; PyKMIP 0.10 reports a fixed list of operations (without "
+     "ModifyAttribute, AddAttribute, Check, ...) and no object types for Query Objects"},
     {"SASED-M-2-14",
      "registers with x- custom attributes; PyKMIP 0.10 refuses them (Invalid Field: attribute is unsupported)"},
     {"SASED-M-3-14",
@@ -76,11 +76,11 @@ const Case kCases[] = {
      "PyKMIP 0.10 does not implement Query Profiles: it answers Success without any Profile Information"},
     {"TC-Q-RNGS-1-14", "PyKMIP 0.10 does not implement Query RNGs: it answers Success without any RNG Parameters"},
     {"TC-Q-S2C-1-14",
-     "Query Operations/Objects: the expected payload is the reference server's own list; PyKMIP 0.10 lists the "
-     "operations it implements"},
+     "its Query answer is the reference server's own list; PyKMIP 0.10 reports a fixed list of operations (without "
+     "ModifyAttribute, AddAttribute, Check, ...) and no object types for Query Objects"},
     {"TL-M-1-14",
-     "Query Operations/Objects: the expected payload is the reference server's own list; PyKMIP 0.10 lists the "
-     "operations it implements"},
+     "its Query answer is the reference server's own list; PyKMIP 0.10 reports a fixed list of operations (without "
+     "ModifyAttribute, AddAttribute, Check, ...) and no object types for Query Objects"},
     {"TL-M-2-14",
      "creates with an Alternative Name attribute; PyKMIP 0.10's server does not recognise it (Invalid Message) and "
      "refuses the x- custom attributes"},
