@@ -2,8 +2,9 @@
 # Tests clean up what they start. scripts/test calls this before and after
 # ctest; "after" fails when the suite left behind something that was not there
 # before:
-#   - a process run from the build tree, or a pykmip-server, charon or qemu
-#     process (zombies, already dead, do not count),
+#   - a process run from or working in the build tree, or a pykmip-server,
+#     charon or qemu process (except one working in another checkout's build
+#     tree, on a shared machine; zombies, already dead, do not count),
 #   - a network namespace (ip netns), a loop device, a device-mapper device,
 #   - a mount (in this mount namespace).
 #
@@ -23,29 +24,57 @@ build=$(cd "$build" 2>/dev/null && pwd -P) || {
   echo "leakcheck: build directory $3 does not exist" >&2
   exit 2
 }
+case "$state" in /*) ;; *) state="$PWD/$state" ;; esac
+# This script, its pipelines and the shells that called it are not leaks:
+# work from / and skip the caller chain.
+cd /
+callers=" "
+p=$$
+while [ -n "$p" ] && [ "$p" != 0 ]; do
+  callers="$callers$p "
+  p=$(awk '/^PPid:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+done
 
 # One line per object: "<kind> <identity> <description>". Identities are
 # stable across the two snapshots (pid + start time, so a reused pid is new).
 snapshot() {
-  # Processes: pid, state and command line from ps; the executable from
-  # /proc/PID/exe; the start time from /proc/PID/stat (field 22). Zombies are
-  # dead already and kernel threads ([name]) are not ours. The bracketed
-  # patterns keep this awk from matching its own command line.
-  { find /proc/[0-9]*/exe -maxdepth 0 -printf '%h %l\n' 2>/dev/null || true; } >"$state.exe"
-  ps -e -o pid=,stat=,args= | awk -v build="$build/" '
-    NR == FNR { sub("/proc/", "", $1); exe[$1] = $2; next }
+  # Processes: pid, state and command line from ps; the executable and the
+  # working directory from /proc/PID/{exe,cwd}; the start time from
+  # /proc/PID/stat (field 22). Ours: run from the build tree, or working in
+  # it (children of the tests inherit their cwd), or a pykmip-server, charon
+  # or qemu that does not work in another build tree (a CMakeCache.txt above
+  # its cwd: another checkout's tests on a shared machine). Zombies are dead
+  # already; kernel threads ([name]) are not ours. The bracketed patterns keep
+  # this awk from matching its own command line.
+  { find /proc/[0-9]*/exe /proc/[0-9]*/cwd -maxdepth 0 -printf '%p %l\n' 2>/dev/null || true; } >"$state.proc"
+  ps -e -o pid=,stat=,args= | awk -v build="$build" -v callers="$callers" '
+    function foreign(dir,   p, f, line) {
+      p = dir
+      while (p != "" && p != "/") {
+        if (p == build) return 0
+        f = p "/CMakeCache.txt"
+        if ((getline line < f) > 0) { close(f); return 1 }
+        close(f)
+        sub(/\/[^\/]*$/, "", p)
+      }
+      return 0
+    }
+    NR == FNR { split($1, k, "/"); link[k[3] "/" k[4]] = $2; next }
     {
       pid = $1; st = $2
-      if (st ~ /^Z/) next
+      if (st ~ /^Z/ || index(callers, " " pid " ")) next
       args = $0; sub(/^ *[0-9]+ +[^ ]+ +/, "", args)
       if (args ~ /^\[/) next
-      if (index(exe[pid], build) != 1 && args !~ /[p]ykmip-server|[c]haron|[q]emu-system/) next
+      exe = link[pid "/exe"]; cwd = link[pid "/cwd"]
+      mine = index(exe, build "/") == 1 || cwd == build || index(cwd, build "/") == 1
+      if (!mine && args ~ /[p]ykmip-server|[c]haron|[q]emu-system/ && !foreign(cwd)) mine = 1
+      if (!mine) next
       start = "?"; f = "/proc/" pid "/stat"
       if ((getline line < f) > 0) { sub(/.*\) /, "", line); split(line, v, " "); start = v[20] }
       close(f)
       print "process " pid ":" start " " args
-    }' "$state.exe" -
-  rm -f "$state.exe"
+    }' "$state.proc" -
+  rm -f "$state.proc"
   if command -v ip >/dev/null; then
     { ip netns list 2>/dev/null || true; } | awk '{print "netns " $1 " " $1}'
   fi
