@@ -1,7 +1,10 @@
 #include "pykmip_fixture.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -205,20 +208,55 @@ bool PyKmipServer::start(const TestPki& pki, std::string& error) {
     error = "cannot write " + conf;
     return false;
   }
+  // pykmip-server is not one process: its main process forks a
+  // multiprocessing.Manager server and a PolicyDirectoryMonitor process.
+  // SIGKILL to the main process alone (as this fixture once did) leaves both
+  // children running, orphaned to PID 1, after every test. So the server runs
+  // in its own process group under a small watchdog (the group leader) that
+  //  - kills the whole group when the server's main process exits,
+  //  - kills the whole group when this test process dies or closes the
+  //    lifeline pipe (crash, ctest timeout: no destructor runs then),
+  // and kill_now() kills the group directly.
+  int lifeline[2];
+  if (pipe2(lifeline, O_CLOEXEC) != 0) {
+    error = "pipe2 failed";
+    return false;
+  }
+  const std::string out = dir_ + "/stdout.txt";
+  const char* argv[] = {kPython, kServer, "-f", conf.c_str(), "-l", log_.c_str(), nullptr};
   pid_t pid = fork();
   if (pid < 0) {
+    close(lifeline[0]);
+    close(lifeline[1]);
     error = "fork failed";
     return false;
   }
   if (pid == 0) {
-    std::string out = dir_ + "/stdout.txt";
-    FILE* f = freopen(out.c_str(), "w", stdout);
-    FILE* g = freopen(out.c_str(), "a", stderr);
-    (void)f;
-    (void)g;
-    execl(kPython, kPython, kServer, "-f", conf.c_str(), "-l", log_.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
+    // Watchdog. Only async-signal-safe calls: the test process has threads.
+    setpgid(0, 0);
+    if (dup2(lifeline[0], 3) < 0) _exit(127);
+    close_range(4, ~0U, 0);  // also drops the write end and other servers' lifelines
+    pid_t server = fork();
+    if (server < 0) _exit(127);
+    if (server == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      close(3);
+      int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(127);
+      execv(kPython, const_cast<char* const*>(argv));
+      _exit(127);
+    }
+    for (;;) {
+      pollfd p{3, POLLIN, 0};
+      int r = poll(&p, 1, 200);
+      if (r > 0) kill(0, SIGKILL);  // lifeline closed (EOF): the group dies, this watchdog with it
+      int st = 0;
+      if (waitpid(server, &st, WNOHANG) == server) kill(0, SIGKILL);  // server gone: take its children along
+    }
   }
+  setpgid(pid, pid);  // also in the parent: no window where kill(-pid) misses
+  close(lifeline[0]);
+  lifeline_ = lifeline[1];
   pid_ = pid;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -240,10 +278,17 @@ bool PyKmipServer::start(const TestPki& pki, std::string& error) {
 
 void PyKmipServer::kill_now() {
   if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
+    ::kill(-pid_, SIGKILL);  // the watchdog's process group: server, its manager and monitor
     int st = 0;
     waitpid(pid_, &st, 0);
+    // The group's other members were children of the server's main process:
+    // init reaps them. Wait until none is left so nothing outlives the test.
+    for (int i = 0; i < 200 && ::kill(-pid_, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     pid_ = -1;
+  }
+  if (lifeline_ >= 0) {
+    close(lifeline_);
+    lifeline_ = -1;
   }
 }
 

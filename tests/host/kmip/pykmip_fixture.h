@@ -40,14 +40,16 @@ class PyKmipServer {
 
   /// Start on a free 127.0.0.1 port; waits until it accepts TCP connections.
   bool start(const TestPki& pki, std::string& error);
-  /// SIGKILL (simulates a crashed server) and reap.
+  /// SIGKILL the server's whole process group (main process plus the
+  /// multiprocessing children PyKMIP forks; simulates a crashed server) and reap.
   void kill_now();
   bool running() const { return pid_ > 0; }
   std::uint16_t port() const { return port_; }
   const std::string& log_path() const { return log_; }
 
  private:
-  pid_t pid_ = -1;
+  pid_t pid_ = -1;     ///< watchdog, leader of the server's process group
+  int lifeline_ = -1;  ///< write end; the watchdog kills the group when it closes
   std::uint16_t port_ = 0;
   std::string dir_, log_;
 };

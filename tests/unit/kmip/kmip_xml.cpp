@@ -1,5 +1,6 @@
 #include "kmip_xml.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
@@ -12,15 +13,23 @@
 
 namespace storcrypt::kmip::xmltest {
 
-std::string testcase_dir() {
-  std::vector<std::string> candidates;
-  if (const char* e = std::getenv("STORCRYPT_KMIP_TESTCASES")) candidates.emplace_back(e);
-  candidates.push_back(std::string(STORCRYPT_SOURCE_DIR) + "/../shared/kmip-testcases/v1.4");
-  candidates.push_back(std::string(STORCRYPT_SOURCE_DIR) + "/../../shared/kmip-testcases/v1.4");
-  candidates.emplace_back("/work/shared/kmip-testcases/v1.4");
-  for (const auto& c : candidates)
-    if (std::filesystem::exists(c + "/SKLC-M-1-14.xml")) return c;
-  return {};
+std::string testcase_dir() { return std::string(STORCRYPT_SOURCE_DIR) + "/tests/data/kmip/v1.4"; }
+
+Status check_testcase_dir(const std::string& dir) {
+  if (std::filesystem::exists(dir + "/SKLC-M-1-14.xml")) return {};
+  return Error(ErrorCode::kNotFound, "KMIP test cases missing: " + dir +
+                                         "/SKLC-M-1-14.xml does not exist; they are part of the repository "
+                                         "(tests/data/kmip/v1.4, see tests/data/kmip/README.md): restore them with "
+                                         "`git checkout -- tests/data/kmip`");
+}
+
+std::vector<std::string> list_testcases(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.path().extension() == ".xml") out.push_back(e.path().stem().string());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 namespace {
@@ -137,7 +146,7 @@ using EnumTable = std::vector<std::pair<std::string, std::uint32_t>>;
 const EnumTable kObjectType{{"Certificate", 1}, {"SymmetricKey", 2}, {"PublicKey", 3},
                             {"PrivateKey", 4},  {"SplitKey", 5},     {"Template", 6},
                             {"SecretData", 7},  {"OpaqueObject", 8}, {"PGPKey", 9}};
-const EnumTable kAlgorithm{{"DES", 1}, {"3DES", 2},  {"AES", 3},       {"RSA", 4},
+const EnumTable kAlgorithm{{"DES", 1}, {"3DES", 2},  {"DES3", 2},      {"AES", 3},        {"RSA", 4},
                            {"DSA", 5}, {"ECDSA", 6}, {"HMAC_SHA1", 7}, {"HMAC_SHA256", 8}};
 const EnumTable kState{{"PreActive", 1},   {"Active", 2},    {"Deactivated", 3},
                        {"Compromised", 4}, {"Destroyed", 5}, {"DestroyedCompromised", 6}};
@@ -155,7 +164,72 @@ const EnumTable kKeyFormat{{"Raw", 1},
                            {"TransparentSymmetricKey", 7}};
 const EnumTable kHashing{{"MD2", 1},     {"MD4", 2},     {"MD5", 3},     {"SHA_1", 4},
                          {"SHA_224", 5}, {"SHA_256", 6}, {"SHA_384", 7}, {"SHA_512", 8}};
-const EnumTable kQuery{{"QueryOperations", 1}, {"QueryObjects", 2}, {"QueryServerInformation", 3}};
+const EnumTable kQuery{{"QueryOperations", 1},        {"QueryObjects", 2},
+                       {"QueryServerInformation", 3}, {"QueryApplicationNamespaces", 4},
+                       {"QueryExtensionList", 5},     {"QueryExtensionMap", 6},
+                       {"QueryAttestationTypes", 7},  {"QueryRNGs", 8},
+                       {"QueryValidations", 9},       {"QueryProfiles", 0xA},
+                       {"QueryCapabilities", 0xB},    {"QueryClientRegistrationMethods", 0xC}};
+// KMIP 1.4 section 9.1.3.2 enumerations the client itself does not use
+// (values cross-checked with PyKMIP 0.10 kmip/core/enums.py).
+const EnumTable kLinkType{{"CertificateLink", 0x101},
+                          {"PublicKeyLink", 0x102},
+                          {"PrivateKeyLink", 0x103},
+                          {"DerivationBaseObjectLink", 0x104},
+                          {"DerivedKeyLink", 0x105},
+                          {"ReplacementObjectLink", 0x106},
+                          {"ReplacedObjectLink", 0x107},
+                          {"ParentLink", 0x108},
+                          {"ChildLink", 0x109},
+                          {"PreviousLink", 0x10A},
+                          {"NextLink", 0x10B}};
+const EnumTable kRngAlgorithm{{"Unspecified", 1}, {"FIPS186_2", 2}, {"DRBG", 3},
+                              {"NRBG", 4},        {"ANSIX9_31", 5}, {"ANSIX9_62", 6}};
+const EnumTable kAlternativeNameType{
+    {"UninterpretedTextString", 1}, {"URI", 2},      {"ObjectSerialNumber", 3}, {"EmailAddress", 4}, {"DNSName", 5},
+    {"X500DistinguishedName", 6},   {"IPAddress", 7}};
+const EnumTable kPutFunction{{"New", 1}, {"Replace", 2}};
+const EnumTable kUnwrapMode{{"Unspecified", 1}, {"Processed", 2}, {"NotProcessed", 3}};
+const EnumTable kDestroyAction{{"Unspecified", 1},     {"KeyMaterialDeleted", 2}, {"KeyMaterialShredded", 3},
+                               {"MetaDataDeleted", 4}, {"MetaDataShredded", 5},   {"Deleted", 6},
+                               {"Shredded", 7}};
+const EnumTable kShreddingAlgorithm{{"Unspecified", 1}, {"Cryptographic", 2}, {"Unsupported", 3}};
+const EnumTable kRngMode{{"Unspecified", 1}, {"SharedInstantiation", 2}, {"NonSharedInstantiation", 3}};
+// Only the profile names the test cases use (Tape Library server, KMIP 1.2-1.4).
+const EnumTable kProfileName{
+    {"TapeLibraryServerKMIPV1_2", 0x0C}, {"TapeLibraryServerKMIPV1_3", 0x5C}, {"TapeLibraryServerKMIPV1_4", 0x80}};
+
+// Element names of the KMIP 1.4 tags (section 9.1.3.1) the client library
+// does not name itself; the library's own names come from tag_name().
+const std::pair<const char*, std::uint32_t> kExtraTags[] = {
+    {"AlternativeNameType", 0x4200C1},
+    {"AlternativeNameValue", 0x4200C0},
+    {"AsynchronousCapability", 0x4200F0},
+    {"AttestationCapability", 0x4200F1},
+    {"BatchContinueCapability", 0x4200FA},
+    {"BatchUndoCapability", 0x4200F9},
+    {"CapabilityInformation", 0x4200F7},
+    {"CommonTemplateAttribute", 0x42001F},
+    {"DestroyAction", 0x4200F3},
+    {"LinkType", 0x42004B},
+    {"LinkedObjectIdentifier", 0x42004C},
+    {"OpaqueDataType", 0x420059},
+    {"OpaqueDataValue", 0x42005A},
+    {"OpaqueObject", 0x42005B},
+    {"PrivateKeyTemplateAttribute", 0x420065},
+    {"PrivateKeyUniqueIdentifier", 0x420066},
+    {"ProfileInformation", 0x4200EB},
+    {"ProfileName", 0x4200EC},
+    {"PublicKeyTemplateAttribute", 0x42006E},
+    {"PublicKeyUniqueIdentifier", 0x42006F},
+    {"PutFunction", 0x420070},
+    {"RNGAlgorithm", 0x4200DA},
+    {"RNGMode", 0x4200F5},
+    {"RNGParameters", 0x4200D9},
+    {"ShreddingAlgorithm", 0x4200F4},
+    {"StreamingCapability", 0x4200EF},
+    {"UnwrapMode", 0x4200F2},
+};
 const EnumTable kSecretDataType{{"Password", 1}, {"Seed", 2}};
 const EnumTable kUsage{{"Sign", 0x1},        {"Verify", 0x2},     {"Encrypt", 0x4}, {"Decrypt", 0x8},
                        {"WrapKey", 0x10},    {"UnwrapKey", 0x20}, {"Export", 0x40}, {"MACGenerate", 0x80},
@@ -167,6 +241,19 @@ EnumTable operation_table() {
     auto n = operation_name(static_cast<Operation>(i));
     if (n != "UnknownOperation") t.emplace_back(std::string(n), i);
   }
+  // KMIP 1.2-1.4 operations the client library does not implement.
+  for (const auto& [n, v] : EnumTable{{"Encrypt", 0x1F},
+                                      {"Decrypt", 0x20},
+                                      {"Sign", 0x21},
+                                      {"SignatureVerify", 0x22},
+                                      {"MAC", 0x23},
+                                      {"MACVerify", 0x24},
+                                      {"RNGRetrieve", 0x25},
+                                      {"RNGSeed", 0x26},
+                                      {"Hash", 0x27},
+                                      {"CreateSplitKey", 0x28},
+                                      {"JoinSplitKey", 0x29}})
+    t.emplace_back(n, v);
   return t;
 }
 EnumTable reason_table() {
@@ -206,6 +293,24 @@ const EnumTable* table_for(std::uint32_t t, const std::string& attribute_name) {
       return &kQuery;
     case tag::kSecretDataType:
       return &kSecretDataType;
+    case 0x4200C1:
+      return &kAlternativeNameType;
+    case 0x42004B:
+      return &kLinkType;
+    case 0x4200DA:
+      return &kRngAlgorithm;
+    case 0x420070:
+      return &kPutFunction;
+    case 0x4200F2:
+      return &kUnwrapMode;
+    case 0x4200F3:
+      return &kDestroyAction;
+    case 0x4200F4:
+      return &kShreddingAlgorithm;
+    case 0x4200F5:
+      return &kRngMode;
+    case 0x4200EC:
+      return &kProfileName;
     default:
       return nullptr;
   }
@@ -218,6 +323,7 @@ Result<std::uint32_t> tag_of(const std::string& element) {
       auto n = tag_name(t);
       if (!n.empty()) m[squash(n)] = t;
     }
+    for (const auto& [n, t] : kExtraTags) m[n] = t;
     return m;
   }();
   auto it = names.find(element);
@@ -338,7 +444,8 @@ void substitute(Ttlv& item, const std::map<std::string, std::string>& uids) {
   for (auto& c : item.children) substitute(c, uids);
 }
 
-bool matches(const Ttlv& e, const Ttlv& a, std::map<std::string, std::string>& uids, bool subset, std::string& why) {
+bool matches(const Ttlv& e, const Ttlv& a, std::map<std::string, std::string>& uids, bool subset, std::string& why,
+             bool key_material_length_only) {
   std::string where = std::string(tag_name(e.tag));
   if (e.tag != a.tag || e.type != a.type) {
     why = "expected " + where + " (" + std::string(item_type_name(e.type)) + "), got " + std::string(tag_name(a.tag)) +
@@ -357,7 +464,7 @@ bool matches(const Ttlv& e, const Ttlv& a, std::map<std::string, std::string>& u
             if (!subset) break;
             continue;
           }
-          if (matches(ec, a.children[k], uids, subset, sub)) {
+          if (matches(ec, a.children[k], uids, subset, sub, key_material_length_only)) {
             found = true;
             break;
           }
@@ -393,9 +500,18 @@ bool matches(const Ttlv& e, const Ttlv& a, std::map<std::string, std::string>& u
     case ItemType::kDateTime:
       if (e.num == kNow) return true;
       [[fallthrough]];
+    case ItemType::kByteString:
+      if (key_material_length_only && e.tag == tag::kKeyMaterial && e.type == ItemType::kByteString) {
+        if (e.bytes.size() == a.bytes.size()) return true;
+        why = where + ": expected " + std::to_string(e.bytes.size()) + " bytes, got " + std::to_string(a.bytes.size());
+        return false;
+      }
+      [[fallthrough]];
     default:
       if (e.num != a.num || e.bytes != a.bytes) {
-        why = where + ": expected " + std::to_string(e.num) + ", got " + std::to_string(a.num);
+        why = where + (e.type == ItemType::kByteString || e.type == ItemType::kBigInteger
+                           ? ": byte strings differ"
+                           : ": expected " + std::to_string(e.num) + ", got " + std::to_string(a.num));
         return false;
       }
       return true;
