@@ -178,25 +178,22 @@ Result<KernelSet> to_kernel(const CompiledPolicySet& set, const KeyStore& keys) 
 
 netlink::Ownership installer_ownership(const CompileOptions& opt) {
   netlink::Ownership o;
-  o.priority_min = opt.priority_base;
-  o.priority_max = opt.priority_base + kPrioritySpan - 1;
+  o.index_min = netlink::kOwnedIndexMin;
+  o.index_max = netlink::kManualIndexMax;
   o.reqid_min = opt.reqid_base;
   o.reqid_max = opt.reqid_base + kReqidSpan - 1;
   return o;
 }
 
-PolicyInstaller::PolicyInstaller(netlink::XfrmApi& xfrm, CompileOptions opt) : xfrm_(xfrm), opt_(std::move(opt)) {}
+PolicyInstaller::PolicyInstaller(netlink::XfrmApi& xfrm, CompileOptions opt)
+    : xfrm_(xfrm), opt_(std::move(opt)), own_(installer_ownership(opt_)) {}
 
-bool PolicyInstaller::owns(const netlink::Policy& p) const {
-  return p.priority >= opt_.priority_base && p.priority - opt_.priority_base < kPrioritySpan;
-}
+bool PolicyInstaller::owns(const netlink::Policy& p) const { return own_.owns(p); }
 
-bool PolicyInstaller::owns(const netlink::Sa& sa) const {
-  return sa.reqid >= opt_.reqid_base && sa.reqid - opt_.reqid_base < kReqidSpan;
-}
+bool PolicyInstaller::owns(const netlink::Sa& sa) const { return own_.owns(sa); }
 
 Result<ApplyStats> PolicyInstaller::enable(const CompiledPolicySet& set, const KeyStore& keys) {
-  if (set.policies.size() + 1 >= kPrioritySpan) {
+  if (set.policies.size() >= kMaxPolicies) {
     return Error(ErrorCode::kInvalidInput, "the compiled list is too large to install", "shorten the list");
   }
   STORCRYPT_ASSIGN_OR_RETURN(KernelSet want, to_kernel(set, keys));
@@ -239,6 +236,23 @@ Result<ApplyStats> PolicyInstaller::enable(const CompiledPolicySet& set, const K
   for (const nl::Policy& h : have_pols) {
     if (owns(h)) have_by_id[h.id().to_string()] = &h;
   }
+  // Every policy carries an index from our range (the ownership tag); new
+  // ones take the lowest free slot of their direction.
+  std::set<std::uint32_t> used_indexes;
+  for (const nl::Policy& h : have_pols) {
+    if (owns(h)) used_indexes.insert(h.index);
+  }
+  std::map<nl::Direction, std::uint32_t> next_slot;
+  auto free_index = [&](nl::Direction dir) -> Result<std::uint32_t> {
+    for (std::uint32_t& slot = next_slot[dir];; ++slot) {
+      auto idx = own_.policy_index(slot, dir);
+      if (!idx) {
+        return Error(ErrorCode::kInvalidInput, "no free policy index left in storcrypt's range",
+                     "shorten the list, or disable and enable again");
+      }
+      if (used_indexes.insert(*idx).second) return *idx;
+    }
+  };
   std::vector<nl::Policy> add;
   std::set<std::string> wanted_ids;
   for (const nl::Policy& p : want.policies) {
@@ -246,9 +260,13 @@ Result<ApplyStats> PolicyInstaller::enable(const CompiledPolicySet& set, const K
     wanted_ids.insert(id);
     auto it = have_by_id.find(id);
     if (it == have_by_id.end()) {
-      add.push_back(p);
+      nl::Policy np = p;
+      STORCRYPT_ASSIGN_OR_RETURN(np.index, free_index(p.dir));
+      add.push_back(std::move(np));
     } else if (!same_policy(*it->second, p)) {
-      STORCRYPT_TRY(xfrm_.update_policy(p));
+      nl::Policy up = p;
+      up.index = it->second->index;  // the kernel keeps the installed policy's index
+      STORCRYPT_TRY(xfrm_.update_policy(up));
       ++st.policies_updated;
     }
   }

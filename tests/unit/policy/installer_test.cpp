@@ -212,6 +212,24 @@ TEST(Installer, EnableDisableTouchesOnlyItsOwn) {
   foreign.dir = nl::Direction::kOut;
   foreign.priority = 10;
   x.add_foreign_policy(foreign);
+  // strongSwan charon's tunnel (priorities ~68k..600k, reqid from 1, kernel-chosen
+  // indexes): inside [1000, 1000 + 2^24), the band storcrypt once took as its own.
+  for (auto [dir, prio] : {std::pair{nl::Direction::kOut, 375423u}, std::pair{nl::Direction::kIn, 375423u},
+                           std::pair{nl::Direction::kFwd, 375423u}, std::pair{nl::Direction::kOut, 1001u}}) {
+    nl::Policy c;
+    const bool out = dir == nl::Direction::kOut;
+    c.selector = *nl::Selector::between(*nl::Prefix::parse(out ? "192.0.2.0/24" : "198.51.100.0/24"),
+                                        *nl::Prefix::parse(out ? "198.51.100.0/24" : "192.0.2.0/24"));
+    if (prio == 1001u) c.selector.proto = nl::kProtoUdp;
+    c.dir = dir;
+    c.priority = prio;
+    nl::Template t;
+    t.src = *nl::IpAddress::parse(out ? "192.0.2.1" : "198.51.100.1");
+    t.dst = *nl::IpAddress::parse(out ? "198.51.100.1" : "192.0.2.1");
+    t.reqid = 1;
+    c.templates = {t};
+    x.add_foreign_policy(c);
+  }
   nl::Sa fsa;
   fsa.src = *nl::IpAddress::parse("198.51.100.1");
   fsa.dst = *nl::IpAddress::parse("198.51.100.2");
@@ -220,6 +238,23 @@ TEST(Installer, EnableDisableTouchesOnlyItsOwn) {
   fsa.enc = nl::EncAlgo::kAesGcm256;
   fsa.enc_key = SecretBytes(36);
   x.add_foreign_sa(fsa);
+  nl::Sa charon_sa = fsa.clone();
+  charon_sa.spi = 0xc1a2b3c4;
+  charon_sa.reqid = 1;
+  x.add_foreign_sa(charon_sa);
+  // Everything that is not the installer's, exactly as it was (x owns all, so it lists all).
+  const auto foreign_state = [&] {
+    std::string out;
+    const nl::Ownership mine = installer_ownership({});
+    for (const auto& p : x.dump_policies().value())
+      if (!mine.owns(p)) out += p.to_string() + " index=" + std::to_string(p.index) + "\n";
+    for (const auto& s : x.dump_sas().value())
+      if (!mine.owns(s.sa)) out += s.sa.to_string() + "\n";
+    return out;
+  };
+  const std::string foreign_before = foreign_state();
+  ASSERT_EQ(x.total_policies(), 5u);
+  ASSERT_EQ(x.total_sas(), 2u);
 
   PolicyInstaller inst(x);
   const KeyStore ks = keys();
@@ -271,10 +306,18 @@ TEST(Installer, EnableDisableTouchesOnlyItsOwn) {
   EXPECT_EQ(st->policies_added, 0u);
 
   // Disable: everything of ours goes, the foreign objects stay.
+  EXPECT_EQ(foreign_state(), foreign_before);
+  // A restarted daemon reconciles with a new installer: still nothing foreign touched.
+  PolicyInstaller restarted(x);
+  st = restarted.enable(*set2, ks);
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  EXPECT_EQ(st->policies_added + st->policies_updated + st->policies_deleted, 0u);
+  EXPECT_EQ(foreign_state(), foreign_before);
   auto d = inst.disable();
   ASSERT_TRUE(d.ok());
-  EXPECT_EQ(x.total_policies(), 1u);
-  EXPECT_EQ(x.total_sas(), 1u);
+  EXPECT_EQ(x.total_policies(), 5u);
+  EXPECT_EQ(x.total_sas(), 2u);
+  EXPECT_EQ(foreign_state(), foreign_before);
   EXPECT_TRUE(inst.status()->empty());
   EXPECT_TRUE(inst.disable().ok());  // idempotent
 }

@@ -1,9 +1,13 @@
 // storcrypt policy: enforce a committed (compiled) list through the XFRM
 // layer (storcrypt::netlink::XfrmApi), remove it again, and report status.
 //
-// The installer owns exactly the XFRM policies whose priority lies in
-// [priority_base, priority_base + kPrioritySpan) and the SAs whose reqid lies
-// in [reqid_base, reqid_base + kReqidSpan); it never touches anything else.
+// The installer owns exactly the XFRM policies whose index lies in the manual
+// list's part of storcrypt's index range ([netlink::kOwnedIndexMin,
+// netlink::kManualIndexMax], see netlink/xfrm_types.h: the index is
+// storcrypt's ownership tag and is chosen on every add) and the SAs whose
+// reqid lies in [reqid_base, reqid_base + kReqidSpan); it never lists,
+// modifies or deletes anything else, whatever its priority (other daemons'
+// policies, e.g. strongSwan's charon at priorities ~68k..600k, stay as they are).
 // Enabling reconciles the kernel to the desired set (adds what is missing,
 // replaces what differs, deletes what is stale); disabling deletes
 // everything in its ranges.
@@ -21,7 +25,8 @@
 
 namespace storcrypt::policy {
 
-inline constexpr std::uint32_t kPrioritySpan = 1u << 24;
+/// Most kernel policies one list may install (index slots of one direction).
+inline constexpr std::uint32_t kMaxPolicies = (netlink::kManualIndexMax - netlink::kOwnedIndexMin + 1) / 8;
 inline constexpr std::uint32_t kReqidSpan = 1u << 16;
 
 /// The kernel objects for a compiled set (keys filled in from the store).
@@ -79,6 +84,7 @@ class PolicyInstaller {
   bool owns(const netlink::Sa& sa) const;
   netlink::XfrmApi& xfrm_;
   CompileOptions opt_;
+  netlink::Ownership own_;
   std::optional<CompiledPolicySet> enabled_;
 };
 
