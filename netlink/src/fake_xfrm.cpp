@@ -287,6 +287,15 @@ Result<std::vector<Policy>> FakeXfrm::dump_policies() {
   return out;
 }
 
+Result<std::vector<Policy>> FakeXfrm::dump_foreign_policies() {
+  std::lock_guard lk(impl_->mu);
+  if (auto e = impl_->take_failure("dump_foreign_policies")) return *e;
+  std::vector<Policy> out;
+  for (const auto& e : impl_->policies)
+    if (!own_.owns(e.p)) out.push_back(e.p);
+  return out;
+}
+
 Result<BatchResult> FakeXfrm::add_policies(std::span<const Policy> ps) {
   BatchResult r;
   for (std::size_t i = 0; i < ps.size(); ++i) {

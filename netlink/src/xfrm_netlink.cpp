@@ -427,6 +427,20 @@ class NetlinkXfrm : public XfrmApi {
     return out;
   }
 
+  Result<std::vector<Policy>> dump_foreign_policies() override {
+    std::vector<Policy> out;
+    STORCRYPT_TRY(dump(false, [&](Bytes m) -> Status {
+      auto k = codec::peek_owner(m);
+      if (!k || k->is_sa || k->dir > XFRM_POLICY_FWD) return ok_status();
+      if (own().owns_index(k->index) && (!own().mark || k->mark == own().mark)) return ok_status();
+      auto p = codec::decode_policy(m);
+      if (!p.ok()) return ok_status();  // a policy we cannot model is no precedence question we can answer
+      out.push_back(std::move(*p));
+      return ok_status();
+    }));
+    return out;
+  }
+
   Result<BatchResult> add_policies(std::span<const Policy> ps) override {
     std::vector<Item> items(ps.size());
     for (std::size_t i = 0; i < ps.size(); ++i) {

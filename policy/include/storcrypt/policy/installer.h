@@ -48,6 +48,15 @@ Result<KernelSet> to_kernel(const CompiledPolicySet& set, const KeyStore& keys);
 /// Ownership scope matching the installer's ranges (for open_xfrm()).
 netlink::Ownership installer_ownership(const CompileOptions& opt);
 
+/// Precedence against other IPsec daemons (see compiler.h): a warning per
+/// list entry whose kernel selectors overlap, in the same direction, a
+/// foreign policy (another daemon's, `foreign`) that they take precedence
+/// over (lower or equal priority value), naming up to three of them and
+/// whether ours cover them entirely. Foreign xfrm-interface policies (if_id)
+/// are never shadowed by ours and are skipped.
+std::vector<Diagnostic> foreign_precedence_warnings(const CompiledPolicySet& set,
+                                                    const std::vector<netlink::Policy>& foreign);
+
 /// One row of `ipsec status`.
 struct EnforcedPolicy {
   std::string name;  ///< policy name, exemption/default label, or "priority N" if unknown
@@ -76,6 +85,9 @@ class PolicyInstaller {
   Result<ApplyStats> disable();
   /// Enforced policies (kernel state), with SA counters for PROTECT policies.
   Result<std::vector<EnforcedPolicy>> status();
+  /// foreign_precedence_warnings() against the policies other daemons have in
+  /// the kernel now (read only).
+  Result<std::vector<Diagnostic>> precedence_warnings(const CompiledPolicySet& set);
   /// Name status rows after a committed set without applying it (e.g. after a restart).
   void describe_with(const CompiledPolicySet& set) { enabled_ = set; }
 
