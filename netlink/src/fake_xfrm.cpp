@@ -93,6 +93,17 @@ struct FakeXfrm::Impl {
     return nullptr;
   }
 
+  /// Like the real backend: a policy the kernel would give an index outside
+  /// the owner's range (the chosen one is taken) is not kept.
+  static Status check_index_kept(const Ownership& own, const Policy& p, std::uint32_t idx, std::string_view op) {
+    if (own.owns_index(idx)) return ok_status();
+    return Error(ErrorCode::kConflict,
+                 fmt::format("{} {}: the kernel gave it index {} instead of {} (that index is in use); it was "
+                             "removed again",
+                             op, p.to_string(), idx, p.index),
+                 "choose a free index from the owner's range");
+  }
+
   std::uint32_t gen_index(Direction dir, std::uint32_t wanted) {
     for (;;) {
       std::uint32_t idx;
@@ -218,6 +229,7 @@ Result<std::uint32_t> FakeXfrm::add_policy(const Policy& p) {
                  "delete it first or use update");
   PolicyEntry e{p, ++impl_->seq};
   e.p.index = impl_->gen_index(p.dir, p.index);
+  STORCRYPT_TRY(impl_->check_index_kept(own_, p, e.p.index, "adding"));
   impl_->policies.push_back(e);
   ++impl_->mutations;
   return e.p.index;
@@ -239,6 +251,7 @@ Result<std::uint32_t> FakeXfrm::update_policy(const Policy& p) {
   }
   PolicyEntry e{p, ++impl_->seq};
   e.p.index = impl_->gen_index(p.dir, p.index);
+  STORCRYPT_TRY(impl_->check_index_kept(own_, p, e.p.index, "updating"));
   impl_->policies.push_back(e);
   return e.p.index;
 }
@@ -271,6 +284,15 @@ Result<std::vector<Policy>> FakeXfrm::dump_policies() {
   std::vector<Policy> out;
   for (const auto& e : impl_->policies)
     if (own_.owns(e.p)) out.push_back(e.p);
+  return out;
+}
+
+Result<std::vector<Policy>> FakeXfrm::dump_foreign_policies() {
+  std::lock_guard lk(impl_->mu);
+  if (auto e = impl_->take_failure("dump_foreign_policies")) return *e;
+  std::vector<Policy> out;
+  for (const auto& e : impl_->policies)
+    if (!own_.owns(e.p)) out.push_back(e.p);
   return out;
 }
 
@@ -374,7 +396,7 @@ void FakeXfrm::emit(const XfrmEvent& ev) {
       [&](const auto& e) -> bool {
         using T = std::decay_t<decltype(e)>;
         if constexpr (std::is_same_v<T, PolicyExpireEvent>)
-          return own_.owns_priority(e.priority);
+          return own_.owns_index(e.id.index);
         else
           return own_.owns_reqid(e.reqid);
       },

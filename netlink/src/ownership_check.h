@@ -20,11 +20,11 @@ inline Status check_owned_sa(const Ownership& own, const Sa& sa) {
 }
 
 inline Status check_owned_policy(const Ownership& own, const Policy& p) {
-  if (!own.owns_priority(p.priority))
+  if (!own.owns_index(p.index))
     return Error(ErrorCode::kInvalidInput,
-                 fmt::format("priority: {} is outside storcrypt's priority range [{}, {}] ({})", p.priority,
-                             own.priority_min, own.priority_max, p.to_string()),
-                 "use a priority from the configured range");
+                 fmt::format("index: {} is outside storcrypt's policy index range [0x{:08x}, 0x{:08x}] ({})", p.index,
+                             own.index_min, own.index_max, p.to_string()),
+                 "choose the policy's index with Ownership::policy_index() (the index is storcrypt's ownership tag)");
   if (own.mark && p.mark != own.mark)
     return Error(ErrorCode::kInvalidInput, fmt::format("mark: {} must carry storcrypt's mark", p.to_string()),
                  "set the policy's mark to the configured ownership mark");

@@ -808,6 +808,7 @@ std::optional<OwnerKey> peek_owner(Bytes msg) {
   } else if (h.nlmsg_type == XFRM_MSG_NEWPOLICY || h.nlmsg_type == XFRM_MSG_UPDPOLICY) {
     if (!p.parse(msg, sizeof(xfrm_userpolicy_info)).ok()) return std::nullopt;
     k.priority = p.header<xfrm_userpolicy_info>().priority;
+    k.index = p.header<xfrm_userpolicy_info>().index;
     k.dir = p.header<xfrm_userpolicy_info>().dir;
   } else {
     return std::nullopt;

@@ -275,7 +275,7 @@ class NetlinkSubscription : public EventSubscription {
     if (auto* e = std::get_if<SaExpireEvent>(&ev))
       return mask_.expire && own_.owns_reqid(e->reqid) && (!own_.mark || e->id.mark == own_.mark);
     const auto& p = std::get<PolicyExpireEvent>(ev);
-    return mask_.policy_expire && own_.owns_priority(p.priority) && (!own_.mark || p.id.mark == own_.mark);
+    return mask_.policy_expire && own_.owns_index(p.id.index) && (!own_.mark || p.id.mark == own_.mark);
   }
   NlSocket sock_;
   Ownership own_;
@@ -371,7 +371,9 @@ class NetlinkXfrm : public XfrmApi {
     std::string what = "adding " + p.to_string();
     auto r = transact(codec::encode_policy(p, false), what);
     if (!r.ok()) return std::move(r).error();
-    return read_index(p, what);
+    STORCRYPT_ASSIGN_OR_RETURN(std::uint32_t idx, read_index(p, what));
+    STORCRYPT_TRY(keep_only_owned_index(p, idx, what));
+    return idx;
   }
 
   Result<std::uint32_t> update_policy(const Policy& p) override {
@@ -385,7 +387,9 @@ class NetlinkXfrm : public XfrmApi {
     if (!existing.ok() && existing.error().code() != ErrorCode::kNotFound) return std::move(existing).error();
     auto r = transact(codec::encode_policy(p, true), what);
     if (!r.ok()) return std::move(r).error();
-    return read_index(p, what);
+    STORCRYPT_ASSIGN_OR_RETURN(std::uint32_t idx, read_index(p, what));
+    STORCRYPT_TRY(keep_only_owned_index(p, idx, what));
+    return idx;
   }
 
   Status delete_policy(const PolicyId& id) override {
@@ -412,11 +416,25 @@ class NetlinkXfrm : public XfrmApi {
     STORCRYPT_TRY(dump(false, [&](Bytes m) -> Status {
       auto k = codec::peek_owner(m);
       // dir 3-5 are per-socket policies (IKE bypass): never ours.
-      if (!k || k->is_sa || k->dir > XFRM_POLICY_FWD || !own().owns_priority(k->priority) ||
+      if (!k || k->is_sa || k->dir > XFRM_POLICY_FWD || !own().owns_index(k->index) ||
           (own().mark && k->mark != own().mark))
         return ok_status();
       auto p = codec::decode_policy(m);
       if (!p.ok()) return std::move(p).error().context("dumping policies");
+      out.push_back(std::move(*p));
+      return ok_status();
+    }));
+    return out;
+  }
+
+  Result<std::vector<Policy>> dump_foreign_policies() override {
+    std::vector<Policy> out;
+    STORCRYPT_TRY(dump(false, [&](Bytes m) -> Status {
+      auto k = codec::peek_owner(m);
+      if (!k || k->is_sa || k->dir > XFRM_POLICY_FWD) return ok_status();
+      if (own().owns_index(k->index) && (!own().mark || k->mark == own().mark)) return ok_status();
+      auto p = codec::decode_policy(m);
+      if (!p.ok()) return ok_status();  // a policy we cannot model is no precedence question we can answer
       out.push_back(std::move(*p));
       return ok_status();
     }));
@@ -434,7 +452,30 @@ class NetlinkXfrm : public XfrmApi {
       else
         items[i].msg = codec::encode_policy(ps[i], false);
     }
-    return pipeline(items);
+    STORCRYPT_ASSIGN_OR_RETURN(BatchResult br, pipeline(items));
+    if (own().owns_index(0) || br.succeeded == 0) return br;
+    // The kernel gives a policy another index when the chosen one is taken:
+    // find the added policies whose index is not the owner's, and undo them.
+    std::map<std::string, std::uint32_t> installed;  // policy_key -> index
+    STORCRYPT_TRY(dump(false, [&](Bytes m) -> Status {
+      auto k = codec::peek_owner(m);
+      if (!k || k->is_sa || k->dir > XFRM_POLICY_FWD) return ok_status();
+      auto p = codec::decode_policy(m);
+      if (p.ok()) installed[policy_key(p->id())] = p->index;
+      return ok_status();
+    }));
+    std::set<std::size_t> failed;
+    for (const auto& f : br.failures) failed.insert(f.first);
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      if (failed.count(i)) continue;
+      auto it = installed.find(policy_key(ps[i].id()));
+      if (it == installed.end() || own().owns_index(it->second)) continue;
+      Status st = keep_only_owned_index(ps[i], it->second, items[i].what());
+      br.failures.emplace_back(i, std::move(st).error());
+      --br.succeeded;
+    }
+    std::sort(br.failures.begin(), br.failures.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    return br;
   }
 
   Result<BatchResult> delete_policies(std::span<const PolicyId> ids) override {
@@ -623,6 +664,26 @@ class NetlinkXfrm : public XfrmApi {
     for (const auto& m : replies)
       if (msg_type(m.view()) == XFRM_MSG_NEWPOLICY) return codec::decode_policy(m.view());
     return Error(ErrorCode::kProtocol, what + ": the kernel sent no policy back");
+  }
+
+  /// A policy just added or updated got index `idx`. When that index is not
+  /// the owner's (the chosen one was taken, and the kernel generated
+  /// another), the policy is deleted again and the add refused: a storcrypt
+  /// policy never lives outside its index range, where it would be foreign.
+  Status keep_only_owned_index(const Policy& p, std::uint32_t idx, const std::string& what) {
+    if (own().owns_index(idx)) return ok_status();
+    PolicyId by_idx;
+    by_idx.dir = p.dir;
+    by_idx.index = idx;
+    auto undo = transact(codec::encode_policy_id(by_idx, true), what + " (undoing it)");
+    std::string undone = undo.ok() ? "it was removed again"
+                                   : "removing it again failed: " + undo.error().message() +
+                                         "; delete it with `ip xfrm policy delete dir " +
+                                         std::string(direction_name(p.dir)) + " index " + std::to_string(idx) + "`";
+    return Error(ErrorCode::kConflict,
+                 fmt::format("{}: the kernel gave it index {} instead of {} (that index is in use); {}", what, idx,
+                             p.index, undone),
+                 "choose a free index from the owner's range");
   }
 
   Result<std::uint32_t> read_index(const Policy& p, const std::string& what) {

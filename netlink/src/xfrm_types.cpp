@@ -506,9 +506,16 @@ bool Ownership::owns(const Sa& sa) const {
 }
 
 bool Ownership::owns(const Policy& p) const {
-  if (!owns_priority(p.priority)) return false;
+  if (!owns_index(p.index)) return false;
   if (mark && p.mark != mark) return false;
   return true;
+}
+
+std::optional<std::uint32_t> Ownership::policy_index(std::uint32_t slot, Direction dir) const {
+  const std::uint64_t base = (static_cast<std::uint64_t>(index_min) + 7) & ~std::uint64_t{7};
+  const std::uint64_t idx = base + 8 * static_cast<std::uint64_t>(slot) + static_cast<std::uint64_t>(dir);
+  if (idx > index_max || idx == 0) return std::nullopt;
+  return static_cast<std::uint32_t>(idx);
 }
 
 Status BatchResult::first_error() const {

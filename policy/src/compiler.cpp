@@ -381,7 +381,9 @@ CompiledPolicySet compile(const PolicyList& list, const CompileOptions& opt) {
   for (std::size_t k = 0; k < eff.size(); ++k) {
     const Policy& p = eff[k].policy;
     const XfrmDir dir = p.direction == Direction::kOutbound ? XfrmDir::kOut : XfrmDir::kIn;
-    const std::uint32_t priority = opt.priority_base + static_cast<std::uint32_t>(k);
+    // The control exemptions and the default's catch-alls go below other daemons' policies (see compiler.h).
+    const std::uint32_t priority = (eff[k].origin == Origin::kUser ? opt.priority_base : opt.default_priority_base) +
+                                   static_cast<std::uint32_t>(k);
     std::optional<TemplateSpec> tmpl;
     if (p.disposition == Disposition::kProtect && p.protection) {
       const Protection& pr = *p.protection;

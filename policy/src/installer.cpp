@@ -77,6 +77,107 @@ bool same_policy(const nl::Policy& a, const nl::Policy& b) {
          a.templates == b.templates;
 }
 
+bool prefixes_overlap(const nl::Prefix& a, const nl::Prefix& b) {
+  return a.len <= b.len ? a.contains(b.addr) : b.contains(a.addr);
+}
+
+bool prefix_covers(const nl::Prefix& outer, const nl::Prefix& inner) {
+  return outer.len <= inner.len && outer.contains(inner.addr);
+}
+
+bool ports_overlap(const nl::PortMatch& a, const nl::PortMatch& b) {
+  return ((a.port ^ b.port) & a.mask & b.mask) == 0;
+}
+
+bool port_covers(const nl::PortMatch& outer, const nl::PortMatch& inner) {
+  return (outer.mask & ~inner.mask) == 0 && ((outer.port ^ inner.port) & outer.mask) == 0;
+}
+
+bool opt_overlap(const std::optional<std::uint8_t>& a, const std::optional<std::uint8_t>& b) {
+  return !a || !b || *a == *b;
+}
+
+/// Some packet can match both selectors.
+bool selectors_overlap(const nl::Selector& a, const nl::Selector& b) {
+  return a.family == b.family && prefixes_overlap(a.src, b.src) && prefixes_overlap(a.dst, b.dst) &&
+         (a.proto == 0 || b.proto == 0 || a.proto == b.proto) && ports_overlap(a.sport, b.sport) &&
+         ports_overlap(a.dport, b.dport) && opt_overlap(a.icmp_type, b.icmp_type) &&
+         opt_overlap(a.icmp_code, b.icmp_code) && (a.ifindex == 0 || b.ifindex == 0 || a.ifindex == b.ifindex);
+}
+
+/// Every packet `inner` matches also matches `outer`.
+bool selector_covers(const nl::Selector& outer, const nl::Selector& inner) {
+  return outer.family == inner.family && prefix_covers(outer.src, inner.src) &&
+         prefix_covers(outer.dst, inner.dst) && (outer.proto == 0 || outer.proto == inner.proto) &&
+         port_covers(outer.sport, inner.sport) && port_covers(outer.dport, inner.dport) &&
+         (!outer.icmp_type || outer.icmp_type == inner.icmp_type) &&
+         (!outer.icmp_code || outer.icmp_code == inner.icmp_code) &&
+         (outer.ifindex == 0 || outer.ifindex == inner.ifindex);
+}
+
+std::string describe_foreign(const nl::Policy& p) {
+  std::string what = p.action == nl::PolicyAction::kBlock ? "block"
+                     : p.templates.empty()                 ? "allow"
+                                                           : std::string(nl::proto_name(p.templates.front().proto)) +
+                                                                 " " + std::string(nl::mode_name(p.templates.front().mode));
+  return std::string(nl::direction_name(p.dir)) + " " + p.selector.to_string() + " " + what + " priority " +
+         std::to_string(p.priority) + " index " + std::to_string(p.index);
+}
+
+/// The kernel policies of a compiled set, each with the spec it comes from.
+Result<std::vector<std::pair<nl::Policy, const PolicySpec*>>> kernel_policies(const CompiledPolicySet& set) {
+  std::vector<std::pair<nl::Policy, const PolicySpec*>> out;
+  std::set<std::pair<int, std::string>> seen;  // (dir, selector text) already emitted
+  for (const PolicySpec& p : set.policies) {
+    nl::Policy base;
+    base.dir = p.dir == XfrmDir::kIn    ? nl::Direction::kIn
+               : p.dir == XfrmDir::kOut ? nl::Direction::kOut
+                                        : nl::Direction::kFwd;
+    base.action = p.action == XfrmAction::kBlock ? nl::PolicyAction::kBlock : nl::PolicyAction::kAllow;
+    base.priority = p.priority;
+    if (p.tmpl) {
+      nl::Template t;
+      t.proto = p.tmpl->proto == proto::kAh ? nl::XfrmProto::kAh : nl::XfrmProto::kEsp;
+      t.mode = p.tmpl->mode == Mode::kTunnel ? nl::Mode::kTunnel : nl::Mode::kTransport;
+      t.family = to_nl(p.tmpl->family);
+      t.src = to_nl(p.tmpl->saddr);
+      t.dst = to_nl(p.tmpl->daddr);
+      t.reqid = p.tmpl->reqid;
+      t.spi = p.tmpl->spi;
+      base.templates.push_back(t);
+    }
+    const SelectorSpec& s = p.selector;
+    nl::Selector sel = nl::Selector::any(to_nl(s.family));
+    STORCRYPT_ASSIGN_OR_RETURN(sel.src, prefix(s.saddr, s.prefixlen_s));
+    STORCRYPT_ASSIGN_OR_RETURN(sel.dst, prefix(s.daddr, s.prefixlen_d));
+    sel.proto = s.proto;
+    std::vector<nl::Selector> sels;
+    if (protocol_is_icmp(s.proto)) {
+      // One ICMP type (and code) per selector; a code needs a type.
+      for (auto type : icmp_values(s.sport, s.sport_mask, s.dport_mask != 0)) {
+        for (auto code : icmp_values(s.dport, s.dport_mask, false)) {
+          nl::Selector x = sel;
+          x.icmp_type = type;
+          x.icmp_code = code;
+          sels.push_back(x);
+        }
+      }
+    } else {
+      sel.sport = {s.sport, s.sport_mask};
+      sel.dport = {s.dport, s.dport_mask};
+      sels.push_back(sel);
+    }
+    for (nl::Selector& x : sels) {
+      if (!seen.insert({static_cast<int>(base.dir), x.to_string()}).second) continue;
+      nl::Policy np = base;
+      np.selector = std::move(x);
+      if (auto st = nl::validate(np); !st.ok()) return std::move(st).error().context("policy '" + p.source + "'");
+      out.emplace_back(std::move(np), &p);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<KernelSet> to_kernel(const CompiledPolicySet& set, const KeyStore& keys) {
@@ -125,78 +226,29 @@ Result<KernelSet> to_kernel(const CompiledPolicySet& set, const KeyStore& keys) 
     out.sas.push_back(std::move(sa));
   }
 
-  std::set<std::pair<int, std::string>> seen;  // (dir, selector text) already emitted
-  for (const PolicySpec& p : set.policies) {
-    nl::Policy base;
-    base.dir = p.dir == XfrmDir::kIn    ? nl::Direction::kIn
-               : p.dir == XfrmDir::kOut ? nl::Direction::kOut
-                                        : nl::Direction::kFwd;
-    base.action = p.action == XfrmAction::kBlock ? nl::PolicyAction::kBlock : nl::PolicyAction::kAllow;
-    base.priority = p.priority;
-    if (p.tmpl) {
-      nl::Template t;
-      t.proto = p.tmpl->proto == proto::kAh ? nl::XfrmProto::kAh : nl::XfrmProto::kEsp;
-      t.mode = p.tmpl->mode == Mode::kTunnel ? nl::Mode::kTunnel : nl::Mode::kTransport;
-      t.family = to_nl(p.tmpl->family);
-      t.src = to_nl(p.tmpl->saddr);
-      t.dst = to_nl(p.tmpl->daddr);
-      t.reqid = p.tmpl->reqid;
-      t.spi = p.tmpl->spi;
-      base.templates.push_back(t);
-    }
-    const SelectorSpec& s = p.selector;
-    nl::Selector sel = nl::Selector::any(to_nl(s.family));
-    STORCRYPT_ASSIGN_OR_RETURN(sel.src, prefix(s.saddr, s.prefixlen_s));
-    STORCRYPT_ASSIGN_OR_RETURN(sel.dst, prefix(s.daddr, s.prefixlen_d));
-    sel.proto = s.proto;
-    std::vector<nl::Selector> sels;
-    if (protocol_is_icmp(s.proto)) {
-      // One ICMP type (and code) per selector; a code needs a type.
-      for (auto type : icmp_values(s.sport, s.sport_mask, s.dport_mask != 0)) {
-        for (auto code : icmp_values(s.dport, s.dport_mask, false)) {
-          nl::Selector x = sel;
-          x.icmp_type = type;
-          x.icmp_code = code;
-          sels.push_back(x);
-        }
-      }
-    } else {
-      sel.sport = {s.sport, s.sport_mask};
-      sel.dport = {s.dport, s.dport_mask};
-      sels.push_back(sel);
-    }
-    for (nl::Selector& x : sels) {
-      if (!seen.insert({static_cast<int>(base.dir), x.to_string()}).second) continue;
-      nl::Policy np = base;
-      np.selector = std::move(x);
-      if (auto st = nl::validate(np); !st.ok()) return std::move(st).error().context("policy '" + p.source + "'");
-      out.policies.push_back(std::move(np));
-    }
-  }
+  STORCRYPT_ASSIGN_OR_RETURN(auto pols, kernel_policies(set));
+  for (auto& [p, spec] : pols) out.policies.push_back(std::move(p));
   return out;
 }
 
 netlink::Ownership installer_ownership(const CompileOptions& opt) {
   netlink::Ownership o;
-  o.priority_min = opt.priority_base;
-  o.priority_max = opt.priority_base + kPrioritySpan - 1;
+  o.index_min = netlink::kOwnedIndexMin;
+  o.index_max = netlink::kManualIndexMax;
   o.reqid_min = opt.reqid_base;
   o.reqid_max = opt.reqid_base + kReqidSpan - 1;
   return o;
 }
 
-PolicyInstaller::PolicyInstaller(netlink::XfrmApi& xfrm, CompileOptions opt) : xfrm_(xfrm), opt_(std::move(opt)) {}
+PolicyInstaller::PolicyInstaller(netlink::XfrmApi& xfrm, CompileOptions opt)
+    : xfrm_(xfrm), opt_(std::move(opt)), own_(installer_ownership(opt_)) {}
 
-bool PolicyInstaller::owns(const netlink::Policy& p) const {
-  return p.priority >= opt_.priority_base && p.priority - opt_.priority_base < kPrioritySpan;
-}
+bool PolicyInstaller::owns(const netlink::Policy& p) const { return own_.owns(p); }
 
-bool PolicyInstaller::owns(const netlink::Sa& sa) const {
-  return sa.reqid >= opt_.reqid_base && sa.reqid - opt_.reqid_base < kReqidSpan;
-}
+bool PolicyInstaller::owns(const netlink::Sa& sa) const { return own_.owns(sa); }
 
 Result<ApplyStats> PolicyInstaller::enable(const CompiledPolicySet& set, const KeyStore& keys) {
-  if (set.policies.size() + 1 >= kPrioritySpan) {
+  if (set.policies.size() >= kMaxPolicies) {
     return Error(ErrorCode::kInvalidInput, "the compiled list is too large to install", "shorten the list");
   }
   STORCRYPT_ASSIGN_OR_RETURN(KernelSet want, to_kernel(set, keys));
@@ -239,6 +291,23 @@ Result<ApplyStats> PolicyInstaller::enable(const CompiledPolicySet& set, const K
   for (const nl::Policy& h : have_pols) {
     if (owns(h)) have_by_id[h.id().to_string()] = &h;
   }
+  // Every policy carries an index from our range (the ownership tag); new
+  // ones take the lowest free slot of their direction.
+  std::set<std::uint32_t> used_indexes;
+  for (const nl::Policy& h : have_pols) {
+    if (owns(h)) used_indexes.insert(h.index);
+  }
+  std::map<nl::Direction, std::uint32_t> next_slot;
+  auto free_index = [&](nl::Direction dir) -> Result<std::uint32_t> {
+    for (std::uint32_t& slot = next_slot[dir];; ++slot) {
+      auto idx = own_.policy_index(slot, dir);
+      if (!idx) {
+        return Error(ErrorCode::kInvalidInput, "no free policy index left in storcrypt's range",
+                     "shorten the list, or disable and enable again");
+      }
+      if (used_indexes.insert(*idx).second) return *idx;
+    }
+  };
   std::vector<nl::Policy> add;
   std::set<std::string> wanted_ids;
   for (const nl::Policy& p : want.policies) {
@@ -246,9 +315,13 @@ Result<ApplyStats> PolicyInstaller::enable(const CompiledPolicySet& set, const K
     wanted_ids.insert(id);
     auto it = have_by_id.find(id);
     if (it == have_by_id.end()) {
-      add.push_back(p);
+      nl::Policy np = p;
+      STORCRYPT_ASSIGN_OR_RETURN(np.index, free_index(p.dir));
+      add.push_back(std::move(np));
     } else if (!same_policy(*it->second, p)) {
-      STORCRYPT_TRY(xfrm_.update_policy(p));
+      nl::Policy up = p;
+      up.index = it->second->index;  // the kernel keeps the installed policy's index
+      STORCRYPT_TRY(xfrm_.update_policy(up));
       ++st.policies_updated;
     }
   }
@@ -312,6 +385,55 @@ Result<ApplyStats> PolicyInstaller::disable() {
   }
   enabled_.reset();
   return st;
+}
+
+std::vector<Diagnostic> foreign_precedence_warnings(const CompiledPolicySet& set,
+                                                    const std::vector<netlink::Policy>& foreign) {
+  std::vector<Diagnostic> out;
+  auto pols = kernel_policies(set);
+  if (!pols.ok()) return out;  // commit reports the list's own errors
+  // Per list entry (in list order): the foreign policies it takes precedence over.
+  std::map<std::size_t, std::pair<const PolicySpec*, std::vector<std::pair<const nl::Policy*, bool>>>> hits;
+  for (const nl::Policy& f : foreign) {
+    // An xfrm-interface policy (if_id) only applies to that interface's
+    // lookups, where ours (if_id 0) never match.
+    if (f.if_id != 0) continue;
+    std::set<std::size_t> seen_entries;
+    for (const auto& [mine, spec] : *pols) {
+      // The kernel picks the lowest priority value; at equal values the older policy.
+      if (mine.dir != f.dir || mine.priority > f.priority) continue;
+      if (!selectors_overlap(mine.selector, f.selector)) continue;
+      if (!seen_entries.insert(spec->effective_index).second) continue;
+      auto& h = hits[spec->effective_index];
+      h.first = spec;
+      h.second.emplace_back(&f, selector_covers(mine.selector, f.selector));
+    }
+  }
+  for (const auto& [idx, h] : hits) {
+    const auto& [spec, fs] = h;
+    const bool all_full = std::all_of(fs.begin(), fs.end(), [](const auto& x) { return x.second; });
+    std::string msg = std::string(to_string(spec->dir)) + " selector takes precedence over " +
+                      std::to_string(fs.size()) + (fs.size() == 1 ? " policy" : " policies") +
+                      " of another IPsec daemon already in the kernel (" +
+                      (all_full ? "entirely" : "at least partly") +
+                      "): that traffic will follow this list instead of the other daemon's policy: ";
+    for (std::size_t i = 0; i < fs.size() && i < 3; ++i) msg += (i ? "; " : "") + describe_foreign(*fs[i].first);
+    if (fs.size() > 3) msg += "; and " + std::to_string(fs.size() - 3) + " more";
+    std::string fix =
+        "narrow this policy's addresses, protocol or ports so they leave the other daemon's traffic alone, unless "
+        "this list is meant to decide for it (see PRECEDENCE in storcrypt(8))";
+    out.push_back({Severity::kWarning, spec->source, std::move(msg), std::move(fix)});
+  }
+  return out;
+}
+
+Result<std::vector<Diagnostic>> PolicyInstaller::precedence_warnings(const CompiledPolicySet& set) {
+  STORCRYPT_ASSIGN_OR_RETURN(auto foreign, xfrm_.dump_foreign_policies());
+  // The XfrmApi's scope may be wider than the installer's (e.g. Ownership::all()).
+  STORCRYPT_ASSIGN_OR_RETURN(auto listed, xfrm_.dump_policies());
+  for (auto& p : listed)
+    if (!owns(p)) foreign.push_back(std::move(p));
+  return foreign_precedence_warnings(set, foreign);
 }
 
 Result<std::vector<EnforcedPolicy>> PolicyInstaller::status() {

@@ -64,6 +64,19 @@ Result<IpsecService::CommitOutcome> IpsecService::commit() {
   auto set = pol::commit(uncommitted_, keys_, opt);
   if (!set.ok()) return std::move(set).error();
   CommitOutcome out{set->report, std::nullopt, set->policies.size(), set->sas.size()};
+  // Precedence against other IPsec daemons' policies already in the kernel
+  // (read only: a commit on a disabled node changes nothing there).
+  auto inst = installer();
+  auto shadow = inst.ok() ? (*inst)->precedence_warnings(*set) : Result<std::vector<pol::Diagnostic>>(inst.error());
+  if (shadow.ok()) {
+    for (auto& d : *shadow) out.report.diagnostics.push_back(std::move(d));
+  } else {
+    out.report.diagnostics.push_back(
+        {pol::Severity::kWarning, "",
+         "could not read other IPsec daemons' policies from the kernel to check precedence: " +
+             shadow.error().message(),
+         "run 'storcrypt system doctor'; commit again to repeat the check"});
+  }
   if (enabled_) {
     STORCRYPT_ASSIGN_OR_RETURN(out.applied, apply(*set));
   }

@@ -10,9 +10,12 @@
 #include <fstream>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "ip_xfrm_parse.h"
 #include "storcrypt/netlink/xfrm_api.h"
+#include "storcrypt/policy/installer.h"
+#include "storcrypt/policy/text.h"
 #include "storcrypt/testing/environment.h"
 #include "storcrypt/testing/netns.h"
 #include "storcrypt/testing/process.h"
@@ -21,16 +24,19 @@ namespace storcrypt::testing {
 namespace {
 
 using namespace storcrypt::netlink;
+namespace pol = storcrypt::policy;
 using namespace std::chrono_literals;
 
 Ownership scope() {
   Ownership o;
   o.reqid_min = 100;
   o.reqid_max = 199;
-  o.priority_min = 1000;
-  o.priority_max = 9999;
+  o.index_min = kOwnedIndexMin;
+  o.index_max = kOwnedIndexMin + 0xfffff;
   return o;
 }
+
+std::uint32_t next_slot = 0;
 
 std::unique_ptr<XfrmApi> open_in(const TestNetns& ns, Ownership own = scope()) {
   XfrmOptions o;
@@ -74,6 +80,7 @@ Policy policy(const char* src, const char* dst, Direction dir, std::uint32_t pri
   p.selector = *Selector::between(*Prefix::parse(src), *Prefix::parse(dst), proto);
   p.dir = dir;
   p.priority = prio;
+  p.index = *scope().policy_index(next_slot++, dir);  // storcrypt's ownership tag
   return p;
 }
 
@@ -212,6 +219,7 @@ TEST_F(XfrmHost, PoliciesReadBackWithIpFieldByField) {
     auto r = x->add_policy(p);
     ASSERT_TRUE(r.ok()) << r.error().to_string();
     EXPECT_EQ(*r & 7, static_cast<std::uint32_t>(p.dir));
+    EXPECT_EQ(*r, p.index) << "the kernel honours a free user-chosen index with index % 8 == dir";
     idx.push_back(*r);
   }
   auto bs = ip_blocks(ns, "policy");
@@ -269,12 +277,31 @@ TEST_F(XfrmHost, DuplicatePolicyIsAConflictWithKernelText) {
   EXPECT_EQ(ip_blocks(ns, "policy").size(), 1u);
 
   // Bad input never reaches the kernel and names the field.
-  Policy bad = p;
-  bad.priority = 50;  // outside storcrypt's range
+  Policy bad = policy("10.3.0.0/16", "10.2.0.0/16", Direction::kOut, 50);
+  bad.index = 9;  // outside storcrypt's index range (a kernel-generated one)
   auto r = x->add_policy(bad);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kInvalidInput);
-  EXPECT_EQ(r.error().message().rfind("priority:", 0), 0u);
+  EXPECT_EQ(r.error().message().rfind("index:", 0), 0u);
+  bad.index = 0;  // "kernel chooses" is no tag either
+  EXPECT_EQ(x->add_policy(bad).error().message().rfind("index:", 0), 0u);
+  // Our index taken: the kernel would silently generate another one, outside
+  // our range; the add is undone and refused.
+  Policy clash = policy("10.4.0.0/16", "10.2.0.0/16", Direction::kOut, 2000);
+  clash.index = p.index;  // p holds it
+  auto c = x->add_policy(clash);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), ErrorCode::kConflict);
+  EXPECT_NE(c.error().message().find("index"), std::string::npos) << c.error().message();
+  EXPECT_EQ(ip_blocks(ns, "policy").size(), 1u) << "the clashing policy stayed in the kernel";
+  std::vector<Policy> batch = {policy("10.5.0.0/16", "10.2.0.0/16", Direction::kOut, 2000), clash};
+  auto br = x->add_policies(batch);
+  ASSERT_TRUE(br.ok()) << br.error().to_string();
+  EXPECT_EQ(br->succeeded, 1u);
+  ASSERT_EQ(br->failures.size(), 1u);
+  EXPECT_EQ(br->failures[0].first, 1u);
+  EXPECT_EQ(br->failures[0].second.code(), ErrorCode::kConflict);
+  EXPECT_EQ(ip_blocks(ns, "policy").size(), 2u) << "the clashing policy of the batch stayed in the kernel";
   Policy badidx = p;
   badidx.index = 16;  // encodes dir in
   EXPECT_EQ(x->add_policy(badidx).error().message().rfind("index:", 0), 0u);
@@ -389,11 +416,50 @@ TEST_F(XfrmHost, DefaultPolicyGetSetMatchesIp) {
   EXPECT_NE(out.find("in:  accept"), std::string::npos) << out;
 }
 
+/// The `ip -s xfrm policy` blocks of policies that are not storcrypt's (index
+/// outside the owned range), as `ip` prints them, in the kernel's order.
+std::string foreign_policies_text(const TestNetns& ns) {
+  std::string all;
+  for (const auto& b : ip_blocks(ns, "policy")) {
+    const std::uint32_t idx = static_cast<std::uint32_t>(std::stoul(b.get("index")));
+    if (!Ownership::storcrypt().owns_index(idx)) all += b.text + "\n";
+  }
+  return all;
+}
+
+std::size_t owned_policy_count(const TestNetns& ns) {
+  std::size_t n = 0;
+  for (const auto& b : ip_blocks(ns, "policy"))
+    n += Ownership::storcrypt().owns_index(static_cast<std::uint32_t>(std::stoul(b.get("index"))));
+  return n;
+}
+
 TEST_F(XfrmHost, ForeignObjectsAreNeitherListedNorTouched) {
   TestNetns ns("sc-nlown");
   ASSERT_TRUE(ns.ok());
   std::string out;
-  ASSERT_EQ(ns.ip("xfrm policy add src 10.9.0.0/16 dst 10.8.0.0/16 dir out priority 50 action block", &out), 0) << out;
+  // Another daemon's policies, with kernel-chosen indexes. Besides a low
+  // priority, strongSwan charon's priorities (~68k..600k: passthrough,
+  // tunnel in/out/fwd): all inside [1000, 1000 + 2^24), the band storcrypt
+  // once took as its own.
+  for (const char* cmd : {
+           "xfrm policy add src 10.9.0.0/16 dst 10.8.0.0/16 dir out priority 50 action block",
+           "xfrm policy add src 10.9.0.0/16 dst 10.8.0.0/16 dir in priority 1001 action block",
+           "xfrm policy add src 192.0.2.10/32 dst 192.0.2.0/24 dir out priority 68015 action allow",
+           "xfrm policy add src 192.0.2.10/32 dst 198.51.100.0/24 dir out priority 375423 "
+           "tmpl src 192.0.2.10 dst 198.51.100.1 proto esp reqid 1 mode tunnel",
+           "xfrm policy add src 198.51.100.0/24 dst 192.0.2.10/32 dir in priority 375423 "
+           "tmpl src 198.51.100.1 dst 192.0.2.10 proto esp reqid 1 mode tunnel",
+           "xfrm policy add src 198.51.100.0/24 dst 192.0.2.10/32 dir fwd priority 375423 "
+           "tmpl src 198.51.100.1 dst 192.0.2.10 proto esp reqid 1 mode tunnel",
+           "xfrm policy add src 0.0.0.0/0 dst 0.0.0.0/0 proto udp dport 4500 dir out priority 599999 action allow",
+       }) {
+    ASSERT_EQ(ns.ip(cmd, &out), 0) << cmd << ": " << out;
+  }
+  const std::string before = foreign_policies_text(ns);
+  ASSERT_EQ(ip_blocks(ns, "policy").size(), 7u);
+  ASSERT_EQ(owned_policy_count(ns), 0u);
+
   auto x = open_in(ns);
   ASSERT_TRUE(x);
   Policy mine = policy("10.1.0.0/16", "10.2.0.0/16", Direction::kOut, 3000);
@@ -403,19 +469,64 @@ TEST_F(XfrmHost, ForeignObjectsAreNeitherListedNorTouched) {
   ASSERT_TRUE(d.ok());
   ASSERT_EQ(d->size(), 1u);
   EXPECT_EQ((*d)[0].priority, 3000u);
+  for (const auto& [src, dst, dir, prio] :
+       {std::tuple{"10.9.0.0/16", "10.8.0.0/16", Direction::kOut, 50u},
+        std::tuple{"10.9.0.0/16", "10.8.0.0/16", Direction::kIn, 1001u},
+        std::tuple{"192.0.2.10/32", "198.51.100.0/24", Direction::kOut, 375423u}}) {
+    Policy foreign = policy(src, dst, dir, prio);
+    SCOPED_TRACE(foreign.to_string());
+    auto del = x->delete_policy(foreign.id());
+    ASSERT_FALSE(del.ok());
+    EXPECT_EQ(del.error().code(), ErrorCode::kConflict);
+    EXPECT_EQ(x->get_policy(foreign.id()).error().code(), ErrorCode::kNotFound);
+    auto upd = x->update_policy(foreign);
+    ASSERT_FALSE(upd.ok());
+    EXPECT_EQ(upd.error().code(), ErrorCode::kConflict);
+  }
   Policy foreign = policy("10.9.0.0/16", "10.8.0.0/16", Direction::kOut, 50);
-  auto del = x->delete_policy(foreign.id());
-  ASSERT_FALSE(del.ok());
-  EXPECT_EQ(del.error().code(), ErrorCode::kConflict);
   std::vector<PolicyId> ids = {mine.id(), foreign.id()};
   auto bulk = x->delete_policies(ids);
   ASSERT_TRUE(bulk.ok());
   EXPECT_EQ(bulk->succeeded, 1u);
   ASSERT_EQ(bulk->failures.size(), 1u);
   EXPECT_EQ(bulk->failures[0].first, 1u);
-  auto bs = ip_blocks(ns, "policy");
-  ASSERT_EQ(bs.size(), 1u);
-  EXPECT_EQ(bs[0].get("priority"), "50");
+  EXPECT_EQ(foreign_policies_text(ns), before);
+  EXPECT_EQ(owned_policy_count(ns), 0u);
+
+  // The policy installer (what `ipsec enable`, a daemon restart's reconcile
+  // and `ipsec disable` run): charon's policies stay byte for byte.
+  auto list = pol::import_policies(
+      "Name = drop-telnet\nDirection = outbound\nLocalAddress = ANY\nRemoteAddress = ANY\nProtocol = TCP\n"
+      "LocalPort = ANY\nRemotePort = 23\nAction = DISCARD\n\n"
+      "Name = out\nDirection = outbound\nLocalAddress = ANY\nRemoteAddress = ANY\nAction = BYPASS\n\n"
+      "Name = in\nDirection = inbound\nLocalAddress = ANY\nRemoteAddress = ANY\nAction = BYPASS\n");
+  ASSERT_TRUE(list.ok()) << list.error().to_string();
+  const pol::KeyStore keys;
+  auto set = pol::commit(*list, keys);
+  ASSERT_TRUE(set.ok()) << set.error().to_string();
+  auto px = open_xfrm({.netns = ns.name(), .ownership = pol::installer_ownership({})});
+  ASSERT_TRUE(px.ok()) << px.error().to_string();
+  {
+    pol::PolicyInstaller inst(**px);
+    auto en = inst.enable(*set, keys);
+    ASSERT_TRUE(en.ok()) << en.error().to_string();
+    EXPECT_GT(en->policies_added, 2u);
+    EXPECT_EQ(owned_policy_count(ns), en->policies_added);
+    EXPECT_EQ(foreign_policies_text(ns), before);
+  }
+  {
+    pol::PolicyInstaller restarted(**px);  // a new daemon reconciles the kernel
+    auto en = restarted.enable(*set, keys);
+    ASSERT_TRUE(en.ok()) << en.error().to_string();
+    EXPECT_EQ(en->policies_added + en->policies_updated + en->policies_deleted, 0u);
+    EXPECT_EQ(foreign_policies_text(ns), before);
+    auto dis = restarted.disable();
+    ASSERT_TRUE(dis.ok()) << dis.error().to_string();
+    EXPECT_GT(dis->policies_deleted, 2u);
+  }
+  EXPECT_EQ(owned_policy_count(ns), 0u);
+  EXPECT_EQ(foreign_policies_text(ns), before);
+  EXPECT_EQ(ip_blocks(ns, "policy").size(), 7u);
 }
 
 TEST_F(XfrmHost, BulkInstallPipelinedWithPerItemErrors) {
@@ -436,7 +547,7 @@ TEST_F(XfrmHost, BulkInstallPipelinedWithPerItemErrors) {
     ps.push_back(p);
   }
   ps[300] = ps[299];     // duplicate key: the kernel refuses it
-  ps[301].priority = 5;  // outside the range: refused before sending
+  ps[301].index = 9;     // outside the range: refused before sending
   auto r = (*x)->add_policies(ps);
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_EQ(r->succeeded, 598u);

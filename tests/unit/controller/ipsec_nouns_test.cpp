@@ -193,6 +193,40 @@ TEST_F(IpsecNouns, CommitRefusesAnInvalidListAndKeepsTheOldOne) {
   EXPECT_NE(bad.error().message().find("protocol"), std::string::npos);
 }
 
+TEST_F(IpsecNouns, CommitWarnsWhenTheListShadowsAnotherDaemonsPolicy) {
+  Node n(dir.path);
+  // strongSwan charon's outbound tunnel, already in the kernel.
+  nl::Policy charon;
+  charon.dir = nl::Direction::kOut;
+  charon.priority = 375423;
+  charon.selector = *nl::Selector::between(*nl::Prefix::parse("192.0.2.0/24"), *nl::Prefix::parse("198.51.100.0/24"));
+  nl::Template t;
+  t.src = *nl::IpAddress::parse("192.0.2.1");
+  t.dst = *nl::IpAddress::parse("198.51.100.1");
+  t.reqid = 1;
+  charon.templates = {t};
+  n.foreign.push_back(charon);
+  json narrow = bypass("lab", "outbound");
+  narrow["RemoteAddress"] = "203.0.113.0/24";
+  n.ok("policy.add", {{"fields", narrow}});
+  n.ok("policy.add", {{"fields", bypass("out", "outbound")}});
+  n.ok("policy.add", {{"fields", bypass("in", "inbound")}});
+  json c = n.ok("policy.commit");
+  const json* warned = nullptr;
+  for (const auto& d : c["diagnostics"]) {
+    EXPECT_NE(d["policy"], "lab") << d.dump();
+    if (d["policy"] == "out") warned = &d;
+  }
+  ASSERT_NE(warned, nullptr) << c.dump(2);
+  EXPECT_EQ((*warned)["severity"], "warning");
+  EXPECT_NE((*warned)["message"].get<std::string>().find("another IPsec daemon"), std::string::npos) << c.dump(2);
+  EXPECT_NE((*warned)["message"].get<std::string>().find("priority 375423"), std::string::npos) << c.dump(2);
+  EXPECT_EQ(c["enforced"], false);
+  ASSERT_NE(n.fake, nullptr);
+  EXPECT_EQ(n.fake->mutation_count(), 0u) << "a commit on a disabled node changed the kernel";
+  EXPECT_EQ(n.fake->total_policies(), 1u);
+}
+
 TEST_F(IpsecNouns, KeysExportImportAndRefusals) {
   test::TempDir other;
   Node a(dir.path);

@@ -220,7 +220,7 @@ TEST(Codec, PolicyRoundTrip) {
   EXPECT_EQ(*b2, icmp);
 }
 
-TEST(Codec, OwnerPeekReadsReqidAndPriority) {
+TEST(Codec, OwnerPeekReadsReqidIndexAndPriority) {
   Sa sa = base_sa(false);
   sa.enc = EncAlgo::kAesGcm128;
   sa.enc_key = pattern(20, 0);
@@ -233,10 +233,12 @@ TEST(Codec, OwnerPeekReadsReqidAndPriority) {
   Policy p;
   p.priority = 99;
   p.dir = Direction::kOut;
+  p.index = kOwnedIndexMin + 1;
   auto kp = codec::peek_owner(codec::encode_policy(p, false).view());
   ASSERT_TRUE(kp.has_value());
   EXPECT_FALSE(kp->is_sa);
   EXPECT_EQ(kp->priority, 99u);
+  EXPECT_EQ(kp->index, kOwnedIndexMin + 1);  // the ownership tag
   EXPECT_EQ(kp->dir, 1);
 }
 

@@ -14,10 +14,12 @@ Ownership scope() {
   Ownership o;
   o.reqid_min = 100;
   o.reqid_max = 199;
-  o.priority_min = 1000;
-  o.priority_max = 1999;
+  o.index_min = kOwnedIndexMin;
+  o.index_max = kOwnedIndexMin + 0xffff;
   return o;
 }
+
+std::uint32_t next_slot = 0;
 
 Sa make_sa(std::uint32_t spi, std::uint32_t reqid = 100) {
   Sa sa;
@@ -36,6 +38,14 @@ Policy make_policy(const char* dst, std::uint32_t prio, Direction dir = Directio
   p.dir = dir;
   p.priority = prio;
   p.action = PolicyAction::kBlock;
+  p.index = *scope().policy_index(next_slot++, dir);  // the ownership tag
+  return p;
+}
+
+/// Another daemon's policy: a kernel-chosen index, any priority.
+Policy foreign_policy(const char* dst, std::uint32_t prio, Direction dir = Direction::kOut) {
+  Policy p = make_policy(dst, prio, dir);
+  p.index = 0;
   return p;
 }
 
@@ -79,15 +89,59 @@ TEST(FakeXfrm, ValidatesLikeTheRealBackend) {
 TEST(FakeXfrm, ForeignObjectsAreInvisibleAndUntouched) {
   FakeXfrm x(scope());
   x.add_foreign_sa(make_sa(0x3000, 7));
-  x.add_foreign_policy(make_policy("10.9.0.0/16", 50));
+  x.add_foreign_policy(foreign_policy("10.9.0.0/16", 50));
+  // Charon-like priority, formerly inside storcrypt's priority band: still foreign.
+  x.add_foreign_policy(foreign_policy("10.8.0.0/16", 1001));
   ASSERT_TRUE(x.add_sa(make_sa(0x1000)).ok());
   ASSERT_TRUE(x.add_policy(make_policy("10.1.0.0/16", 1000)).ok());
   EXPECT_EQ(x.dump_sas()->size(), 1u);
   EXPECT_EQ(x.dump_policies()->size(), 1u);
   EXPECT_EQ(x.delete_sa(make_sa(0x3000, 7).id()).error().code(), ErrorCode::kConflict);
   EXPECT_EQ(x.delete_policy(make_policy("10.9.0.0/16", 50).id()).error().code(), ErrorCode::kConflict);
+  EXPECT_EQ(x.delete_policy(make_policy("10.8.0.0/16", 1001).id()).error().code(), ErrorCode::kConflict);
+  EXPECT_EQ(x.update_policy(make_policy("10.8.0.0/16", 1001)).error().code(), ErrorCode::kConflict);
   EXPECT_EQ(x.total_sas(), 2u);
-  EXPECT_EQ(x.total_policies(), 2u);
+  EXPECT_EQ(x.total_policies(), 3u);
+  EXPECT_EQ(x.get_policy(make_policy("10.8.0.0/16", 1001).id()).error().code(), ErrorCode::kNotFound);
+}
+
+TEST(FakeXfrm, OwnershipIsTheIndexNotThePriority) {
+  FakeXfrm x(scope());
+  // Any priority is fine for our policy, as long as it carries our index.
+  auto idx = x.add_policy(make_policy("10.1.0.0/16", 400000));
+  ASSERT_TRUE(idx.ok());
+  EXPECT_TRUE(scope().owns_index(*idx));
+  ASSERT_EQ(x.dump_policies()->size(), 1u);
+  // Without an index from the range (kernel's choice), the add is refused before the kernel.
+  Policy untagged = make_policy("10.2.0.0/16", 1000);
+  untagged.index = 0;
+  auto st = x.add_policy(untagged);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code(), ErrorCode::kInvalidInput);
+  EXPECT_EQ(st.error().message().rfind("index:", 0), 0u);
+  // An index that is taken: the kernel would give another (foreign) index, so the add is undone.
+  Policy taken = make_policy("10.3.0.0/16", 1000);
+  taken.index = *idx;
+  auto clash = x.add_policy(taken);
+  ASSERT_FALSE(clash.ok());
+  EXPECT_EQ(clash.error().code(), ErrorCode::kConflict);
+  EXPECT_EQ(x.total_policies(), 1u);
+  // The index must encode the direction (index % 8 == dir), as the kernel requires.
+  Policy wrong_dir = make_policy("10.4.0.0/16", 1000);
+  wrong_dir.index = *scope().policy_index(500, Direction::kIn);
+  EXPECT_EQ(x.add_policy(wrong_dir).error().message().rfind("index:", 0), 0u);
+}
+
+TEST(Ownership, PolicyIndexSlotsEncodeTheDirection) {
+  Ownership o = Ownership::storcrypt();
+  EXPECT_EQ(*o.policy_index(0, Direction::kIn), kOwnedIndexMin);
+  EXPECT_EQ(*o.policy_index(0, Direction::kOut), kOwnedIndexMin + 1);
+  EXPECT_EQ(*o.policy_index(3, Direction::kFwd), kOwnedIndexMin + 26);
+  EXPECT_FALSE(o.policy_index((kOwnedIndexMax - kOwnedIndexMin) / 8 + 1, Direction::kIn).has_value());
+  EXPECT_EQ(*o.policy_index((kOwnedIndexMax - kOwnedIndexMin) / 8, Direction::kFwd), kOwnedIndexMax - 5);
+  Ownership odd;
+  odd.index_min = 13;  // rounded up to 16
+  EXPECT_EQ(*odd.policy_index(0, Direction::kOut), 17u);
 }
 
 TEST(FakeXfrm, PolicyKeysIndexesAndLookup) {
@@ -118,8 +172,7 @@ TEST(FakeXfrm, PolicyKeysIndexesAndLookup) {
   EXPECT_FALSE(x.lookup_policy(Direction::kOut, *IpAddress::parse("10.0.0.1"), *IpAddress::parse("10.7.0.1"), 6, 1, 2)
                    .has_value());
   auto prio = x.add_policy(make_policy("10.3.0.0/16", 999));
-  ASSERT_FALSE(prio.ok());
-  EXPECT_EQ(prio.error().message().rfind("priority:", 0), 0u);
+  ASSERT_TRUE(prio.ok());  // the priority is no ownership tag: any value is ours to choose
 }
 
 TEST(FakeXfrm, EqualPriorityKeepsTheOlderPolicy) {

@@ -340,20 +340,22 @@ TEST(Ownership, RangesAndMark) {
   Ownership o;
   o.reqid_min = 100;
   o.reqid_max = 199;
-  o.priority_min = 5000;
-  o.priority_max = 5999;
+  o.index_min = 5000;
+  o.index_max = 5999;
   Sa sa = gcm_sa();
   sa.reqid = 150;
   EXPECT_TRUE(o.owns(sa));
   sa.reqid = 7;
   EXPECT_FALSE(o.owns(sa));
   Policy p;
-  p.priority = 5500;
+  p.index = 5500;
+  p.priority = 1;  // any priority: only the index tells the owner
   EXPECT_TRUE(o.owns(p));
-  p.priority = 6000;
+  p.index = 6000;
+  p.priority = 5500;
   EXPECT_FALSE(o.owns(p));
   o.mark = Mark{0x5c, 0xff};
-  p.priority = 5500;
+  p.index = 5500;
   EXPECT_FALSE(o.owns(p));
   p.mark = Mark{0x5c, 0xff};
   EXPECT_TRUE(o.owns(p));

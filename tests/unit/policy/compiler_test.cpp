@@ -125,6 +125,21 @@ TEST(Compile, PrioritiesFollowListOrder) {
     EXPECT_GT(pr, last);
     last = pr;
   }
+  // Precedence bands: the user's entries above other daemons' policies
+  // (charon: ~68k..600k), the control exemptions and the default's catch-alls below.
+  bool saw_default = false, saw_control = false;
+  for (const PolicySpec& p : set->policies) {
+    if (p.origin == Origin::kUser) {
+      EXPECT_EQ(p.priority, 1000u + p.effective_index);
+      EXPECT_LT(p.priority, 68000u);
+    } else {
+      (p.origin == Origin::kDefault ? saw_default : saw_control) = true;
+      EXPECT_EQ(p.priority, CompileOptions{}.default_priority_base + p.effective_index);
+      EXPECT_GT(p.priority, 600000u);
+    }
+  }
+  EXPECT_TRUE(saw_control) << "DENY exempts control traffic";
+  EXPECT_TRUE(saw_default) << "DENY has catch-alls";
   // bypass-tcp comes first, as a v4 and a v6 selector.
   EXPECT_EQ(set->policies[0].source, "bypass-tcp");
   EXPECT_EQ(set->policies[0].selector.proto, proto::kTcp);

@@ -212,6 +212,24 @@ TEST(Installer, EnableDisableTouchesOnlyItsOwn) {
   foreign.dir = nl::Direction::kOut;
   foreign.priority = 10;
   x.add_foreign_policy(foreign);
+  // strongSwan charon's tunnel (priorities ~68k..600k, reqid from 1, kernel-chosen
+  // indexes): inside [1000, 1000 + 2^24), the band storcrypt once took as its own.
+  for (auto [dir, prio] : {std::pair{nl::Direction::kOut, 375423u}, std::pair{nl::Direction::kIn, 375423u},
+                           std::pair{nl::Direction::kFwd, 375423u}, std::pair{nl::Direction::kOut, 1001u}}) {
+    nl::Policy c;
+    const bool out = dir == nl::Direction::kOut;
+    c.selector = *nl::Selector::between(*nl::Prefix::parse(out ? "192.0.2.0/24" : "198.51.100.0/24"),
+                                        *nl::Prefix::parse(out ? "198.51.100.0/24" : "192.0.2.0/24"));
+    if (prio == 1001u) c.selector.proto = nl::kProtoUdp;
+    c.dir = dir;
+    c.priority = prio;
+    nl::Template t;
+    t.src = *nl::IpAddress::parse(out ? "192.0.2.1" : "198.51.100.1");
+    t.dst = *nl::IpAddress::parse(out ? "198.51.100.1" : "192.0.2.1");
+    t.reqid = 1;
+    c.templates = {t};
+    x.add_foreign_policy(c);
+  }
   nl::Sa fsa;
   fsa.src = *nl::IpAddress::parse("198.51.100.1");
   fsa.dst = *nl::IpAddress::parse("198.51.100.2");
@@ -220,6 +238,27 @@ TEST(Installer, EnableDisableTouchesOnlyItsOwn) {
   fsa.enc = nl::EncAlgo::kAesGcm256;
   fsa.enc_key = SecretBytes(36);
   x.add_foreign_sa(fsa);
+  nl::Sa charon_sa = fsa.clone();
+  charon_sa.spi = 0xc1a2b3c4;
+  charon_sa.reqid = 1;
+  x.add_foreign_sa(charon_sa);
+  // Everything that is not the installer's, exactly as it was (x owns all, so it lists all).
+  const auto foreign_state = [&] {
+    std::string out;
+    const nl::Ownership mine = installer_ownership({});
+    const auto pols = x.dump_policies();
+    const auto sas = x.dump_sas();
+    EXPECT_TRUE(pols.ok() && sas.ok());
+    if (!pols.ok() || !sas.ok()) return out;
+    for (const auto& p : *pols)
+      if (!mine.owns(p)) out += p.to_string() + " index=" + std::to_string(p.index) + "\n";
+    for (const auto& s : *sas)
+      if (!mine.owns(s.sa)) out += s.sa.to_string() + " key=" + std::to_string(s.sa.enc_key.size()) + "\n";
+    return out;
+  };
+  const std::string foreign_before = foreign_state();
+  ASSERT_EQ(x.total_policies(), 5u);
+  ASSERT_EQ(x.total_sas(), 2u);
 
   PolicyInstaller inst(x);
   const KeyStore ks = keys();
@@ -271,10 +310,18 @@ TEST(Installer, EnableDisableTouchesOnlyItsOwn) {
   EXPECT_EQ(st->policies_added, 0u);
 
   // Disable: everything of ours goes, the foreign objects stay.
+  EXPECT_EQ(foreign_state(), foreign_before);
+  // A restarted daemon reconciles with a new installer: still nothing foreign touched.
+  PolicyInstaller restarted(x);
+  st = restarted.enable(*set2, ks);
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  EXPECT_EQ(st->policies_added + st->policies_updated + st->policies_deleted, 0u);
+  EXPECT_EQ(foreign_state(), foreign_before);
   auto d = inst.disable();
   ASSERT_TRUE(d.ok());
-  EXPECT_EQ(x.total_policies(), 1u);
-  EXPECT_EQ(x.total_sas(), 1u);
+  EXPECT_EQ(x.total_policies(), 5u);
+  EXPECT_EQ(x.total_sas(), 2u);
+  EXPECT_EQ(foreign_state(), foreign_before);
   EXPECT_TRUE(inst.status()->empty());
   EXPECT_TRUE(inst.disable().ok());  // idempotent
 }
@@ -307,7 +354,9 @@ TEST(Installer, FakeKernelLookupAgreesWithFirstMatch) {
         continue;
       }
       ASSERT_TRUE(k.has_value()) << "list " << li << " packet " << pi;
-      ASSERT_EQ(k->priority, opt.priority_base + *d.effective_index);
+      ASSERT_EQ(k->priority, (eff[*d.effective_index].origin == Origin::kUser ? opt.priority_base
+                                                                               : opt.default_priority_base) +
+                                 *d.effective_index);
       const Disposition kd = k->action == nl::PolicyAction::kBlock ? Disposition::kDiscard
                              : k->templates.empty()                ? Disposition::kBypass
                                                                    : Disposition::kProtect;
@@ -343,6 +392,119 @@ TEST(Installer, KernelRefusalIsReportedAndRetryCompletes) {
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(x.total_policies(), full);
   EXPECT_EQ(st->policies_added + st->sas_added, 0u);
+}
+
+
+// charon's tunnel 192.0.2.0/24 <-> 198.51.100.0/24 (priority 375423, reqid 1,
+// kernel-chosen indexes) and its passthrough for 192.0.2.0/24 (priority 68015).
+void add_charon(nl::FakeXfrm& x) {
+  for (auto [dir, prio, src, dst] :
+       {std::tuple{nl::Direction::kOut, 375423u, "192.0.2.0/24", "198.51.100.0/24"},
+        std::tuple{nl::Direction::kIn, 375423u, "198.51.100.0/24", "192.0.2.0/24"},
+        std::tuple{nl::Direction::kOut, 68015u, "192.0.2.0/24", "192.0.2.0/24"}}) {
+    nl::Policy c;
+    c.selector = *nl::Selector::between(*nl::Prefix::parse(src), *nl::Prefix::parse(dst));
+    c.dir = dir;
+    c.priority = prio;
+    if (prio == 375423u) {
+      nl::Template t;
+      t.src = *nl::IpAddress::parse(dir == nl::Direction::kOut ? "192.0.2.1" : "198.51.100.1");
+      t.dst = *nl::IpAddress::parse(dir == nl::Direction::kOut ? "198.51.100.1" : "192.0.2.1");
+      t.reqid = 1;
+      c.templates = {t};
+    }
+    x.add_foreign_policy(c);
+  }
+}
+
+const Diagnostic* warning_for(const std::vector<Diagnostic>& ds, const std::string& policy) {
+  for (const auto& d : ds)
+    if (d.policy == policy) return &d;
+  return nullptr;
+}
+
+TEST(Installer, CommitWarnsWhenOurSelectorsShadowAForeignPolicy) {
+  nl::FakeXfrm x;
+  add_charon(x);
+  PolicyInstaller inst(x);
+  PolicyList l;
+  // Overlaps charon's outbound tunnel partly (TCP to one host of its remote net).
+  ASSERT_TRUE(l.add(simple("db", Direction::kOutbound, Disposition::kDiscard, proto::kTcp, "ANY", "198.51.100.7",
+                           "ANY", "5432"))
+                  .ok());
+  // Elsewhere entirely: no warning.
+  ASSERT_TRUE(l.add(simple("lab", Direction::kOutbound, Disposition::kBypass, {}, "ANY", "203.0.113.0/24")).ok());
+  // Everything inbound: covers charon's inbound tunnel entirely.
+  ASSERT_TRUE(l.add(simple("in", Direction::kInbound, Disposition::kBypass)).ok());
+  CompileOptions opt;
+  opt.enforcement.default_disposition = DefaultDisposition::kDeny;  // catch-alls: below charon, no warning
+  auto set = commit(l, KeyStore{}, opt);
+  ASSERT_TRUE(set.ok()) << set.error().to_string();
+  auto w = inst.precedence_warnings(*set);
+  ASSERT_TRUE(w.ok()) << w.error().to_string();
+  for (const auto& d : *w) EXPECT_EQ(d.severity, Severity::kWarning);
+  const Diagnostic* db = warning_for(*w, "db");
+  ASSERT_NE(db, nullptr) << ::testing::PrintToString(w->size());
+  EXPECT_NE(db->message.find("at least partly"), std::string::npos) << db->message;
+  EXPECT_NE(db->message.find("priority 375423"), std::string::npos) << db->message;
+  EXPECT_NE(db->message.find("198.51.100.0/24"), std::string::npos) << db->message;
+  EXPECT_NE(db->fix.find("PRECEDENCE"), std::string::npos);
+  EXPECT_EQ(db->message.find("68015"), std::string::npos) << "the passthrough does not overlap: " << db->message;
+  const Diagnostic* in = warning_for(*w, "in");
+  ASSERT_NE(in, nullptr);
+  EXPECT_NE(in->message.find("entirely"), std::string::npos) << in->message;
+  EXPECT_EQ(in->message.find("at least partly"), std::string::npos) << in->message;
+  EXPECT_EQ(warning_for(*w, "lab"), nullptr);
+  // The control exemptions (IKE/KMIP ports, any address) and the default's
+  // catch-alls sit below charon: they never take precedence, never warn.
+  EXPECT_EQ(w->size(), 2u);
+  for (const auto& d : *w) EXPECT_NE(d.policy.rfind("(", 0), 0u) << d.policy << ": " << d.message;
+  EXPECT_EQ(x.mutation_count(), 0u) << "the check only reads the kernel";
+
+  // No foreign policy in the kernel: no warning at all.
+  nl::FakeXfrm empty;
+  PolicyInstaller alone(empty);
+  auto none = alone.precedence_warnings(*set);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  // Our own installed policies are not foreign: enabling the list and checking again adds nothing.
+  ASSERT_TRUE(alone.enable(*set, KeyStore{}).ok());
+  EXPECT_TRUE(alone.precedence_warnings(*set)->empty());
+}
+
+TEST(Installer, DefaultCatchAllsYieldToForeignPoliciesOurEntriesDoNot) {
+  nl::FakeXfrm x;
+  add_charon(x);
+  PolicyInstaller inst(x);
+  PolicyList l;
+  ASSERT_TRUE(l.add(simple("db", Direction::kOutbound, Disposition::kDiscard, proto::kTcp, "ANY", "198.51.100.7",
+                           "ANY", "5432"))
+                  .ok());
+  ASSERT_TRUE(l.add(simple("in", Direction::kInbound, Disposition::kBypass, {}, "ANY", "203.0.113.0/24")).ok());
+  CompileOptions opt;
+  opt.enforcement.default_disposition = DefaultDisposition::kDenyAll;
+  auto set = commit(l, KeyStore{}, opt);
+  ASSERT_TRUE(set.ok()) << set.error().to_string();
+  ASSERT_TRUE(inst.enable(*set, KeyStore{}).ok());
+  const auto out = [&](const char* dst, std::uint16_t dport) {
+    return x.lookup_policy(nl::Direction::kOut, *nl::IpAddress::parse("192.0.2.1"), *nl::IpAddress::parse(dst),
+                           nl::kProtoTcp, 40000, dport);
+  };
+  // charon's tunnel still carries its traffic under our DENYALL default ...
+  auto tunnel = out("198.51.100.9", 80);
+  ASSERT_TRUE(tunnel.has_value());
+  EXPECT_EQ(tunnel->priority, 375423u);
+  EXPECT_FALSE(tunnel->templates.empty());
+  // ... our explicit entry wins where it names the traffic ...
+  auto db = out("198.51.100.7", 5432);
+  ASSERT_TRUE(db.has_value());
+  EXPECT_EQ(db->action, nl::PolicyAction::kBlock);
+  EXPECT_LT(db->priority, 68000u);
+  // ... and traffic no one names meets our catch-all.
+  auto other = out("203.0.113.50", 80);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_EQ(other->action, nl::PolicyAction::kBlock);
+  EXPECT_GE(other->priority, opt.default_priority_base);
 }
 
 }  // namespace

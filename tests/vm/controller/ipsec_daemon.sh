@@ -6,6 +6,15 @@
 # /proc/net/xfrm_stat. A mismatched key must make protected traffic fail and
 # raise event 2010; the right key again fixes it.
 #
+# Another IPsec daemon shares the kernel (issue 13): policies and SAs as
+# strongSwan's charon installs them (priorities 68015/375423, reqid 1,
+# kernel-chosen policy indexes; added with `ip xfrm`) form an ESP tunnel
+# 10.1.0.1 (A) <-> 10.2.0.1 (B). storcrypt's enable, a daemon restart
+# (reconcile) and disable leave them byte for byte as they were (`ip xfrm`,
+# traffic counters aside); commit warns while the list's catch-all BYPASS
+# shadows the tunnel, and once the list leaves that traffic alone under a
+# DENY default the tunnel carries it while the list is enforced.
+#
 #   [A] 192.0.2.1 (storcryptd a) ---- veth ---- (storcryptd b) 192.0.2.2 [B]
 set -euo pipefail
 src=${STORCRYPT_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
@@ -42,6 +51,54 @@ sc() { local n=$1; shift; echo "+ [$n] storcrypt $*" >&2; "$C" --socket "$W/$n/s
 scj() { local n=$1; shift; "$C" --socket "$W/$n/sock" --json "$@"; }
 # wait_for SECONDS CMD...: poll until CMD succeeds.
 wait_for() { local t=$1; shift; for _ in $(seq $((t * 5))); do "$@" && return 0; sleep 0.2; done; return 1; }
+# ---- the other daemon (charon-like, see above) ----
+FOREIGN_PRIOS="10 68015 375423"
+FKEY=0x$(printf '%072d' 0 | tr 0 c)  # a test key of that daemon's SAs (AES-GCM-128 + salt: 36 bytes)
+charon_net() {  # charon_net NS INNER REMOTE_INNER_NET OUTER_PEER: inner address and route
+  ip -n "$1" addr add "$2/32" dev lo
+  ip -n "$1" route add "$3" via "$4" src "$2"
+}
+charon_xfrm() {  # charon_xfrm NS LOCAL_NET REMOTE_NET LOCAL_OUTER REMOTE_OUTER SPI_OUT SPI_IN
+  local ns=$1 ln=$2 rn=$3 lo=$4 ro=$5
+  ip -n "$ns" xfrm state add src "$lo" dst "$ro" proto esp spi "$6" reqid 1 mode tunnel aead 'rfc4106(gcm(aes))' "$FKEY" 128
+  ip -n "$ns" xfrm state add src "$ro" dst "$lo" proto esp spi "$7" reqid 1 mode tunnel aead 'rfc4106(gcm(aes))' "$FKEY" 128
+  ip -n "$ns" xfrm policy add src "$ln" dst "$rn" dir out priority 375423 \
+    tmpl src "$lo" dst "$ro" proto esp reqid 1 mode tunnel
+  for d in in fwd; do
+    ip -n "$ns" xfrm policy add src "$rn" dst "$ln" dir "$d" priority 375423 \
+      tmpl src "$ro" dst "$lo" proto esp reqid 1 mode tunnel
+  done
+  ip -n "$ns" xfrm policy add src "$lo/32" dst "$ro/32" proto udp dport 4500 dir out priority 68015 action allow
+}
+charon_a() { charon_xfrm "$A" 10.1.0.0/24 10.2.0.0/24 192.0.2.1 192.0.2.2 0xc0000001 0xc0000002; }
+charon_b() { charon_xfrm "$B" 10.2.0.0/24 10.1.0.0/24 192.0.2.2 192.0.2.1 0xc0000002 0xc0000001; }
+# The other daemon's objects as `ip xfrm` prints them, without the counters
+# that traffic moves (anti-replay sequence numbers).
+foreign_xfrm() {  # foreign_xfrm NS
+  for p in $FOREIGN_PRIOS; do ip -n "$1" xfrm policy list priority "$p"; done
+  ip -n "$1" xfrm state list reqid 1 | grep -v 'anti-replay context'
+}
+# expect_foreign_unchanged NS SNAPSHOT WHEN
+expect_foreign_unchanged() {
+  foreign_xfrm "$1" > "$W/foreign.now"
+  if ! cmp -s "$2" "$W/foreign.now"; then
+    diff "$2" "$W/foreign.now" | sed -E 's/0x[0-9a-f]{32,}/<key>/g'
+    fail "the other daemon's policies or SAs in $1 changed $3"
+  fi
+}
+# Traffic 10.1.0.1 -> 10.2.0.1 through the other daemon's tunnel: its SA on A counts it.
+tunnel_carries() {
+  local o0 o1; o0=$(oseq "$A" 192.0.2.1 192.0.2.2 0xc0000001)
+  send_to 10.2.0.1 5100 || return 1
+  o1=$(oseq "$A" 192.0.2.1 192.0.2.2 0xc0000001)
+  echo "the other daemon's SA on A: oseq $o0 -> $o1"
+  [ $((o1 - o0)) -ge 40 ]
+}
+# Policies storcrypt owns: index in 0xf0000000-0xffffffff (its ownership tag).
+# SAs storcrypt owns: reqid in 0x5c000-0x7bfff.
+own_sas() { ip -n "$1" xfrm state | awk '{for(i=1;i<NF;i++) if($i=="reqid" && $(i+1)>=376832 && $(i+1)<=507903) n++} END{print n+0}'; }
+own_policies() { ip -s -n "$1" xfrm policy | awk '/ index /{for(i=1;i<=NF;i++) if($i=="index" && $(i+1) >= 4026531840) n++} END{print n+0}'; }
+
 unfixed_2010() { [ "$(scj b event list --code 2010 --unfixed | jq '.result.events | length')" -ge 1 ]; }
 no_unfixed_2010() { [ "$(scj b event list --code 2010 --unfixed | jq '.result.events | length')" = 0 ]; }
 
@@ -53,6 +110,16 @@ two_site_list "$W/list.txt"
 (umask 077; echo "correct horse battery staple" > "$W/pass"; echo "wrong horse battery staple" > "$W/wrongpass")
 
 serve 5000; serve 6000; serve 7000
+
+step "another IPsec daemon's tunnel (charon-like) carries traffic before storcrypt is enabled"
+charon_net "$A" 10.1.0.1 10.2.0.0/24 192.0.2.2
+charon_net "$B" 10.2.0.1 10.1.0.0/24 192.0.2.1
+charon_a; charon_b
+ip -n "$A" xfrm policy add src 203.0.113.1 dst 203.0.113.2 dir out priority 10 action allow
+serve 5100 10.2.0.1
+tunnel_carries || fail "the charon-like tunnel does not carry traffic"
+foreign_xfrm "$A" > "$W/foreign.a"; foreign_xfrm "$B" > "$W/foreign.b"
+[ "$(grep -c '^src' "$W/foreign.a")" = 7 ] || fail "expected 5 policies and 2 SAs of the other daemon on A: $(cat "$W/foreign.a")"
 
 step "A: import the list, test it, keys, commit, enable"
 sc a policy import "$W/list.txt"
@@ -66,10 +133,16 @@ sc a key create k-ba --algorithm AES-GCM-256
 sc a key list | tee "$W/keys.list"
 grep -Eq '^k-ab +AES-GCM-256 +36 +prot-out' "$W/keys.list" || fail "key list does not show k-ab used by prot-out"
 [ "$(stat -c %a "$W/a/state/ipsec-keys")" = 600 ] || fail "the daemon's key store is not 0600"
-sc a policy commit
+scj a policy commit > "$W/commit.json"
+jq -r '.result.diagnostics[] | select(.policy == "out-all") | .message' "$W/commit.json" | tee "$W/shadow.msg"
+grep -q 'another IPsec daemon' "$W/shadow.msg" || fail "commit did not warn that out-all shadows the other daemon's tunnel"
+grep -q 'priority 375423' "$W/shadow.msg" || fail "the shadow warning does not name the other daemon's policy"
 sc a ipsec enable
 ip -n "$A" xfrm state | grep 'rfc4106(gcm(aes))' > /dev/null || fail "no AES-GCM SA on A"
-[ "$(ip -n "$A" xfrm state | grep -c '^src')" = 2 ] || fail "expected 2 SAs on A"
+[ "$(own_sas "$A")" = 2 ] || fail "expected 2 SAs of storcrypt (reqid tag) on A"
+[ "$(ip -n "$A" xfrm state | grep -c '^src')" = 4 ] || fail "expected 2 SAs of storcrypt and 2 of the other daemon on A"
+[ "$(own_policies "$A")" -ge 5 ] || fail "storcrypt's policies on A do not carry its index tag"
+expect_foreign_unchanged "$A" "$W/foreign.a" "by storcrypt's enable"
 
 step "keys: export on A (0600, no key values in it), import on B"
 sc a key export "$W/keys.scx" --passphrase-file "$W/pass"
@@ -87,9 +160,10 @@ sc b key import "$W/keys.scx" --passphrase-file "$W/pass"
 sc b policy import "$W/list.txt" --swap
 sc b policy commit
 sc b ipsec enable
+expect_foreign_unchanged "$B" "$W/foreign.b" "by storcrypt's enable"
 
-step "a foreign policy that storcrypt must leave alone"
-ip -n "$A" xfrm policy add src 203.0.113.1 dst 203.0.113.2 dir out priority 10 action allow
+step "the list's catch-all BYPASS takes precedence over the other daemon's tunnel (as commit warned)"
+if tunnel_carries; then fail "the tunnel carried traffic that out-all (priority 100x) decides"; fi
 
 step "ICMP bypass"
 icmp_echo || fail "ICMP echo failed"
@@ -137,12 +211,46 @@ if send 5000; then echo "(clear traffic while B is unprotected is expected to fa
 start_daemon b "$B"
 wait_for 10 bash -c "ip -n $B xfrm state | grep '^src' > /dev/null" || fail "B's SAs not restored at start-up"
 send 5000 || fail "protected traffic failed after B's restart"
+charon_b  # the flush took the other daemon's objects on B too: that daemon puts them back
+foreign_xfrm "$B" > "$W/foreign.b"
+
+step "A restarts without a flush: the reconcile leaves the other daemon's objects alone"
+stop_daemon a
+start_daemon a "$A"
+send 5000 || fail "protected traffic failed after A's restart"
+expect_foreign_unchanged "$A" "$W/foreign.a" "by the reconcile at A's restart"
+[ "$(ip -n "$A" xfrm state | grep -c '^src')" = 4 ] || fail "A's restart changed the SAs"
+
+step "the list leaves the tunnel's traffic alone under DENY: the other daemon's tunnel carries it while enforced"
+for n in a b; do
+  sc "$n" policy remove out-all
+  sc "$n" policy remove in-all
+  sc "$n" ipsec default DENY
+  scj "$n" policy commit > "$W/commit2.json"
+  # icmp-* and drop-7000 still name some of the tunnel's traffic (ICMP, TCP port 7000): they still warn.
+  jq -r '.result.diagnostics[] | select(.policy == "icmp-out" or .policy == "icmp-in") | .message' \
+    "$W/commit2.json" | grep -q 'another IPsec daemon' || fail "commit on $n no longer warns about icmp-*"
+  if jq -r '.result.diagnostics[] | select(.policy == "out-all" or .policy == "in-all" or .policy == "")
+      | .message' "$W/commit2.json" | grep -q 'another IPsec daemon'; then
+    fail "commit on $n still warns about a removed catch-all or the default: $(jq -c '.result.diagnostics' "$W/commit2.json")"
+  fi
+done
+tunnel_carries || fail "the other daemon's tunnel does not carry its traffic under storcrypt's DENY default"
+send 5000 || fail "protected traffic failed under DENY"
+if send 6000; then fail "unnamed clear traffic got through under DENY"; fi
+expect_foreign_unchanged "$A" "$W/foreign.a" "by the DENY default"
+expect_foreign_unchanged "$B" "$W/foreign.b" "by the DENY default"
 
 step "disable removes exactly what was installed"
 sc a ipsec disable
-[ -z "$(ip -n "$A" xfrm state)" ] || fail "SAs left on A after disable"
-[ "$(ip -n "$A" xfrm policy | grep -c '^src')" = 1 ] || fail "A should keep only the foreign policy"
-ip -n "$A" xfrm policy | grep '203.0.113.1' > /dev/null || fail "the foreign policy was removed"
+[ "$(own_sas "$A")" = 0 ] || fail "storcrypt SAs left on A after disable"
+[ "$(ip -n "$A" xfrm state | grep -c '^src')" = 2 ] || fail "A should keep only the other daemon's 2 SAs"
+[ "$(ip -n "$A" xfrm policy | grep -c '^src')" = 5 ] || fail "A should keep only the other daemon's 5 policies"
+[ "$(own_policies "$A")" = 0 ] || fail "storcrypt policies left on A"
+expect_foreign_unchanged "$A" "$W/foreign.a" "by storcrypt's disable"
 sc b ipsec disable
+[ "$(own_policies "$B")" = 0 ] || fail "storcrypt policies left on B"
+expect_foreign_unchanged "$B" "$W/foreign.b" "by storcrypt's disable"
 send 5000 || fail "clear traffic after disabling both sides failed"
+tunnel_carries || fail "the other daemon's tunnel stopped carrying traffic after storcrypt's disable"
 echo "ipsec daemon scenario OK"

@@ -34,12 +34,14 @@ ipsec_net_up() {
   ip -n "$A" link set va up; ip -n "$B" link set vb up
 }
 
-# A TCP server in B for a port: reads to EOF, answers with the SHA-256.
-serve() {  # serve PORT
+# A TCP server in B for a port (on ADDR, default 192.0.2.2): reads to EOF,
+# answers with the SHA-256.
+serve() {  # serve PORT [ADDR]
+  local addr=${2:-192.0.2.2}
   ip netns exec "$B" /usr/bin/python3 -c '
 import hashlib, socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("192.0.2.2", int(sys.argv[1]))); s.listen(8)
+s.bind((sys.argv[2], int(sys.argv[1]))); s.listen(8)
 while True:
     c, _ = s.accept(); c.settimeout(10); h = hashlib.sha256()
     try:
@@ -51,25 +53,27 @@ while True:
     except OSError:
         pass
     c.close()
-' "$1" > /dev/null 2>&1 &
+' "$1" "$addr" > /dev/null 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 50); do ip netns exec "$B" ss -ltn | grep ":$1 " > /dev/null && break; sleep 0.1; done
+  for _ in $(seq 50); do ip netns exec "$B" ss -ltn | grep "$addr:$1 " > /dev/null && break; sleep 0.1; done
 }
 
 # send PORT [FILE]: FILE (default: 64 KiB of random bytes) from A to B's
 # server on PORT; succeeds iff the digest comes back intact.
-send() {
+send() { send_to 192.0.2.2 "$@"; }
+send_to() {  # send_to ADDR PORT [FILE]: like send, to B's server on ADDR
+  local dst=$1; shift
   local payload=${2:-}
   if [ -z "$payload" ]; then payload=$W/payload.random; head -c 65536 /dev/urandom > "$payload"; fi
   local want; want=$(sha256sum < "$payload" | cut -d' ' -f1)
   local got
   got=$(ip netns exec "$A" timeout 15 /usr/bin/python3 -c '
 import socket, sys
-c = socket.create_connection(("192.0.2.2", int(sys.argv[1])), timeout=5)
+c = socket.create_connection((sys.argv[3], int(sys.argv[1])), timeout=5)
 c.settimeout(5)
 c.sendall(open(sys.argv[2], "rb").read()); c.shutdown(socket.SHUT_WR)
 print(c.recv(64).decode())
-' "$1" "$payload" 2>/dev/null) || return 1
+' "$1" "$payload" "$dst" 2>/dev/null) || return 1
   [ "$got" = "$want" ]
 }
 

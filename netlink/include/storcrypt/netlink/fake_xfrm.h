@@ -40,6 +40,7 @@ class FakeXfrm : public XfrmApi {
   Status delete_policy(const PolicyId& id) override;
   Result<Policy> get_policy(const PolicyId& id) override;
   Result<std::vector<Policy>> dump_policies() override;
+  Result<std::vector<Policy>> dump_foreign_policies() override;
 
   Result<BatchResult> add_policies(std::span<const Policy> ps) override;
   Result<BatchResult> delete_policies(std::span<const PolicyId> ids) override;

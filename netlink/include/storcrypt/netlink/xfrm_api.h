@@ -100,6 +100,10 @@ class XfrmApi {
   /// By (selector, dir, mark, if_id), or by index when id.index != 0.
   virtual Result<Policy> get_policy(const PolicyId& id) = 0;
   virtual Result<std::vector<Policy>> dump_policies() = 0;
+  /// The policies OUTSIDE this instance's scope (other daemons', e.g.
+  /// charon's), for reading only: precedence checks at commit. Per-socket
+  /// policies (IKE bypass) are left out. Nothing here can modify them.
+  virtual Result<std::vector<Policy>> dump_foreign_policies() = 0;
 
   // ---- bulk (one socket, pipelined; every item attempted) ----
   virtual Result<BatchResult> add_policies(std::span<const Policy> ps) = 0;

@@ -60,12 +60,13 @@ std::string field_at_offset(Bytes request, std::uint32_t offset);
 /// "XFRMA_TMPL" etc.; "attribute N" for unknown types.
 std::string attribute_name(std::uint16_t type);
 
-/// Ownership key of an SA (reqid) or policy (priority) message, read from
+/// Ownership key of an SA (reqid) or policy (index) message, read from
 /// the fixed header only, so objects we cannot fully decode can be skipped.
 struct OwnerKey {
   bool is_sa = false;
   std::uint32_t reqid = 0;
   std::uint32_t priority = 0;
+  std::uint32_t index = 0;  ///< policies: storcrypt's ownership tag
   std::uint8_t dir = 0;  ///< policies: 0-2 in/out/fwd; 3-5 are per-socket policies
   std::optional<Mark> mark;
 };

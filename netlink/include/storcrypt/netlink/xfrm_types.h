@@ -275,8 +275,10 @@ struct Policy {
   PolicyAction action = PolicyAction::kAllow;
   std::uint32_t priority = 0;  ///< lower = preferred; always explicit
   std::vector<Template> templates;
-  /// 0 on add = let the kernel choose; filled in on read back. A non-zero
-  /// index on add must be one the kernel would generate for `dir`.
+  /// storcrypt's ownership tag (see Ownership): on add, an index from the
+  /// owner's range with index % 8 == dir (0 = let the kernel choose, only for
+  /// Ownership::all()); filled in on read back. An update keeps the index the
+  /// installed policy has.
   std::uint32_t index = 0;
   std::optional<Mark> mark;
   std::uint32_t if_id = 0;
@@ -295,23 +297,68 @@ struct DefaultPolicy {
   friend bool operator==(const DefaultPolicy&, const DefaultPolicy&) = default;
 };
 
-/// The slice of the kernel's SAD/SPD that storcrypt owns. Objects outside it
-/// are never modified and are left out of dumps. An SA is owned when its
-/// reqid is in [reqid_min, reqid_max] (and its mark equals `mark`, if set);
-/// a policy when its priority is in [priority_min, priority_max] (and mark).
+// ---- ownership: which kernel objects are storcrypt's ----------------------
+//
+// Other IPsec daemons (strongSwan's charon, libreswan's pluto, ...) share the
+// kernel's SAD and SPD with storcrypt. storcrypt owns exactly the objects that
+// carry its kernel-visible tag, one mechanism for everything it installs (the
+// manual policy list now, IKE-negotiated SAs later):
+//
+//  * a policy is storcrypt's when its INDEX lies in [kOwnedIndexMin,
+//    kOwnedIndexMax] (0xf0000000-0xffffffff, the top sixteenth of the index
+//    space). The index is chosen by storcrypt on every add (the kernel honours
+//    a user-chosen index when index % 8 == dir and the index is free:
+//    verify_newpolicy_info() and xfrm_gen_index() in net/xfrm, Linux 6.1) and
+//    does not take part in packet matching. Priority, selector, mark and
+//    templates are free for the policy's meaning; in particular the priority
+//    says nothing about the owner (charon uses roughly 68k..600k, the old
+//    storcrypt band 1000+ would have overlapped any daemon's choice).
+//    If the kernel does not honour the chosen index (it is taken), the add is
+//    undone and refused (kConflict), so no storcrypt policy ever lives outside
+//    the range. The kernel's own index generator starts at 0 and steps by 8:
+//    it reaches the range only after ~500 million policy insertions with a
+//    kernel-chosen index in one namespace.
+//  * an SA is storcrypt's when its REQID lies in [kOwnedReqidMin,
+//    kOwnedReqidMax] (0x5c000-0x7bfff; charon allocates reqids upwards from 1).
+//    The SPI alone is no tag: the peer or the kernel chooses it.
+//
+// Sub-ranges: the manual policy list uses indexes [kOwnedIndexMin,
+// kManualIndexMax] and reqids [kOwnedReqidMin, kManualReqidMax]; the upper
+// halves are reserved for IKE-negotiated policies and SAs, so disabling one
+// never removes the other's objects.
+//
+// Objects outside an Ownership scope (any priority, any reqid or index outside
+// the range) are never listed as owned, never modified and never deleted.
+inline constexpr std::uint32_t kOwnedIndexMin = 0xf0000000u;
+inline constexpr std::uint32_t kOwnedIndexMax = 0xffffffffu;
+inline constexpr std::uint32_t kManualIndexMax = 0xf7ffffffu;
+inline constexpr std::uint32_t kOwnedReqidMin = 0x5c000u;
+inline constexpr std::uint32_t kOwnedReqidMax = 0x7bfffu;
+inline constexpr std::uint32_t kManualReqidMax = 0x6bfffu;
+
+/// The slice of the kernel's SAD/SPD one XfrmApi instance owns (see above).
+/// An SA is owned when its reqid is in [reqid_min, reqid_max], a policy when
+/// its index is in [index_min, index_max]; both also need `mark` when set.
+/// Adding a policy needs an index in the range (index 0, "kernel chooses",
+/// is allowed only when 0 is in the range, as with all()).
 struct Ownership {
   std::uint32_t reqid_min = 0;
   std::uint32_t reqid_max = 0xffffffff;
-  std::uint32_t priority_min = 0;
-  std::uint32_t priority_max = 0xffffffff;
+  std::uint32_t index_min = 0;
+  std::uint32_t index_max = 0xffffffff;
   std::optional<Mark> mark;
 
   /// Everything (for tools and tests that own their whole namespace).
   static Ownership all() { return {}; }
+  /// Everything storcrypt installs (the manual list and IKE alike).
+  static Ownership storcrypt() { return {kOwnedReqidMin, kOwnedReqidMax, kOwnedIndexMin, kOwnedIndexMax, {}}; }
   bool owns_reqid(std::uint32_t reqid) const { return reqid >= reqid_min && reqid <= reqid_max; }
-  bool owns_priority(std::uint32_t p) const { return p >= priority_min && p <= priority_max; }
+  bool owns_index(std::uint32_t index) const { return index >= index_min && index <= index_max; }
   bool owns(const Sa& sa) const;
   bool owns(const Policy& p) const;
+  /// The index of slot `slot` for direction `dir`: index_min rounded up to a
+  /// multiple of 8, plus 8 * slot, plus dir; nullopt when beyond index_max.
+  std::optional<std::uint32_t> policy_index(std::uint32_t slot, Direction dir) const;
 };
 
 /// Check an SA before it goes to the kernel: algorithm/key lengths, SPI

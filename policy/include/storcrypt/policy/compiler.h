@@ -4,7 +4,23 @@
 // First-match order is preserved exactly: every entry of the effective list
 // (user policies, then control exemptions, then the default's catch-alls)
 // gets its own priority, base + position, lower = preferred, as the kernel
-// prefers the lowest priority value among matching selectors. Address ranges
+// prefers the lowest priority value among matching selectors.
+//
+// Precedence against other IPsec daemons (strongSwan's charon uses priorities
+// of roughly 68k..600k, its per-socket IKE bypass policies come before any):
+//  * the user's policies sit in the band priority_base (1000) + position:
+//    ABOVE (preferred over) other daemons' policies, so the list the
+//    administrator wrote decides for the traffic it names, and `policy
+//    commit` warns when one of them overlaps a policy another daemon already
+//    has in the kernel (PolicyInstaller::precedence_warnings);
+//  * the control exemptions and the default disposition's catch-alls (what
+//    the default does) sit in the band default_priority_base (0x40000000) +
+//    position: BELOW every other daemon's policy, so a DENY default never
+//    swallows a charon tunnel, and storcrypt's own control traffic to a peer
+//    behind such a tunnel takes the tunnel.
+// Our own first-match order is unchanged: both bands increase with the
+// position and the catch-alls are last. Ownership is not the priority but
+// the policy index (see netlink/xfrm_types.h). Address ranges
 // become prefixes and port ranges port/mask pairs; a selector identical to an
 // earlier one is dropped (it could never win, and the kernel refuses a
 // duplicate selector with EEXIST).
@@ -44,7 +60,9 @@ struct ValidationReport {
 
 struct CompileOptions {
   EnforcementOptions enforcement;
-  std::uint32_t priority_base = 1000;
+  std::uint32_t priority_base = 1000;  ///< the user's policies: above other daemons'
+  /// Control exemptions and the default's catch-alls: below every other daemon's policy.
+  std::uint32_t default_priority_base = 0x40000000;
   std::uint32_t reqid_base = 0x5c000;
   /// Commit refuses a policy expanding into more kernel selectors than this.
   std::size_t max_selectors_per_policy = 4096;

@@ -1,9 +1,13 @@
 // storcrypt policy: enforce a committed (compiled) list through the XFRM
 // layer (storcrypt::netlink::XfrmApi), remove it again, and report status.
 //
-// The installer owns exactly the XFRM policies whose priority lies in
-// [priority_base, priority_base + kPrioritySpan) and the SAs whose reqid lies
-// in [reqid_base, reqid_base + kReqidSpan); it never touches anything else.
+// The installer owns exactly the XFRM policies whose index lies in the manual
+// list's part of storcrypt's index range ([netlink::kOwnedIndexMin,
+// netlink::kManualIndexMax], see netlink/xfrm_types.h: the index is
+// storcrypt's ownership tag and is chosen on every add) and the SAs whose
+// reqid lies in [reqid_base, reqid_base + kReqidSpan); it never lists,
+// modifies or deletes anything else, whatever its priority (other daemons'
+// policies, e.g. strongSwan's charon at priorities ~68k..600k, stay as they are).
 // Enabling reconciles the kernel to the desired set (adds what is missing,
 // replaces what differs, deletes what is stale); disabling deletes
 // everything in its ranges.
@@ -21,7 +25,8 @@
 
 namespace storcrypt::policy {
 
-inline constexpr std::uint32_t kPrioritySpan = 1u << 24;
+/// Most kernel policies one list may install (index slots of one direction).
+inline constexpr std::uint32_t kMaxPolicies = (netlink::kManualIndexMax - netlink::kOwnedIndexMin + 1) / 8;
 inline constexpr std::uint32_t kReqidSpan = 1u << 16;
 
 /// The kernel objects for a compiled set (keys filled in from the store).
@@ -42,6 +47,15 @@ Result<KernelSet> to_kernel(const CompiledPolicySet& set, const KeyStore& keys);
 
 /// Ownership scope matching the installer's ranges (for open_xfrm()).
 netlink::Ownership installer_ownership(const CompileOptions& opt);
+
+/// Precedence against other IPsec daemons (see compiler.h): a warning per
+/// list entry whose kernel selectors overlap, in the same direction, a
+/// foreign policy (another daemon's, `foreign`) that they take precedence
+/// over (lower or equal priority value), naming up to three of them and
+/// whether ours cover them entirely. Foreign xfrm-interface policies (if_id)
+/// are never shadowed by ours and are skipped.
+std::vector<Diagnostic> foreign_precedence_warnings(const CompiledPolicySet& set,
+                                                    const std::vector<netlink::Policy>& foreign);
 
 /// One row of `ipsec status`.
 struct EnforcedPolicy {
@@ -71,6 +85,9 @@ class PolicyInstaller {
   Result<ApplyStats> disable();
   /// Enforced policies (kernel state), with SA counters for PROTECT policies.
   Result<std::vector<EnforcedPolicy>> status();
+  /// foreign_precedence_warnings() against the policies other daemons have in
+  /// the kernel now (read only).
+  Result<std::vector<Diagnostic>> precedence_warnings(const CompiledPolicySet& set);
   /// Name status rows after a committed set without applying it (e.g. after a restart).
   void describe_with(const CompiledPolicySet& set) { enabled_ = set; }
 
@@ -79,6 +96,7 @@ class PolicyInstaller {
   bool owns(const netlink::Sa& sa) const;
   netlink::XfrmApi& xfrm_;
   CompileOptions opt_;
+  netlink::Ownership own_;
   std::optional<CompiledPolicySet> enabled_;
 };
 
