@@ -109,8 +109,7 @@ class SystemProbe final : public DeviceProbe {
       int rc = blkid_do_probe(pr.get());
       if (rc == 1) return out;
       if (rc < 0)
-        return errno_error(errno ? errno : EIO, "libblkid: reading signatures of " + dev)
-            .context("probing " + dev);
+        return errno_error(errno ? errno : EIO, "libblkid: reading signatures of " + dev).context("probing " + dev);
       DeviceSignature s;
       if (std::string t = pr.value("TYPE"); !t.empty()) {
         s.type = t;
@@ -130,7 +129,7 @@ class SystemProbe final : public DeviceProbe {
   }
 
   Result<std::vector<std::string>> users(const std::string& dev) override {
-    struct stat st{};
+    struct stat st {};
     if (::stat(dev.c_str(), &st) != 0) return errno_error(errno, "examining " + dev);
     std::vector<std::string> out;
     if (!S_ISBLK(st.st_mode)) return out;  // an image file: no kernel users to find

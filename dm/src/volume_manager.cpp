@@ -35,8 +35,7 @@ Result<HeaderInfo> VolumeManager::load_header(const std::string& device) {
     STORCRYPT_ASSIGN_OR_RETURN(auto sigs, probe_.signatures(device));
     if (!sigs.empty())
       return Error(ErrorCode::kConflict, device + " is not a storcrypt volume: it holds " + describe(sigs),
-                   "check the device path; storcrypt acts only on the LUKS2 volumes it created",
-                   "xNotStorcryptVolume");
+                   "check the device path; storcrypt acts only on the LUKS2 volumes it created", "xNotStorcryptVolume");
     return Error(ErrorCode::kNotFound, device + " has no LUKS2 header (never created, or crypto-erased)",
                  "check the device path; create the volume with 'storcrypt volume create'", "xVolumeNotFound");
   }
@@ -205,8 +204,7 @@ Result<VolumeInfo> VolumeManager::create(const CreateRequest& req, OpReport* rep
   if (!sigs.empty()) {
     if (!req.force)
       return Error(ErrorCode::kConflict, req.device + " is not blank: it holds " + describe(sigs),
-                   "check the device path; if what is on it may be destroyed, repeat with --force",
-                   "xDeviceNotBlank");
+                   "check the device path; if what is on it may be destroyed, repeat with --force", "xDeviceNotBlank");
     add_warnings(report, {"overwriting " + describe(sigs) + " on " + req.device + " (--force)"});
   }
   STORCRYPT_ASSIGN_OR_RETURN(auto act, backend_.active(req.name));

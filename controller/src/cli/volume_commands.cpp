@@ -110,7 +110,7 @@ void add_volume_commands(CLI::App& app, ClientContext& cc) {
   adopt->add_option("device", o->device, "Block device holding the volume")->required();
   adopt->callback([&cc, o] {
     cc.run("volume.adopt", {{"device", o->device}}, [](const json& r) {
-      if (!r.value("adopted", false)) std::cout << "already registered; device updated\n";
+      if (!r.value("adopted", false)) std::cout << "already registered on this node\n";
       print_volume(r);
     });
   });

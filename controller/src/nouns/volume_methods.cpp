@@ -435,7 +435,8 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
         // node (or of a lost database) is adopted first. The manager refuses
         // foreign LUKS devices and volumes that are open or in use.
         if (auto vi = s.vm().show(dev); vi.ok()) {
-          STORCRYPT_ASSIGN_OR_RETURN(auto rows, s.db().query("SELECT name FROM dm_volumes WHERE uuid = ?1", {vi->uuid}));
+          STORCRYPT_ASSIGN_OR_RETURN(auto rows,
+                                     s.db().query("SELECT name FROM dm_volumes WHERE uuid = ?1", {vi->uuid}));
           if (rows.empty())
             return Error(ErrorCode::kConflict,
                          "refusing to crypto-erase " + dev + ": storcrypt volume " + vi->name + " (uuid " + vi->uuid +
@@ -470,7 +471,8 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
                            same_name[0].text(0) + ")",
                        "erase or re-check the other volume first; two volumes cannot share a mapping name",
                        "xVolumeExists");
-        STORCRYPT_ASSIGN_OR_RETURN(auto known, s.db().query("SELECT device FROM dm_volumes WHERE uuid = ?1", {vi.uuid}));
+        STORCRYPT_ASSIGN_OR_RETURN(auto known,
+                                   s.db().query("SELECT device FROM dm_volumes WHERE uuid = ?1", {vi.uuid}));
         STORCRYPT_TRY(
             s.db().exec("INSERT OR REPLACE INTO dm_volumes(uuid, device, name, key_id) VALUES(?1, ?2, ?3, ?4)",
                         {vi.uuid, vi.device, vi.name, vi.key_id}));

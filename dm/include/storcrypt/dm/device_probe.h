@@ -20,9 +20,9 @@
 namespace storcrypt::dm {
 
 struct DeviceSignature {
-  std::string type;     ///< blkid TYPE or PTTYPE: "ext4", "LVM2_member", "crypto_LUKS", "dos", "gpt"
-  std::string usage;    ///< blkid USAGE ("filesystem", "raid", "crypto", "other") or "partition table"
-  std::string version;  ///< blkid VERSION, e.g. "1" or "2" for crypto_LUKS; may be empty
+  std::string type;          ///< blkid TYPE or PTTYPE: "ext4", "LVM2_member", "crypto_LUKS", "dos", "gpt"
+  std::string usage;         ///< blkid USAGE ("filesystem", "raid", "crypto", "other") or "partition table"
+  std::string version;       ///< blkid VERSION, e.g. "1" or "2" for crypto_LUKS; may be empty
   std::uint64_t offset = 0;  ///< byte offset of the magic
 };
 

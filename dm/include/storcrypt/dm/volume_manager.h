@@ -84,8 +84,8 @@ class VolumeManager {
   /// `providers`: the first one stores keys of new volumes; open/rekey pick
   /// the one whose kind and id the volume's token names.
   /// `probe` is asked before anything destructive: what the device holds and who uses it.
-  VolumeManager(CryptBackend& backend, DeviceProbe& probe, std::vector<keys::KeyProvider*> providers,
-                Journal& journal, VolumeManagerConfig cfg = {});
+  VolumeManager(CryptBackend& backend, DeviceProbe& probe, std::vector<keys::KeyProvider*> providers, Journal& journal,
+                VolumeManagerConfig cfg = {});
 
   /// Refused (nothing written, no key stored) when the device is in use
   /// (xDeviceInUse), already a storcrypt volume (xVolumeExists), or holds any
