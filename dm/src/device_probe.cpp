@@ -83,7 +83,7 @@ class SystemProbe final : public DeviceProbe {
     {
       UniqueFd fd(::open(dev.c_str(), O_RDONLY | O_CLOEXEC));
       if (!fd.valid()) return errno_error(errno, "opening " + dev + " to look for signatures");
-      std::string buf(64 * 1024, '\0');
+      std::string buf(std::size_t{64} * 1024, '\0');
       ssize_t n;
       do {
         n = ::pread(fd.get(), buf.data(), buf.size(), 0);
