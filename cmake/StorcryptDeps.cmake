@@ -15,6 +15,7 @@ pkg_check_modules(LIBNL_XFRM REQUIRED IMPORTED_TARGET libnl-xfrm-3.0)
 pkg_check_modules(LIBNL_ROUTE REQUIRED IMPORTED_TARGET libnl-route-3.0)
 pkg_check_modules(CRYPTSETUP REQUIRED IMPORTED_TARGET libcryptsetup)
 pkg_check_modules(DEVMAPPER REQUIRED IMPORTED_TARGET devmapper)
+pkg_check_modules(BLKID REQUIRED IMPORTED_TARGET blkid)
 pkg_check_modules(KMOD REQUIRED IMPORTED_TARGET libkmod)
 
 # asio (standalone, header-only: libasio-dev)

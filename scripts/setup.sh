@@ -7,7 +7,7 @@ PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config clang-14 clang lld libclang-rt-14-dev clang-format clang-tidy git
   # libraries
-  libnl-3-dev libnl-xfrm-3-dev libnl-route-3-dev libcryptsetup-dev libdevmapper-dev libssl-dev openssl
+  libnl-3-dev libnl-xfrm-3-dev libnl-route-3-dev libcryptsetup-dev libdevmapper-dev libblkid-dev libssl-dev openssl
   libsqlite3-dev sqlite3 libkmod-dev kmod zlib1g-dev libasio-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev googletest
   # kernel VM tier
@@ -19,6 +19,8 @@ PACKAGES=(
   iproute2 util-linux e2fsprogs procps psmisc jq xxd
   # man(1): the man-page render test (controller_docs_test) checks storcrypt(8)/storcryptd(8)
   man-db
+  # foreign signatures the at-rest guards must refuse (tests/vm: an LVM PV on a loop device)
+  lvm2
   # cores of storcryptd/storcrypt searched for secrets (gcore)
   gdb
 )

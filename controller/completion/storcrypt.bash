@@ -48,7 +48,7 @@ _storcrypt() {
         event) verbs="list show fix test" ;;
         cert) verbs="create csr install show export-root" ;;
         truststore) verbs="add list remove" ;;
-        volume) verbs="create open close list show rekey erase resume" ;;
+        volume) verbs="create open close list show rekey erase adopt resume" ;;
         keymedia) verbs="list status init" ;;
         policy) verbs="list show add insert modify move clone remove import export test validate commit revert" ;;
         key) verbs="list create delete export import" ;;
@@ -68,7 +68,9 @@ _storcrypt() {
         "cert create") opts+=" --cn --common-name --country --state --locality --org --organization --unit --email --dns --ip --key-type --days --self-signed" ;;
         "cert csr") opts+=" --cn --common-name --country --state --locality --org --organization --unit --email --dns --ip --key-type --out" ;;
         "cert export-root") opts+=" --out" ;;
-        "volume create") opts+=" --key-id --unencrypted"
+        "volume create") opts+=" --key-id --unencrypted --force"
+            if [[ $cur != -* ]]; then _filedir; return; fi ;;
+        "volume adopt")
             if [[ $cur != -* ]]; then _filedir; return; fi ;;
         "volume erase") opts+=" --yes" ;;
         "keymedia init")

@@ -116,11 +116,35 @@ class LibcryptsetupBackend final : public CryptBackend {
   LibcryptsetupBackend() { crypt_set_log_callback(nullptr, log_cb, nullptr); }
 
   Result<bool> is_luks(const std::string& dev) override {
+    // libcryptsetup reports an unreadable header like a missing one (-EINVAL):
+    // read the primary header area ourselves first so a read error is an error.
+    {
+      UniqueFd fd(::open(dev.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.valid()) return errno_error(errno, "opening " + dev + " to read its LUKS2 header");
+      std::string buf(4096, '\0');
+      ssize_t n;
+      do {
+        n = ::pread(fd.get(), buf.data(), buf.size(), 0);
+      } while (n < 0 && errno == EINTR);
+      if (n < 0) {
+        int e = errno;
+        // kUnavailable: the device cannot be read (not a bug, not "no header").
+        return Error(ErrorCode::kUnavailable, errno_error(e, "reading the LUKS2 header area of " + dev).message(),
+                     "the device does not read back; check it (dmesg) before any volume operation")
+            .with_errno(e);
+      }
+    }
     Handle h;
     int rc = crypt_init(h.out(), dev.c_str());
     if (rc < 0) return crypt_error(rc, "opening device " + dev, h.log);
     h.attach_log();
-    return crypt_load(h.get(), CRYPT_LUKS2, nullptr) == 0;
+    rc = crypt_load(h.get(), CRYPT_LUKS2, nullptr);
+    if (rc == 0) return true;
+    // -EINVAL: no (valid) LUKS2 header. Anything else (-EIO, -ENOMEM, ...)
+    // means the header could not be read: that is an error, not "not LUKS".
+    if (rc == -EINVAL) return false;
+    return crypt_error(rc, "reading the LUKS2 header of " + dev, h.log)
+        .with_fix("the device does not read back; check it (dmesg) before any volume operation");
   }
 
   Result<HeaderInfo> inspect(const std::string& dev) override {

@@ -30,10 +30,41 @@ Error no_free_keyslot(const std::string& dev) {
 
 Result<HeaderInfo> VolumeManager::load_header(const std::string& device) {
   STORCRYPT_ASSIGN_OR_RETURN(bool luks, backend_.is_luks(device));
-  if (!luks)
+  if (!luks) {
+    // Say what is there instead (a LUKS1 header, a filesystem, ...), or that it is blank.
+    STORCRYPT_ASSIGN_OR_RETURN(auto sigs, probe_.signatures(device));
+    if (!sigs.empty())
+      return Error(ErrorCode::kConflict, device + " is not a storcrypt volume: it holds " + describe(sigs),
+                   "check the device path; storcrypt acts only on the LUKS2 volumes it created", "xNotStorcryptVolume");
     return Error(ErrorCode::kNotFound, device + " has no LUKS2 header (never created, or crypto-erased)",
                  "check the device path; create the volume with 'storcrypt volume create'", "xVolumeNotFound");
+  }
   return backend_.inspect(device);
+}
+
+Result<std::pair<HeaderInfo, std::pair<int, VolumeToken>>> VolumeManager::load_storcrypt(const std::string& device,
+                                                                                         const std::string& what) {
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
+  auto tokp = find_token(hi.tokens);
+  if (!tokp.ok()) {
+    if (tokp.error().code() != ErrorCode::kNotFound) return std::move(tokp).error().context(what + " " + device);
+    return Error(ErrorCode::kConflict,
+                 "refusing to " + what + " " + device + ": its LUKS2 header (uuid " + hi.uuid +
+                     ") has no storcrypt token, it is a LUKS volume of another tool",
+                 "check the device path; storcrypt acts only on the volumes it created", "xNotStorcryptVolume");
+  }
+  return std::make_pair(std::move(hi), std::move(tokp).value());
+}
+
+Status VolumeManager::check_not_in_use(const std::string& device, const std::string& what) {
+  STORCRYPT_ASSIGN_OR_RETURN(auto users, probe_.users(device));
+  if (users.empty()) return ok_status();
+  std::string why;
+  for (const auto& u : users) why += (why.empty() ? "" : "; ") + u;
+  return Error(ErrorCode::kConflict, "refusing to " + what + " " + device + ": it is in use (" + why + ")",
+               "unmount it, close or remove what holds it, or stop the process using it, then retry "
+               "(--force never overrides this)",
+               "xDeviceInUse");
 }
 
 const std::vector<std::string>& rekey_crash_points() {
@@ -101,9 +132,9 @@ struct VolumeManager::Rekey {
   }
 };
 
-VolumeManager::VolumeManager(CryptBackend& backend, std::vector<keys::KeyProvider*> providers, Journal& journal,
-                             VolumeManagerConfig cfg)
-    : backend_(backend), providers_(std::move(providers)), journal_(journal), cfg_(std::move(cfg)) {}
+VolumeManager::VolumeManager(CryptBackend& backend, DeviceProbe& probe, std::vector<keys::KeyProvider*> providers,
+                             Journal& journal, VolumeManagerConfig cfg)
+    : backend_(backend), probe_(probe), providers_(std::move(providers)), journal_(journal), cfg_(std::move(cfg)) {}
 
 bool VolumeManager::crash(std::string_view point) { return crash_hook_ && crash_hook_(point); }
 
@@ -156,10 +187,26 @@ Result<VolumeInfo> VolumeManager::create(const CreateRequest& req, OpReport* rep
   if (!keys::valid_identifier(key_id))
     return Error(ErrorCode::kInvalidInput, "key id '" + key_id + "' is invalid",
                  "use 1..128 characters [A-Za-z0-9._:-]");
+  // Never on a device in use (not even with force), never over a storcrypt
+  // volume (its keys live on), over anything else only with force.
+  STORCRYPT_TRY(check_not_in_use(req.device, "create a volume on"));
   STORCRYPT_ASSIGN_OR_RETURN(bool luks, backend_.is_luks(req.device));
-  if (luks)
-    return Error(ErrorCode::kConflict, req.device + " already holds a LUKS2 header",
-                 "crypto-erase it first (storcrypt volume erase) or pick another device", "xVolumeExists");
+  if (luks) {
+    STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(req.device));
+    if (auto tokp = find_token(hi.tokens); tokp.ok())
+      return Error(ErrorCode::kConflict,
+                   req.device + " already holds storcrypt volume " + tokp->second.name + " (uuid " + hi.uuid + ")",
+                   "crypto-erase it first (storcrypt volume erase), or register it on this node with 'storcrypt "
+                   "volume adopt'; --force does not overwrite a storcrypt volume",
+                   "xVolumeExists");
+  }
+  STORCRYPT_ASSIGN_OR_RETURN(auto sigs, probe_.signatures(req.device));
+  if (!sigs.empty()) {
+    if (!req.force)
+      return Error(ErrorCode::kConflict, req.device + " is not blank: it holds " + describe(sigs),
+                   "check the device path; if what is on it may be destroyed, repeat with --force", "xDeviceNotBlank");
+    add_warnings(report, {"overwriting " + describe(sigs) + " on " + req.device + " (--force)"});
+  }
   STORCRYPT_ASSIGN_OR_RETURN(auto act, backend_.active(req.name));
   if (act)
     return Error(ErrorCode::kConflict, "a mapping named " + req.name + " already exists", "pick another volume name");
@@ -417,23 +464,51 @@ Status VolumeManager::resume_rekey(const JournalEntry& last, OpReport* report, s
 // ---- erase -----------------------------------------------------------------
 
 Status VolumeManager::erase(const std::string& device, OpReport* report) {
-  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
-  auto tokp = find_token(hi.tokens);
+  STORCRYPT_ASSIGN_OR_RETURN(auto hv, load_storcrypt(device, "crypto-erase"));
+  const HeaderInfo& hi = hv.first;
+  const VolumeToken& tok = hv.second.second;
   nlohmann::json data = {{"data_offset", hi.data_offset_bytes}};
-  if (tokp.ok()) {
-    const VolumeToken& tok = tokp->second;
-    STORCRYPT_ASSIGN_OR_RETURN(auto act, backend_.active(tok.name));
-    if (act && act->uuid == hi.uuid)
-      return Error(ErrorCode::kConflict, device + " is open as /dev/mapper/" + tok.name,
-                   "close the volume first (storcrypt volume close " + tok.name + ")", "xVolumeOpen");
-    data["token"] = token_to_json(tok);
-  } else {
-    add_warnings(report, {"no storcrypt token on " + device + ": key copies cannot be located and are not shredded"});
-  }
+  STORCRYPT_ASSIGN_OR_RETURN(auto act, backend_.active(tok.name));
+  if (act && act->uuid == hi.uuid)
+    return Error(ErrorCode::kConflict, device + " is open as /dev/mapper/" + tok.name,
+                 "close the volume first (storcrypt volume close " + tok.name + ")", "xVolumeOpen");
+  STORCRYPT_TRY(check_not_in_use(device, "crypto-erase"));
+  data["token"] = token_to_json(tok);
   STORCRYPT_TRY(journal("erase", hi.uuid, device, "erase-begin", data.dump()));
   STORCRYPT_CRASH_POINT("erase-begin");
   JournalEntry begin{0, "erase", hi.uuid, device, "erase-begin", data.dump()};
   return erase_forward(begin, report);
+}
+
+Result<VolumeInfo> VolumeManager::adopt(const std::string& device, OpReport* report) {
+  STORCRYPT_ASSIGN_OR_RETURN(auto hv, load_storcrypt(device, "adopt"));
+  const VolumeToken& tok = hv.second.second;
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(tok));
+  std::vector<KeyslotRef> candidates{{tok.generation, tok.keyslot}};
+  if (tok.previous) candidates.push_back(*tok.previous);
+  std::optional<Error> first_error;
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    const auto& c = candidates[i];
+    auto fetched = prov->fetch({tok.key_id, c.generation});
+    if (!fetched.ok()) {
+      if (!first_error) first_error = std::move(fetched).error();
+      continue;
+    }
+    auto st = backend_.verify_key(device, c.keyslot, fetched->ak);
+    if (!st.ok()) {
+      if (!first_error) first_error = std::move(st).error();
+      continue;
+    }
+    add_warnings(report, fetched->warnings);
+    if (i > 0)
+      add_warnings(report, {"only the previous key (generation " + std::to_string(c.generation) +
+                            ") opens it: a rekey was interrupted; run 'storcrypt volume resume'"});
+    return show(device);
+  }
+  return std::move(*first_error)
+      .context("not adopting " + device + ": key " + tok.key_id + " generation " + std::to_string(tok.generation) +
+               " named by its storcrypt token is not reachable or does not open keyslot " +
+               std::to_string(tok.keyslot));
 }
 
 // Forward only, every step idempotent: after the intent is journalled the

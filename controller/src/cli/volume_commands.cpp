@@ -1,4 +1,4 @@
-// `storcrypt volume create|open|close|list|show|rekey|erase|resume` and
+// `storcrypt volume create|open|close|list|show|rekey|erase|adopt|resume` and
 // `storcrypt keymedia list|status|init`.
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -39,7 +39,7 @@ void add_volume_commands(CLI::App& app, ClientContext& cc) {
 
   struct Opts {
     std::string device, name, key_id, volume;
-    bool unencrypted = false, yes = false;
+    bool unencrypted = false, yes = false, force = false;
   };
   auto o = std::make_shared<Opts>();
 
@@ -48,10 +48,13 @@ void add_volume_commands(CLI::App& app, ClientContext& cc) {
   create->add_option("name", o->name, "Volume name (/dev/mapper/<name>)")->required();
   create->add_option("--key-id", o->key_id, "Key id (default: generated)");
   create->add_flag("--unencrypted", o->unencrypted, "Ask for an unencrypted volume (refused when always-on)");
+  create->add_flag("--force", o->force,
+                   "Overwrite a filesystem, partition table or RAID/LVM/LUKS signature (never a device in use)");
   create->callback([&cc, o] {
     json p = {{"device", o->device}, {"name", o->name}};
     if (!o->key_id.empty()) p["key_id"] = o->key_id;
     if (o->unencrypted) p["encrypted"] = false;
+    if (o->force) p["force"] = true;
     cc.run("volume.create", p, print_volume);
   });
 
@@ -100,6 +103,15 @@ void add_volume_commands(CLI::App& app, ClientContext& cc) {
     cc.run("volume.erase", {{"volume", o->volume}, {"confirm", true}}, [](const json& r) {
       std::cout << plain(r["device"]) << ": crypto-erased\n";
       print_warnings(r);
+    });
+  });
+
+  auto* adopt = noun->add_subcommand("adopt", "Register a storcrypt volume from its own LUKS2 token (lost database)");
+  adopt->add_option("device", o->device, "Block device holding the volume")->required();
+  adopt->callback([&cc, o] {
+    cc.run("volume.adopt", {{"device", o->device}}, [](const json& r) {
+      if (!r.value("adopted", false)) std::cout << "already registered on this node\n";
+      print_volume(r);
     });
   });
 

@@ -151,9 +151,10 @@ class AtRestService {
   AtRestService(Db& db, AtRestSettings s, keys::KeyMediaProvider provider)
       : db_(db),
         backend_(dm::make_libcryptsetup_backend()),
+        probe_(dm::make_system_probe()),
         provider_(std::move(provider)),
         journal_(db),
-        vm_(*backend_, {&provider_}, journal_, s.volumes) {
+        vm_(*backend_, *probe_, {&provider_}, journal_, s.volumes) {
     // Fault injection for the crash tests (like STORCRYPT_FAULT_AFTER_STEP for
     // the controller journal): the daemon exits at this rekey/erase step
     // (dm::rekey_crash_points(), dm::erase_crash_points()).
@@ -189,6 +190,7 @@ class AtRestService {
  private:
   Db& db_;
   std::unique_ptr<dm::CryptBackend> backend_;
+  std::unique_ptr<dm::DeviceProbe> probe_;
   keys::KeyMediaProvider provider_;
   SqliteDmJournal journal_;
   dm::VolumeManager vm_;
@@ -362,12 +364,14 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
       {{"device", ParamType::kString, true, "block device path, e.g. /dev/sdb"},
        {"name", ParamType::kString, true, "volume name (/dev/mapper/<name>)"},
        {"key_id", ParamType::kString, false, "key id (default: generated)"},
-       {"encrypted", ParamType::kBoolean, false, "false is refused when encryption is always on"}},
+       {"encrypted", ParamType::kBoolean, false, "false is refused when encryption is always on"},
+       {"force", ParamType::kBoolean, false,
+        "overwrite a filesystem, partition table or RAID/LVM/LUKS signature (never a device in use)"}},
       true, [](AtRestService& s, const Params& p) -> Result<json> {
         dm::OpReport rep;
-        STORCRYPT_ASSIGN_OR_RETURN(
-            auto vi,
-            s.vm().create({p.str("device"), p.str("name"), p.str("key_id"), p.boolean("encrypted", true)}, &rep));
+        dm::CreateRequest req{p.str("device"), p.str("name"), p.str("key_id"), p.boolean("encrypted", true)};
+        req.force = p.boolean("force", false);
+        STORCRYPT_ASSIGN_OR_RETURN(auto vi, s.vm().create(req, &rep));
         STORCRYPT_TRY(
             s.db().exec("INSERT OR REPLACE INTO dm_volumes(uuid, device, name, key_id) VALUES(?1, ?2, ?3, ?4)",
                         {vi.uuid, vi.device, vi.name, vi.key_id}));
@@ -427,10 +431,57 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
           return Error(ErrorCode::kInvalidInput, "volume.erase needs confirm=true",
                        "pass --yes: the data on the volume becomes unrecoverable");
         STORCRYPT_ASSIGN_OR_RETURN(std::string dev, s.device_of(p.str("volume")));
+        // Only volumes registered on this node: a storcrypt volume of another
+        // node (or of a lost database) is adopted first. The manager refuses
+        // foreign LUKS devices and volumes that are open or in use.
+        if (auto vi = s.vm().show(dev); vi.ok()) {
+          STORCRYPT_ASSIGN_OR_RETURN(auto rows,
+                                     s.db().query("SELECT name FROM dm_volumes WHERE uuid = ?1", {vi->uuid}));
+          if (rows.empty())
+            return Error(ErrorCode::kConflict,
+                         "refusing to crypto-erase " + dev + ": storcrypt volume " + vi->name + " (uuid " + vi->uuid +
+                             ") is not registered on this node",
+                         "check the device path; if this node's database was lost, register the volume with "
+                         "'storcrypt volume adopt " +
+                             dev + "' first",
+                         "xVolumeNotRegistered");
+        }
         dm::OpReport rep;
         STORCRYPT_TRY(s.vm().erase(dev, &rep));
         STORCRYPT_TRY(s.db().exec("DELETE FROM dm_volumes WHERE device = ?1", {dev}));
         return json{{"device", dev}, {"erased", true}, {"warnings", warnings_json(rep.warnings)}};
+      }));
+  STORCRYPT_TRY(methods.add(
+      "volume.adopt",
+      "register a storcrypt volume from its own LUKS2 token (e.g. after the database was lost); its key must be "
+      "reachable",
+      {{"device", ParamType::kString, true, "block device path holding the volume"}}, true,
+      [](AtRestService& s, const Params& p) -> Result<json> {
+        const std::string dev = p.str("device");
+        if (dev.empty() || dev[0] != '/')
+          return Error(ErrorCode::kInvalidInput, "device '" + dev + "' is not an absolute path",
+                       "give the block device path, e.g. /dev/sdb");
+        dm::OpReport rep;
+        STORCRYPT_ASSIGN_OR_RETURN(auto vi, s.vm().adopt(dev, &rep));
+        STORCRYPT_ASSIGN_OR_RETURN(auto same_name,
+                                   s.db().query("SELECT uuid, device FROM dm_volumes WHERE name = ?1", {vi.name}));
+        if (!same_name.empty() && same_name[0].text(0) != vi.uuid)
+          return Error(ErrorCode::kConflict,
+                       "volume name " + vi.name + " is already registered for " + same_name[0].text(1) + " (uuid " +
+                           same_name[0].text(0) + ")",
+                       "erase or re-check the other volume first; two volumes cannot share a mapping name",
+                       "xVolumeExists");
+        STORCRYPT_ASSIGN_OR_RETURN(auto known,
+                                   s.db().query("SELECT device FROM dm_volumes WHERE uuid = ?1", {vi.uuid}));
+        STORCRYPT_TRY(
+            s.db().exec("INSERT OR REPLACE INTO dm_volumes(uuid, device, name, key_id) VALUES(?1, ?2, ?3, ?4)",
+                        {vi.uuid, vi.device, vi.name, vi.key_id}));
+        json r = info_json(vi);
+        r["adopted"] = known.empty();
+        if (!known.empty() && known[0].text(0) != vi.device)
+          rep.warnings.push_back("volume was registered at " + known[0].text(0) + "; now at " + vi.device);
+        r["warnings"] = warnings_json(rep.warnings);
+        return r;
       }));
   STORCRYPT_TRY(methods.add(
       "volume.resume", "finish or roll back interrupted rekey/erase operations", {}, true,

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "fake_device_probe.h"
 #include "storcrypt/dm/fake_crypt_backend.h"
 #include "storcrypt/keys/key_media.h"
 
@@ -42,7 +43,7 @@ class VolumeManagerTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(root_); }
 
   VolumeManager manager() {
-    VolumeManager m(backend_, {provider_.get()}, *journal_, cfg_);
+    VolumeManager m(backend_, probe_, {provider_.get()}, *journal_, cfg_);
     m.set_crash_hook([this](std::string_view p) { return crash_on_ && *crash_on_ == p; });
     return m;
   }
@@ -75,6 +76,7 @@ class VolumeManagerTest : public ::testing::Test {
   fs::path root_;
   std::vector<fs::path> media_;
   FakeCryptBackend backend_;
+  FakeDeviceProbe probe_;
   std::unique_ptr<keys::KeyMediaProvider> provider_;
   std::unique_ptr<FileJournal> journal_;
   VolumeManagerConfig cfg_;
@@ -179,7 +181,7 @@ TEST_F(VolumeManagerTest, UnknownProviderIsNamed) {
   c.system_id = "node-a";
   c.provider_id = "other";
   auto other = keys::KeyMediaProvider::create(c).value();
-  VolumeManager m(backend_, {&other}, *journal_, cfg_);
+  VolumeManager m(backend_, probe_, {&other}, *journal_, cfg_);
   auto st = m.open(kDev);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().name(), "xKeyProviderMissing");
@@ -343,6 +345,159 @@ INSTANTIATE_TEST_SUITE_P(EveryStep, EraseCrash, ::testing::ValuesIn(erase_crash_
   std::replace(s.begin(), s.end(), '-', '_');
   return s;
 });
+
+// ---- guards against the wrong device (issue 13) ------------------------------
+
+DeviceSignature sig(std::string type, std::string usage, std::string version = {}) {
+  return {std::move(type), std::move(usage), std::move(version), 0};
+}
+
+TEST(DeviceSignatureTest, DescribeSaysWhatWasFound) {
+  EXPECT_EQ(describe(sig("ext4", "filesystem", "1.0")), "ext4 filesystem");
+  EXPECT_EQ(describe(sig("LVM2_member", "raid", "LVM2 001")), "LVM2_member");
+  EXPECT_EQ(describe(sig("crypto_LUKS", "crypto", "1")), "crypto_LUKS version 1");
+  EXPECT_EQ(describe(sig("dos", "partition table")), "dos partition table");
+  EXPECT_EQ(describe(std::vector<DeviceSignature>{sig("gpt", "partition table"), sig("linux_raid_member", "raid")}),
+            "gpt partition table, linux_raid_member");
+}
+
+TEST_F(VolumeManagerTest, CreateRefusesEverySignatureUnlessForced) {
+  const std::vector<std::pair<DeviceSignature, std::string>> cases = {
+      {sig("ext4", "filesystem", "1.0"), "ext4 filesystem"},
+      {sig("LVM2_member", "raid", "LVM2 001"), "LVM2_member"},
+      {sig("linux_raid_member", "raid", "1.2"), "linux_raid_member"},
+      {sig("crypto_LUKS", "crypto", "1"), "crypto_LUKS version 1"},
+      {sig("crypto_LUKS", "crypto", "2"), "crypto_LUKS version 2"},
+      {sig("gpt", "partition table"), "gpt partition table"}};
+  int n = 0;
+  for (const auto& [s, text] : cases) {
+    std::string dev = "/dev/sig" + std::to_string(n++);
+    backend_.add_device(dev);
+    probe_.sigs[dev] = {s};
+    auto m = manager();
+    auto r = m.create({dev, "vol1", "key1", true});
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_EQ(r.error().name(), "xDeviceNotBlank") << text;
+    EXPECT_NE(r.error().message().find(dev + " is not blank: it holds " + text), std::string::npos)
+        << r.error().message();
+    EXPECT_NE(r.error().fix().find("--force"), std::string::npos);
+    EXPECT_EQ(backend_.calls("format"), 0) << text;
+    EXPECT_EQ(key_copies(1), 0u) << "a key was stored for a refused create: " << text;
+  }
+  // --force overwrites (and says what it overwrote).
+  OpReport rep;
+  CreateRequest req{"/dev/sig0", "vol1", "key1", true};
+  req.force = true;
+  auto r = manager().create(req, &rep);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_EQ(rep.warnings.size(), 1u);
+  EXPECT_EQ(rep.warnings[0], "overwriting ext4 filesystem on /dev/sig0 (--force)");
+}
+
+TEST_F(VolumeManagerTest, CreateNeverOnADeviceInUseEvenForced) {
+  probe_.users_of[kDev] = {"mounted at /mnt/x", "held by dm-3 (/dev/mapper/other)"};
+  for (bool force : {false, true}) {
+    CreateRequest req{kDev, "vol1", "key1", true};
+    req.force = force;
+    auto r = manager().create(req);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().name(), "xDeviceInUse");
+    EXPECT_NE(r.error().message().find("mounted at /mnt/x; held by dm-3 (/dev/mapper/other)"), std::string::npos)
+        << r.error().message();
+  }
+  probe_.users_of[kDev] = {"opened exclusively by another process (open O_EXCL: busy)"};
+  EXPECT_EQ(manager().create({kDev, "vol1", "key1", true}).error().name(), "xDeviceInUse");
+  EXPECT_EQ(backend_.calls("format"), 0);
+  EXPECT_EQ(key_copies(1), 0u);
+}
+
+TEST_F(VolumeManagerTest, ReadErrorsAreErrorsNotBlankDevices) {
+  probe_.read_errors.insert_or_assign(kDev, errno_error(EIO, "reading the first 64 KiB of " + kDev));
+  auto r = manager().create({kDev, "vol1", "key1", true});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("Input/output error"), std::string::npos) << r.error().message();
+  probe_.read_errors.clear();
+  backend_.fail_next("is_luks", errno_error(EIO, "reading the LUKS2 header area of " + kDev));
+  r = manager().create({kDev, "vol1", "key1", true});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("Input/output error"), std::string::npos) << r.error().message();
+  EXPECT_EQ(backend_.calls("format"), 0);
+  EXPECT_EQ(key_copies(1), 0u);
+}
+
+TEST_F(VolumeManagerTest, CreateNeverOverwritesAStorcryptVolumeEvenForced) {
+  auto vi = create_volume();
+  CreateRequest req{kDev, "vol2", "key2", true};
+  req.force = true;
+  auto r = manager().create(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().name(), "xVolumeExists");
+  EXPECT_NE(r.error().message().find("storcrypt volume vol1 (uuid " + vi.uuid + ")"), std::string::npos);
+  EXPECT_EQ(backend_.calls("format"), 1);
+  EXPECT_EQ(key_copies(1), 2u);
+}
+
+TEST_F(VolumeManagerTest, EraseRefusesForeignAndNonLuksDevices) {
+  // A LUKS2 volume of another tool: no storcrypt token.
+  ASSERT_TRUE(backend_.format(kDev, FormatParams{}, 0, SecretBytes::random(32).value()).ok());
+  auto r = manager().erase(kDev);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().name(), "xNotStorcryptVolume");
+  EXPECT_NE(r.error().message().find("has no storcrypt token"), std::string::npos) << r.error().message();
+  EXPECT_EQ(keyslots(), std::vector<int>{0});
+  EXPECT_EQ(backend_.calls("wipe_area"), 0);
+  EXPECT_TRUE(journal_->entries()->empty());
+  // Not LUKS2 at all: says what is there.
+  backend_.add_device("/dev/luks1");
+  probe_.sigs["/dev/luks1"] = {sig("crypto_LUKS", "crypto", "1")};
+  r = manager().erase("/dev/luks1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().name(), "xNotStorcryptVolume");
+  EXPECT_NE(r.error().message().find("/dev/luks1 is not a storcrypt volume: it holds crypto_LUKS version 1"),
+            std::string::npos)
+      << r.error().message();
+  EXPECT_EQ(backend_.calls("wipe_area"), 0);
+  // Blank: "no LUKS2 header" as before.
+  backend_.add_device("/dev/blank");
+  EXPECT_EQ(manager().erase("/dev/blank").error().name(), "xVolumeNotFound");
+}
+
+TEST_F(VolumeManagerTest, EraseRefusesAVolumeInUse) {
+  create_volume();
+  probe_.users_of[kDev] = {"held by dm-7 (/dev/mapper/elsewhere)"};
+  auto r = manager().erase(kDev);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().name(), "xDeviceInUse");
+  EXPECT_NE(r.error().message().find("held by dm-7 (/dev/mapper/elsewhere)"), std::string::npos);
+  EXPECT_TRUE(*backend_.is_luks(kDev));
+  EXPECT_EQ(key_copies(1), 2u);
+  EXPECT_TRUE(journal_->entries()->empty());
+  probe_.users_of.clear();
+  EXPECT_TRUE(manager().erase(kDev).ok());
+}
+
+TEST_F(VolumeManagerTest, AdoptNeedsAStorcryptTokenAndItsKey) {
+  auto vi = create_volume();
+  auto a = manager().adopt(kDev);
+  ASSERT_TRUE(a.ok()) << a.error().to_string();
+  EXPECT_EQ(a->uuid, vi.uuid);
+  EXPECT_EQ(a->name, "vol1");
+  EXPECT_EQ(a->key_id, "key1");
+  // Key media gone: not adopted, and the error says which key.
+  for (auto& m : media_) fs::rename(m, m.string() + ".away");
+  a = manager().adopt(kDev);
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.error().message().find("not adopting " + kDev + ": key key1 generation 1"), std::string::npos)
+      << a.error().message();
+  for (auto& m : media_) fs::rename(m.string() + ".away", m);
+  // A foreign LUKS2 volume is not adopted.
+  backend_.add_device("/dev/foreign");
+  ASSERT_TRUE(backend_.format("/dev/foreign", FormatParams{}, 0, SecretBytes::random(32).value()).ok());
+  a = manager().adopt("/dev/foreign");
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.error().name(), "xNotStorcryptVolume");
+  EXPECT_EQ(backend_.calls("set_token"), 1) << "adopt writes nothing";
+}
 
 }  // namespace
 }  // namespace storcrypt::dm

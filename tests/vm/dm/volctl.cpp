@@ -102,7 +102,8 @@ int main(int argc, char** argv) {
   cfg.activation.no_read_workqueue = no_wq;
   cfg.activation.no_write_workqueue = no_wq;
   cfg.header_backup_dir = backup_dir;
-  dm::VolumeManager vm(*backend, {&*prov}, journal, cfg);
+  auto probe = dm::make_system_probe();
+  dm::VolumeManager vm(*backend, *probe, {&*prov}, journal, cfg);
   vm.set_crash_hook(crash_hook);
 
   dm::OpReport rep;

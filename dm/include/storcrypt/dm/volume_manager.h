@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "storcrypt/dm/crypt_backend.h"
+#include "storcrypt/dm/device_probe.h"
 #include "storcrypt/dm/journal.h"
 #include "storcrypt/dm/policy.h"
 #include "storcrypt/dm/token.h"
@@ -36,6 +37,10 @@ struct CreateRequest {
   std::string name;    ///< mapping name; also the key label
   std::string key_id;  ///< empty: "vol-" + 16 random hex digits
   bool encrypted = true;
+  /// Overwrite foreign signatures (filesystem, partition table, RAID/LVM/LUKS).
+  /// Never overrides "in use" (mounted, held, opened exclusively) and never
+  /// overwrites a storcrypt volume (erase it first).
+  bool force = false;
 };
 
 struct VolumeInfo {
@@ -78,9 +83,13 @@ class VolumeManager {
  public:
   /// `providers`: the first one stores keys of new volumes; open/rekey pick
   /// the one whose kind and id the volume's token names.
-  VolumeManager(CryptBackend& backend, std::vector<keys::KeyProvider*> providers, Journal& journal,
+  /// `probe` is asked before anything destructive: what the device holds and who uses it.
+  VolumeManager(CryptBackend& backend, DeviceProbe& probe, std::vector<keys::KeyProvider*> providers, Journal& journal,
                 VolumeManagerConfig cfg = {});
 
+  /// Refused (nothing written, no key stored) when the device is in use
+  /// (xDeviceInUse), already a storcrypt volume (xVolumeExists), or holds any
+  /// signature libblkid knows (xDeviceNotBlank) unless req.force.
   Result<VolumeInfo> create(const CreateRequest& req, OpReport* report = nullptr);
   /// Open with the key the token names (falls back to the previous key
   /// during an interrupted rekey). `name` empty: the token's name.
@@ -94,8 +103,15 @@ class VolumeManager {
   /// Finish or roll back every unfinished journalled operation.
   Result<ResumeReport> resume();
   /// Crypto erase: no keyslot, no token, header area zeroed, backups and
-  /// every key copy shredded. The volume must be closed.
+  /// every key copy shredded. Refused unless the device carries a storcrypt
+  /// token (xNotStorcryptVolume), and while the volume is open (xVolumeOpen)
+  /// or the device is in use (xDeviceInUse).
   Status erase(const std::string& device, OpReport* report = nullptr);
+  /// A storcrypt volume found by its own token (e.g. after the state database
+  /// was lost): refused for foreign LUKS devices (xNotStorcryptVolume) and
+  /// unless the key the token names is reachable and opens its keyslot.
+  /// Writes nothing; the caller registers the returned volume.
+  Result<VolumeInfo> adopt(const std::string& device, OpReport* report = nullptr);
 
   /// Fault injection: called at each crash point; returning true makes the
   /// operation stop right there as if the process died (error kInternal,
@@ -106,6 +122,10 @@ class VolumeManager {
   struct Rekey;
   Result<keys::KeyProvider*> provider_for(const VolumeToken& t);
   Result<HeaderInfo> load_header(const std::string& device);
+  /// load_header() + the storcrypt token; a device without one is refused as foreign.
+  Result<std::pair<HeaderInfo, std::pair<int, VolumeToken>>> load_storcrypt(const std::string& device,
+                                                                            const std::string& what);
+  Status check_not_in_use(const std::string& device, const std::string& what);
   bool crash(std::string_view point);
   Status journal(const std::string& op, const std::string& uuid, const std::string& device, const std::string& step,
                  const std::string& data);
@@ -116,6 +136,7 @@ class VolumeManager {
   Status resume_rekey(const JournalEntry& last, OpReport* report, std::string* outcome);
 
   CryptBackend& backend_;
+  DeviceProbe& probe_;
   std::vector<keys::KeyProvider*> providers_;
   Journal& journal_;
   VolumeManagerConfig cfg_;
