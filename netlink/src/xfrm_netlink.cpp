@@ -19,7 +19,6 @@
 #include <set>
 #include <thread>
 
-#include "ownership_check.h"
 #include "storcrypt/common/fd.h"
 #include "storcrypt/netlink/xfrm_api.h"
 #include "storcrypt/netlink/xfrm_codec.h"
@@ -28,8 +27,6 @@ namespace storcrypt::netlink {
 namespace {
 
 using codec::Bytes;
-using detail::check_owned_policy;
-using detail::check_owned_sa;
 
 constexpr std::size_t kRecvBuf = 128 * 1024;
 constexpr std::size_t kSendChunk = 32 * 1024;
@@ -321,7 +318,7 @@ class NetlinkXfrm : public XfrmApi {
 
   Status add_sa(const Sa& sa) override {
     STORCRYPT_TRY(validate(sa));
-    STORCRYPT_TRY(check_owned_sa(own(), sa));
+    STORCRYPT_TRY(own().require_owned(sa));
     auto r = transact(codec::encode_sa(sa, false), "adding " + sa.to_string());
     if (!r.ok()) return std::move(r).error();
     return ok_status();
@@ -329,7 +326,7 @@ class NetlinkXfrm : public XfrmApi {
 
   Status update_sa(const Sa& sa) override {
     STORCRYPT_TRY(validate(sa));
-    STORCRYPT_TRY(check_owned_sa(own(), sa));
+    STORCRYPT_TRY(own().require_owned(sa));
     std::string what = "updating " + sa.to_string();
     STORCRYPT_TRY(check_existing_sa(sa.id(), what));
     auto r = transact(codec::encode_sa(sa, true), what);
@@ -367,7 +364,7 @@ class NetlinkXfrm : public XfrmApi {
 
   Result<std::uint32_t> add_policy(const Policy& p) override {
     STORCRYPT_TRY(validate(p));
-    STORCRYPT_TRY(check_owned_policy(own(), p));
+    STORCRYPT_TRY(own().require_owned(p));
     std::string what = "adding " + p.to_string();
     auto r = transact(codec::encode_policy(p, false), what);
     if (!r.ok()) return std::move(r).error();
@@ -378,7 +375,7 @@ class NetlinkXfrm : public XfrmApi {
 
   Result<std::uint32_t> update_policy(const Policy& p) override {
     STORCRYPT_TRY(validate(p));
-    STORCRYPT_TRY(check_owned_policy(own(), p));
+    STORCRYPT_TRY(own().require_owned(p));
     std::string what = "updating " + p.to_string();
     auto existing = get_policy_any(p.id(), what);
     if (existing.ok() && !own().owns(*existing))
@@ -446,7 +443,7 @@ class NetlinkXfrm : public XfrmApi {
     for (std::size_t i = 0; i < ps.size(); ++i) {
       items[i].what = [p = &ps[i]] { return "adding " + p->to_string(); };
       Status st = validate(ps[i]);
-      if (st.ok()) st = check_owned_policy(own(), ps[i]);
+      if (st.ok()) st = own().require_owned(ps[i]);
       if (!st.ok())
         items[i].pre_error = std::move(st).error();
       else
@@ -526,7 +523,7 @@ class NetlinkXfrm : public XfrmApi {
     for (std::size_t i = 0; i < sas.size(); ++i) {
       items[i].what = [sa = &sas[i]] { return "adding " + sa->to_string(); };
       Status st = validate(sas[i]);
-      if (st.ok()) st = check_owned_sa(own(), sas[i]);
+      if (st.ok()) st = own().require_owned(sas[i]);
       if (!st.ok())
         items[i].pre_error = std::move(st).error();
       else

@@ -511,6 +511,30 @@ bool Ownership::owns(const Policy& p) const {
   return true;
 }
 
+Status Ownership::require_owned(const Sa& sa) const {
+  if (!owns_reqid(sa.reqid))
+    return Error(ErrorCode::kInvalidInput,
+                 fmt::format("reqid: {} is outside storcrypt's reqid range [{}, {}] ({})", sa.reqid, reqid_min,
+                             reqid_max, sa.id().to_string()),
+                 "allocate reqids from the configured range");
+  if (mark && sa.mark != mark)
+    return Error(ErrorCode::kInvalidInput, fmt::format("mark: {} must carry storcrypt's mark", sa.id().to_string()),
+                 "set the SA's mark to the configured ownership mark");
+  return ok_status();
+}
+
+Status Ownership::require_owned(const Policy& p) const {
+  if (!owns_index(p.index))
+    return Error(ErrorCode::kInvalidInput,
+                 fmt::format("index: {} is outside storcrypt's policy index range [0x{:08x}, 0x{:08x}] ({})", p.index,
+                             index_min, index_max, p.to_string()),
+                 "choose the policy's index with Ownership::policy_index() (the index is storcrypt's ownership tag)");
+  if (mark && p.mark != mark)
+    return Error(ErrorCode::kInvalidInput, fmt::format("mark: {} must carry storcrypt's mark", p.to_string()),
+                 "set the policy's mark to the configured ownership mark");
+  return ok_status();
+}
+
 std::optional<std::uint32_t> Ownership::policy_index(std::uint32_t slot, Direction dir) const {
   const std::uint64_t base = (static_cast<std::uint64_t>(index_min) + 7) & ~std::uint64_t{7};
   const std::uint64_t idx = base + 8 * static_cast<std::uint64_t>(slot) + static_cast<std::uint64_t>(dir);

@@ -12,10 +12,10 @@
 #include <cstdlib>
 #include <random>
 
-#include "storcrypt/netlink/fake_xfrm.h"
 #include "storcrypt/policy/compiler.h"
 #include "storcrypt/policy/installer.h"
 #include "storcrypt/policy/test_tool.h"
+#include "storcrypt/testing/fake_xfrm.h"
 
 using namespace storcrypt;
 using namespace storcrypt::policy;

@@ -14,7 +14,7 @@
 #include "storcrypt/controller/nouns.h"
 #include "storcrypt/controller/ipsec.h"
 #include "storcrypt/controller/rpc.h"
-#include "storcrypt/netlink/fake_xfrm.h"
+#include "storcrypt/testing/fake_xfrm.h"
 
 namespace {
 

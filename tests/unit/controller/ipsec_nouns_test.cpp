@@ -17,7 +17,7 @@
 #include "storcrypt/controller/events.h"
 #include "storcrypt/controller/ipsec.h"
 #include "storcrypt/controller/nouns.h"
-#include "storcrypt/netlink/fake_xfrm.h"
+#include "storcrypt/testing/fake_xfrm.h"
 #include "temp_dir.h"
 
 namespace storcrypt::controller {

@@ -16,7 +16,7 @@
 #include "storcrypt/controller/events.h"
 #include "storcrypt/controller/ipsec.h"
 #include "storcrypt/controller/nouns.h"
-#include "storcrypt/netlink/fake_xfrm.h"
+#include "storcrypt/testing/fake_xfrm.h"
 
 namespace storcrypt::controller::test {
 

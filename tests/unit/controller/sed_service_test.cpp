@@ -12,7 +12,7 @@
 #include "storcrypt/controller/journal.h"
 #include "storcrypt/controller/sed.h"
 #include "storcrypt/keys/key_media.h"
-#include "storcrypt/sed/fake_opal.h"
+#include "storcrypt/testing/fake_opal.h"
 #include "temp_dir.h"
 
 namespace storcrypt::controller::test {

@@ -1,4 +1,4 @@
-#include "storcrypt/netlink/fake_xfrm.h"
+#include "storcrypt/testing/fake_xfrm.h"
 
 #include <gtest/gtest.h>
 

@@ -5,8 +5,8 @@
 #include <map>
 
 #include "random_policies.h"
-#include "storcrypt/netlink/fake_xfrm.h"
 #include "storcrypt/policy/text.h"
+#include "storcrypt/testing/fake_xfrm.h"
 #include "test_helpers.h"
 
 namespace storcrypt::policy {

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <vector>
 
-#include "storcrypt/sed/fake_opal.h"
+#include "storcrypt/testing/fake_opal.h"
 
 namespace storcrypt::sed {
 namespace {

@@ -143,15 +143,56 @@ cpu=max
 
 log="$rundir/console.log"
 echo "vmrun: kernel $kver, accel $accel, ${#scenarios[@]} scenario(s), console log $log"
+
+# QEMU never outlives this run. `timeout` puts QEMU in its own process group,
+# so a Ctrl-C, ctest killing or timing out this script, or ctest itself dying
+# would otherwise leave it running until the guest timeout. QEMU writes its
+# pid to $pidfile; kill_qemu kills that pid only while its command line still
+# names this pid file (no stale or reused pid is ever hit).
+#  - TERM/INT/HUP: the trap kills QEMU and exits 128+signal. The pipeline runs
+#    in the background and the script `wait`s, so the trap runs at once (bash
+#    defers traps until a foreground command ends).
+#  - SIGKILL of this script, or its parent (ctest) dying: a watchdog polls
+#    once a second and kills QEMU when this script is gone or re-parented.
+pidfile="$rundir/qemu.pid" rcfile="$rundir/qemu.rc"
+rm -f "$pidfile" "$rcfile"
+kill_qemu() {
+  local pid
+  pid=$(cat "$pidfile" 2>/dev/null) || return 0
+  [ -n "$pid" ] || return 0
+  if tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$pidfile"; then
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+}
+trap 'kill_qemu; exit 129' HUP
+trap 'kill_qemu; exit 130' INT
+trap 'kill_qemu; exit 143' TERM
+trap 'kill_qemu' EXIT
+me=$$ parent=$PPID
+(
+  trap - TERM EXIT
+  trap '' HUP INT  # a terminal's Ctrl-C reaches the watchdog too: outlive the script
+  while read -r _ _ state ppid _ < "/proc/$me/stat" 2>/dev/null && [ "$state" != Z ] && [ "$ppid" = "$parent" ]; do
+    sleep 1
+  done
+  kill_qemu
+) </dev/null >/dev/null 2>&1 &
+watchdog=$!
+
 set +e
-timeout --kill-after=10 "$timeout" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -m "$memory" -smp 2 \
-  -nographic -no-reboot -net none \
-  -kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
-  -append "console=ttyS0 quiet panic=-1 testscript=$guest" \
-  -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
-  </dev/null 2>&1 | tr -d '\r' | tee "$log" | grep --line-buffered -E '^(VMRUN:|\[)'
-qrc=${PIPESTATUS[0]}
+{
+  timeout --kill-after=10 "$timeout" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -m "$memory" -smp 2 \
+    -nographic -no-reboot -net none -pidfile "$pidfile" \
+    -kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
+    -append "console=ttyS0 quiet panic=-1 testscript=$guest" \
+    -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
+    </dev/null 2>&1
+  echo $? > "$rcfile"
+} | tr -d '\r' | tee "$log" | grep --line-buffered -E '^(VMRUN:|\[)' &
+wait $!
+qrc=$(cat "$rcfile" 2>/dev/null || echo 1)
 set -e
+kill "$watchdog" 2>/dev/null || true
 
 if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
   echo "vmrun: guest timed out after ${timeout}s (console log: $log)" >&2

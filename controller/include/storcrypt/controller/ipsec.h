@@ -31,7 +31,7 @@ inline constexpr int kIpsecIntegrityEvent = 2010;
 inline constexpr int kIpsecRestoreEvent = 2011;
 
 /// The kernel seam: how the ipsec noun opens XFRM for its ownership scope.
-/// storcryptd uses netlink::open_xfrm(); unit tests put a FakeXfrm factory in
+/// storcryptd uses netlink::open_xfrm(); unit tests put a FakeXfrm (storcrypt::netlink_fake) factory in
 /// the Context (ctx.set_service(std::make_shared<IpsecKernel>(...))) before
 /// registering the methods.
 struct IpsecKernel {

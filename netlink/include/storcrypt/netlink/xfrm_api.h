@@ -1,7 +1,8 @@
 // storcrypt: the XFRM interface the controller depends on.
 //
 // XfrmApi is implemented by the netlink backend (open_xfrm(), libnl3 over
-// NETLINK_XFRM) and by FakeXfrm (fake_xfrm.h, in memory, for unit tests).
+// NETLINK_XFRM) and by FakeXfrm (in memory, for unit tests; test-only, in
+// tests/support: storcrypt::netlink_fake, storcrypt/testing/fake_xfrm.h).
 // Every instance is bound to one network namespace and one Ownership scope;
 // it never modifies or reports objects outside that scope and never flushes.
 #pragma once

@@ -356,6 +356,11 @@ struct Ownership {
   bool owns_index(std::uint32_t index) const { return index >= index_min && index <= index_max; }
   bool owns(const Sa& sa) const;
   bool owns(const Policy& p) const;
+  /// The error an add/update of an object outside this scope returns
+  /// (kInvalidInput naming the reqid/index/mark), or ok. Shared by every
+  /// XfrmApi implementation so they refuse alike.
+  Status require_owned(const Sa& sa) const;
+  Status require_owned(const Policy& p) const;
   /// The index of slot `slot` for direction `dir`: index_min rounded up to a
   /// multiple of 8, plus 8 * slot, plus dir; nullopt when beyond index_max.
   std::optional<std::uint32_t> policy_index(std::uint32_t slot, Direction dir) const;

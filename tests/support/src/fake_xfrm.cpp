@@ -1,11 +1,9 @@
-#include "storcrypt/netlink/fake_xfrm.h"
+#include "storcrypt/testing/fake_xfrm.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <condition_variable>
-
-#include "ownership_check.h"
 
 namespace storcrypt::netlink {
 namespace {
@@ -124,9 +122,6 @@ struct FakeXfrm::Impl {
 FakeXfrm::FakeXfrm(Ownership own) : own_(own), impl_(std::make_unique<Impl>()) {}
 FakeXfrm::~FakeXfrm() = default;
 
-using detail::check_owned_policy;
-using detail::check_owned_sa;
-
 Result<std::uint32_t> FakeXfrm::allocate_spi(const SpiRequest& req) {
   std::lock_guard lk(impl_->mu);
   if (auto e = impl_->take_failure("allocate_spi")) return *e;
@@ -161,7 +156,7 @@ Status FakeXfrm::add_sa(const Sa& sa) {
   std::lock_guard lk(impl_->mu);
   if (auto e = impl_->take_failure("add_sa")) return *e;
   STORCRYPT_TRY(validate(sa));
-  STORCRYPT_TRY(check_owned_sa(own_, sa));
+  STORCRYPT_TRY(own_.require_owned(sa));
   if (impl_->find_sa(sa.id()))
     return Error(ErrorCode::kConflict, fmt::format("adding {}: SA already exists", sa.id().to_string()),
                  "delete it first or use update");
@@ -177,7 +172,7 @@ Status FakeXfrm::update_sa(const Sa& sa) {
   std::lock_guard lk(impl_->mu);
   if (auto e = impl_->take_failure("update_sa")) return *e;
   STORCRYPT_TRY(validate(sa));
-  STORCRYPT_TRY(check_owned_sa(own_, sa));
+  STORCRYPT_TRY(own_.require_owned(sa));
   SaEntry* e = impl_->find_sa(sa.id());
   if (!e) return not_found("updating " + sa.id().to_string());
   if (!own_.owns(e->sa))
@@ -223,7 +218,7 @@ Result<std::uint32_t> FakeXfrm::add_policy(const Policy& p) {
   std::lock_guard lk(impl_->mu);
   if (auto e = impl_->take_failure("add_policy")) return *e;
   STORCRYPT_TRY(validate(p));
-  STORCRYPT_TRY(check_owned_policy(own_, p));
+  STORCRYPT_TRY(own_.require_owned(p));
   if (impl_->find_policy(p.id()))
     return Error(ErrorCode::kConflict, fmt::format("adding {}: policy already exists", p.to_string()),
                  "delete it first or use update");
@@ -239,7 +234,7 @@ Result<std::uint32_t> FakeXfrm::update_policy(const Policy& p) {
   std::lock_guard lk(impl_->mu);
   if (auto e = impl_->take_failure("update_policy")) return *e;
   STORCRYPT_TRY(validate(p));
-  STORCRYPT_TRY(check_owned_policy(own_, p));
+  STORCRYPT_TRY(own_.require_owned(p));
   ++impl_->mutations;
   if (PolicyEntry* e = impl_->find_policy(p.id())) {
     if (!own_.owns(e->p))

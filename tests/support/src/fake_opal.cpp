@@ -1,5 +1,5 @@
 // storcrypt: the in-memory sed-opal model for unit tests (see fake_opal.h).
-#include "storcrypt/sed/fake_opal.h"
+#include "storcrypt/testing/fake_opal.h"
 
 #include <linux/ioctl.h>
 #include <linux/sed-opal.h>
