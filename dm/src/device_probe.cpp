@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "storcrypt/common/fd.h"
+#include "device_read.h"
 
 namespace storcrypt::dm {
 namespace fs = std::filesystem;
@@ -80,21 +81,9 @@ class SystemProbe final : public DeviceProbe {
   Result<std::vector<DeviceSignature>> signatures(const std::string& dev) override {
     // Read the first 64 KiB ourselves: a device whose header cannot be read
     // is an error with its errno, never "no signature".
-    {
-      UniqueFd fd(::open(dev.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!fd.valid()) return errno_error(errno, "opening " + dev + " to look for signatures");
-      std::string buf(std::size_t{64} * 1024, '\0');
-      ssize_t n;
-      do {
-        n = ::pread(fd.get(), buf.data(), buf.size(), 0);
-      } while (n < 0 && errno == EINTR);
-      if (n < 0) {
-        int e = errno;
-        return Error(ErrorCode::kUnavailable, errno_error(e, "reading the first 64 KiB of " + dev).message(),
-                     "the device does not read back; check it (dmesg) before putting a volume on it")
-            .with_errno(e);
-      }
-    }
+    STORCRYPT_TRY(detail::read_device_head(dev, std::size_t{64} * 1024, "look for signatures", "the first 64 KiB",
+                                           "the device does not read back; check it (dmesg) before putting a "
+                                           "volume on it"));
     errno = 0;
     BlkidProbe pr(blkid_new_probe_from_filename(dev.c_str()));
     if (!pr.get()) return errno_error(errno ? errno : EIO, "libblkid: opening " + dev);

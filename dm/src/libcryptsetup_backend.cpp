@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "storcrypt/common/fd.h"
+#include "device_read.h"
 #include "storcrypt/dm/crypt_backend.h"
 
 namespace storcrypt::dm {
@@ -118,22 +119,9 @@ class LibcryptsetupBackend final : public CryptBackend {
   Result<bool> is_luks(const std::string& dev) override {
     // libcryptsetup reports an unreadable header like a missing one (-EINVAL):
     // read the primary header area ourselves first so a read error is an error.
-    {
-      UniqueFd fd(::open(dev.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!fd.valid()) return errno_error(errno, "opening " + dev + " to read its LUKS2 header");
-      std::string buf(4096, '\0');
-      ssize_t n;
-      do {
-        n = ::pread(fd.get(), buf.data(), buf.size(), 0);
-      } while (n < 0 && errno == EINTR);
-      if (n < 0) {
-        int e = errno;
-        // kUnavailable: the device cannot be read (not a bug, not "no header").
-        return Error(ErrorCode::kUnavailable, errno_error(e, "reading the LUKS2 header area of " + dev).message(),
-                     "the device does not read back; check it (dmesg) before any volume operation")
-            .with_errno(e);
-      }
-    }
+    STORCRYPT_TRY(detail::read_device_head(dev, 4096, "read its LUKS2 header", "the LUKS2 header area",
+                                           "the device does not read back; check it (dmesg) before any volume "
+                                           "operation"));
     Handle h;
     int rc = crypt_init(h.out(), dev.c_str());
     if (rc < 0) return crypt_error(rc, "opening device " + dev, h.log);
