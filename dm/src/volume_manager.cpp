@@ -239,6 +239,35 @@ Result<VolumeInfo> VolumeManager::create(const CreateRequest& req, OpReport* rep
   return show(req.device);
 }
 
+// Fetch the token's current key and use it (open, verify); when that fails,
+// the previous generation's (a rekey interrupted between its steps). Returns
+// the previous keyslot when only it worked, nullopt when the current one did,
+// or the first error.
+Result<std::optional<KeyslotRef>> VolumeManager::with_token_key(
+    const VolumeToken& tok, keys::KeyProvider* prov, OpReport* report,
+    const std::function<Status(const KeyslotRef&, const SecretBytes& ak)>& use) {
+  std::vector<KeyslotRef> candidates{{tok.generation, tok.keyslot}};
+  if (tok.previous) candidates.push_back(*tok.previous);
+  std::optional<Error> first_error;
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    const auto& c = candidates[i];
+    auto fetched = prov->fetch({tok.key_id, c.generation});
+    if (!fetched.ok()) {
+      if (!first_error) first_error = std::move(fetched).error();
+      continue;
+    }
+    auto st = use(c, fetched->ak);
+    if (!st.ok()) {
+      if (!first_error) first_error = std::move(st).error();
+      continue;
+    }
+    add_warnings(report, fetched->warnings);
+    if (i > 0) return std::optional<KeyslotRef>(c);
+    return std::optional<KeyslotRef>();
+  }
+  return std::move(*first_error);
+}
+
 Status VolumeManager::open(const std::string& device, const std::string& name_in, OpReport* report) {
   STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
   STORCRYPT_ASSIGN_OR_RETURN(auto tokp, find_token(hi.tokens));
@@ -254,28 +283,14 @@ Status VolumeManager::open(const std::string& device, const std::string& name_in
                  "xVolumeOpen");
   STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(tok));
 
-  std::vector<KeyslotRef> candidates{{tok.generation, tok.keyslot}};
-  if (tok.previous) candidates.push_back(*tok.previous);
-  std::optional<Error> first_error;
-  for (std::size_t i = 0; i < candidates.size(); ++i) {
-    const auto& c = candidates[i];
-    auto fetched = prov->fetch({tok.key_id, c.generation});
-    if (!fetched.ok()) {
-      if (!first_error) first_error = std::move(fetched).error();
-      continue;
-    }
-    auto st = backend_.activate(device, name, c.keyslot, fetched->ak, cfg_.activation);
-    if (!st.ok()) {
-      if (!first_error) first_error = std::move(st).error();
-      continue;
-    }
-    add_warnings(report, fetched->warnings);
-    if (i > 0)
-      add_warnings(report, {"opened with the previous key (generation " + std::to_string(c.generation) +
-                            "): a rekey was interrupted; run 'storcrypt volume resume'"});
-    return ok_status();
-  }
-  return std::move(*first_error).context("cannot open " + device);
+  auto used = with_token_key(tok, prov, report, [&](const KeyslotRef& c, const SecretBytes& ak) {
+    return backend_.activate(device, name, c.keyslot, ak, cfg_.activation);
+  });
+  if (!used.ok()) return std::move(used).error().context("cannot open " + device);
+  if (*used)
+    add_warnings(report, {"opened with the previous key (generation " + std::to_string((*used)->generation) +
+                          "): a rekey was interrupted; run 'storcrypt volume resume'"});
+  return ok_status();
 }
 
 Status VolumeManager::close(const std::string& name) {
@@ -484,31 +499,17 @@ Result<VolumeInfo> VolumeManager::adopt(const std::string& device, OpReport* rep
   STORCRYPT_ASSIGN_OR_RETURN(auto hv, load_storcrypt(device, "adopt"));
   const VolumeToken& tok = hv.second.second;
   STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(tok));
-  std::vector<KeyslotRef> candidates{{tok.generation, tok.keyslot}};
-  if (tok.previous) candidates.push_back(*tok.previous);
-  std::optional<Error> first_error;
-  for (std::size_t i = 0; i < candidates.size(); ++i) {
-    const auto& c = candidates[i];
-    auto fetched = prov->fetch({tok.key_id, c.generation});
-    if (!fetched.ok()) {
-      if (!first_error) first_error = std::move(fetched).error();
-      continue;
-    }
-    auto st = backend_.verify_key(device, c.keyslot, fetched->ak);
-    if (!st.ok()) {
-      if (!first_error) first_error = std::move(st).error();
-      continue;
-    }
-    add_warnings(report, fetched->warnings);
-    if (i > 0)
-      add_warnings(report, {"only the previous key (generation " + std::to_string(c.generation) +
-                            ") opens it: a rekey was interrupted; run 'storcrypt volume resume'"});
-    return show(device);
-  }
-  return std::move(*first_error)
-      .context("not adopting " + device + ": key " + tok.key_id + " generation " + std::to_string(tok.generation) +
-               " named by its storcrypt token is not reachable or does not open keyslot " +
-               std::to_string(tok.keyslot));
+  auto used = with_token_key(tok, prov, report, [&](const KeyslotRef& c, const SecretBytes& ak) {
+    return backend_.verify_key(device, c.keyslot, ak);
+  });
+  if (!used.ok())
+    return std::move(used).error().context("not adopting " + device + ": key " + tok.key_id + " generation " + std::to_string(tok.generation) +
+                " named by its storcrypt token is not reachable or does not open keyslot " +
+                                           std::to_string(tok.keyslot));
+  if (*used)
+    add_warnings(report, {"only the previous key (generation " + std::to_string((*used)->generation) +
+                          ") opens it: a rekey was interrupted; run 'storcrypt volume resume'"});
+  return show(device);
 }
 
 // Forward only, every step idempotent: after the intent is journalled the

@@ -121,6 +121,8 @@ class VolumeManager {
  private:
   struct Rekey;
   Result<keys::KeyProvider*> provider_for(const VolumeToken& t);
+  Result<std::optional<KeyslotRef>> with_token_key(const VolumeToken& tok, keys::KeyProvider* prov, OpReport* report,
+                                                   const std::function<Status(const KeyslotRef&, const SecretBytes& ak)>& use);
   Result<HeaderInfo> load_header(const std::string& device);
   /// load_header() + the storcrypt token; a device without one is refused as foreign.
   Result<std::pair<HeaderInfo, std::pair<int, VolumeToken>>> load_storcrypt(const std::string& device,
