@@ -25,6 +25,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "storcrypt/controller/at_rest.h"
 #include "storcrypt/controller/auto_unlock.h"
 #include "storcrypt/controller/nouns.h"
 #include "storcrypt/dm/volume_manager.h"
@@ -148,10 +149,10 @@ Result<AtRestSettings> load_settings(const std::string& path) {
 /// The at-rest service: one VolumeManager, serialised (handlers run on worker threads).
 class AtRestService {
  public:
-  AtRestService(Db& db, AtRestSettings s, keys::KeyMediaProvider provider)
+  AtRestService(Db& db, AtRestSettings s, keys::KeyMediaProvider provider, AtRestKernel kernel)
       : db_(db),
-        backend_(dm::make_libcryptsetup_backend()),
-        probe_(dm::make_system_probe()),
+        backend_(kernel.backend ? std::move(kernel.backend) : dm::make_libcryptsetup_backend()),
+        probe_(kernel.probe ? std::move(kernel.probe) : dm::make_system_probe()),
         provider_(std::move(provider)),
         journal_(db),
         vm_(*backend_, *probe_, {&provider_}, journal_, s.volumes) {
@@ -189,8 +190,8 @@ class AtRestService {
 
  private:
   Db& db_;
-  std::unique_ptr<dm::CryptBackend> backend_;
-  std::unique_ptr<dm::DeviceProbe> probe_;
+  std::shared_ptr<dm::CryptBackend> backend_;
+  std::shared_ptr<dm::DeviceProbe> probe_;
   keys::KeyMediaProvider provider_;
   SqliteDmJournal journal_;
   dm::VolumeManager vm_;
@@ -283,7 +284,9 @@ std::shared_ptr<AtRestState> state_for(Context& ctx) {
         st->config_error = std::move(prov).error().context(st->config_path);
       } else {
         st->unlock_retry_seconds = settings->unlock_retry_seconds;
-        st->svc = std::make_shared<AtRestService>(*ctx.db, std::move(settings).value(), std::move(prov).value());
+        auto kernel = ctx.service<AtRestKernel>();
+        st->svc = std::make_shared<AtRestService>(*ctx.db, std::move(settings).value(), std::move(prov).value(),
+                                                  kernel ? *kernel : AtRestKernel{});
         auto r = st->svc->vm().resume();
         if (!r.ok()) st->resume_error = r.error().to_string();
       }

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -24,7 +25,10 @@ namespace nl = storcrypt::netlink;
 using nlohmann::json;
 
 struct Node {
-  explicit Node(const std::string& dir, bool run_start_hooks = false) {
+  /// `before_register` runs on the Context before the nouns are registered
+  /// (e.g. to put more kernel seams in it).
+  explicit Node(const std::string& dir, bool run_start_hooks = false,
+                const std::function<void(Context&)>& before_register = {}) {
     auto d = Db::open(dir + "/state.db");
     EXPECT_TRUE(d.ok()) << d.error().to_string();
     db = std::move(d).value();
@@ -42,6 +46,7 @@ struct Node {
       return std::unique_ptr<nl::XfrmApi>(std::move(f));
     };
     ctx.set_service(kernel);
+    if (before_register) before_register(ctx);
     Status s = register_all_methods(disp, ctx);
     EXPECT_TRUE(s.ok()) << s.error().to_string();
     if (run_start_hooks)

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "fake_device_probe.h"
-#include "storcrypt/dm/fake_crypt_backend.h"
+#include "storcrypt/testing/fake_device_probe.h"
+#include "storcrypt/testing/fake_crypt_backend.h"
 #include "storcrypt/keys/key_media.h"
 
 namespace storcrypt::dm {

@@ -3,7 +3,7 @@
 // Every call names the device (or mapping) and works on a freshly loaded
 // header, so no state survives between calls: a crash between two calls
 // leaves exactly what is on disk. The real implementation is libcryptsetup
-// (make_libcryptsetup_backend); FakeCryptBackend models it for unit tests.
+// (make_libcryptsetup_backend); tests/support (storcrypt::dm_fake) models it for unit tests.
 #pragma once
 
 #include <cstdint>

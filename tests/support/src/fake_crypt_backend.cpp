@@ -1,4 +1,4 @@
-#include "storcrypt/dm/fake_crypt_backend.h"
+#include "storcrypt/testing/fake_crypt_backend.h"
 
 #include <nlohmann/json.hpp>
 
