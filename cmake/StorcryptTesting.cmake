@@ -33,17 +33,22 @@ function(storcrypt_fuzzer)
   endif()
 endfunction()
 
-# storcrypt_vm_test(NAME n SCRIPTS a.sh b.sh ... [TIMEOUT s] [DEPENDS targets...])
+# storcrypt_vm_test(NAME n SCRIPTS a.sh b.sh ... [TIMEOUT s] [SYSTEMD] [DEPENDS targets...])
+# SYSTEMD boots the guest with systemd as PID 1 (vmrun.sh --systemd).
 # One boot of the kernel VM (tests/vm/harness/vmrun.sh) running the scenario
 # scripts in order; labelled vm. VM tests never run concurrently (2 cores).
 function(storcrypt_vm_test)
-  cmake_parse_arguments(V "" "NAME;TIMEOUT" "SCRIPTS;DEPENDS" ${ARGN})
+  cmake_parse_arguments(V "SYSTEMD" "NAME;TIMEOUT" "SCRIPTS;DEPENDS" ${ARGN})
   if(NOT V_TIMEOUT)
     set(V_TIMEOUT 900)
   endif()
+  set(init_flag)
+  if(V_SYSTEMD)
+    set(init_flag --systemd)
+  endif()
   add_test(NAME vm.${V_NAME}
     COMMAND ${PROJECT_SOURCE_DIR}/tests/vm/harness/vmrun.sh
-            --build-dir ${PROJECT_BINARY_DIR} --name ${V_NAME} --timeout ${V_TIMEOUT} ${V_SCRIPTS})
+            --build-dir ${PROJECT_BINARY_DIR} --name ${V_NAME} --timeout ${V_TIMEOUT} ${init_flag} ${V_SCRIPTS})
   math(EXPR ctest_timeout "${V_TIMEOUT} + 60")
   set_tests_properties(vm.${V_NAME} PROPERTIES LABELS vm TIMEOUT ${ctest_timeout} RESOURCE_LOCK storcrypt_vm)
 endfunction()

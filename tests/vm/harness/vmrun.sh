@@ -4,7 +4,13 @@
 # run one or more scenario scripts as root inside it, stream the console to a
 # log, and exit with the scenarios' combined status.
 #
-#   vmrun.sh --build-dir DIR --name NAME [--timeout SECONDS] [--memory MiB] SCENARIO...
+#   vmrun.sh --build-dir DIR --name NAME [--timeout SECONDS] [--memory MiB] [--systemd] SCENARIO...
+#
+# --systemd boots the shared root with systemd as PID 1 (the host's
+# /lib/systemd/systemd) and runs the scenarios from a oneshot unit, so a
+# scenario can start services with systemctl under their real unit files
+# (sandboxing included). Without it the scenarios run from the initramfs' init
+# in a chroot, with no service manager (faster to boot).
 #
 # Each scenario is a bash script; exit 0 = pass. Inside the guest the
 # environment has STORCRYPT_BUILD_DIR, STORCRYPT_SOURCE_DIR and a sane PATH; the
@@ -14,7 +20,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 source_dir=$(cd "$here/../../.." && pwd)
-build_dir="" name="" timeout=900 memory=2048
+build_dir="" name="" timeout=900 memory=2048 init=script
 scenarios=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -22,18 +28,20 @@ while [ $# -gt 0 ]; do
     --name) name=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     --memory) memory=$2; shift 2 ;;
+    --systemd) init=systemd; shift ;;
     -*) echo "vmrun: unknown option $1" >&2; exit 2 ;;
     *) scenarios+=("$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"); shift ;;
   esac
 done
 [ -n "$build_dir" ] && [ -n "$name" ] && [ "${#scenarios[@]}" -gt 0 ] || {
-  echo "usage: vmrun.sh --build-dir DIR --name NAME [--timeout S] [--memory MiB] SCENARIO..." >&2; exit 2; }
+  echo "usage: vmrun.sh --build-dir DIR --name NAME [--timeout S] [--memory MiB] [--systemd] SCENARIO..." >&2; exit 2; }
 build_dir=$(cd "$build_dir" && pwd)
 
 fail() { echo "vmrun: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || fail "needs root (QEMU's 9p passthrough share of / must read every file)"
 command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 missing: run scripts/setup.sh"
 [ -x /bin/busybox ] || fail "busybox-static missing: run scripts/setup.sh"
+[ "$init" = script ] || [ -x /lib/systemd/systemd ] || fail "--systemd: /lib/systemd/systemd missing (package systemd)"
 
 # The newest installed Debian kernel that has ESP as a module.
 kver=""
@@ -49,13 +57,13 @@ vmdir="$build_dir/vm"
 mkdir -p "$vmdir"
 
 # --- initramfs: busybox + the modules to mount the shared root (built once per kernel) ---
-initrd="$vmdir/initrd-$kver-v2.gz"  # bump the suffix when init changes
+initrd="$vmdir/initrd-$kver-v3.gz"  # bump the suffix when init changes
 build_initrd() {
   local tmp
   tmp=$(mktemp -d "$vmdir/initrd.XXXXXX")
   mkdir -p "$tmp"/{bin,mods,proc,sys,dev,host,rw,newroot}
   cp /bin/busybox "$tmp/bin/busybox"
-  for l in sh mount insmod chroot sed mkdir poweroff cat echo sleep; do ln -s busybox "$tmp/bin/$l"; done
+  for l in sh mount insmod chroot sed mkdir poweroff cat echo sleep ln grep umount switch_root; do ln -s busybox "$tmp/bin/$l"; done
   : > "$tmp/mods/order"
   for m in virtio_pci 9pnet_virtio 9p overlay; do
     modprobe -S "$kver" --show-depends "$m" | awk '$1=="insmod"{print $2}'
@@ -75,6 +83,17 @@ mount -t tmpfs rw /rw; mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /newroot || echo "VMRUN: overlay failed"
 mount --move /proc /newroot/proc; mount --move /sys /newroot/sys; mount --move /dev /newroot/dev
 SCRIPT=$(sed -n 's/.*testscript=\([^ ]*\).*/\1/p' /newroot/proc/cmdline)
+if grep -q 'vmrun_init=systemd' /newroot/proc/cmdline; then
+  # systemd as PID 1: the default target runs the scenarios once, then powers off.
+  u=/newroot/etc/systemd/system
+  mkdir -p $u
+  printf '#!/bin/sh\nmkdir -p /run/netns /run/lock\n/bin/bash %s\necho GUEST_EXIT=$?\nsync\n/bin/busybox poweroff -f\n' "$SCRIPT" > /newroot/etc/vmrun-scenarios
+  printf '[Unit]\nDescription=vmrun scenarios\nAfter=basic.target\n[Service]\nType=oneshot\nExecStart=/bin/sh /etc/vmrun-scenarios\nStandardOutput=tty\nStandardError=tty\nTTYPath=/dev/ttyS0\n' > $u/vmrun.service
+  printf '[Unit]\nDescription=vmrun\nRequires=basic.target vmrun.service\nAfter=basic.target vmrun.service\nAllowIsolate=yes\n' > $u/vmrun.target
+  ln -sf vmrun.target $u/default.target
+  umount /newroot/proc /newroot/sys /newroot/dev
+  exec switch_root /newroot /lib/systemd/systemd
+fi
 exec chroot /newroot /bin/sh -c "mount -t tmpfs r /run; mkdir -p /run/netns /run/lock; /bin/bash $SCRIPT; echo GUEST_EXIT=\$?; poweroff -f"
 INIT
   chmod +x "$tmp/init"
@@ -184,7 +203,7 @@ set +e
   timeout --kill-after=10 "$timeout" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -m "$memory" -smp 2 \
     -nographic -no-reboot -net none -pidfile "$pidfile" \
     -kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
-    -append "console=ttyS0 quiet panic=-1 testscript=$guest" \
+    -append "console=ttyS0 quiet panic=-1 testscript=$guest vmrun_init=$init" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
     </dev/null 2>&1
   echo $? > "$rcfile"
