@@ -6,11 +6,11 @@
 # /proc/net/xfrm_stat. A mismatched key must make protected traffic fail and
 # raise event 2010; the right key again fixes it.
 #
-# Another IPsec daemon shares the kernel (issue 13): policies and SAs as
-# strongSwan's charon installs them (priorities 68015/375423, reqid 1,
-# kernel-chosen policy indexes; added with `ip xfrm`) form an ESP tunnel
-# 10.1.0.1 (A) <-> 10.2.0.1 (B). storcrypt's enable, a daemon restart
-# (reconcile) and disable leave them byte for byte as they were (`ip xfrm`,
+# Another IPsec daemon shares the kernel (issue 13): strongSwan's charon
+# (charon-systemd with a swanctl connection, PSK, one instance per namespace)
+# keys an ESP tunnel 10.1.0.0/24 (A) <-> 10.2.0.0/24 (B) over the same outer
+# addresses. storcrypt's enable, a daemon restart (reconcile) and disable
+# leave charon's policies and SAs byte for byte as they were (`ip xfrm`,
 # traffic counters aside); commit warns while the list's catch-all BYPASS
 # shadows the tunnel, and once the list leaves that traffic alone under a
 # DENY default the tunnel carries it while the list is enforced.
@@ -21,7 +21,7 @@ src=${STORCRYPT_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pw
 build=${STORCRYPT_BUILD_DIR:-$src/build}
 D=$build/controller/storcryptd
 C=$build/controller/storcrypt
-declare -A DPID
+declare -A DPID CPID
 # shellcheck source=../lib/ipsec_net.sh
 source "$src/tests/vm/lib/ipsec_net.sh"
 
@@ -31,7 +31,7 @@ fail() {
   exit 1
 }
 step() { echo "== $*"; }
-ipsec_net_extra_cleanup() { for p in "${DPID[@]}"; do kill "$p" 2>/dev/null || true; done; }
+ipsec_net_extra_cleanup() { for p in "${DPID[@]}" "${CPID[@]}"; do kill "$p" 2>/dev/null || true; done; }
 
 start_daemon() {  # start_daemon a|b NETNS
   mkdir -p "$W/$1"
@@ -51,32 +51,85 @@ sc() { local n=$1; shift; echo "+ [$n] storcrypt $*" >&2; "$C" --socket "$W/$n/s
 scj() { local n=$1; shift; "$C" --socket "$W/$n/sock" --json "$@"; }
 # wait_for SECONDS CMD...: poll until CMD succeeds.
 wait_for() { local t=$1; shift; for _ in $(seq $((t * 5))); do "$@" && return 0; sleep 0.2; done; return 1; }
-# ---- the other daemon (charon-like, see above) ----
-FOREIGN_PRIOS="10 68015 375423"
-FKEY=0x$(printf '%072d' 0 | tr 0 c)  # a test key of that daemon's SAs (AES-GCM-128 + salt: 36 bytes)
+# ---- the other daemon: strongSwan's charon, one per namespace ----
+command -v charon-systemd > /dev/null && command -v swanctl > /dev/null \
+  || fail "charon-systemd/swanctl missing: run scripts/setup.sh"
 charon_net() {  # charon_net NS INNER REMOTE_INNER_NET OUTER_PEER: inner address and route
   ip -n "$1" addr add "$2/32" dev lo
   ip -n "$1" route add "$3" via "$4" src "$2"
 }
-charon_xfrm() {  # charon_xfrm NS LOCAL_NET REMOTE_NET LOCAL_OUTER REMOTE_OUTER SPI_OUT SPI_IN
-  local ns=$1 ln=$2 rn=$3 lo=$4 ro=$5
-  ip -n "$ns" xfrm state add src "$lo" dst "$ro" proto esp spi "$6" reqid 1 mode tunnel aead 'rfc4106(gcm(aes))' "$FKEY" 128
-  ip -n "$ns" xfrm state add src "$ro" dst "$lo" proto esp spi "$7" reqid 1 mode tunnel aead 'rfc4106(gcm(aes))' "$FKEY" 128
-  ip -n "$ns" xfrm policy add src "$ln" dst "$rn" dir out priority 375423 \
-    tmpl src "$lo" dst "$ro" proto esp reqid 1 mode tunnel
-  for d in in fwd; do
-    ip -n "$ns" xfrm policy add src "$rn" dst "$ln" dir "$d" priority 375423 \
-      tmpl src "$ro" dst "$lo" proto esp reqid 1 mode tunnel
-  done
-  ip -n "$ns" xfrm policy add src "$lo/32" dst "$ro/32" proto udp dport 4500 dir out priority 68015 action allow
+charon_start() {  # charon_start a|b NS LOCAL REMOTE LOCAL_NET REMOTE_NET
+  local d=$W/charon-$1
+  mkdir -p "$d"
+  cat > "$d/strongswan.conf" <<EOF2
+charon-systemd {
+  load_modular = yes
+  plugins {
+    include /etc/strongswan.d/charon/*.conf
+    vici { socket = unix://$d/vici }
+  }
+  install_routes = no
+  journal { default = -1 }
+  filelog { log { path = $d/charon.log
+                  default = 1
+                  flush_line = yes } }
 }
-charon_a() { charon_xfrm "$A" 10.1.0.0/24 10.2.0.0/24 192.0.2.1 192.0.2.2 0xc0000001 0xc0000002; }
-charon_b() { charon_xfrm "$B" 10.2.0.0/24 10.1.0.0/24 192.0.2.2 192.0.2.1 0xc0000002 0xc0000001; }
-# The other daemon's objects as `ip xfrm` prints them, without the counters
-# that traffic moves (anti-replay sequence numbers).
+swanctl { socket = unix://$d/vici }
+EOF2
+  cat > "$d/swanctl.conf" <<EOF2
+connections { site {
+  version = 2
+  local_addrs = $3
+  remote_addrs = $4
+  proposals = aes256gcm16-prfsha384-ecp384
+  local { auth = psk
+          id = $3 }
+  remote { auth = psk
+           id = $4 }
+  children { net { local_ts = $5
+                   remote_ts = $6
+                   esp_proposals = aes128gcm16
+                   mode = tunnel
+                   start_action = none } }
+} }
+secrets { ike-1 { id-1 = $3
+                  id-2 = $4
+                  secret = "vm-test-only-psk-not-a-secret" } }
+EOF2
+  STRONGSWAN_CONF=$d/strongswan.conf ip netns exec "$2" charon-systemd > "$d/stdout" 2>&1 &
+  CPID[$1]=$!
+  for _ in $(seq 100); do [ -S "$d/vici" ] && break; sleep 0.1; done
+  [ -S "$d/vici" ] || fail "charon in $2 did not start: $(cat "$d/stdout" "$d/charon.log" 2>/dev/null | tail -5)"
+  STRONGSWAN_CONF=$d/strongswan.conf swanctl --load-all --file "$d/swanctl.conf" > "$d/swanctl-load.log" 2>&1 \
+    || fail "swanctl could not load charon $1's connection"
+}
+swan() { local n=$1; shift; STRONGSWAN_CONF=$W/charon-$n/strongswan.conf swanctl "$@"; }
+charon_up() {  # A initiates the tunnel and both sides install it
+  swan a --initiate --ike site --child net > "$W/charon-initiate.log" 2>&1 \
+    || { tail -5 "$W/charon-initiate.log"; tail -20 "$W/charon-b/charon.log"; fail "charon could not establish the tunnel"; }
+}
+charon_down() { swan a --terminate --ike site > /dev/null 2>&1 || true; sleep 1; }
+# charon's outbound SA on A (reqid outside storcrypt's range), SPI as `ip xfrm` prints it
+charon_spi() {
+  ip -n "$A" xfrm state list src 192.0.2.1 dst 192.0.2.2 | awk '/reqid/ {for(i=1;i<NF;i++){if($i=="spi")s=$(i+1); if($i=="reqid")r=$(i+1)}; if (r<376832 || r>507903) print s}' | head -1
+}
+# The other daemons' objects (every policy whose index lacks storcrypt's tag,
+# every SA whose reqid is outside its range) as `ip xfrm` prints them, without
+# the counters and times that traffic moves.
 foreign_xfrm() {  # foreign_xfrm NS
-  for p in $FOREIGN_PRIOS; do ip -n "$1" xfrm policy list priority "$p"; done
-  ip -n "$1" xfrm state list reqid 1 | grep -v 'anti-replay context'
+  ip -s -n "$1" xfrm policy | awk '
+    function flush() { if (blk != "" && idx < 4026531840) printf "%s", blk; blk = ""; idx = 0 }
+    /^src/ { flush() }
+    /lifetime current:/ { skip = 2; next }
+    skip > 0 { skip--; next }
+    { for (i = 1; i < NF; i++) if ($i == "index") idx = $(i + 1); blk = blk $0 "\n" }
+    END { flush() }'
+  ip -n "$1" xfrm state | awk '
+    function flush() { if (blk != "" && (r < 376832 || r > 507903)) printf "%s", blk; blk = ""; r = 0 }
+    /^src/ { flush() }
+    /anti-replay/ { next }
+    { for (i = 1; i < NF; i++) if ($i == "reqid") r = $(i + 1); blk = blk $0 "\n" }
+    END { flush() }'
 }
 # expect_foreign_unchanged NS SNAPSHOT WHEN
 expect_foreign_unchanged() {
@@ -86,12 +139,14 @@ expect_foreign_unchanged() {
     fail "the other daemon's policies or SAs in $1 changed $3"
   fi
 }
-# Traffic 10.1.0.1 -> 10.2.0.1 through the other daemon's tunnel: its SA on A counts it.
+# Traffic 10.1.0.1 -> 10.2.0.1 through charon's tunnel: its SA on A counts it.
 tunnel_carries() {
-  local o0 o1; o0=$(oseq "$A" 192.0.2.1 192.0.2.2 0xc0000001)
+  local spi o0 o1; spi=$(charon_spi)
+  [ -n "$spi" ] || { echo "charon has no outbound SA on A"; return 1; }
+  o0=$(oseq "$A" 192.0.2.1 192.0.2.2 "$spi")
   send_to 10.2.0.1 5100 || return 1
-  o1=$(oseq "$A" 192.0.2.1 192.0.2.2 0xc0000001)
-  echo "the other daemon's SA on A: oseq $o0 -> $o1"
+  o1=$(oseq "$A" 192.0.2.1 192.0.2.2 "$spi")
+  echo "charon's SA $spi on A: oseq $o0 -> $o1"
   [ $((o1 - o0)) -ge 40 ]
 }
 # Policies storcrypt owns: index in 0xf0000000-0xffffffff (its ownership tag).
@@ -111,15 +166,21 @@ two_site_list "$W/list.txt"
 
 serve 5000; serve 6000; serve 7000
 
-step "another IPsec daemon's tunnel (charon-like) carries traffic before storcrypt is enabled"
+step "strongSwan's charon keys a tunnel that carries traffic before storcrypt is enabled"
 charon_net "$A" 10.1.0.1 10.2.0.0/24 192.0.2.2
 charon_net "$B" 10.2.0.1 10.1.0.0/24 192.0.2.1
-charon_a; charon_b
+charon_start a "$A" 192.0.2.1 192.0.2.2 10.1.0.0/24 10.2.0.0/24
+charon_start b "$B" 192.0.2.2 192.0.2.1 10.2.0.0/24 10.1.0.0/24
+charon_up
+# and a policy of a third party at a priority above every list entry
 ip -n "$A" xfrm policy add src 203.0.113.1 dst 203.0.113.2 dir out priority 10 action allow
 serve 5100 10.2.0.1
-tunnel_carries || fail "the charon-like tunnel does not carry traffic"
+tunnel_carries || fail "charon's tunnel does not carry traffic"
 foreign_xfrm "$A" > "$W/foreign.a"; foreign_xfrm "$B" > "$W/foreign.b"
-[ "$(grep -c '^src' "$W/foreign.a")" = 7 ] || fail "expected 5 policies and 2 SAs of the other daemon on A: $(cat "$W/foreign.a")"
+[ "$(grep -c '^src' "$W/foreign.a")" -ge 6 ] || fail "expected charon's 3+ policies and 2 SAs and the priority-10 policy on A: $(cat "$W/foreign.a")"
+CHARON_PRIO=$(ip -n "$A" xfrm policy list src 10.1.0.0/24 dst 10.2.0.0/24 dir out | sed -n 's/.* priority \([0-9]*\).*/\1/p' | head -1)
+[ -n "$CHARON_PRIO" ] || fail "charon installed no outbound policy on A"
+FOREIGN_POLICIES_A=$(ip -n "$A" xfrm policy | grep -c '^src'); FOREIGN_SAS_A=$(ip -n "$A" xfrm state | grep -c '^src')
 
 step "A: import the list, test it, keys, commit, enable"
 sc a policy import "$W/list.txt"
@@ -136,11 +197,11 @@ grep -Eq '^k-ab +AES-GCM-256 +36 +prot-out' "$W/keys.list" || fail "key list doe
 scj a policy commit > "$W/commit.json"
 jq -r '.result.diagnostics[] | select(.policy == "out-all") | .message' "$W/commit.json" | tee "$W/shadow.msg"
 grep -q 'another IPsec daemon' "$W/shadow.msg" || fail "commit did not warn that out-all shadows the other daemon's tunnel"
-grep -q 'priority 375423' "$W/shadow.msg" || fail "the shadow warning does not name the other daemon's policy"
+grep -q "priority $CHARON_PRIO" "$W/shadow.msg" || fail "the shadow warning does not name charon's policy (priority $CHARON_PRIO)"
 sc a ipsec enable
 ip -n "$A" xfrm state | grep 'rfc4106(gcm(aes))' > /dev/null || fail "no AES-GCM SA on A"
 [ "$(own_sas "$A")" = 2 ] || fail "expected 2 SAs of storcrypt (reqid tag) on A"
-[ "$(ip -n "$A" xfrm state | grep -c '^src')" = 4 ] || fail "expected 2 SAs of storcrypt and 2 of the other daemon on A"
+[ "$(ip -n "$A" xfrm state | grep -c '^src')" = $((FOREIGN_SAS_A + 2)) ] || fail "expected 2 SAs of storcrypt and $FOREIGN_SAS_A of charon on A"
 [ "$(own_policies "$A")" -ge 5 ] || fail "storcrypt's policies on A do not carry its index tag"
 expect_foreign_unchanged "$A" "$W/foreign.a" "by storcrypt's enable"
 
@@ -211,15 +272,17 @@ if send 5000; then echo "(clear traffic while B is unprotected is expected to fa
 start_daemon b "$B"
 wait_for 10 bash -c "ip -n $B xfrm state | grep '^src' > /dev/null" || fail "B's SAs not restored at start-up"
 send 5000 || fail "protected traffic failed after B's restart"
-charon_b  # the flush took the other daemon's objects on B too: that daemon puts them back
-foreign_xfrm "$B" > "$W/foreign.b"
+# The flush took charon's objects on B too: charon brings its tunnel up again
+# (new SPIs on both sides), and the snapshots start over.
+charon_down; charon_up
+foreign_xfrm "$A" > "$W/foreign.a"; foreign_xfrm "$B" > "$W/foreign.b"
 
 step "A restarts without a flush: the reconcile leaves the other daemon's objects alone"
 stop_daemon a
 start_daemon a "$A"
 send 5000 || fail "protected traffic failed after A's restart"
 expect_foreign_unchanged "$A" "$W/foreign.a" "by the reconcile at A's restart"
-[ "$(ip -n "$A" xfrm state | grep -c '^src')" = 4 ] || fail "A's restart changed the SAs"
+[ "$(ip -n "$A" xfrm state | grep -c '^src')" = $((FOREIGN_SAS_A + 2)) ] || fail "A's restart changed the SAs"
 
 step "the list leaves the tunnel's traffic alone under DENY: the other daemon's tunnel carries it while enforced"
 for n in a b; do
@@ -244,8 +307,8 @@ expect_foreign_unchanged "$B" "$W/foreign.b" "by the DENY default"
 step "disable removes exactly what was installed"
 sc a ipsec disable
 [ "$(own_sas "$A")" = 0 ] || fail "storcrypt SAs left on A after disable"
-[ "$(ip -n "$A" xfrm state | grep -c '^src')" = 2 ] || fail "A should keep only the other daemon's 2 SAs"
-[ "$(ip -n "$A" xfrm policy | grep -c '^src')" = 5 ] || fail "A should keep only the other daemon's 5 policies"
+[ "$(ip -n "$A" xfrm state | grep -c '^src')" = "$FOREIGN_SAS_A" ] || fail "A should keep only charon's $FOREIGN_SAS_A SAs"
+[ "$(ip -n "$A" xfrm policy | grep -c '^src')" = "$FOREIGN_POLICIES_A" ] || fail "A should keep only the other daemons' $FOREIGN_POLICIES_A policies"
 [ "$(own_policies "$A")" = 0 ] || fail "storcrypt policies left on A"
 expect_foreign_unchanged "$A" "$W/foreign.a" "by storcrypt's disable"
 sc b ipsec disable
