@@ -40,6 +40,8 @@ std::vector<EventDef> core_catalog() {
        {"a device, key server or peer needed by the operation is unavailable",
         "the operation's state was changed outside storcrypt"},
        {"read the error in the sense data and correct the cause",
+        "when the sense data says outcome \"deferred\" the operation stays pending: correct the cause (e.g. "
+        "insert the key media), then run 'storcrypt volume resume' or restart storcryptd",
         "repeat the operation with the storcrypt command that started it"}},
       {event_code::kJournalNoHandler,
        Severity::kWarning,

@@ -115,7 +115,7 @@ int run(const Options& opt, const sc::Config& config, int ready_fd) {
 
   auto db = sc::Db::open(config.state_directory + "/storcrypt.db");
   if (!db.ok()) return fail(db.error());
-  auto journal = sc::Journal::create(**db);
+  auto journal = sc::open_db_journal(**db);
   if (!journal.ok()) return fail(journal.error());
   auto events = sc::EventLog::create(**db);
   if (!events.ok()) return fail(events.error());
@@ -146,7 +146,13 @@ int run(const Options& opt, const sc::Config& config, int ready_fd) {
   for (const auto& o : *outcomes) {
     nlohmann::json sense{{"operation", o.id}, {"kind", o.kind}, {"outcome", o.outcome}};
     if (!o.detail.empty()) sense["error"] = o.detail;
-    if (o.outcome == "failed") {
+    if (o.outcome == "deferred") {
+      spdlog::warn("journal operation {} ({}) left pending: {}", o.id, o.kind, o.detail);
+      (void)ctx.events->raise(sc::event_code::kJournalRecoveryFailed,
+                              "operation " + std::to_string(o.id) + " (" + o.kind +
+                                  ") could not be settled yet; it stays pending",
+                              sense);
+    } else if (o.outcome == "failed") {
       spdlog::error("journal operation {} ({}) could not be settled: {}", o.id, o.kind, o.detail);
       (void)ctx.events->raise(sc::event_code::kJournalRecoveryFailed,
                               "operation " + std::to_string(o.id) + " (" + o.kind + ") failed during recovery", sense);

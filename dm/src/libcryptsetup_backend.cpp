@@ -182,7 +182,8 @@ class LibcryptsetupBackend final : public CryptBackend {
     params.pbkdf = &pbkdf;
     params.sector_size = p.sector_size;
     params.label = p.label.empty() ? nullptr : p.label.c_str();
-    rc = crypt_format(h.get(), CRYPT_LUKS2, p.cipher.c_str(), p.cipher_mode.c_str(), nullptr, nullptr,
+    rc = crypt_format(h.get(), CRYPT_LUKS2, p.cipher.c_str(), p.cipher_mode.c_str(),
+                      p.uuid.empty() ? nullptr : p.uuid.c_str(), nullptr,
                       p.volume_key_bytes, &params);
     if (rc < 0) return crypt_error(rc, "formatting " + dev + " as LUKS2", h.log);
     rc = crypt_keyslot_add_by_volume_key(h.get(), keyslot, nullptr, 0, chr(ak), ak.size());

@@ -1,6 +1,7 @@
 #include "storcrypt/dm/volume_manager.h"
 
 #include <algorithm>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "storcrypt/common/hex.h"
@@ -14,8 +15,24 @@ namespace {
 
 constexpr std::uint64_t kDefaultHeaderArea = 16u << 20;  // LUKS2 default data offset
 
-#define STORCRYPT_CRASH_POINT(p) \
-  if (crash(p)) return Error(ErrorCode::kInternal, std::string("injected crash at ") + (p))
+const std::set<std::string> kVolumeKinds = {kCreateKind, kRekeyKind, kEraseKind};
+
+// A random (version 4) UUID for the LUKS2 header create writes: chosen before
+// anything is written, so recovery wipes only a header this create wrote.
+Result<std::string> random_uuid() {
+  STORCRYPT_ASSIGN_OR_RETURN(SecretBytes r, SecretBytes::random(16));
+  std::string h = to_hex(r.view());
+  h[12] = '4';
+  static const char kVariant[] = "89ab";
+  h[16] = kVariant[std::stoi(h.substr(16, 1), nullptr, 16) & 3];
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
+}
+
+Error malformed(const journal::Entry& e, const std::string& what) {
+  return Error(ErrorCode::kInternal,
+               "journal operation " + std::to_string(e.id) + " (" + e.kind + ") has malformed " + what + " data",
+               "inspect it with 'storcrypt system status'; settle the volume by hand");
+}
 
 void add_warnings(OpReport* r, const std::vector<std::string>& w) {
   if (r) r->warnings.insert(r->warnings.end(), w.begin(), w.end());
@@ -67,6 +84,12 @@ Status VolumeManager::check_not_in_use(const std::string& device, const std::str
                "xDeviceInUse");
 }
 
+const std::vector<std::string>& create_crash_points() {
+  static const std::vector<std::string> p = {"begin",     "store-key", "key-stored", "format",     "formatted",
+                                             "set-token", "token-set", "register",   "registered", "done"};
+  return p;
+}
+
 const std::vector<std::string>& rekey_crash_points() {
   static const std::vector<std::string> p = {
       "begin",         "add-slot",         "slot-added",      "token-set",
@@ -77,8 +100,9 @@ const std::vector<std::string>& rekey_crash_points() {
 }
 
 const std::vector<std::string>& erase_crash_points() {
-  static const std::vector<std::string> p = {"erase-begin",  "slots-destroyed",  "tokens-removed",
-                                             "header-wiped", "backups-shredded", "keys-destroyed"};
+  static const std::vector<std::string> p = {"begin",        "slots-destroyed",  "tokens-removed",
+                                             "header-wiped", "backups-shredded", "keys-destroyed",
+                                             "unregistered"};
   return p;
 }
 
@@ -107,23 +131,26 @@ struct VolumeManager::Rekey {
     t.previous.reset();
     return t;
   }
-  std::string data() const {
-    nlohmann::json j = {{"token_id", token_id},
-                        {"token", token_to_json(old_token)},
-                        {"new_generation", new_gen},
-                        {"new_keyslot", new_slot}};
-    return j.dump();
+  std::int64_t id = 0;  ///< journal operation
+  nlohmann::json payload() const {
+    return {{"device", device},
+            {"uuid", uuid},
+            {"token_id", token_id},
+            {"token", token_to_json(old_token)},
+            {"new_generation", new_gen},
+            {"new_keyslot", new_slot}};
   }
-  static Result<Rekey> from_entry(const JournalEntry& e) {
-    auto j = nlohmann::json::parse(e.data, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("token_id") || !j["token_id"].is_number_integer() ||
-        !j.contains("token") || !j["token"].is_string() || !j.contains("new_generation") ||
-        !j["new_generation"].is_number_unsigned() || !j.contains("new_keyslot") ||
-        !j["new_keyslot"].is_number_integer())
-      return Error(ErrorCode::kInternal, "journal entry " + std::to_string(e.seq) + " has malformed rekey data");
+  static Result<Rekey> from_entry(const journal::Entry& e) {
+    const auto& j = e.payload;
+    if (!j.contains("device") || !j["device"].is_string() || !j.contains("uuid") || !j["uuid"].is_string() ||
+        !j.contains("token_id") || !j["token_id"].is_number_integer() || !j.contains("token") ||
+        !j["token"].is_string() || !j.contains("new_generation") || !j["new_generation"].is_number_unsigned() ||
+        !j.contains("new_keyslot") || !j["new_keyslot"].is_number_integer())
+      return malformed(e, "rekey");
     Rekey r;
-    r.device = e.device;
-    r.uuid = e.volume_uuid;
+    r.id = e.id;
+    r.device = j["device"].get<std::string>();
+    r.uuid = j["uuid"].get<std::string>();
     r.token_id = j["token_id"].get<int>();
     STORCRYPT_ASSIGN_OR_RETURN(r.old_token, token_from_json(j["token"].get<std::string>()));
     r.new_gen = j["new_generation"].get<std::uint64_t>();
@@ -133,10 +160,22 @@ struct VolumeManager::Rekey {
 };
 
 VolumeManager::VolumeManager(CryptBackend& backend, DeviceProbe& probe, std::vector<keys::KeyProvider*> providers,
-                             Journal& journal, VolumeManagerConfig cfg)
-    : backend_(backend), probe_(probe), providers_(std::move(providers)), journal_(journal), cfg_(std::move(cfg)) {}
+                             journal::Journal& journal, VolumeManagerConfig cfg, VolumeRegistry registry)
+    : backend_(backend),
+      probe_(probe),
+      providers_(std::move(providers)),
+      journal_(journal),
+      cfg_(std::move(cfg)),
+      registry_(std::move(registry)) {}
 
-bool VolumeManager::crash(std::string_view point) { return crash_hook_ && crash_hook_(point); }
+// The kind of the unfinished volume operation on `uuid`, if any.
+Result<std::optional<std::string>> VolumeManager::pending_for(const std::string& uuid) {
+  STORCRYPT_ASSIGN_OR_RETURN(auto pend, journal_.pending(kVolumeKinds));
+  for (const auto& e : pend)
+    if (e.payload.contains("uuid") && e.payload["uuid"].is_string() && e.payload["uuid"].get<std::string>() == uuid)
+      return std::optional<std::string>(e.kind);
+  return std::optional<std::string>();
+}
 
 Result<keys::KeyProvider*> VolumeManager::provider_for(const VolumeToken& t) {
   for (auto* p : providers_)
@@ -144,14 +183,6 @@ Result<keys::KeyProvider*> VolumeManager::provider_for(const VolumeToken& t) {
   return Error(ErrorCode::kUnavailable,
                "key provider " + t.provider_kind + "/" + t.provider_id + " named by the volume is not configured",
                "configure that key provider on this system", "xKeyProviderMissing");
-}
-
-Status VolumeManager::journal(const std::string& op, const std::string& uuid, const std::string& device,
-                              const std::string& step, const std::string& data) {
-  JournalEntry e{0, op, uuid, device, step, data};
-  auto st = journal_.append(e);
-  if (!st.ok()) return std::move(st).error().context("recording " + op + " step '" + step + "' in the journal");
-  return ok_status();
 }
 
 Status VolumeManager::backup_header(const std::string& device, const std::string& uuid) {
@@ -212,31 +243,94 @@ Result<VolumeInfo> VolumeManager::create(const CreateRequest& req, OpReport* rep
     return Error(ErrorCode::kConflict, "a mapping named " + req.name + " already exists", "pick another volume name");
 
   keys::KeyProvider* prov = providers_[0];
+  STORCRYPT_ASSIGN_OR_RETURN(std::string uuid, random_uuid());
+  nlohmann::json p = {{"device", req.device}, {"name", req.name},        {"key_id", key_id},
+                      {"uuid", uuid},         {"provider_kind", prov->kind()}, {"provider_id", prov->id()}};
+  STORCRYPT_ASSIGN_OR_RETURN(std::int64_t id, journal_.begin(kCreateKind, p));
+  // A step that fails undoes what this create did (the header it wrote, the
+  // key copies it stored); an interrupted one is settled by resume().
+  auto undo = [&](Error e) -> Error {
+    auto rb = create_rollback(id, p, e.message(), report);
+    if (!rb.ok()) add_warnings(report, {"undoing the create failed: " + rb.error().message()});
+    return std::move(e).context("creating volume " + req.name);
+  };
   STORCRYPT_ASSIGN_OR_RETURN(SecretBytes ak, SecretBytes::random(keys::kAccessKeyBytes));
   keys::KeyRef ref{key_id, 1};
-  STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport prep, prov->store(ref, ak));
-  add_warnings(report, prep.warnings);
+  auto prep = prov->store(ref, ak);
+  if (!prep.ok()) return undo(std::move(prep).error());
+  add_warnings(report, prep->warnings);
+  STORCRYPT_TRY(journal_.point(id, "store-key"));
+  STORCRYPT_TRY(journal_.step(id, "key-stored"));
 
   FormatParams fp;
   fp.sector_size = cfg_.sector_size;
   fp.pbkdf_iterations = cfg_.pbkdf_iterations;
   fp.label = req.name;
-  auto st = backend_.format(req.device, fp, 0, ak);
-  if (!st.ok()) {
-    (void)prov->destroy_all(key_id);
-    return std::move(st).error().context("creating volume " + req.name);
-  }
+  fp.uuid = uuid;
+  if (auto st = backend_.format(req.device, fp, 0, ak); !st.ok()) return undo(std::move(st).error());
+  STORCRYPT_TRY(journal_.point(id, "format"));
+  STORCRYPT_TRY(journal_.step(id, "formatted"));
   VolumeToken tok{req.name, prov->kind(), prov->id(), key_id, req.name, 1, 0, std::nullopt};
-  auto tid = backend_.set_token(req.device, -1, token_to_json(tok));
-  if (!tid.ok()) {
-    (void)backend_.wipe_area(req.device, kDefaultHeaderArea);
-    (void)prov->destroy_all(key_id);
-    return std::move(tid).error().context("creating volume " + req.name);
-  }
-  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(req.device));
-  auto bst = backup_header(req.device, hi.uuid);
-  if (!bst.ok()) add_warnings(report, {"header backup failed: " + bst.error().message()});
+  if (auto tid = backend_.set_token(req.device, -1, token_to_json(tok)); !tid.ok()) return undo(std::move(tid).error());
+  STORCRYPT_TRY(journal_.point(id, "set-token"));
+  STORCRYPT_TRY(journal_.step(id, "token-set"));
+  STORCRYPT_TRY(create_forward(id, p, report));
   return show(req.device);
+}
+
+// From "token-set" on the volume is complete: only forward (header backup,
+// registration). Idempotent.
+Status VolumeManager::create_forward(std::int64_t id, const nlohmann::json& p, OpReport* report) {
+  const std::string device = p["device"].get<std::string>();
+  const std::string uuid = p["uuid"].get<std::string>();
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(device));
+  if (hi.uuid != uuid)
+    return Error(ErrorCode::kConflict, device + " now holds volume " + hi.uuid + ", not " + uuid,
+                 "the device was renamed; resume with the device that holds " + uuid);
+  auto bst = backup_header(device, uuid);
+  if (!bst.ok()) add_warnings(report, {"header backup failed: " + bst.error().message()});
+  if (registry_.add) {
+    STORCRYPT_ASSIGN_OR_RETURN(VolumeInfo vi, show(device));
+    STORCRYPT_TRY(registry_.add(vi));
+  }
+  STORCRYPT_TRY(journal_.point(id, "register"));
+  STORCRYPT_TRY(journal_.step(id, "registered"));
+  return journal_.finish(id);
+}
+
+// Before "token-set": undo. Wipes the header only when it is the one this
+// create wrote (its UUID), never what was on the device before; destroys
+// every copy of the key this create stored. Idempotent.
+Status VolumeManager::create_rollback(std::int64_t id, const nlohmann::json& p, std::string_view why,
+                                      OpReport* report) {
+  const std::string device = p["device"].get<std::string>();
+  const std::string uuid = p["uuid"].get<std::string>();
+  STORCRYPT_ASSIGN_OR_RETURN(bool luks, backend_.is_luks(device));
+  if (luks) {
+    STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(device));
+    if (hi.uuid == uuid)
+      STORCRYPT_TRY(backend_.wipe_area(device, std::max<std::uint64_t>(kDefaultHeaderArea, hi.data_offset_bytes)));
+  }
+  VolumeToken want;
+  want.provider_kind = p["provider_kind"].get<std::string>();
+  want.provider_id = p["provider_id"].get<std::string>();
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(want));
+  STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport rep, prov->destroy_all(p["key_id"].get<std::string>()));
+  add_warnings(report, rep.warnings);
+  return journal_.rolled_back(id, why);
+}
+
+Status VolumeManager::resume_create(const journal::Entry& e, OpReport* report, std::string* outcome) {
+  const auto& p = e.payload;
+  for (const char* k : {"device", "uuid", "key_id", "provider_kind", "provider_id"})
+    if (!p.contains(k) || !p[k].is_string()) return malformed(e, "create");
+  if (e.has_step("token-set")) {
+    *outcome = "completed";
+    return create_forward(e.id, p, report);
+  }
+  *outcome = "rolled-back";
+  return create_rollback(e.id, p, "interrupted before the token was written (last step " + e.last_step() + ")",
+                         report);
 }
 
 // Fetch the token's current key and use it (open, verify); when that fails,
@@ -320,9 +414,8 @@ Result<VolumeInfo> VolumeManager::show(const std::string& device) {
   STORCRYPT_ASSIGN_OR_RETURN(auto act, backend_.active(tok.name));
   vi.state = act && act->uuid == hi.uuid ? "open" : "closed";
   vi.rekey_in_progress = tok.previous.has_value();
-  STORCRYPT_ASSIGN_OR_RETURN(auto pend, pending_operations(journal_));
-  for (auto& e : pend)
-    if (e.volume_uuid == hi.uuid && e.op == "rekey") vi.rekey_in_progress = true;
+  STORCRYPT_ASSIGN_OR_RETURN(auto pend, pending_for(hi.uuid));
+  if (pend && *pend == kRekeyKind) vi.rekey_in_progress = true;
   return vi;
 }
 
@@ -342,11 +435,10 @@ Result<std::vector<VolumeInfo>> VolumeManager::list(const std::vector<std::strin
 Status VolumeManager::rekey(const std::string& device, OpReport* report) {
   STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, load_header(device));
   STORCRYPT_ASSIGN_OR_RETURN(auto tokp, find_token(hi.tokens));
-  STORCRYPT_ASSIGN_OR_RETURN(auto pend, pending_operations(journal_));
-  for (auto& e : pend)
-    if (e.volume_uuid == hi.uuid)
-      return Error(ErrorCode::kConflict, "an interrupted " + e.op + " of " + device + " is pending",
-                   "run 'storcrypt volume resume' first", "xOperationPending");
+  STORCRYPT_ASSIGN_OR_RETURN(auto pend, pending_for(hi.uuid));
+  if (pend)
+    return Error(ErrorCode::kConflict, "an interrupted " + *pend + " of " + device + " is pending",
+                 "run 'storcrypt volume resume' first", "xOperationPending");
   if (tokp.second.previous)
     return Error(ErrorCode::kConflict, "the token of " + device + " shows an unfinished rekey",
                  "run 'storcrypt volume resume' first", "xOperationPending");
@@ -367,21 +459,17 @@ Status VolumeManager::rekey(const std::string& device, OpReport* report) {
   STORCRYPT_TRY(backend_.verify_key(device, r.old_token.keyslot, old.ak));
   STORCRYPT_ASSIGN_OR_RETURN(r.new_ak, SecretBytes::random(keys::kAccessKeyBytes));
 
-  STORCRYPT_TRY(journal("rekey", r.uuid, device, "begin", r.data()));
-  STORCRYPT_CRASH_POINT("begin");
+  STORCRYPT_ASSIGN_OR_RETURN(r.id, journal_.begin(kRekeyKind, r.payload()));
   STORCRYPT_TRY(backend_.add_keyslot(device, r.new_slot, old.ak, r.new_ak, cfg_.pbkdf_iterations));
-  STORCRYPT_CRASH_POINT("add-slot");
-  STORCRYPT_TRY(journal("rekey", r.uuid, device, "slot-added", r.data()));
-  STORCRYPT_CRASH_POINT("slot-added");
+  STORCRYPT_TRY(journal_.point(r.id, "add-slot"));
+  STORCRYPT_TRY(journal_.step(r.id, "slot-added"));
   STORCRYPT_TRY(backend_.set_token(device, r.token_id, token_to_json(r.transitional())));
-  STORCRYPT_CRASH_POINT("token-set");
-  STORCRYPT_TRY(journal("rekey", r.uuid, device, "token-updated", r.data()));
-  STORCRYPT_CRASH_POINT("token-updated");
+  STORCRYPT_TRY(journal_.point(r.id, "token-set"));
+  STORCRYPT_TRY(journal_.step(r.id, "token-updated"));
   STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport prep, prov->rekey(r.old_ref(), r.new_ref(), r.new_ak));
   add_warnings(report, prep.warnings);
-  STORCRYPT_CRASH_POINT("provider-commit");
-  STORCRYPT_TRY(journal("rekey", r.uuid, device, "provider-committed", r.data()));
-  STORCRYPT_CRASH_POINT("provider-committed");
+  STORCRYPT_TRY(journal_.point(r.id, "provider-commit"));
+  STORCRYPT_TRY(journal_.step(r.id, "provider-committed"));
   return rekey_forward(r, "provider-committed", report);
 }
 
@@ -406,21 +494,17 @@ Status VolumeManager::rekey_forward(Rekey& r, const std::string& from_step, OpRe
     STORCRYPT_TRY(backend_.verify_key(r.device, r.new_slot, r.new_ak));
     if (r.old_token.keyslot != r.new_slot && has_slot(r.old_token.keyslot))
       STORCRYPT_TRY(backend_.destroy_keyslot(r.device, r.old_token.keyslot));
-    STORCRYPT_CRASH_POINT("destroy-old");
-    STORCRYPT_TRY(journal("rekey", r.uuid, r.device, "old-destroyed", r.data()));
-    STORCRYPT_CRASH_POINT("old-destroyed");
+    STORCRYPT_TRY(journal_.point(r.id, "destroy-old"));
+    STORCRYPT_TRY(journal_.step(r.id, "old-destroyed"));
   }
   STORCRYPT_TRY(backend_.set_token(r.device, r.token_id, token_to_json(r.final_token())));
-  STORCRYPT_CRASH_POINT("token-final");
+  STORCRYPT_TRY(journal_.point(r.id, "token-final"));
   STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport ret, prov->retire(r.old_ref()));
   add_warnings(report, ret.warnings);
-  STORCRYPT_CRASH_POINT("retire-old");
-  STORCRYPT_TRY(journal("rekey", r.uuid, r.device, "done", r.data()));
-  STORCRYPT_CRASH_POINT("done");
+  STORCRYPT_TRY(journal_.point(r.id, "retire-old"));
+  STORCRYPT_TRY(journal_.finish(r.id));
   auto bst = backup_header(r.device, r.uuid);
   if (!bst.ok()) add_warnings(report, {"header backup failed: " + bst.error().message()});
-  auto cst = journal_.compact();
-  if (!cst.ok()) add_warnings(report, {"journal compaction failed: " + cst.error().message()});
   return ok_status();
 }
 
@@ -444,18 +528,15 @@ Status VolumeManager::rekey_rollback(Rekey& r, OpReport* report) {
   STORCRYPT_TRY(backend_.set_token(r.device, r.token_id, token_to_json(r.old_token)));
   STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport ret, prov->retire(r.new_ref()));
   add_warnings(report, ret.warnings);
-  STORCRYPT_TRY(journal("rekey", r.uuid, r.device, "rolled-back", r.data()));
-  auto cst = journal_.compact();
-  if (!cst.ok()) add_warnings(report, {"journal compaction failed: " + cst.error().message()});
-  return ok_status();
+  return journal_.rolled_back(r.id, "interrupted before the new key was committed");
 }
 
-Status VolumeManager::resume_rekey(const JournalEntry& last, OpReport* report, std::string* outcome) {
-  STORCRYPT_ASSIGN_OR_RETURN(Rekey r, Rekey::from_entry(last));
+Status VolumeManager::resume_rekey(const journal::Entry& e, OpReport* report, std::string* outcome) {
+  STORCRYPT_ASSIGN_OR_RETURN(Rekey r, Rekey::from_entry(e));
   STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(r.old_token));
-  if (last.step == "provider-committed" || last.step == "old-destroyed") {
+  if (e.has_step("provider-committed")) {
     *outcome = "completed";
-    return rekey_forward(r, last.step, report);
+    return rekey_forward(r, e.has_step("old-destroyed") ? "old-destroyed" : "provider-committed", report);
   }
   // begin / slot-added / token-updated: did the provider commit happen?
   auto nk = prov->fetch(r.new_ref());
@@ -466,7 +547,7 @@ Status VolumeManager::resume_rekey(const JournalEntry& last, OpReport* report, s
       STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport rep, prov->store(r.new_ref(), nk->ak));
       add_warnings(report, rep.warnings);
       STORCRYPT_TRY(backend_.set_token(r.device, r.token_id, token_to_json(r.transitional())));
-      STORCRYPT_TRY(journal("rekey", r.uuid, r.device, "provider-committed", r.data()));
+      STORCRYPT_TRY(journal_.step(r.id, "provider-committed"));
       r.new_ak = std::move(nk->ak);
       *outcome = "completed";
       return rekey_forward(r, "provider-committed", report);
@@ -482,17 +563,15 @@ Status VolumeManager::erase(const std::string& device, OpReport* report) {
   STORCRYPT_ASSIGN_OR_RETURN(auto hv, load_storcrypt(device, "crypto-erase"));
   const HeaderInfo& hi = hv.first;
   const VolumeToken& tok = hv.second.second;
-  nlohmann::json data = {{"data_offset", hi.data_offset_bytes}};
+  nlohmann::json data = {{"device", device}, {"uuid", hi.uuid}, {"data_offset", hi.data_offset_bytes}};
   STORCRYPT_ASSIGN_OR_RETURN(auto act, backend_.active(tok.name));
   if (act && act->uuid == hi.uuid)
     return Error(ErrorCode::kConflict, device + " is open as /dev/mapper/" + tok.name,
                  "close the volume first (storcrypt volume close " + tok.name + ")", "xVolumeOpen");
   STORCRYPT_TRY(check_not_in_use(device, "crypto-erase"));
   data["token"] = token_to_json(tok);
-  STORCRYPT_TRY(journal("erase", hi.uuid, device, "erase-begin", data.dump()));
-  STORCRYPT_CRASH_POINT("erase-begin");
-  JournalEntry begin{0, "erase", hi.uuid, device, "erase-begin", data.dump()};
-  return erase_forward(begin, report);
+  STORCRYPT_ASSIGN_OR_RETURN(std::int64_t id, journal_.begin(kEraseKind, data));
+  return erase_forward(id, data, report);
 }
 
 Result<VolumeInfo> VolumeManager::adopt(const std::string& device, OpReport* report) {
@@ -514,11 +593,9 @@ Result<VolumeInfo> VolumeManager::adopt(const std::string& device, OpReport* rep
 
 // Forward only, every step idempotent: after the intent is journalled the
 // erase is finished even if the process dies on the way.
-Status VolumeManager::erase_forward(const JournalEntry& begin, OpReport* report) {
-  auto data = nlohmann::json::parse(begin.data, nullptr, false);
-  if (data.is_discarded() || !data.is_object())
-    return Error(ErrorCode::kInternal, "journal entry " + std::to_string(begin.seq) + " has malformed erase data");
-  const std::string& dev = begin.device;
+Status VolumeManager::erase_forward(std::int64_t id, const nlohmann::json& data, OpReport* report) {
+  const std::string dev = data["device"].get<std::string>();
+  const std::string uuid = data["uuid"].get<std::string>();
   std::uint64_t area = kDefaultHeaderArea;
   if (data.contains("data_offset") && data["data_offset"].is_number_unsigned())
     area = std::max<std::uint64_t>(area, data["data_offset"].get<std::uint64_t>());
@@ -531,65 +608,80 @@ Status VolumeManager::erase_forward(const JournalEntry& begin, OpReport* report)
   STORCRYPT_ASSIGN_OR_RETURN(bool luks, backend_.is_luks(dev));
   if (luks) {
     STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(dev));
-    if (hi.uuid != begin.volume_uuid)
-      return Error(ErrorCode::kConflict, dev + " now holds volume " + hi.uuid + ", not " + begin.volume_uuid,
-                   "the device was renamed; resume with the device that holds " + begin.volume_uuid);
+    if (hi.uuid != uuid)
+      return Error(ErrorCode::kConflict, dev + " now holds volume " + hi.uuid + ", not " + uuid,
+                   "the device was renamed; resume with the device that holds " + uuid);
     for (int s : hi.active_keyslots) STORCRYPT_TRY(backend_.destroy_keyslot(dev, s));
-    STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "slots-destroyed", begin.data));
-    STORCRYPT_CRASH_POINT("slots-destroyed");
-    for (auto& [id, _] : hi.tokens) STORCRYPT_TRY(backend_.remove_token(dev, id));
-    STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "tokens-removed", begin.data));
-    STORCRYPT_CRASH_POINT("tokens-removed");
+    STORCRYPT_TRY(journal_.step(id, "slots-destroyed"));
+    for (auto& [tid, _] : hi.tokens) STORCRYPT_TRY(backend_.remove_token(dev, tid));
+    STORCRYPT_TRY(journal_.step(id, "tokens-removed"));
   }
   STORCRYPT_TRY(backend_.wipe_area(dev, area));
-  STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "header-wiped", begin.data));
-  STORCRYPT_CRASH_POINT("header-wiped");
+  STORCRYPT_TRY(journal_.step(id, "header-wiped"));
   if (!cfg_.header_backup_dir.empty()) {
-    fs::path b = cfg_.header_backup_dir / ("storcrypt-" + begin.volume_uuid + ".luks2hdr");
+    fs::path b = cfg_.header_backup_dir / ("storcrypt-" + uuid + ".luks2hdr");
     fs::path t = b;
     t += ".tmp";
     STORCRYPT_TRY(keys::shred_file(b));
     STORCRYPT_TRY(keys::shred_file(t));
   }
-  STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "backups-shredded", begin.data));
-  STORCRYPT_CRASH_POINT("backups-shredded");
+  STORCRYPT_TRY(journal_.step(id, "backups-shredded"));
   if (tok) {
     STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * prov, provider_for(*tok));
     STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport rep, prov->destroy_all(tok->key_id));
     add_warnings(report, rep.warnings);
   }
-  STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "keys-destroyed", begin.data));
-  STORCRYPT_CRASH_POINT("keys-destroyed");
-  STORCRYPT_TRY(journal("erase", begin.volume_uuid, dev, "done", begin.data));
-  auto cst = journal_.compact();
-  if (!cst.ok()) add_warnings(report, {"journal compaction failed: " + cst.error().message()});
-  return ok_status();
+  STORCRYPT_TRY(journal_.step(id, "keys-destroyed"));
+  if (registry_.remove) STORCRYPT_TRY(registry_.remove(uuid));
+  STORCRYPT_TRY(journal_.step(id, "unregistered"));
+  return journal_.finish(id);
 }
 
 // ---- resume ----------------------------------------------------------------
 
+Status VolumeManager::resume_one(const journal::Entry& e, OpReport* report, std::string* outcome) {
+  if (e.kind == kCreateKind) return resume_create(e, report, outcome);
+  if (e.kind == kRekeyKind) return resume_rekey(e, report, outcome);
+  if (e.kind == kEraseKind) {
+    const auto& p = e.payload;
+    if (!p.contains("device") || !p["device"].is_string() || !p.contains("uuid") || !p["uuid"].is_string())
+      return malformed(e, "erase");
+    *outcome = "completed";
+    return erase_forward(e.id, p, report);
+  }
+  return Error(ErrorCode::kInternal, "journal operation " + std::to_string(e.id) + " is not a volume operation (" +
+                                         e.kind + ")");
+}
+
 Result<ResumeReport> VolumeManager::resume() {
   ResumeReport out;
-  STORCRYPT_ASSIGN_OR_RETURN(auto pend, pending_operations(journal_));
-  for (auto& last : pend) {
+  STORCRYPT_ASSIGN_OR_RETURN(auto pend, journal_.pending(kVolumeKinds));
+  for (auto& e : pend) {
     OpReport rep;
     std::string outcome;
-    Status st = ok_status();
-    if (last.op == "rekey") {
-      st = resume_rekey(last, &rep, &outcome);
-    } else if (last.op == "erase") {
-      outcome = "completed";
-      st = erase_forward(last, &rep);
-    } else {
-      st = Error(ErrorCode::kInternal, "journal holds unknown operation '" + last.op + "'");
-    }
+    Status st = resume_one(e, &rep, &outcome);
     out.warnings.insert(out.warnings.end(), rep.warnings.begin(), rep.warnings.end());
+    std::string device = e.payload.value("device", std::string());
     if (!st.ok())
-      return std::move(st).error().context("resuming " + last.op + " of " + last.device + " (last step '" + last.step +
+      return std::move(st).error().context("resuming " + e.kind + " of " + device + " (last step '" + e.last_step() +
                                            "')");
-    out.items.push_back({last.op, last.volume_uuid, last.device, outcome});
+    out.items.push_back({e.kind, e.payload.value("uuid", std::string()), device, outcome});
   }
   return out;
+}
+
+void VolumeManager::register_resume_handlers() {
+  for (const char* kind : {kCreateKind, kRekeyKind, kEraseKind}) {
+    journal_.register_handler(kind, [this](journal::Journal& j, const journal::Entry& e) -> Status {
+      OpReport rep;
+      std::string outcome;
+      Status st = resume_one(e, &rep, &outcome);
+      // Whatever stops it now (media absent, device missing) may be gone at
+      // the next start or 'volume resume': keep the operation pending.
+      if (!st.ok()) (void)j.defer(e.id, st.error().message());
+      return st;
+    });
+  }
 }
 
 }  // namespace storcrypt::dm

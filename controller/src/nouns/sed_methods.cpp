@@ -10,9 +10,11 @@
 //   "sed_scan_seconds": 60                 rescan: new drives enrolled while EAR is on
 // Element API names: EnableEncryptionAtRest, DisableEncryptionAtRest,
 // SecureEraseDrives; the rest are drive.* and ear.*.
-// Fault injection (crash tests): STORCRYPT_SED_CRASH_AT=rekey:drive-changed
-// exits after a drive's password changed and before the journal records it;
-// =keymedia-partial exits after the first key medium of a new key is written.
+// Crash tests pause the daemon with the journal's test-only hook
+// (STORCRYPT_PAUSE_AT, storcrypt/journal/journal.h) and kill it: the points
+// are sed.rekey:begin, :new-key-stored, :drive-changed (a drive has the new
+// key, the journal does not know yet), :drive:<device>, :committed, and
+// keymedia:medium-written (after each key medium written).
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -132,10 +134,10 @@ std::shared_ptr<SedState> sed_state_for(Context& ctx) {
       st->config_error = settings.error();
     } else {
       st->settings = std::move(settings).value();
-      std::string crash_at;
-      if (const char* at = std::getenv("STORCRYPT_SED_CRASH_AT"); at && *at) crash_at = at;
-      if (crash_at == "keymedia-partial")
-        st->settings.media.after_medium_write = [](const std::filesystem::path&) -> bool { ::_exit(86); };
+      st->settings.media.after_medium_write = [](const std::filesystem::path&) {
+        journal::pause_if_requested("keymedia", "medium-written");
+        return false;
+      };
       auto prov = keys::KeyMediaProvider::create(st->settings.media);
       if (!prov.ok()) {
         st->config_error = std::move(prov).error().context(st->config_path);
@@ -144,11 +146,6 @@ std::shared_ptr<SedState> sed_state_for(Context& ctx) {
         st->io = sed::make_kernel_ioctl();
         SedConfig cfg;
         if (!st->settings.devices.empty()) cfg.list_devices = [d = st->settings.devices] { return d; };
-        if (!crash_at.empty() && crash_at != "keymedia-partial")
-          cfg.crash_hook = [crash_at](std::string_view point) {
-            if (point == crash_at) ::_exit(86);
-            return false;
-          };
         auto svc = SedService::create(*ctx.db, *ctx.journal, *st->io, *st->provider, std::move(cfg));
         if (!svc.ok())
           st->config_error = svc.error();

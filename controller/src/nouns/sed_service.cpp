@@ -17,10 +17,6 @@ constexpr std::size_t kKeyBytes = 32;
 
 int64_t now() { return static_cast<int64_t>(std::time(nullptr)); }
 
-Error injected(std::string_view point) {
-  return Error(ErrorCode::kInternal, "crash injected at " + std::string(point));
-}
-
 bool is_name(const Error& e, std::string_view name) { return e.name() == name; }
 
 }  // namespace
@@ -48,7 +44,7 @@ std::vector<std::string> default_sed_devices() {
   return out;
 }
 
-Result<std::unique_ptr<SedService>> SedService::create(Db& db, Journal& journal, sed::SedIoctl& io,
+Result<std::unique_ptr<SedService>> SedService::create(Db& db, journal::Journal& journal, sed::SedIoctl& io,
                                                        keys::KeyProvider& keys, SedConfig cfg) {
   STORCRYPT_TRY(db.migrate(
       "sed", {{1, "self-encrypting drives and EAR settings",
@@ -60,11 +56,11 @@ Result<std::unique_ptr<SedService>> SedService::create(Db& db, Journal& journal,
   if (!cfg.list_devices) cfg.list_devices = default_sed_devices;
   std::unique_ptr<SedService> s(new SedService(db, journal, io, keys, std::move(cfg)));
   SedService* self = s.get();
-  journal.register_handler("sed.enable", [self](Journal& j, const JournalEntry& e) {
+  journal.register_handler("sed.enable", [self](journal::Journal& j, const journal::Entry& e) {
     std::lock_guard lock(self->mu);
     return self->resume_enable(j, e);
   });
-  journal.register_handler("sed.rekey", [self](Journal& j, const JournalEntry& e) {
+  journal.register_handler("sed.rekey", [self](journal::Journal& j, const journal::Entry& e) {
     std::lock_guard lock(self->mu);
     return self->resume_rekey(j, e);
   });
@@ -304,7 +300,7 @@ Result<SedReport> SedService::enable(const std::string& provider_id) {
     STORCRYPT_TRY(set_setting("ak_generation", "1"));
   }
   STORCRYPT_TRY(journal_.step(id, "keys-stored"));
-  STORCRYPT_ASSIGN_OR_RETURN(JournalEntry e, journal_.get(id));
+  STORCRYPT_ASSIGN_OR_RETURN(journal::Entry e, journal_.get(id));
   Status st = resume_enable(journal_, e);
   if (!st.ok()) return st.error();
   SedReport rep;
@@ -337,7 +333,7 @@ Result<SedReport> SedService::enable(const std::string& provider_id) {
   return rep;
 }
 
-Status SedService::resume_enable(Journal& j, const JournalEntry& e) {
+Status SedService::resume_enable(journal::Journal& j, const journal::Entry& e) {
   if (!e.has_step("keys-stored")) {
     // Crashed while storing new keys: no drive was touched. Remove partial copies.
     if (e.payload.value("new_keys", false)) {
@@ -565,7 +561,8 @@ Result<SedReport> SedService::rekey() {
     const std::string dev = dv.get<std::string>();
     sed::Drive d(io_, dev);
     Status st = d.set_admin1_password(old_ak, new_ak);
-    if (st.ok() && crash("rekey:drive-changed")) return injected("rekey:drive-changed");
+    // Test point: the drive has the new key, the journal does not know yet.
+    if (st.ok()) STORCRYPT_TRY(journal_.point(id, "drive-changed"));
     if (st.ok()) st = d.save_for_resume(new_ak);
     if (!st.ok()) {
       // Undo: the drives already changed go back to the old key; the new generation is removed.
@@ -586,7 +583,7 @@ Result<SedReport> SedService::rekey() {
     }
     rep.drives.push_back({dev, true, rec ? rec->state() : "", ""});
   }
-  STORCRYPT_ASSIGN_OR_RETURN(JournalEntry e, journal_.get(id));
+  STORCRYPT_ASSIGN_OR_RETURN(journal::Entry e, journal_.get(id));
   STORCRYPT_TRY(finish_rekey(id, payload, e.steps));
   return rep;
 }
@@ -604,7 +601,7 @@ Status SedService::finish_rekey(int64_t id, const json& payload, const std::vect
   return journal_.finish(id);
 }
 
-Status SedService::resume_rekey(Journal& j, const JournalEntry& e) {
+Status SedService::resume_rekey(journal::Journal& j, const journal::Entry& e) {
   const std::uint64_t g = e.payload.at("old").get<std::uint64_t>(), ng = e.payload.at("new").get<std::uint64_t>();
   if (e.has_step("committed")) return finish_rekey(e.id, e.payload, e.steps);
   if (!e.has_step("new-key-stored")) {
@@ -634,7 +631,7 @@ Status SedService::resume_rekey(Journal& j, const JournalEntry& e) {
       STORCRYPT_TRY(save(*rec));
     }
   }
-  STORCRYPT_ASSIGN_OR_RETURN(JournalEntry now_e, j.get(e.id));
+  STORCRYPT_ASSIGN_OR_RETURN(journal::Entry now_e, j.get(e.id));
   return finish_rekey(e.id, e.payload, now_e.steps);
 }
 

@@ -193,7 +193,7 @@ Status register_system_methods(Dispatcher& d, Context& ctx) {
          STORCRYPT_ASSIGN_OR_RETURN(auto pending, ctx.journal->list(true, 100));
          json ops = json::array();
          for (const auto& e : pending) {
-           ops.push_back({{"id", e.id}, {"kind", e.kind}, {"steps", e.steps}, {"created", e.created}});
+           ops.push_back({{"id", e.id}, {"kind", e.kind}, {"steps", e.steps}, {"created", e.created}, {"note", e.note}});
          }
          std::error_code ec;
          auto db_size = std::filesystem::file_size(ctx.db->path(), ec);

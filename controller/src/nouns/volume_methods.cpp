@@ -14,9 +14,11 @@
 // not open is opened with its key from the media; each one that stays locked
 // raises event 5010 naming the volume and the reason, and is retried every
 // unlock_retry_seconds; the event is marked fixed once it opens.
-// Without it the nouns answer "not configured". The rekey/erase journal lives
-// in the state database (component "dm"); unfinished operations are resumed at
-// start-up.
+// Without it the nouns answer "not configured". Create, rekey and erase are
+// operations of the daemon's one journal (kinds volume.create, volume.rekey,
+// volume.erase; storcrypt/journal/journal.h); the journal's recovery at
+// start-up settles interrupted ones, or leaves them pending (deferred) when
+// e.g. the key media are absent, for 'storcrypt volume resume'.
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -27,6 +29,7 @@
 
 #include "storcrypt/controller/at_rest.h"
 #include "storcrypt/controller/auto_unlock.h"
+#include "storcrypt/controller/journal_store.h"
 #include "storcrypt/controller/nouns.h"
 #include "storcrypt/dm/volume_manager.h"
 #include "storcrypt/keys/key_media.h"
@@ -36,37 +39,6 @@ namespace storcrypt::controller {
 using nlohmann::json;
 
 namespace {
-
-/// dm::Journal on the daemon's SQLite state (synchronous=FULL: durable on return).
-class SqliteDmJournal final : public dm::Journal {
- public:
-  explicit SqliteDmJournal(Db& db) : db_(db) {}
-  Status append(dm::JournalEntry& e) override {
-    return db_.transaction([&]() -> Status {
-      STORCRYPT_TRY(db_.exec("INSERT INTO dm_journal(op, volume_uuid, device, step, data) VALUES(?1, ?2, ?3, ?4, ?5)",
-                             {e.op, e.volume_uuid, e.device, e.step, e.data}));
-      e.seq = static_cast<std::uint64_t>(db_.last_insert_id());
-      return ok_status();
-    });
-  }
-  Result<std::vector<dm::JournalEntry>> entries() override {
-    STORCRYPT_ASSIGN_OR_RETURN(
-        auto rows, db_.query("SELECT seq, op, volume_uuid, device, step, data FROM dm_journal ORDER BY seq"));
-    std::vector<dm::JournalEntry> out;
-    for (const auto& r : rows)
-      out.push_back({static_cast<std::uint64_t>(r.integer(0)), r.text(1), r.text(2), r.text(3), r.text(4), r.text(5)});
-    return out;
-  }
-  Status compact() override {
-    return db_.exec(
-        "DELETE FROM dm_journal WHERE volume_uuid IN (SELECT j.volume_uuid FROM dm_journal j WHERE j.seq = "
-        "(SELECT MAX(seq) FROM dm_journal k WHERE k.volume_uuid = j.volume_uuid) AND j.step IN ('done', "
-        "'rolled-back'))");
-  }
-
- private:
-  Db& db_;
-};
 
 /// Event: a registered volume could not be opened at start-up (or on a retry).
 constexpr int kVolumeLockedEvent = 5010;
@@ -149,29 +121,22 @@ Result<AtRestSettings> load_settings(const std::string& path) {
 /// The at-rest service: one VolumeManager, serialised (handlers run on worker threads).
 class AtRestService {
  public:
-  AtRestService(Db& db, AtRestSettings s, keys::KeyMediaProvider provider, AtRestKernel kernel)
+  AtRestService(Db& db, storcrypt::journal::Journal& journal, AtRestSettings s, keys::KeyMediaProvider provider,
+                AtRestKernel kernel)
       : db_(db),
+        journal_(journal),
         backend_(kernel.backend ? std::move(kernel.backend) : dm::make_libcryptsetup_backend()),
         probe_(kernel.probe ? std::move(kernel.probe) : dm::make_system_probe()),
         provider_(std::move(provider)),
-        journal_(db),
-        vm_(*backend_, *probe_, {&provider_}, journal_, s.volumes) {
-    // Fault injection for the crash tests (like STORCRYPT_FAULT_AFTER_STEP for
-    // the controller journal): the daemon exits at this rekey/erase step
-    // (dm::rekey_crash_points(), dm::erase_crash_points()).
-    if (const char* at = std::getenv("STORCRYPT_DM_CRASH_AT"); at && *at) {
-      vm_.set_crash_hook([want = std::string(at)](std::string_view point) {
-        if (point == want) ::_exit(86);
-        return false;
-      });
-    }
+        vm_(*backend_, *probe_, {&provider_}, journal, s.volumes, registry(db)) {
+    vm_.register_resume_handlers();
   }
 
   std::mutex mu;
   Db& db() { return db_; }
   keys::KeyMediaProvider& provider() { return provider_; }
   dm::VolumeManager& vm() { return vm_; }
-  SqliteDmJournal& journal() { return journal_; }
+  storcrypt::journal::Journal& journal() { return journal_; }
 
   /// A volume argument: a device path, or the name of a volume created here.
   Result<std::string> device_of(const std::string& volume) {
@@ -189,11 +154,22 @@ class AtRestService {
   }
 
  private:
+  // The last steps of journalled create and erase (idempotent).
+  static dm::VolumeRegistry registry(Db& db) {
+    dm::VolumeRegistry r;
+    r.add = [&db](const dm::VolumeInfo& vi) {
+      return db.exec("INSERT OR REPLACE INTO dm_volumes(uuid, device, name, key_id) VALUES(?1, ?2, ?3, ?4)",
+                     {vi.uuid, vi.device, vi.name, vi.key_id});
+    };
+    r.remove = [&db](const std::string& uuid) { return db.exec("DELETE FROM dm_volumes WHERE uuid = ?1", {uuid}); };
+    return r;
+  }
+
   Db& db_;
+  storcrypt::journal::Journal& journal_;
   std::shared_ptr<dm::CryptBackend> backend_;
   std::shared_ptr<dm::DeviceProbe> probe_;
   keys::KeyMediaProvider provider_;
-  SqliteDmJournal journal_;
   dm::VolumeManager vm_;
 };
 
@@ -201,7 +177,6 @@ struct AtRestState {
   std::shared_ptr<AtRestService> svc;
   std::string config_path;
   std::optional<Error> config_error;  ///< set when the file exists but is wrong
-  std::string resume_error;
   std::uint64_t unlock_retry_seconds = 60;
   std::unique_ptr<AutoUnlockWorker> unlocker;  ///< declared last: joined first
 };
@@ -274,21 +249,27 @@ std::shared_ptr<AtRestState> state_for(Context& ctx) {
   auto st = std::make_shared<AtRestState>();
   st->config_path = at_rest_config_path(ctx);
   std::ifstream probe(st->config_path);
-  if (probe.good() && ctx.db) {
+  if (probe.good() && ctx.db && ctx.journal) {
     auto settings = load_settings(st->config_path);
     if (!settings.ok()) {
       st->config_error = settings.error();
     } else {
+      // Test-only pause point between two key media writes (a rekey or
+      // create killed with some media written): storcrypt/journal/journal.h.
+      settings->media.after_medium_write = [](const std::filesystem::path&) {
+        journal::pause_if_requested("keymedia", "medium-written");
+        return false;
+      };
       auto prov = keys::KeyMediaProvider::create(settings->media);
       if (!prov.ok()) {
         st->config_error = std::move(prov).error().context(st->config_path);
       } else {
         st->unlock_retry_seconds = settings->unlock_retry_seconds;
+        // Interrupted volume operations are settled by the journal's recovery
+        // at start-up (the handlers this registers), before the unlock hook runs.
         auto kernel = ctx.service<AtRestKernel>();
-        st->svc = std::make_shared<AtRestService>(*ctx.db, std::move(settings).value(), std::move(prov).value(),
-                                                  kernel ? *kernel : AtRestKernel{});
-        auto r = st->svc->vm().resume();
-        if (!r.ok()) st->resume_error = r.error().to_string();
+        st->svc = std::make_shared<AtRestService>(*ctx.db, *ctx.journal, std::move(settings).value(),
+                                                  std::move(prov).value(), kernel ? *kernel : AtRestKernel{});
       }
     }
   }
@@ -310,12 +291,28 @@ Result<json> volume_result(AtRestService& s, const std::string& dev, const dm::O
 
 Status register_volume_methods(Dispatcher& d, Context& ctx) {
   if (ctx.db) {
+    // Version 2 carries unfinished operations of the former dm journal over
+    // to the one journal (its tables must exist first) and drops it.
+    if (auto js = make_db_journal_store(*ctx.db); !js.ok()) return std::move(js).error();
     STORCRYPT_TRY(ctx.db->migrate(
         "dm", {{1, "dm journal and volume registry",
                 "CREATE TABLE dm_journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, "
                 "volume_uuid TEXT NOT NULL, device TEXT NOT NULL, step TEXT NOT NULL, data TEXT NOT NULL);"
                 "CREATE TABLE dm_volumes(uuid TEXT PRIMARY KEY, device TEXT NOT NULL, name TEXT NOT NULL UNIQUE, "
-                "key_id TEXT NOT NULL);"}}));
+                "key_id TEXT NOT NULL);"},
+               {2, "dm journal moved into the one journal",
+                "INSERT INTO journal_ops(kind, payload, state, created, updated, note) "
+                " SELECT 'volume.' || j.op, json_patch(j.data, json_object('device', j.device, 'uuid', j.volume_uuid)),"
+                " 'running', CAST(strftime('%s','now') AS INTEGER), CAST(strftime('%s','now') AS INTEGER),"
+                " 'dm-journal:' || j.volume_uuid FROM dm_journal j"
+                " WHERE j.seq = (SELECT MAX(seq) FROM dm_journal k WHERE k.volume_uuid = j.volume_uuid)"
+                " AND j.step NOT IN ('done', 'rolled-back') ORDER BY j.seq;"
+                "INSERT INTO journal_steps(op_id, seq, name, time)"
+                " SELECT o.id, d.seq, d.step, o.created FROM journal_ops o"
+                " JOIN dm_journal d ON o.note = 'dm-journal:' || d.volume_uuid"
+                " WHERE d.step NOT IN ('begin', 'erase-begin');"
+                "UPDATE journal_ops SET note = 'carried over from the dm journal' WHERE note LIKE 'dm-journal:%';"
+                "DROP TABLE dm_journal;"}}));
   }
   auto st = state_for(ctx);
   if (ctx.events) ctx.events->define(volume_locked_event());
@@ -348,12 +345,16 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
     } else if (!st->svc) {
       out.push_back({"at-rest", "config", "ok", "at-rest encryption not configured (" + st->config_path + ")", ""});
     } else {
-      std::lock_guard lock(st->svc->mu);
-      auto pend = dm::pending_operations(st->svc->journal());
-      if (pend.ok() && !pend->empty())
+      auto pend = st->svc->journal().pending({dm::kCreateKind, dm::kRekeyKind, dm::kEraseKind});
+      if (pend.ok() && !pend->empty()) {
+        std::string why;
+        for (const auto& e : *pend)
+          why += (why.empty() ? "" : "; ") + e.kind + " " + e.payload.value("device", std::string()) +
+                 (e.note.empty() ? "" : ": " + e.note);
         out.push_back({"at-rest", "pending-operations", "error",
-                       std::to_string(pend->size()) + " interrupted rekey/erase operation(s): " + st->resume_error,
+                       std::to_string(pend->size()) + " interrupted volume operation(s): " + why,
                        "insert the key media and run 'storcrypt volume resume'"});
+      }
       else
         out.push_back({"at-rest", "pending-operations", "ok", "no interrupted volume operations", ""});
     }
@@ -374,10 +375,7 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
         dm::OpReport rep;
         dm::CreateRequest req{p.str("device"), p.str("name"), p.str("key_id"), p.boolean("encrypted", true)};
         req.force = p.boolean("force", false);
-        STORCRYPT_ASSIGN_OR_RETURN(auto vi, s.vm().create(req, &rep));
-        STORCRYPT_TRY(
-            s.db().exec("INSERT OR REPLACE INTO dm_volumes(uuid, device, name, key_id) VALUES(?1, ?2, ?3, ?4)",
-                        {vi.uuid, vi.device, vi.name, vi.key_id}));
+        STORCRYPT_ASSIGN_OR_RETURN(auto vi, s.vm().create(req, &rep));  // registers it
         json r = info_json(vi);
         r["warnings"] = warnings_json(rep.warnings);
         return r;
@@ -450,8 +448,7 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
                          "xVolumeNotRegistered");
         }
         dm::OpReport rep;
-        STORCRYPT_TRY(s.vm().erase(dev, &rep));
-        STORCRYPT_TRY(s.db().exec("DELETE FROM dm_volumes WHERE device = ?1", {dev}));
+        STORCRYPT_TRY(s.vm().erase(dev, &rep));  // unregisters it
         return json{{"device", dev}, {"erased", true}, {"warnings", warnings_json(rep.warnings)}};
       }));
   STORCRYPT_TRY(methods.add(
@@ -487,7 +484,7 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
         return r;
       }));
   STORCRYPT_TRY(methods.add(
-      "volume.resume", "finish or roll back interrupted rekey/erase operations", {}, true,
+      "volume.resume", "finish or roll back interrupted volume create/rekey/erase operations", {}, true,
       [](AtRestService& s, const Params&) -> Result<json> {
         STORCRYPT_ASSIGN_OR_RETURN(auto r, s.vm().resume());
         json items = json::array();

@@ -13,6 +13,7 @@
 #include "storcrypt/controller/dispatcher.h"
 #include "storcrypt/controller/nouns.h"
 #include "storcrypt/controller/ipsec.h"
+#include "storcrypt/controller/journal_store.h"
 #include "storcrypt/controller/rpc.h"
 #include "storcrypt/testing/fake_xfrm.h"
 
@@ -20,7 +21,7 @@ namespace {
 
 struct World {
   std::unique_ptr<storcrypt::controller::Db> db;
-  std::unique_ptr<storcrypt::controller::Journal> journal;
+  std::unique_ptr<storcrypt::journal::Journal> journal;
   std::unique_ptr<storcrypt::controller::EventLog> events;
   storcrypt::controller::Context ctx;
   storcrypt::controller::Dispatcher dispatcher;
@@ -28,7 +29,7 @@ struct World {
   World() {
     using namespace storcrypt::controller;
     db = std::move(Db::open(":memory:").value());
-    journal = std::move(Journal::create(*db).value());
+    journal = std::move(open_db_journal(*db).value());
     events = std::move(EventLog::create(*db).value());
     std::string tmpl = (std::filesystem::temp_directory_path() / "storcrypt-fuzz-XXXXXX").string();
     if (::mkdtemp(tmpl.data()) == nullptr) std::abort();

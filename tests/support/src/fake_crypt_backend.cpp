@@ -44,7 +44,7 @@ Status FakeCryptBackend::format(const std::string& dev, const FormatParams& p, i
   Volume v;
   char uuid[64];
   std::snprintf(uuid, sizeof uuid, "00000000-0000-4000-8000-%012d", next_uuid_++);
-  v.header.uuid = uuid;
+  v.header.uuid = p.uuid.empty() ? std::string(uuid) : p.uuid;
   v.header.cipher = p.cipher;
   v.header.cipher_mode = p.cipher_mode;
   v.header.volume_key_bytes = p.volume_key_bytes;

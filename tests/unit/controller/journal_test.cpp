@@ -1,7 +1,9 @@
-#include "storcrypt/controller/journal.h"
+#include "storcrypt/controller/journal_store.h"
 
 #include <gtest/gtest.h>
 
+#include "storcrypt/controller/dispatcher.h"
+#include "storcrypt/controller/nouns.h"
 #include "temp_dir.h"
 
 namespace storcrypt::controller {
@@ -9,10 +11,10 @@ namespace {
 
 using nlohmann::json;
 
-TEST(Journal, RecordsIntentStepsAndCompletion) {
+TEST(DbJournal, RecordsIntentStepsAndCompletion) {
   auto db = Db::open(":memory:");
   ASSERT_TRUE(db.ok());
-  auto j = Journal::create(**db);
+  auto j = open_db_journal(**db);
   ASSERT_TRUE(j.ok());
   auto id = (*j)->begin("volume.rekey", {{"volume", "v1"}});
   ASSERT_TRUE(id.ok());
@@ -21,12 +23,12 @@ TEST(Journal, RecordsIntentStepsAndCompletion) {
   ASSERT_TRUE((*j)->step(*id, "a").ok());  // repeated step is idempotent
   auto e = (*j)->get(*id);
   ASSERT_TRUE(e.ok());
-  EXPECT_EQ(e->state, JournalState::kRunning);
+  EXPECT_EQ(e->state, journal::State::kRunning);
   EXPECT_EQ(e->steps, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(e->payload["volume"], "v1");
   ASSERT_TRUE((*j)->finish(*id).ok());
   ASSERT_TRUE((*j)->finish(*id).ok());  // idempotent
-  EXPECT_EQ((*j)->get(*id)->state, JournalState::kDone);
+  EXPECT_EQ((*j)->get(*id)->state, journal::State::kDone);
   Status late = (*j)->step(*id, "c");
   ASSERT_FALSE(late.ok());
   EXPECT_EQ(late.error().code(), ErrorCode::kConflict);
@@ -38,7 +40,7 @@ TEST(Journal, RecordsIntentStepsAndCompletion) {
 
 // A fake multi-step operation: "copy" then "switch". The resume handler
 // completes it when "copy" was done and rolls it back otherwise.
-Status resume_copy_switch(Journal& j, const JournalEntry& e, std::vector<std::string>* actions) {
+Status resume_copy_switch(journal::Journal& j, const journal::Entry& e, std::vector<std::string>* actions) {
   if (e.has_step("switch")) return j.finish(e.id);
   if (e.has_step("copy")) {
     actions->push_back("switch " + e.payload["name"].get<std::string>());
@@ -49,13 +51,13 @@ Status resume_copy_switch(Journal& j, const JournalEntry& e, std::vector<std::st
   return j.rolled_back(e.id, "copy had not completed");
 }
 
-TEST(Journal, RecoverResumesOrRollsBackUnfinishedOperationsAfterReopen) {
+TEST(DbJournal, RecoverResumesOrRollsBackUnfinishedOperationsAfterReopen) {
   test::TempDir dir;
   int64_t none = 0, copied = 0, switched = 0, done = 0, unknown = 0, failing = 0;
   {
     auto db = Db::open(dir.file("s.db"));
     ASSERT_TRUE(db.ok());
-    auto j = Journal::create(**db);
+    auto j = open_db_journal(**db);
     ASSERT_TRUE(j.ok());
     none = *(*j)->begin("demo.op", {{"name", "none"}});
     copied = *(*j)->begin("demo.op", {{"name", "copied"}});
@@ -71,7 +73,7 @@ TEST(Journal, RecoverResumesOrRollsBackUnfinishedOperationsAfterReopen) {
   }
   auto db = Db::open(dir.file("s.db"));
   ASSERT_TRUE(db.ok());
-  auto j = Journal::create(**db);
+  auto j = open_db_journal(**db);
   ASSERT_TRUE(j.ok());
   auto pending = (*j)->list(true);
   ASSERT_TRUE(pending.ok());
@@ -79,8 +81,8 @@ TEST(Journal, RecoverResumesOrRollsBackUnfinishedOperationsAfterReopen) {
 
   std::vector<std::string> actions;
   (*j)->register_handler("demo.op",
-                         [&](Journal& jj, const JournalEntry& e) { return resume_copy_switch(jj, e, &actions); });
-  (*j)->register_handler("demo.failing", [](Journal&, const JournalEntry&) -> Status {
+                         [&](journal::Journal& jj, const journal::Entry& e) { return resume_copy_switch(jj, e, &actions); });
+  (*j)->register_handler("demo.failing", [](journal::Journal&, const journal::Entry&) -> Status {
     return Error(ErrorCode::kUnavailable, "device gone");
   });
   auto out = (*j)->recover();
@@ -88,13 +90,13 @@ TEST(Journal, RecoverResumesOrRollsBackUnfinishedOperationsAfterReopen) {
   ASSERT_EQ(out->size(), 5u);
   EXPECT_EQ(actions, (std::vector<std::string>{"undo none", "switch copied"}));
 
-  EXPECT_EQ((*j)->get(none)->state, JournalState::kRolledBack);
-  EXPECT_EQ((*j)->get(copied)->state, JournalState::kDone);
+  EXPECT_EQ((*j)->get(none)->state, journal::State::kRolledBack);
+  EXPECT_EQ((*j)->get(copied)->state, journal::State::kDone);
   EXPECT_EQ((*j)->get(copied)->steps, (std::vector<std::string>{"copy", "switch"}));
-  EXPECT_EQ((*j)->get(switched)->state, JournalState::kDone);
-  EXPECT_EQ((*j)->get(done)->state, JournalState::kDone);
-  EXPECT_EQ((*j)->get(unknown)->state, JournalState::kRunning);  // kept for a build that knows it
-  EXPECT_EQ((*j)->get(failing)->state, JournalState::kFailed);
+  EXPECT_EQ((*j)->get(switched)->state, journal::State::kDone);
+  EXPECT_EQ((*j)->get(done)->state, journal::State::kDone);
+  EXPECT_EQ((*j)->get(unknown)->state, journal::State::kRunning);  // kept for a build that knows it
+  EXPECT_EQ((*j)->get(failing)->state, journal::State::kFailed);
   EXPECT_NE((*j)->get(failing)->note.find("device gone"), std::string::npos);
 
   std::map<int64_t, std::string> by_id;
@@ -112,20 +114,72 @@ TEST(Journal, RecoverResumesOrRollsBackUnfinishedOperationsAfterReopen) {
   EXPECT_TRUE(actions.size() == 2u);
 }
 
-TEST(Journal, HandlerThatReturnsOkWithoutSettlingMarksDone) {
+TEST(DbJournal, HandlerThatReturnsOkWithoutSettlingMarksDone) {
   auto db = Db::open(":memory:");
-  auto j = Journal::create(**db);
+  auto j = open_db_journal(**db);
   int64_t id = *(*j)->begin("k", json::object());
-  (*j)->register_handler("k", [](Journal&, const JournalEntry&) { return ok_status(); });
+  (*j)->register_handler("k", [](journal::Journal&, const journal::Entry&) { return ok_status(); });
   auto out = (*j)->recover();
   ASSERT_TRUE(out.ok());
-  EXPECT_EQ((*j)->get(id)->state, JournalState::kDone);
+  EXPECT_EQ((*j)->get(id)->state, journal::State::kDone);
 }
 
-TEST(Journal, RejectsEmptyKind) {
+TEST(DbJournal, RejectsEmptyKind) {
   auto db = Db::open(":memory:");
-  auto j = Journal::create(**db);
+  auto j = open_db_journal(**db);
   EXPECT_EQ((*j)->begin("", json::object()).error().code(), ErrorCode::kInvalidInput);
+}
+
+// Upgrade: unfinished operations of the former dm journal (table dm_journal,
+// component "dm" version 1) become operations of the one journal; finished
+// ones are dropped with the table.
+TEST(DbJournal, DmJournalRowsMoveIntoTheOneJournal) {
+  test::TempDir dir;
+  auto db = Db::open(dir.file("s.db"));
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE((*db)->migrate("dm", {{1, "dm journal and volume registry",
+                                     "CREATE TABLE dm_journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, "
+                                     "volume_uuid TEXT NOT NULL, device TEXT NOT NULL, step TEXT NOT NULL, data TEXT "
+                                     "NOT NULL);"
+                                     "CREATE TABLE dm_volumes(uuid TEXT PRIMARY KEY, device TEXT NOT NULL, name TEXT "
+                                     "NOT NULL UNIQUE, key_id TEXT NOT NULL);"}})
+                  .ok());
+  auto row = [&](const char* op, const char* uuid, const char* step, const char* data) {
+    ASSERT_TRUE((*db)->exec("INSERT INTO dm_journal(op, volume_uuid, device, step, data) VALUES(?1, ?2, ?3, ?4, ?5)",
+                            {std::string(op), std::string(uuid), std::string("/dev/") + uuid, std::string(step),
+                             std::string(data)})
+                    .ok());
+  };
+  row("rekey", "u1", "begin", R"({"token_id":0,"new_keyslot":1})");
+  row("rekey", "u1", "slot-added", R"({"token_id":0,"new_keyslot":1})");
+  row("rekey", "u1", "token-updated", R"({"token_id":0,"new_keyslot":1})");
+  row("erase", "u2", "erase-begin", R"({"data_offset":16777216})");
+  row("rekey", "u3", "begin", "{}");
+  row("rekey", "u3", "done", "{}");
+  auto j = open_db_journal(**db);
+  ASSERT_TRUE(j.ok());
+  Context ctx;
+  ctx.db = db->get();
+  ctx.journal = j->get();
+  ctx.config_path = dir.file("storcrypt.conf");  // no at-rest.json beside it
+  Dispatcher d;
+  ASSERT_TRUE(register_volume_methods(d, ctx).ok());
+  auto pend = (*j)->pending();
+  ASSERT_TRUE(pend.ok()) << pend.error().to_string();
+  ASSERT_EQ(pend->size(), 2u);
+  EXPECT_EQ((*pend)[0].kind, "volume.rekey");
+  EXPECT_EQ((*pend)[0].payload["uuid"], "u1");
+  EXPECT_EQ((*pend)[0].payload["device"], "/dev/u1");
+  EXPECT_EQ((*pend)[0].payload["new_keyslot"], 1);
+  EXPECT_EQ((*pend)[0].steps, (std::vector<std::string>{"slot-added", "token-updated"}));
+  EXPECT_EQ((*pend)[1].kind, "volume.erase");
+  EXPECT_EQ((*pend)[1].payload["data_offset"], 16777216);
+  EXPECT_TRUE((*pend)[1].steps.empty());
+  EXPECT_EQ((*pend)[1].note, "carried over from the dm journal");
+  EXPECT_FALSE((*db)->query("SELECT 1 FROM dm_journal").ok()) << "the old table is gone";
+  // A new step lands after the carried-over ones.
+  ASSERT_TRUE((*j)->step((*pend)[0].id, "provider-committed").ok());
+  EXPECT_EQ((*j)->get((*pend)[0].id)->last_step(), "provider-committed");
 }
 
 }  // namespace

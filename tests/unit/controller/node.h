@@ -16,6 +16,7 @@
 #include "storcrypt/controller/dispatcher.h"
 #include "storcrypt/controller/events.h"
 #include "storcrypt/controller/ipsec.h"
+#include "storcrypt/controller/journal_store.h"
 #include "storcrypt/controller/nouns.h"
 #include "storcrypt/testing/fake_xfrm.h"
 
@@ -32,11 +33,15 @@ struct Node {
     auto d = Db::open(dir + "/state.db");
     EXPECT_TRUE(d.ok()) << d.error().to_string();
     db = std::move(d).value();
+    auto j = open_db_journal(*db);
+    EXPECT_TRUE(j.ok()) << j.error().to_string();
+    journal = std::move(j).value();
     auto e = EventLog::create(*db);
     EXPECT_TRUE(e.ok());
     events = std::move(e).value();
     ctx.config.state_directory = dir;
     ctx.db = db.get();
+    ctx.journal = journal.get();
     ctx.events = events.get();
     auto kernel = std::make_shared<IpsecKernel>();
     kernel->open = [this](const nl::Ownership& own) -> Result<std::unique_ptr<nl::XfrmApi>> {
@@ -60,6 +65,7 @@ struct Node {
   }
 
   std::unique_ptr<Db> db;
+  std::unique_ptr<journal::Journal> journal;
   std::unique_ptr<EventLog> events;
   Context ctx;
   Dispatcher disp;

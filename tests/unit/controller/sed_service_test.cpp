@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "storcrypt/controller/db.h"
-#include "storcrypt/controller/journal.h"
+#include "storcrypt/controller/journal_store.h"
 #include "storcrypt/controller/sed.h"
 #include "storcrypt/keys/key_media.h"
 #include "storcrypt/testing/fake_opal.h"
@@ -36,7 +36,7 @@ struct SedNode {
     auto d = Db::open(dir.file("state.db"));
     ASSERT_TRUE(d.ok());
     db = std::move(d).value();
-    auto j = Journal::create(*db);
+    auto j = open_db_journal(*db);
     ASSERT_TRUE(j.ok());
     journal = std::move(j).value();
     SedConfig cfg;
@@ -45,7 +45,7 @@ struct SedNode {
       for (const auto& [dev, _] : fake.drives) out.push_back(dev);
       return out;
     };
-    cfg.crash_hook = std::move(crash);
+    if (crash) journal->set_stop_hook([crash](std::string_view, std::string_view p) { return crash(p); });
     auto s = SedService::create(*db, *journal, fake, *provider, cfg);
     ASSERT_TRUE(s.ok()) << s.error().to_string();
     svc = std::move(s).value();
@@ -66,9 +66,9 @@ struct SedNode {
   sed::FakeSedIoctl& fake;
   std::unique_ptr<keys::KeyMediaProvider> provider;
   std::unique_ptr<Db> db;
-  std::unique_ptr<Journal> journal;
+  std::unique_ptr<journal::Journal> journal;
   std::unique_ptr<SedService> svc;
-  std::vector<RecoveryOutcome> outcomes;
+  std::vector<journal::RecoveryOutcome> outcomes;
 };
 
 class SedServiceTest : public ::testing::Test {
@@ -214,7 +214,7 @@ TEST_F(SedServiceTest, RekeyMovesEveryDriveToTheNewKeyAndRetiresTheOld) {
 
 TEST_F(SedServiceTest, RekeyCrashAfterTheDriveChangedRollsForward) {
   ASSERT_TRUE(node->svc->enable("").ok());
-  node->restart([](std::string_view p) { return p == "rekey:drive-changed"; });
+  node->restart([](std::string_view p) { return p == "drive-changed"; });
   auto rep = node->svc->rekey();
   ASSERT_FALSE(rep.ok());
   // The drive has the new key; the journal does not know yet; both keys are on the media.

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "storcrypt/testing/fake_device_probe.h"
 #include "storcrypt/testing/fake_crypt_backend.h"
@@ -15,9 +16,9 @@ namespace fs = std::filesystem;
 
 const std::string kDev = "/dev/fake0";
 
-// A fake backend, real key media in a temp dir, and a file journal: all of
-// them outlive a VolumeManager, so a "crash" is a manager that stops early
-// and a fresh manager resumes.
+// A fake backend, real key media in a temp dir, a file journal and a registry:
+// all of them outlive a VolumeManager, so a "crash" is a manager stopped by
+// the journal's stop hook and a fresh manager resumes.
 class VolumeManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -35,7 +36,8 @@ class VolumeManagerTest : public ::testing::Test {
     c.desired_copies = 2;
     c.after_medium_write = [this](const fs::path&) { return crash_on_ && *crash_on_ == "provider-partial"; };
     provider_ = std::make_unique<keys::KeyMediaProvider>(keys::KeyMediaProvider::create(c).value());
-    journal_ = std::make_unique<FileJournal>(root_ / "journal");
+    journal_ = std::make_unique<journal::Journal>(std::make_unique<journal::FileStore>(root_ / "journal"));
+    journal_->set_stop_hook([this](std::string_view, std::string_view p) { return crash_on_ && *crash_on_ == p; });
     backend_.add_device(kDev);
     cfg_.header_backup_dir = root_ / "backup";
     cfg_.activation.no_read_workqueue = true;
@@ -43,9 +45,16 @@ class VolumeManagerTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(root_); }
 
   VolumeManager manager() {
-    VolumeManager m(backend_, probe_, {provider_.get()}, *journal_, cfg_);
-    m.set_crash_hook([this](std::string_view p) { return crash_on_ && *crash_on_ == p; });
-    return m;
+    VolumeRegistry reg;
+    reg.add = [this](const VolumeInfo& vi) {
+      registry_[vi.uuid] = vi.name;
+      return ok_status();
+    };
+    reg.remove = [this](const std::string& uuid) {
+      registry_.erase(uuid);
+      return ok_status();
+    };
+    return VolumeManager(backend_, probe_, {provider_.get()}, *journal_, cfg_, reg);
   }
   VolumeInfo create_volume() {
     auto m = manager();
@@ -61,6 +70,15 @@ class VolumeManagerTest : public ::testing::Test {
       EXPECT_TRUE(m.close("vol1").ok());
     }
     return st;
+  }
+  // Operations of `kind` the journal holds (running or settled).
+  std::size_t ops(const std::string& kind) {
+    std::size_t n = 0;
+    auto all = journal_->list(false, 1000);
+    EXPECT_TRUE(all.ok());
+    if (all.ok())
+      for (const auto& e : *all) n += e.kind == kind;
+    return n;
   }
   std::vector<int> keyslots() const {
     std::vector<int> out;
@@ -78,7 +96,8 @@ class VolumeManagerTest : public ::testing::Test {
   FakeCryptBackend backend_;
   FakeDeviceProbe probe_;
   std::unique_ptr<keys::KeyMediaProvider> provider_;
-  std::unique_ptr<FileJournal> journal_;
+  std::unique_ptr<journal::Journal> journal_;
+  std::map<std::string, std::string> registry_;  ///< uuid -> name
   VolumeManagerConfig cfg_;
   std::optional<std::string> crash_on_;
 };
@@ -221,7 +240,7 @@ TEST_F(VolumeManagerTest, RekeyWhileOpen) {
   EXPECT_EQ(keyslots(), std::vector<int>{0});
   EXPECT_EQ(key_copies(3), 2u);
   ASSERT_TRUE(open_close().ok());
-  EXPECT_TRUE(journal_->entries()->empty()) << "finished operations are compacted";
+  EXPECT_TRUE(journal_->pending()->empty()) << "finished operations are settled";
 }
 
 TEST_F(VolumeManagerTest, RekeyNeedsTheCurrentKey) {
@@ -232,7 +251,7 @@ TEST_F(VolumeManagerTest, RekeyNeedsTheCurrentKey) {
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().code(), ErrorCode::kNotFound);
   EXPECT_EQ(keyslots(), std::vector<int>{0});
-  EXPECT_TRUE(journal_->entries()->empty()) << "nothing journalled when nothing changed";
+  EXPECT_TRUE(ops(kRekeyKind) + ops(kEraseKind) == 0) << "nothing journalled when nothing changed";
 }
 
 class RekeyCrash : public VolumeManagerTest, public ::testing::WithParamInterface<std::string> {};
@@ -264,7 +283,7 @@ TEST_P(RekeyCrash, VolumeOpensAtEveryStepAndResumeConverges) {
   }
   auto res = m.resume();
   ASSERT_TRUE(res.ok()) << res.error().to_string();
-  ASSERT_TRUE(pending_operations(*journal_)->empty());
+  ASSERT_TRUE(journal_->pending()->empty());
   auto vi = m.show(kDev);
   ASSERT_TRUE(vi.ok());
   EXPECT_FALSE(vi->rekey_in_progress);
@@ -320,7 +339,7 @@ TEST_F(VolumeManagerTest, EraseLeavesNothingThatUnlocks) {
   EXPECT_EQ(key_copies(1), 0u);
   EXPECT_FALSE(fs::exists(root_ / "backup" / ("storcrypt-" + vi.uuid + ".luks2hdr")));
   EXPECT_FALSE(open_close().ok());
-  EXPECT_TRUE(pending_operations(*journal_)->empty());
+  EXPECT_TRUE(journal_->pending()->empty());
 }
 
 class EraseCrash : public VolumeManagerTest, public ::testing::WithParamInterface<std::string> {};
@@ -446,7 +465,7 @@ TEST_F(VolumeManagerTest, EraseRefusesForeignAndNonLuksDevices) {
   EXPECT_NE(r.error().message().find("has no storcrypt token"), std::string::npos) << r.error().message();
   EXPECT_EQ(keyslots(), std::vector<int>{0});
   EXPECT_EQ(backend_.calls("wipe_area"), 0);
-  EXPECT_TRUE(journal_->entries()->empty());
+  EXPECT_TRUE(journal_->list(false)->empty());
   // Not LUKS2 at all: says what is there.
   backend_.add_device("/dev/luks1");
   probe_.sigs["/dev/luks1"] = {sig("crypto_LUKS", "crypto", "1")};
@@ -471,7 +490,7 @@ TEST_F(VolumeManagerTest, EraseRefusesAVolumeInUse) {
   EXPECT_NE(r.error().message().find("held by dm-7 (/dev/mapper/elsewhere)"), std::string::npos);
   EXPECT_TRUE(*backend_.is_luks(kDev));
   EXPECT_EQ(key_copies(1), 2u);
-  EXPECT_TRUE(journal_->entries()->empty());
+  EXPECT_TRUE(ops(kRekeyKind) + ops(kEraseKind) == 0);
   probe_.users_of.clear();
   EXPECT_TRUE(manager().erase(kDev).ok());
 }
@@ -497,6 +516,81 @@ TEST_F(VolumeManagerTest, AdoptNeedsAStorcryptTokenAndItsKey) {
   ASSERT_FALSE(a.ok());
   EXPECT_EQ(a.error().name(), "xNotStorcryptVolume");
   EXPECT_EQ(backend_.calls("set_token"), 1) << "adopt writes nothing";
+}
+
+// ---- journalled create (issue 13) ----------------------------------------------
+
+class CreateCrash : public VolumeManagerTest, public ::testing::WithParamInterface<std::string> {};
+
+// Interrupted at any point, create ends after resume either as a complete,
+// registered volume that opens with its key, or with nothing left: no header
+// it wrote, no key copy, no backup, no registration.
+TEST_P(CreateCrash, ResumeCompletesOrLeavesNothing) {
+  crash_on_ = GetParam();
+  auto r = manager().create({kDev, "vol1", "key1", true});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("injected crash"), std::string::npos) << r.error().message();
+  crash_on_.reset();
+  auto res = manager().resume();
+  ASSERT_TRUE(res.ok()) << res.error().to_string();
+  EXPECT_TRUE(journal_->pending()->empty());
+  // "set-token": the token is written but not recorded: rolled back too.
+  const std::vector<std::string> forward = {"token-set", "register", "registered", "done"};
+  bool fwd = std::find(forward.begin(), forward.end(), GetParam()) != forward.end();
+  if (GetParam() != "done") {
+    ASSERT_EQ(res->items.size(), 1u);
+    EXPECT_EQ(res->items[0].outcome, fwd ? "completed" : "rolled-back");
+  }
+  if (fwd) {
+    auto vi = manager().show(kDev);
+    ASSERT_TRUE(vi.ok()) << vi.error().to_string();
+    EXPECT_EQ(registry_.count(vi->uuid), 1u);
+    EXPECT_EQ(key_copies(1), 2u);
+    EXPECT_TRUE(fs::exists(root_ / "backup" / ("storcrypt-" + vi->uuid + ".luks2hdr")));
+    ASSERT_TRUE(open_close().ok());
+  } else {
+    EXPECT_FALSE(*backend_.is_luks(kDev)) << "the header this create wrote is wiped";
+    EXPECT_EQ(key_copies(1), 0u);
+    EXPECT_TRUE(registry_.empty());
+    EXPECT_TRUE(fs::is_empty(root_ / "backup"));
+    // And the device can be used again.
+    create_volume();
+    ASSERT_TRUE(open_close().ok());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStep, CreateCrash, ::testing::ValuesIn(create_crash_points()), [](const auto& info) {
+  std::string s = info.param;
+  std::replace(s.begin(), s.end(), '-', '_');
+  return s;
+});
+
+TEST_F(VolumeManagerTest, CreateRollbackLeavesAForeignHeaderItDidNotWrite) {
+  // --force over another tool's LUKS2 volume, interrupted before the format:
+  // the rollback must not wipe what was there (it was never overwritten).
+  ASSERT_TRUE(backend_.format(kDev, FormatParams{}, 0, SecretBytes::random(32).value()).ok());
+  probe_.sigs[kDev] = {sig("crypto_LUKS", "crypto", "2")};
+  std::string foreign = backend_.inspect(kDev)->uuid;
+  crash_on_ = "key-stored";
+  CreateRequest req{kDev, "vol1", "key1", true};
+  req.force = true;
+  ASSERT_FALSE(manager().create(req).ok());
+  crash_on_.reset();
+  ASSERT_TRUE(manager().resume().ok());
+  ASSERT_TRUE(*backend_.is_luks(kDev));
+  EXPECT_EQ(backend_.inspect(kDev)->uuid, foreign);
+  EXPECT_EQ(key_copies(1), 0u);
+}
+
+TEST_F(VolumeManagerTest, FailedCreateStepUndoesWhatItDid) {
+  backend_.fail_next("set_token", Error(ErrorCode::kKernel, "token write failed"));
+  auto r = manager().create({kDev, "vol1", "key1", true});
+  ASSERT_FALSE(r.ok());
+  EXPECT_FALSE(*backend_.is_luks(kDev));
+  EXPECT_EQ(key_copies(1), 0u);
+  EXPECT_TRUE(registry_.empty());
+  EXPECT_TRUE(journal_->pending()->empty());
+  EXPECT_EQ(ops(kCreateKind), 1u);
 }
 
 }  // namespace

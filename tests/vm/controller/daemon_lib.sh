@@ -40,16 +40,33 @@ EOF2
   LOOP=$(losetup --find --show "$W/disk.img")
 }
 
-start_daemon() {  # [crash point for STORCRYPT_DM_CRASH_AT]
-  rm -f "$W/sock"
+start_daemon() {  # [KIND:POINT: pause there (the journal's test-only STORCRYPT_PAUSE_AT hook)]
+  rm -f "$W/sock" "$W/paused"
   if [ -n "${1:-}" ]; then
-    STORCRYPT_DM_CRASH_AT=$1 "$D" --config "$W/storcrypt.conf" --foreground >> "$W/daemon.log" 2>&1 &
+    STORCRYPT_PAUSE_AT=$1 STORCRYPT_PAUSE_FILE="$W/paused" "$D" --config "$W/storcrypt.conf" --foreground \
+      >> "$W/daemon.log" 2>&1 &
   else
     "$D" --config "$W/storcrypt.conf" --foreground >> "$W/daemon.log" 2>&1 &
   fi
   PID=$!
   for _ in $(seq 1 100); do [ -S "$W/sock" ] && return 0; sleep 0.1; done
   fail "storcryptd did not start"
+}
+# kill_paused KIND:POINT: wait until the daemon announces that it paused at
+# the point, then kill it with SIGKILL from outside (as a crash would).
+kill_paused() {
+  for _ in $(seq 1 1200); do
+    [ -s "$W/paused" ] && break
+    kill -0 "$PID" 2>/dev/null || fail "storcryptd ended before pausing at $1"
+    sleep 0.1
+  done
+  [ "$(cat "$W/paused" 2>/dev/null)" = "$1" ] || fail "storcryptd did not pause at $1 (paused: $(cat "$W/paused" 2>/dev/null))"
+  kill -9 "$PID"
+  local rc=0
+  wait "$PID" || rc=$?
+  PID=""
+  [ "$rc" = 137 ] || fail "storcryptd paused at $1 ended with status $rc, not by SIGKILL"
+  rm -f "$W/sock"
 }
 stop_daemon() {
   kill -TERM "$PID"

@@ -11,6 +11,25 @@ LOOPS=()
 vc() { "$VOLCTL" --copies 2 --media "$W/m1" --media "$W/m2" --system-id node-a --journal "$W/journal" \
   --backup-dir "$W/backup" "$@"; }
 fail() { echo "FAIL: $*"; exit 1; }
+# killed_at KIND:POINT volctl-args...: run volctl with the journal's test-only
+# pause hook (STORCRYPT_PAUSE_AT), wait until it announces the point, kill it
+# with SIGKILL from outside, and check it died of that signal.
+killed_at() {
+  local at=$1; shift
+  rm -f "$W/paused"
+  STORCRYPT_PAUSE_AT=$at STORCRYPT_PAUSE_FILE="$W/paused" "$VOLCTL" --copies 2 --media "$W/m1" --media "$W/m2" \
+    --system-id node-a --journal "$W/journal" --backup-dir "$W/backup" "$@" 2> "$W/err" &
+  local pid=$! rc=0
+  for _ in $(seq 1 600); do
+    [ -s "$W/paused" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ "$(cat "$W/paused" 2>/dev/null)" = "$at" ] || { cat "$W/err"; kill -9 "$pid" 2>/dev/null; fail "volctl $* did not pause at $at"; }
+  kill -9 "$pid"
+  wait "$pid" || rc=$?
+  [ "$rc" = 137 ] || fail "volctl paused at $at ended with status $rc, not by SIGKILL"
+}
 step() { echo "== $*"; }
 # newdisk NAME SIZE -> prints the loop device
 newdisk() {

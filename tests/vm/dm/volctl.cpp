@@ -2,13 +2,14 @@
 // scenarios (tests/vm/dm/*.sh) and the benchmarks. Not the product CLI.
 //
 //   volctl --media DIR [--media DIR...] --system-id ID --journal FILE
-//          [--backup-dir DIR] [--copies N] [--no-workqueue] [--crash-at STEP]
+//          [--backup-dir DIR] [--copies N] [--no-workqueue]
 //          create DEV NAME [--key-id K] | open DEV [NAME] | close NAME | show DEV
 //          | list DEV... | rekey DEV | resume | erase DEV | media-status
 //
-// --crash-at STEP makes the process _exit(42) at that rekey/erase step
-// (see rekey_crash_points()/erase_crash_points(); "provider-partial" stops
-// after the first key medium was written).
+// The journal is the one journal on a file (journal::FileStore). Crash tests
+// use its pause hook: STORCRYPT_PAUSE_AT=volume.rekey:<point> (see
+// dm::rekey_crash_points(); keymedia:medium-written pauses after each key
+// medium written) and STORCRYPT_PAUSE_FILE, then kill -9 the process.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -45,7 +46,7 @@ void print(const dm::VolumeInfo& v) {
 int main(int argc, char** argv) {
   CLI::App app{"storcrypt dm test driver"};
   std::vector<std::string> media;
-  std::string system_id, journal_path, backup_dir, crash_at;
+  std::string system_id, journal_path, backup_dir;
   std::size_t copies = 4;
   bool no_wq = false;
   app.add_option("--media", media, "key medium directory (repeatable)")->required();
@@ -54,7 +55,6 @@ int main(int argc, char** argv) {
   app.add_option("--backup-dir", backup_dir, "header backup directory");
   app.add_option("--copies", copies, "desired key copies");
   app.add_flag("--no-workqueue", no_wq, "open with no_read_workqueue + no_write_workqueue");
-  app.add_option("--crash-at", crash_at, "_exit(42) at this step");
   app.require_subcommand(1);
 
   std::string dev, name, key_id;
@@ -80,23 +80,17 @@ int main(int argc, char** argv) {
   auto* c_media = app.add_subcommand("media-status", "list key media and key files");
   CLI11_PARSE(app, argc, argv);
 
-  auto crash_hook = [crash_at](std::string_view point) {
-    if (!crash_at.empty() && point == crash_at) {
-      std::fprintf(stderr, "volctl: crash-at %s: exiting now\n", crash_at.c_str());
-      std::fflush(stderr);
-      ::_exit(42);
-    }
-    return false;
-  };
-
   keys::KeyMediaConfig kc;
   for (auto& m : media) kc.media_dirs.emplace_back(m);
   kc.system_id = system_id;
   kc.desired_copies = copies;
-  kc.after_medium_write = [&](const std::filesystem::path&) { return crash_hook("provider-partial"); };
+  kc.after_medium_write = [](const std::filesystem::path&) {
+    journal::pause_if_requested("keymedia", "medium-written");
+    return false;
+  };
   auto prov = keys::KeyMediaProvider::create(kc);
   if (!prov.ok()) return fail(prov.error());
-  dm::FileJournal journal(journal_path);
+  journal::Journal journal(std::make_unique<journal::FileStore>(journal_path), {.keep_settled = 16});
   auto backend = dm::make_libcryptsetup_backend();
   dm::VolumeManagerConfig cfg;
   cfg.activation.no_read_workqueue = no_wq;
@@ -104,7 +98,6 @@ int main(int argc, char** argv) {
   cfg.header_backup_dir = backup_dir;
   auto probe = dm::make_system_probe();
   dm::VolumeManager vm(*backend, *probe, {&*prov}, journal, cfg);
-  vm.set_crash_hook(crash_hook);
 
   dm::OpReport rep;
   if (*c_create) {

@@ -134,23 +134,32 @@ is_fixed() { [ "$(scj event list --code 6010 | jq '[.result.events[] | select(.f
 wait_for "the retry unlocks the drive and fixes the event" is_fixed
 wait_for "unlocked by the retry" unlocked
 
-echo "== AK rotation killed at every journalled step"
-for point in "STORCRYPT_SED_CRASH_AT=keymedia-partial" \
-             "STORCRYPT_FAULT_AFTER_STEP=sed.rekey:new-key-stored" \
-             "STORCRYPT_SED_CRASH_AT=rekey:drive-changed" \
-             "STORCRYPT_FAULT_AFTER_STEP=sed.rekey:drive:$OPAL" \
-             "STORCRYPT_FAULT_AFTER_STEP=sed.rekey:committed" \
-             ""; do
+echo "== AK rotation killed (SIGKILL) at every journalled step"
+# The journal's test-only hook pauses the daemon at the point
+# (STORCRYPT_PAUSE_AT) and announces it; the test kills it from outside.
+for point in keymedia:medium-written sed.rekey:new-key-stored sed.rekey:drive-changed \
+             "sed.rekey:drive:$OPAL" sed.rekey:committed ""; do
   echo "-- rekey with ${point:-no crash}"
   g0=$(scj ear status | jq -r .result.ak_generation)
   stop_daemon
-  start_daemon $point
+  rm -f "$W/paused"
+  if [ -n "$point" ]; then
+    start_daemon STORCRYPT_PAUSE_AT="$point" STORCRYPT_PAUSE_FILE="$W/paused"
+  else
+    start_daemon
+  fi
   sc drive lock "$OPAL" >/dev/null   # locked through the rotation: the restart must unlock it
   if can_read; then dfail "readable while locked"; fi
   if [ -n "$point" ]; then
-    if sc ear rekey; then dfail "rekey did not die at $point"; fi
-    wait "$PID" || true
+    sc ear rekey > "$W/rekey.out" 2>&1 &
+    cpid=$!
+    for _ in $(seq 1 600); do [ -s "$W/paused" ] && break; kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    [ "$(cat "$W/paused" 2>/dev/null)" = "$point" ] || dfail "storcryptd did not pause at $point"
+    kill -9 "$PID"
+    rc=0; wait "$PID" || rc=$?
     PID=""
+    [ "$rc" = 137 ] || dfail "storcryptd paused at $point ended with status $rc, not by SIGKILL"
+    if wait "$cpid"; then dfail "rekey succeeded although the daemon was killed at $point"; fi
   else
     sc ear rekey
     stop_daemon
@@ -159,7 +168,7 @@ for point in "STORCRYPT_SED_CRASH_AT=keymedia-partial" \
   wait_for "unlocked after rekey crash at ${point:-none}" unlocked
   g1=$(scj ear status | jq -r .result.ak_generation)
   echo "generation $g0 -> $g1"
-  if [ "$point" = STORCRYPT_SED_CRASH_AT=keymedia-partial ]; then want=$g0; else want=$((g0 + 1)); fi
+  if [ "$point" = keymedia:medium-written ]; then want=$g0; else want=$((g0 + 1)); fi
   [ "$g1" = "$want" ] || dfail "generation $g1 after recovery, expected $want"
   ak_file
   "$SEDCTL" "$OPAL" unlock --key-file "$W/ak" || dfail "the drive refuses the current AK from the media"

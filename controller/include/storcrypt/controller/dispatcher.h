@@ -47,7 +47,7 @@
 #include "storcrypt/controller/config.h"
 #include "storcrypt/controller/db.h"
 #include "storcrypt/controller/events.h"
-#include "storcrypt/controller/journal.h"
+#include "storcrypt/controller/journal_store.h"
 
 namespace storcrypt::controller {
 
@@ -164,7 +164,7 @@ struct Context {
   Config config;
   std::string config_path;
   Db* db = nullptr;
-  Journal* journal = nullptr;
+  storcrypt::journal::Journal* journal = nullptr;
   EventLog* events = nullptr;
   std::string version;
   int64_t started_unix = 0;

@@ -33,7 +33,7 @@
 
 #include "storcrypt/common/result.h"
 #include "storcrypt/controller/db.h"
-#include "storcrypt/controller/journal.h"
+#include "storcrypt/controller/journal_store.h"
 #include "storcrypt/keys/key_provider.h"
 #include "storcrypt/sed/opal.h"
 
@@ -84,11 +84,6 @@ struct SedConfig {
   /// Candidate block devices (default: every whole disk in /sys/block except
   /// virtual ones: loop, ram, zram, dm, md, sr, fd, nbd).
   std::function<std::vector<std::string>()> list_devices;
-  /// Fault injection for the crash tests: called at named points
-  /// ("rekey:drive-changed" after a drive's password changed, before the
-  /// journal records it); returning true stops the operation right there as
-  /// if the process died (error kInternal, no clean-up).
-  std::function<bool(std::string_view point)> crash_hook;
 };
 
 /// Every whole disk in /sys/block that is not virtual, as /dev/<name>.
@@ -97,7 +92,7 @@ std::vector<std::string> default_sed_devices();
 class SedService {
  public:
   /// Creates the tables (component "sed") and registers the journal handlers.
-  static Result<std::unique_ptr<SedService>> create(Db& db, Journal& journal, sed::SedIoctl& io,
+  static Result<std::unique_ptr<SedService>> create(Db& db, journal::Journal& journal, sed::SedIoctl& io,
                                                     keys::KeyProvider& keys, SedConfig cfg);
 
   std::mutex mu;  ///< held by the RPC layer around every call
@@ -127,7 +122,7 @@ class SedService {
   Result<std::vector<DriveRecord>> lockable();
 
  private:
-  SedService(Db& db, Journal& journal, sed::SedIoctl& io, keys::KeyProvider& keys, SedConfig cfg)
+  SedService(Db& db, journal::Journal& journal, sed::SedIoctl& io, keys::KeyProvider& keys, SedConfig cfg)
       : db_(db), journal_(journal), io_(io), keys_(keys), cfg_(std::move(cfg)) {}
   // store
   Status save(const DriveRecord& r);
@@ -141,13 +136,12 @@ class SedService {
   Result<SecretBytes> fetch(const std::string& key_id, std::uint64_t generation);
   Status enroll(DriveRecord& r, const SecretBytes& sid, const SecretBytes& ak, std::uint64_t generation);
   Status unlock_and_save(sed::Drive& d, const SecretBytes& ak);
-  Status resume_enable(Journal& j, const JournalEntry& e);
-  Status resume_rekey(Journal& j, const JournalEntry& e);
+  Status resume_enable(journal::Journal& j, const journal::Entry& e);
+  Status resume_rekey(journal::Journal& j, const journal::Entry& e);
   Status finish_rekey(int64_t id, const nlohmann::json& payload, const std::vector<std::string>& done_steps);
-  bool crash(std::string_view point) { return cfg_.crash_hook && cfg_.crash_hook(point); }
 
   Db& db_;
-  Journal& journal_;
+  journal::Journal& journal_;
   sed::SedIoctl& io_;
   keys::KeyProvider& keys_;
   SedConfig cfg_;

@@ -25,6 +25,9 @@ struct FormatParams {
   std::uint32_t sector_size = 4096;
   std::uint32_t pbkdf_iterations = 1000;  ///< pbkdf2, no benchmark: the AK is 256 random bits
   std::string label;                      ///< LUKS2 label (informational)
+  /// LUKS2 UUID to write; empty: libcryptsetup picks one. Chosen up front by
+  /// journalled create, so recovery wipes only the header it wrote.
+  std::string uuid;
 };
 
 struct HeaderInfo {

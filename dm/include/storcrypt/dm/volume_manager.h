@@ -3,21 +3,24 @@
 //
 // One keyslot per access key (AK, 256 random bits, pbkdf2/1000); the
 // storcrypt LUKS2 token names the provider, key and keyslot. Rekey is
-// add-new-slot -> token -> provider commit -> destroy-old-slot, journalled;
-// resume() finishes or rolls back an interrupted rekey or erase.
+// add-new-slot -> token -> provider commit -> destroy-old-slot. Create, rekey
+// and erase are operations of the one journal (storcrypt/journal/journal.h,
+// kinds "volume.create", "volume.rekey", "volume.erase"); resume() finishes
+// or rolls back an interrupted one.
 #pragma once
 
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "storcrypt/dm/crypt_backend.h"
 #include "storcrypt/dm/device_probe.h"
-#include "storcrypt/dm/journal.h"
 #include "storcrypt/dm/policy.h"
 #include "storcrypt/dm/token.h"
+#include "storcrypt/journal/journal.h"
 #include "storcrypt/keys/key_provider.h"
 
 namespace storcrypt::dm {
@@ -72,20 +75,42 @@ struct ResumeReport {
   std::vector<std::string> warnings;
 };
 
-/// Named points of rekey/erase where a crash can be injected (tests).
-/// rekey: begin, add-slot, slot-added, token-set, token-updated, provider-commit,
-///        provider-committed, destroy-old, old-destroyed, token-final, retire-old, done
-/// erase: erase-begin, slots-destroyed, tokens-removed, header-wiped, backups-shredded, keys-destroyed
+/// Journal kinds of the volume operations.
+inline constexpr const char* kCreateKind = "volume.create";
+inline constexpr const char* kRekeyKind = "volume.rekey";
+inline constexpr const char* kEraseKind = "volume.erase";
+
+/// Named points of each operation where a test can stop it (journal pause
+/// and stop hooks; "<kind>:<point>"). Journal steps are recorded durably
+/// before their point; the others are between an action and its record.
+/// create: begin, key-stored, format, formatted, token-set, registered, done
+/// rekey:  begin, add-slot, slot-added, token-set, token-updated,
+///         provider-partial (keymedia:medium-written), provider-commit,
+///         provider-committed, destroy-old, old-destroyed, token-final, retire-old, done
+/// erase:  begin, slots-destroyed, tokens-removed, header-wiped, backups-shredded,
+///         keys-destroyed
+/// Until "token-set" is recorded create rolls back (the header this create
+/// wrote wiped, its key copies destroyed); from it on it goes forward
+/// (header backup, registered).
+const std::vector<std::string>& create_crash_points();
 const std::vector<std::string>& rekey_crash_points();
 const std::vector<std::string>& erase_crash_points();
+
+/// The caller's registry of volumes (the daemon's database). add is the last
+/// step of create, remove the last step of erase; both are repeated by
+/// resume and must be idempotent. Unset members: nothing to register.
+struct VolumeRegistry {
+  std::function<Status(const VolumeInfo&)> add;
+  std::function<Status(const std::string& uuid)> remove;
+};
 
 class VolumeManager {
  public:
   /// `providers`: the first one stores keys of new volumes; open/rekey pick
   /// the one whose kind and id the volume's token names.
   /// `probe` is asked before anything destructive: what the device holds and who uses it.
-  VolumeManager(CryptBackend& backend, DeviceProbe& probe, std::vector<keys::KeyProvider*> providers, Journal& journal,
-                VolumeManagerConfig cfg = {});
+  VolumeManager(CryptBackend& backend, DeviceProbe& probe, std::vector<keys::KeyProvider*> providers,
+                journal::Journal& journal, VolumeManagerConfig cfg = {}, VolumeRegistry registry = {});
 
   /// Refused (nothing written, no key stored) when the device is in use
   /// (xDeviceInUse), already a storcrypt volume (xVolumeExists), or holds any
@@ -100,8 +125,14 @@ class VolumeManager {
   Result<std::vector<VolumeInfo>> list(const std::vector<std::string>& devices);
   /// New AK, new keyslot, old keyslot destroyed; the volume may be open and in use.
   Status rekey(const std::string& device, OpReport* report = nullptr);
-  /// Finish or roll back every unfinished journalled operation.
+  /// Finish or roll back every unfinished volume operation of the journal;
+  /// stops at the first one that cannot be settled (it stays pending).
   Result<ResumeReport> resume();
+  /// Settle one unfinished volume operation; `outcome`: "completed" | "rolled-back".
+  Status resume_one(const journal::Entry& e, OpReport* report, std::string* outcome);
+  /// Register resume() for the volume kinds with the journal's recover(): an
+  /// operation that cannot be settled now is deferred (left pending).
+  void register_resume_handlers();
   /// Crypto erase: no keyslot, no token, header area zeroed, backups and
   /// every key copy shredded. Refused unless the device carries a storcrypt
   /// token (xNotStorcryptVolume), and while the volume is open (xVolumeOpen)
@@ -113,11 +144,6 @@ class VolumeManager {
   /// Writes nothing; the caller registers the returned volume.
   Result<VolumeInfo> adopt(const std::string& device, OpReport* report = nullptr);
 
-  /// Fault injection: called at each crash point; returning true makes the
-  /// operation stop right there as if the process died (error kInternal,
-  /// no cleanup). The VM driver _exit()s instead.
-  void set_crash_hook(std::function<bool(std::string_view point)> hook) { crash_hook_ = std::move(hook); }
-
  private:
   struct Rekey;
   Result<keys::KeyProvider*> provider_for(const VolumeToken& t);
@@ -128,21 +154,22 @@ class VolumeManager {
   Result<std::pair<HeaderInfo, std::pair<int, VolumeToken>>> load_storcrypt(const std::string& device,
                                                                             const std::string& what);
   Status check_not_in_use(const std::string& device, const std::string& what);
-  bool crash(std::string_view point);
-  Status journal(const std::string& op, const std::string& uuid, const std::string& device, const std::string& step,
-                 const std::string& data);
+  Result<std::optional<std::string>> pending_for(const std::string& uuid);
   Status backup_header(const std::string& device, const std::string& uuid);
+  Status create_forward(std::int64_t id, const nlohmann::json& p, OpReport* report);
+  Status create_rollback(std::int64_t id, const nlohmann::json& p, std::string_view why, OpReport* report);
+  Status resume_create(const journal::Entry& e, OpReport* report, std::string* outcome);
   Status rekey_forward(Rekey& r, const std::string& from_step, OpReport* report);
   Status rekey_rollback(Rekey& r, OpReport* report);
-  Status erase_forward(const JournalEntry& begin, OpReport* report);
-  Status resume_rekey(const JournalEntry& last, OpReport* report, std::string* outcome);
+  Status erase_forward(std::int64_t id, const nlohmann::json& p, OpReport* report);
+  Status resume_rekey(const journal::Entry& e, OpReport* report, std::string* outcome);
 
   CryptBackend& backend_;
   DeviceProbe& probe_;
   std::vector<keys::KeyProvider*> providers_;
-  Journal& journal_;
+  journal::Journal& journal_;
   VolumeManagerConfig cfg_;
-  std::function<bool(std::string_view)> crash_hook_;
+  VolumeRegistry registry_;
 };
 
 }  // namespace storcrypt::dm
