@@ -1,14 +1,15 @@
 // Fuzz the IKEv2 message codec (bytes from the network, before any
-// authentication).
+// authentication) and the SK/SKF open path.
 // Properties: parse never crashes or reads out of bounds; anything that
 // parses re-serializes to exactly the same bytes (whole messages and payload
-// chains).
+// chains); SK open rejects or accepts without crashing.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <span>
 
 #include "storcrypt/ike/message.h"
+#include "storcrypt/ike/sk.h"
 
 namespace {
 
@@ -32,6 +33,15 @@ void inspect(const std::vector<Payload>& payloads) {
   }
 }
 
+SkProtector make(bool aead) {
+  storcrypt::SecretBytes e(aead ? 36 : 32), a(aead ? 0 : 48);
+  auto p = aead ? SkProtector::create(transform_id::kEncrAesGcm16, 256, 0, std::move(e), std::move(a))
+                : SkProtector::create(transform_id::kEncrAesCbc, 256, transform_id::kIntegHmacSha384_192,
+                                      std::move(e), std::move(a));
+  if (!p.ok()) std::abort();
+  return std::move(p).value();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -49,6 +59,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (m.ok()) {
       check_round_trip(msg, serialize(*m));
       inspect(m->payloads);
+      if (!m->payloads.empty()) {
+        static SkProtector gcm = make(true), cbc = make(false);
+        for (SkProtector* p : {&gcm, &cbc}) {
+          auto o = p->open(msg);
+          if (o.ok()) {
+            auto chain = parse_payload_chain(o->next, o->plaintext);
+            if (chain.ok()) inspect(*chain);
+          }
+        }
+      }
     }
   }
   // A decrypted payload chain: first byte = first payload type.
