@@ -19,9 +19,12 @@ Error ossl_error(std::string_view what) { return Error(ErrorCode::kInternal, "Op
 
 const char* digest_name(PrfAlg alg) {
   switch (alg) {
-    case PrfAlg::kHmacSha256: return "SHA256";
-    case PrfAlg::kHmacSha384: return "SHA384";
-    case PrfAlg::kHmacSha512: return "SHA512";
+    case PrfAlg::kHmacSha256:
+      return "SHA256";
+    case PrfAlg::kHmacSha384:
+      return "SHA384";
+    case PrfAlg::kHmacSha512:
+      return "SHA512";
   }
   return "SHA384";
 }
@@ -84,7 +87,8 @@ Result<PkeyPtr> ec_key_from(const GroupInfo& g, std::span<const std::uint8_t> po
   return PkeyPtr(pkey);
 }
 
-Result<SecretBytes> hmac(PrfAlg alg, std::span<const std::uint8_t> key, std::initializer_list<std::span<const std::uint8_t>> parts) {
+Result<SecretBytes> hmac(PrfAlg alg, std::span<const std::uint8_t> key,
+                         std::initializer_list<std::span<const std::uint8_t>> parts) {
   EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
   if (mac == nullptr) return ossl_error("HMAC unavailable");
   EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac);
@@ -109,18 +113,24 @@ Result<SecretBytes> hmac(PrfAlg alg, std::span<const std::uint8_t> key, std::ini
 
 Result<PrfAlg> prf_from_transform(std::uint16_t id) {
   switch (id) {
-    case transform_id::kPrfHmacSha256: return PrfAlg::kHmacSha256;
-    case transform_id::kPrfHmacSha384: return PrfAlg::kHmacSha384;
-    case transform_id::kPrfHmacSha512: return PrfAlg::kHmacSha512;
+    case transform_id::kPrfHmacSha256:
+      return PrfAlg::kHmacSha256;
+    case transform_id::kPrfHmacSha384:
+      return PrfAlg::kHmacSha384;
+    case transform_id::kPrfHmacSha512:
+      return PrfAlg::kHmacSha512;
   }
   return Error(ErrorCode::kUnsupported, "PRF transform " + std::to_string(id) + " is not supported");
 }
 
 std::size_t prf_size(PrfAlg alg) {
   switch (alg) {
-    case PrfAlg::kHmacSha256: return 32;
-    case PrfAlg::kHmacSha384: return 48;
-    case PrfAlg::kHmacSha512: return 64;
+    case PrfAlg::kHmacSha256:
+      return 32;
+    case PrfAlg::kHmacSha384:
+      return 48;
+    case PrfAlg::kHmacSha512:
+      return 64;
   }
   return 48;
 }
@@ -175,9 +185,15 @@ Result<KeySizes> ike_key_sizes(std::uint16_t encr_id, std::uint16_t key_bits, st
       return Error(ErrorCode::kUnsupported, "encryption transform " + std::to_string(encr_id) + " is not supported");
   }
   switch (integ_id) {
-    case transform_id::kIntegHmacSha256_128: s.integ = 32; break;
-    case transform_id::kIntegHmacSha384_192: s.integ = 48; break;
-    case transform_id::kIntegHmacSha512_256: s.integ = 64; break;
+    case transform_id::kIntegHmacSha256_128:
+      s.integ = 32;
+      break;
+    case transform_id::kIntegHmacSha384_192:
+      s.integ = 48;
+      break;
+    case transform_id::kIntegHmacSha512_256:
+      s.integ = 64;
+      break;
     default:
       return Error(ErrorCode::kUnsupported, "integrity transform " + std::to_string(integ_id) + " is not supported");
   }
@@ -301,10 +317,10 @@ Result<KeyExchange> KeyExchange::from_private(std::uint16_t group, std::span<con
     EC_GROUP* eg = EC_GROUP_new_by_curve_name(g->nid);
     EC_POINT* q = eg ? EC_POINT_new(eg) : nullptr;
     Bytes point(1 + 2 * g->coord);
-    bool ok = d != nullptr && q != nullptr && BN_bin2bn(priv.data(), static_cast<int>(priv.size()), d) != nullptr &&
-              EC_POINT_mul(eg, q, d, nullptr, nullptr, nullptr) == 1 &&
-              EC_POINT_point2oct(eg, q, POINT_CONVERSION_UNCOMPRESSED, point.data(), point.size(), nullptr) ==
-                  point.size();
+    bool ok =
+        d != nullptr && q != nullptr && BN_bin2bn(priv.data(), static_cast<int>(priv.size()), d) != nullptr &&
+        EC_POINT_mul(eg, q, d, nullptr, nullptr, nullptr) == 1 &&
+        EC_POINT_point2oct(eg, q, POINT_CONVERSION_UNCOMPRESSED, point.data(), point.size(), nullptr) == point.size();
     Result<PkeyPtr> pk = ok ? ec_key_from(*g, point, d) : Result<PkeyPtr>(ossl_error("EC private key"));
     EC_POINT_free(q);
     EC_GROUP_free(eg);
@@ -378,8 +394,7 @@ Result<Bytes> nat_detection_hash(std::uint64_t spi_i, std::uint64_t spi_r, std::
   in.push_back(static_cast<std::uint8_t>(port));
   Bytes out(20);
   unsigned int n = 0;
-  if (EVP_Digest(in.data(), in.size(), out.data(), &n, EVP_sha1(), nullptr) != 1 || n != 20)
-    return ossl_error("SHA-1");
+  if (EVP_Digest(in.data(), in.size(), out.data(), &n, EVP_sha1(), nullptr) != 1 || n != 20) return ossl_error("SHA-1");
   return out;
 }
 
@@ -388,9 +403,12 @@ Result<Bytes> nat_detection_hash(std::uint64_t spi_i, std::uint64_t spi_r, std::
 namespace {
 const EVP_CIPHER* aes(std::size_t key_size, bool gcm) {
   switch (key_size) {
-    case 16: return gcm ? EVP_aes_128_gcm() : EVP_aes_128_cbc();
-    case 24: return gcm ? EVP_aes_192_gcm() : EVP_aes_192_cbc();
-    case 32: return gcm ? EVP_aes_256_gcm() : EVP_aes_256_cbc();
+    case 16:
+      return gcm ? EVP_aes_128_gcm() : EVP_aes_128_cbc();
+    case 24:
+      return gcm ? EVP_aes_192_gcm() : EVP_aes_192_cbc();
+    case 32:
+      return gcm ? EVP_aes_256_gcm() : EVP_aes_256_cbc();
   }
   return nullptr;
 }
@@ -405,13 +423,13 @@ Result<Bytes> aes_gcm_seal(std::span<const std::uint8_t> key, std::span<const st
   CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   Bytes out(plaintext.size() + tag_size);
   int n = 0, m = 0;
-  bool ok = ctx && EVP_EncryptInit_ex(ctx.get(), c, nullptr, key.data(), nonce.data()) == 1 &&
-            (aad.empty() || EVP_EncryptUpdate(ctx.get(), nullptr, &n, aad.data(), static_cast<int>(aad.size())) == 1) &&
-            EVP_EncryptUpdate(ctx.get(), out.data(), &n, plaintext.data(), static_cast<int>(plaintext.size())) == 1 &&
-            EVP_EncryptFinal_ex(ctx.get(), out.data() + n, &m) == 1 &&
-            static_cast<std::size_t>(n + m) == plaintext.size() &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(tag_size),
-                                out.data() + plaintext.size()) == 1;
+  bool ok =
+      ctx && EVP_EncryptInit_ex(ctx.get(), c, nullptr, key.data(), nonce.data()) == 1 &&
+      (aad.empty() || EVP_EncryptUpdate(ctx.get(), nullptr, &n, aad.data(), static_cast<int>(aad.size())) == 1) &&
+      EVP_EncryptUpdate(ctx.get(), out.data(), &n, plaintext.data(), static_cast<int>(plaintext.size())) == 1 &&
+      EVP_EncryptFinal_ex(ctx.get(), out.data() + n, &m) == 1 && static_cast<std::size_t>(n + m) == plaintext.size() &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(tag_size), out.data() + plaintext.size()) ==
+          1;
   if (!ok) return ossl_error("AES-GCM encryption");
   return out;
 }
@@ -452,8 +470,7 @@ Result<Bytes> aes_cbc(bool encrypt, std::span<const std::uint8_t> key, std::span
   bool ok = ctx && EVP_CipherInit_ex(ctx.get(), c, nullptr, key.data(), iv.data(), encrypt ? 1 : 0) == 1 &&
             EVP_CIPHER_CTX_set_padding(ctx.get(), 0) == 1 &&
             EVP_CipherUpdate(ctx.get(), out.data(), &n, data.data(), static_cast<int>(data.size())) == 1 &&
-            EVP_CipherFinal_ex(ctx.get(), out.data() + n, &m) == 1 &&
-            static_cast<std::size_t>(n + m) == data.size();
+            EVP_CipherFinal_ex(ctx.get(), out.data() + n, &m) == 1 && static_cast<std::size_t>(n + m) == data.size();
   if (!ok) return ossl_error("AES-CBC");
   return out;
 }

@@ -67,7 +67,8 @@ Result<SaPayload> decode_sa(Reader r) {
       std::uint16_t tlen = 0, id = 0;
       if (!pr.u8(tlast) || !pr.u8(r1) || !pr.u16(tlen) || !pr.u8(type) || !pr.u8(r2) || !pr.u16(id))
         return syntax("truncated transform");
-      if (tlen < 8 || tlen - 8u > pr.remaining()) return syntax("transform length " + std::to_string(tlen) + " is wrong");
+      if (tlen < 8 || tlen - 8u > pr.remaining())
+        return syntax("transform length " + std::to_string(tlen) + " is wrong");
       const bool is_last = i + 1 == ntrans;
       if (tlast != (is_last ? 0 : 3)) return syntax("transform 'last substruc' disagrees with the transform count");
       STORCRYPT_ASSIGN_OR_RETURN(auto attrs, decode_attributes(pr.sub(tlen - 8u)));
@@ -97,7 +98,8 @@ Result<TsPayload> decode_ts(Reader r) {
     TrafficSelector s;
     std::uint16_t len = 0;
     if (!r.u8(s.ts_type) || !r.u8(s.ip_protocol) || !r.u16(len)) return syntax("truncated traffic selector");
-    if (len < 4 || len - 4u > r.remaining()) return syntax("traffic selector length " + std::to_string(len) + " is wrong");
+    if (len < 4 || len - 4u > r.remaining())
+      return syntax("traffic selector length " + std::to_string(len) + " is wrong");
     Reader sr = r.sub(len - 4u);
     if (s.ts_type == kTsIpv4AddrRange || s.ts_type == kTsIpv6AddrRange) {
       const std::size_t alen = s.ts_type == kTsIpv4AddrRange ? 4 : 16;
@@ -194,8 +196,7 @@ Result<PayloadBody> decode_body(std::uint8_t type, std::span<const std::uint8_t>
       SkfPayload f;
       if (!r.u16(f.fragment_number) || !r.u16(f.total_fragments)) return syntax("truncated SKF payload");
       if (f.fragment_number == 0 || f.total_fragments == 0 || f.fragment_number > f.total_fragments)
-        return syntax("SKF fragment " + std::to_string(f.fragment_number) + " of " +
-                      std::to_string(f.total_fragments));
+        return syntax("SKF fragment " + std::to_string(f.fragment_number) + " of " + std::to_string(f.total_fragments));
       f.data = r.rest_bytes();
       return PayloadBody(std::move(f));
     }
@@ -315,22 +316,35 @@ Status encode_ts(Writer& w, const TsPayload& ts) {
 // Which variant alternative a payload type decodes into.
 std::size_t body_index(std::uint8_t type) {
   switch (static_cast<PayloadType>(type)) {
-    case PayloadType::kSa: return 0;
-    case PayloadType::kKe: return 1;
-    case PayloadType::kNonce: return 2;
-    case PayloadType::kNotify: return 3;
+    case PayloadType::kSa:
+      return 0;
+    case PayloadType::kKe:
+      return 1;
+    case PayloadType::kNonce:
+      return 2;
+    case PayloadType::kNotify:
+      return 3;
     case PayloadType::kIdi:
-    case PayloadType::kIdr: return 4;
+    case PayloadType::kIdr:
+      return 4;
     case PayloadType::kCert:
-    case PayloadType::kCertReq: return 5;
-    case PayloadType::kAuth: return 6;
+    case PayloadType::kCertReq:
+      return 5;
+    case PayloadType::kAuth:
+      return 6;
     case PayloadType::kTsi:
-    case PayloadType::kTsr: return 7;
-    case PayloadType::kDelete: return 8;
-    case PayloadType::kVendor: return 9;
-    case PayloadType::kSk: return 10;
-    case PayloadType::kSkf: return 11;
-    default: return 12;
+    case PayloadType::kTsr:
+      return 7;
+    case PayloadType::kDelete:
+      return 8;
+    case PayloadType::kVendor:
+      return 9;
+    case PayloadType::kSk:
+      return 10;
+    case PayloadType::kSkf:
+      return 11;
+    default:
+      return 12;
   }
 }
 
@@ -438,24 +452,42 @@ Status encode_chain(Writer& w, std::span<const Payload> payloads, bool allow_sk)
 
 std::string_view payload_type_name(std::uint8_t type) {
   switch (static_cast<PayloadType>(type)) {
-    case PayloadType::kNone: return "NONE";
-    case PayloadType::kSa: return "SA";
-    case PayloadType::kKe: return "KE";
-    case PayloadType::kIdi: return "IDi";
-    case PayloadType::kIdr: return "IDr";
-    case PayloadType::kCert: return "CERT";
-    case PayloadType::kCertReq: return "CERTREQ";
-    case PayloadType::kAuth: return "AUTH";
-    case PayloadType::kNonce: return "Nonce";
-    case PayloadType::kNotify: return "N";
-    case PayloadType::kDelete: return "D";
-    case PayloadType::kVendor: return "V";
-    case PayloadType::kTsi: return "TSi";
-    case PayloadType::kTsr: return "TSr";
-    case PayloadType::kSk: return "SK";
-    case PayloadType::kCp: return "CP";
-    case PayloadType::kEap: return "EAP";
-    case PayloadType::kSkf: return "SKF";
+    case PayloadType::kNone:
+      return "NONE";
+    case PayloadType::kSa:
+      return "SA";
+    case PayloadType::kKe:
+      return "KE";
+    case PayloadType::kIdi:
+      return "IDi";
+    case PayloadType::kIdr:
+      return "IDr";
+    case PayloadType::kCert:
+      return "CERT";
+    case PayloadType::kCertReq:
+      return "CERTREQ";
+    case PayloadType::kAuth:
+      return "AUTH";
+    case PayloadType::kNonce:
+      return "Nonce";
+    case PayloadType::kNotify:
+      return "N";
+    case PayloadType::kDelete:
+      return "D";
+    case PayloadType::kVendor:
+      return "V";
+    case PayloadType::kTsi:
+      return "TSi";
+    case PayloadType::kTsr:
+      return "TSr";
+    case PayloadType::kSk:
+      return "SK";
+    case PayloadType::kCp:
+      return "CP";
+    case PayloadType::kEap:
+      return "EAP";
+    case PayloadType::kSkf:
+      return "SKF";
   }
   return "unknown";
 }
@@ -498,8 +530,7 @@ Result<RawHeader> parse_header(std::span<const std::uint8_t> bytes) {
 Result<Message> parse(std::span<const std::uint8_t> bytes) {
   STORCRYPT_ASSIGN_OR_RETURN(RawHeader h, parse_header(bytes));
   if ((h.header.version >> 4) != 2)
-    return Error(ErrorCode::kProtocol,
-                 "IKE major version " + std::to_string(h.header.version >> 4) + " is not 2", {},
+    return Error(ErrorCode::kProtocol, "IKE major version " + std::to_string(h.header.version >> 4) + " is not 2", {},
                  "xIkeInvalidMajorVersion");
   if (h.length != bytes.size())
     return syntax("header length " + std::to_string(h.length) + " but " + std::to_string(bytes.size()) +

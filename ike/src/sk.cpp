@@ -18,7 +18,9 @@ constexpr auto kSkfType = static_cast<std::uint8_t>(PayloadType::kSkf);
 constexpr std::size_t kMaxReassembled = 256 * 1024;
 constexpr std::uint16_t kMaxFragments = 256;
 
-Error bad(std::string what) { return Error(ErrorCode::kProtocol, "encrypted payload: " + what, {}, "xIkeInvalidSyntax"); }
+Error bad(std::string what) {
+  return Error(ErrorCode::kProtocol, "encrypted payload: " + what, {}, "xIkeInvalidSyntax");
+}
 Error integrity() { return Error(ErrorCode::kProtocol, "integrity check failed", {}, "xIkeIntegrity"); }
 
 }  // namespace
@@ -85,6 +87,7 @@ Result<Bytes> SkProtector::seal_one(const Header& header, std::span<const Payloa
     std::copy(iv, iv + 8, nonce + 4);
     STORCRYPT_ASSIGN_OR_RETURN(
         Bytes ct, aes_gcm_seal(encr_.view().first(encr_.size() - 4), nonce, std::span(out.data(), body_at), pt));
+    OPENSSL_cleanse(nonce, sizeof nonce);  // the salt is key material
     std::copy(ct.begin(), ct.end(), iv + 8);
   } else {
     if (RAND_bytes(iv, 16) != 1) return Error(ErrorCode::kInternal, "OpenSSL: no random IV");
@@ -160,6 +163,7 @@ Result<SkProtector::Opened> SkProtector::open(std::span<const std::uint8_t> mess
     std::copy(iv.begin(), iv.end(), nonce + 4);
     auto r = aes_gcm_open(encr_.view().first(encr_.size() - 4), nonce, message.first(body_at),
                           message.subspan(body_at + 8, ct_len + icv_));
+    OPENSSL_cleanse(nonce, sizeof nonce);  // the salt is key material
     if (!r.ok()) return r.error().code() == ErrorCode::kProtocol ? integrity() : std::move(r).error();
     pt = std::move(r).value();
   } else {

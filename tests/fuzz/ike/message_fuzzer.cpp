@@ -36,8 +36,8 @@ void inspect(const std::vector<Payload>& payloads) {
 SkProtector make(bool aead) {
   storcrypt::SecretBytes e(aead ? 36 : 32), a(aead ? 0 : 48);
   auto p = aead ? SkProtector::create(transform_id::kEncrAesGcm16, 256, 0, std::move(e), std::move(a))
-                : SkProtector::create(transform_id::kEncrAesCbc, 256, transform_id::kIntegHmacSha384_192,
-                                      std::move(e), std::move(a));
+                : SkProtector::create(transform_id::kEncrAesCbc, 256, transform_id::kIntegHmacSha384_192, std::move(e),
+                                      std::move(a));
   if (!p.ok()) std::abort();
   return std::move(p).value();
 }

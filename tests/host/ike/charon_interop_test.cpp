@@ -9,6 +9,7 @@
 // every SK_* agree). The host kernel has no ESP, so charon's CHILD_SA install
 // fails; the test does not depend on the child.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,8 +18,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -44,27 +43,40 @@ using storcrypt::testing::VethPair;
 const char* kCharon = "/usr/sbin/charon-systemd";
 const char* kPsk = "storcrypt-interop-test-psk-0123456789";
 
-
 // charon in the right namespace, with its own configuration directory.
 class Charon {
  public:
   Charon(const TestNetns& ns, std::string dir) : dir_(std::move(dir)) {
     std::filesystem::create_directories(dir_ + "/swanctl");
-    std::ofstream(dir_ + "/strongswan.conf") << "charon {\n"
-                                                "  load_modular = yes\n"
-                                                "  port = 500\n  port_nat_t = 4500\n"
-                                                "  plugins {\n"
-                                                "    include /etc/strongswan.d/charon/*.conf\n"
-                                                "    vici {\n      socket = unix://" + dir_ + "/charon.vici\n    }\n"
-                                                "  }\n"
-                                                "  filelog { main {\n    path = " + dir_ + "/charon.log\n"
-                                                "    default = 1\n    ike = 2\n    enc = 2\n    flush_line = yes\n  } }\n"
-                                                "  journal {\n    default = -1\n  }\n"
-                                                "}\n"
-                                                "swanctl {\n"
-                                                "  socket = unix://" + dir_ + "/charon.vici\n"
-                                                "  load = pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl random nonce\n"
-                                                "}\n";
+    std::string conf = R"(charon {
+  load_modular = yes
+  port = 500
+  port_nat_t = 4500
+  plugins {
+    include /etc/strongswan.d/charon/*.conf
+    vici {
+      socket = unix://@DIR@/charon.vici
+    }
+  }
+  filelog {
+    main {
+      path = @DIR@/charon.log
+      default = 1
+      ike = 2
+      flush_line = yes
+    }
+  }
+  journal {
+    default = -1
+  }
+}
+swanctl {
+  socket = unix://@DIR@/charon.vici
+  load = pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl random nonce
+}
+)";
+    for (std::size_t at; (at = conf.find("@DIR@")) != std::string::npos;) conf.replace(at, 5, dir_);
+    std::ofstream(dir_ + "/strongswan.conf") << conf;
     std::ofstream(dir_ + "/swanctl/swanctl.conf")
         << "connections {\n"
            "  lab {\n"
@@ -97,8 +109,8 @@ class Charon {
       return;
     }
     auto r = storcrypt::testing::run({"ip", "netns", "exec", ns.name(), "env",
-                                      "STRONGSWAN_CONF=" + dir_ + "/strongswan.conf", "swanctl", "--load-all",
-                                      "--file", dir_ + "/swanctl/swanctl.conf"});
+                                      "STRONGSWAN_CONF=" + dir_ + "/strongswan.conf", "swanctl", "--load-all", "--file",
+                                      dir_ + "/swanctl/swanctl.conf"});
     if (r.exit_code != 0) error_ = "swanctl --load-all failed: " + r.out + r.err;
   }
   ~Charon() {
@@ -331,8 +343,7 @@ class CharonInterop : public ::testing::Test {
     SecretBytes expected = psk_auth(*r_octets);
     const auto& got = std::get<AuthPayload>(rauth->body);
     EXPECT_EQ(got.method, auth_method::kSharedKey);
-    EXPECT_TRUE(got.data.size() == expected.size() &&
-                std::equal(got.data.begin(), got.data.end(), expected.data()))
+    EXPECT_TRUE(got.data.size() == expected.size() && std::equal(got.data.begin(), got.data.end(), expected.data()))
         << "charon's AUTH does not verify with our SK_pr";
     // The host kernel has no ESP: the child either came up (kernel with ESP) or
     // charon says why not; both are fine here.

@@ -195,8 +195,9 @@ TEST(IkeCrypto, EcdhP256Rfc5903) {
   EXPECT_EQ(hex_of(i->public_value()),
             "dad0b65394221cf9b051e1feca5787d098dfe637fc90b9ef945d0c37725811805271a0461cdb8252d61f1c456fa3e59ab1f45b"
             "33accf5f58389e0577b8990bb3");
-  auto gir = i->derive(hx("d12dfb5289c8d4f81208b70270398c342296970a0bccb74c736fc7554494bf63"
-                          "56fbf3ca366cc23e8157854c13c58d6aac23f046ada30f8353e74f33039872ab"));
+  auto gir =
+      i->derive(hx("d12dfb5289c8d4f81208b70270398c342296970a0bccb74c736fc7554494bf63"
+                   "56fbf3ca366cc23e8157854c13c58d6aac23f046ada30f8353e74f33039872ab"));
   ASSERT_TRUE(gir.ok());
   EXPECT_EQ(hex_of(*gir), "d6840f6b42f6edafd13116e0e12565202fef8e9ece7dce03812464d04b9442de");
 }
@@ -230,7 +231,7 @@ TEST(IkeCrypto, GeneratedKeysAgreeAndPeerValuesAreChecked) {
   EXPECT_EQ(KeyExchange::public_size(19), 64u);
   EXPECT_EQ(KeyExchange::public_size(31), 32u);
   EXPECT_FALSE(KeyExchange::generate(14).ok());  // MODP-2048 is not offered
-  {  // wrong length
+  {                                              // wrong length
     auto a = KeyExchange::generate(20);
     EXPECT_EQ(a->derive(Bytes(95, 1)).error().code(), ErrorCode::kProtocol);
   }
@@ -255,8 +256,9 @@ TEST(IkeCrypto, NatDetectionHash) {
 
 TEST(IkeCrypto, AesGcmTestCase16) {
   const auto key = hx("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308");
-  const auto pt = hx("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
-                     "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
+  const auto pt =
+      hx("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+         "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
   const auto aad = hx("feedfacedeadbeeffeedfacedeadbeefabaddad2");
   const auto nonce = hx("cafebabefacedbaddecaf888");  // RFC 5282: salt cafebabe || IV facedbaddecaf888
   const std::string expected =
@@ -280,8 +282,9 @@ TEST(IkeCrypto, AesGcmTestCase16) {
 TEST(IkeCrypto, AesCbcSp80038a) {
   const auto key = hx("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4");
   const auto iv = hx("000102030405060708090a0b0c0d0e0f");
-  const auto pt = hx("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
-                     "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710");
+  const auto pt =
+      hx("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
+         "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710");
   auto ct = aes_cbc(true, key, iv, pt);
   ASSERT_TRUE(ct.ok());
   EXPECT_EQ(hex_of(*ct),

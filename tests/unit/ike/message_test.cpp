@@ -126,8 +126,9 @@ TEST(IkeMessage, IkeAuthInnerChainRoundTrips) {
 
 TEST(IkeMessage, SkIsAnOpaqueLastPayload) {
   // IKE_AUTH request: header, then SK with next = IDi and 40 bytes of IV/ciphertext/ICV.
-  auto bytes = hx("0123456789abcdef fedcba9876543210 2e 20 23 08 00000001 00000048"
-                  "23 00 002c") ;
+  auto bytes =
+      hx("0123456789abcdef fedcba9876543210 2e 20 23 08 00000001 00000048"
+         "23 00 002c");
   for (int i = 0; i < 40; ++i) bytes.push_back(static_cast<std::uint8_t>(i));
   auto m = parse(bytes);
   ASSERT_TRUE(m.ok()) << m.error().to_string();
@@ -139,8 +140,9 @@ TEST(IkeMessage, SkIsAnOpaqueLastPayload) {
 }
 
 TEST(IkeMessage, SkfFragmentFields) {
-  auto bytes = hx("0123456789abcdef fedcba9876543210 35 20 23 08 00000001 00000030"
-                  "23 00 0014 0001 0003 00112233445566778899aabb");
+  auto bytes =
+      hx("0123456789abcdef fedcba9876543210 35 20 23 08 00000001 00000030"
+         "23 00 0014 0001 0003 00112233445566778899aabb");
   auto m = parse(bytes);
   ASSERT_TRUE(m.ok()) << m.error().to_string();
   const auto& f = std::get<SkfPayload>(m->payloads[0].body);
@@ -158,10 +160,11 @@ TEST(IkeMessage, SkfFragmentFields) {
 }
 
 TEST(IkeMessage, DeleteVendorAndUnknownPayloadsRoundTrip) {
-  auto bytes = hx("0123456789abcdef fedcba9876543210 2a 20 25 00 00000007 00000050"
-                  "2b 00 0010 03 04 0002 c1c2c3c4 d1d2d3d4"  // D: ESP, two SPIs, next V
-                  "2f 00 000c 882fe56d6fd20dbc"              // V, next CP
-                  "00 80 0018 01 000000 0001 0004 c0000201 0003 0004 c0000202");  // CP, critical
+  auto bytes =
+      hx("0123456789abcdef fedcba9876543210 2a 20 25 00 00000007 00000050"
+         "2b 00 0010 03 04 0002 c1c2c3c4 d1d2d3d4"                       // D: ESP, two SPIs, next V
+         "2f 00 000c 882fe56d6fd20dbc"                                   // V, next CP
+         "00 80 0018 01 000000 0001 0004 c0000201 0003 0004 c0000202");  // CP, critical
   ASSERT_EQ(bytes.size(), 0x50u);
   auto m = parse(bytes);
   ASSERT_TRUE(m.ok()) << m.error().to_string();
@@ -285,8 +288,9 @@ TEST(IkeMessage, RejectsBadVersionsAndHeaders) {
 
 TEST(IkeMessage, SkMustBeLastAndNeverNested) {
   // SK followed by another payload: the chain after SK is encrypted, so bytes after it are an error.
-  auto b = hx("0123456789abcdef fedcba9876543210 2e 20 23 08 00000001 00000034"
-              "23 00 0010 000102030405060708090a0b 00000008 00000000");
+  auto b =
+      hx("0123456789abcdef fedcba9876543210 2e 20 23 08 00000001 00000034"
+         "23 00 0010 000102030405060708090a0b 00000008 00000000");
   b.resize(0x34);
   EXPECT_FALSE(parse(b).ok());
   // SK inside a decrypted chain.
@@ -321,8 +325,9 @@ TEST(IkeMessage, TrafficSelectorRejects) {
     EXPECT_FALSE(parse_payload_chain(t(PayloadType::kIdi), b).ok());
   }
   // An IPv6 range round-trips.
-  auto v6 = hx("00 00 0030 01 000000 08 06 0028 0000 ffff"
-               "20010db8000000000000000000000000 20010db8ffffffffffffffffffffffff");
+  auto v6 =
+      hx("00 00 0030 01 000000 08 06 0028 0000 ffff"
+         "20010db8000000000000000000000000 20010db8ffffffffffffffffffffffff");
   auto c = parse_payload_chain(t(PayloadType::kTsr), v6);
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   EXPECT_EQ(std::get<TsPayload>((*c)[0].body).selectors[0].ip_protocol, 6);

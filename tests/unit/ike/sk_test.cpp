@@ -43,8 +43,8 @@ SkProtector gcm() {
   return std::move(p).value();
 }
 SkProtector cbc() {
-  auto p = SkProtector::create(transform_id::kEncrAesCbc, 256, transform_id::kIntegHmacSha384_192,
-                               range_key(0x10, 32), range_key(0x50, 48));
+  auto p = SkProtector::create(transform_id::kEncrAesCbc, 256, transform_id::kIntegHmacSha384_192, range_key(0x10, 32),
+                               range_key(0x50, 48));
   if (!p.ok()) std::abort();
   return std::move(p).value();
 }

@@ -311,9 +311,8 @@ struct RawPayload {
   bool operator==(const RawPayload&) const = default;
 };
 
-using PayloadBody = std::variant<SaPayload, KePayload, NoncePayload, NotifyPayload, IdPayload, CertPayload,
-                                 AuthPayload, TsPayload, DeletePayload, VendorPayload, SkPayload, SkfPayload,
-                                 RawPayload>;
+using PayloadBody = std::variant<SaPayload, KePayload, NoncePayload, NotifyPayload, IdPayload, CertPayload, AuthPayload,
+                                 TsPayload, DeletePayload, VendorPayload, SkPayload, SkfPayload, RawPayload>;
 
 struct Payload {
   std::uint8_t type = 0;  ///< PayloadType value

@@ -7,7 +7,10 @@
 //     the ciphertext, checked before anything is decrypted.
 //
 // One SkProtector protects one direction of one IKE SA (SK_ei/SK_ai or
-// SK_er/SK_ar); it owns its keys (SecretBytes). open() takes the whole
+// SK_er/SK_ar); it owns its keys (SecretBytes) and is move-only. With
+// AES-GCM it numbers its explicit IVs from 1, so exactly one SkProtector may
+// ever seal with a given key: never create a second one for the same SK_e*
+// (a repeated GCM nonce gives the key away). open() takes the whole
 // received message (untrusted) and returns kProtocol errors; a failed
 // integrity check has the name xIkeIntegrity (drop the message silently,
 // RFC 7296 §2.21.2).
@@ -47,10 +50,10 @@ class SkProtector {
 
   struct Opened {
     Header header;
-    std::uint8_t next = 0;               ///< first inner payload type (0 in SKF fragments after the first)
-    std::uint16_t fragment_number = 0;   ///< 0 for SK, 1.. for SKF
+    std::uint8_t next = 0;              ///< first inner payload type (0 in SKF fragments after the first)
+    std::uint16_t fragment_number = 0;  ///< 0 for SK, 1.. for SKF
     std::uint16_t total_fragments = 0;
-    Bytes plaintext;                     ///< inner payload chain (padding removed)
+    Bytes plaintext;  ///< inner payload chain (padding removed)
   };
   /// Verify and decrypt a received message whose last payload is SK or SKF.
   Result<Opened> open(std::span<const std::uint8_t> message) const;
