@@ -423,13 +423,13 @@ Result<Bytes> aes_gcm_seal(std::span<const std::uint8_t> key, std::span<const st
   CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   Bytes out(plaintext.size() + tag_size);
   int n = 0, m = 0;
-  bool ok =
-      ctx && EVP_EncryptInit_ex(ctx.get(), c, nullptr, key.data(), nonce.data()) == 1 &&
-      (aad.empty() || EVP_EncryptUpdate(ctx.get(), nullptr, &n, aad.data(), static_cast<int>(aad.size())) == 1) &&
-      EVP_EncryptUpdate(ctx.get(), out.data(), &n, plaintext.data(), static_cast<int>(plaintext.size())) == 1 &&
-      EVP_EncryptFinal_ex(ctx.get(), out.data() + n, &m) == 1 && static_cast<std::size_t>(n + m) == plaintext.size() &&
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(tag_size), out.data() + plaintext.size()) ==
-          1;
+  bool ok = ctx && EVP_EncryptInit_ex(ctx.get(), c, nullptr, key.data(), nonce.data()) == 1 &&
+            (aad.empty() || EVP_EncryptUpdate(ctx.get(), nullptr, &n, aad.data(), static_cast<int>(aad.size())) == 1) &&
+            EVP_EncryptUpdate(ctx.get(), out.data(), &n, plaintext.data(), static_cast<int>(plaintext.size())) == 1 &&
+            EVP_EncryptFinal_ex(ctx.get(), out.data() + n, &m) == 1 &&
+            static_cast<std::size_t>(n) + static_cast<std::size_t>(m) == plaintext.size() &&
+            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(tag_size),
+                                out.data() + plaintext.size()) == 1;
   if (!ok) return ossl_error("AES-GCM encryption");
   return out;
 }
@@ -470,7 +470,8 @@ Result<Bytes> aes_cbc(bool encrypt, std::span<const std::uint8_t> key, std::span
   bool ok = ctx && EVP_CipherInit_ex(ctx.get(), c, nullptr, key.data(), iv.data(), encrypt ? 1 : 0) == 1 &&
             EVP_CIPHER_CTX_set_padding(ctx.get(), 0) == 1 &&
             EVP_CipherUpdate(ctx.get(), out.data(), &n, data.data(), static_cast<int>(data.size())) == 1 &&
-            EVP_CipherFinal_ex(ctx.get(), out.data() + n, &m) == 1 && static_cast<std::size_t>(n + m) == data.size();
+            EVP_CipherFinal_ex(ctx.get(), out.data() + n, &m) == 1 &&
+            static_cast<std::size_t>(n) + static_cast<std::size_t>(m) == data.size();
   if (!ok) return ossl_error("AES-CBC");
   return out;
 }

@@ -15,7 +15,7 @@ constexpr auto kSkType = static_cast<std::uint8_t>(PayloadType::kSk);
 constexpr auto kSkfType = static_cast<std::uint8_t>(PayloadType::kSkf);
 // Reassembled messages larger than this are refused (RFC 7383 leaves the
 // limit to the implementation; a certificate chain needs a few KiB).
-constexpr std::size_t kMaxReassembled = 256 * 1024;
+constexpr std::size_t kMaxReassembled = std::size_t{256} * 1024;
 constexpr std::uint16_t kMaxFragments = 256;
 
 Error bad(std::string what) {
