@@ -9,6 +9,7 @@
 #include <span>
 
 #include "storcrypt/ike/message.h"
+#include "storcrypt/ike/proposal.h"
 #include "storcrypt/ike/sk.h"
 
 namespace {
@@ -27,9 +28,33 @@ void inspect(const std::vector<Payload>& payloads) {
       (void)decode_hash_algorithms(n->data);
       (void)decode_invalid_ke(n->data);
     }
-    if (const auto* sa = std::get_if<SaPayload>(&p.body))
-      for (const Proposal& pr : sa->proposals)
+    if (const auto* sa = std::get_if<SaPayload>(&p.body)) {
+      for (const Proposal& pr : sa->proposals) {
         for (const Transform& t : pr.transforms) (void)t.key_length();
+        (void)suite_of(pr);
+      }
+      // Proposal selection on hostile offers and answers, against the CNSA defaults.
+      static const std::vector<Proposal> ours = [] {
+        Proposal cbc, gcm;
+        cbc.transforms = {Transform::make(TransformType::kEncr, transform_id::kEncrAesCbc, 256),
+                          Transform::make(TransformType::kInteg, transform_id::kIntegHmacSha384_192),
+                          Transform::make(TransformType::kPrf, transform_id::kPrfHmacSha384),
+                          Transform::make(TransformType::kKe, transform_id::kGroupEcp384)};
+        gcm.number = 2;
+        gcm.transforms = {Transform::make(TransformType::kEncr, transform_id::kEncrAesGcm16, 256),
+                          Transform::make(TransformType::kPrf, transform_id::kPrfHmacSha384),
+                          Transform::make(TransformType::kKe, transform_id::kGroupEcp384)};
+        return std::vector<Proposal>{cbc, gcm};
+      }();
+      auto chosen = choose_proposal(*sa, ours);
+      // Whatever is chosen is one of ours exactly (ours list one transform per type).
+      if (chosen) {
+        bool found = false;
+        for (const Proposal& o : ours) found = found || o.transforms == chosen->transforms;
+        if (!found) std::abort();
+      }
+      (void)check_chosen(*sa, ours);
+    }
   }
 }
 

@@ -29,6 +29,7 @@
 #include "storcrypt/common/hex.h"
 #include "storcrypt/ike/crypto.h"
 #include "storcrypt/ike/message.h"
+#include "storcrypt/ike/proposal.h"
 #include "storcrypt/ike/sk.h"
 #include "storcrypt/testing/environment.h"
 #include "storcrypt/testing/netns.h"
@@ -266,6 +267,10 @@ class CharonInterop : public ::testing::Test {
     const auto& chosen = std::get<SaPayload>(sa->body);
     ASSERT_EQ(chosen.proposals.size(), 1u);
     EXPECT_EQ(chosen.proposals[0].transforms, offered.transforms);
+    auto suite = check_chosen(chosen, {&offered, 1});
+    ASSERT_TRUE(suite.ok()) << suite.error().to_string();
+    EXPECT_EQ(suite->encr, gcm ? transform_id::kEncrAesGcm16 : transform_id::kEncrAesCbc);
+    EXPECT_EQ(suite->ke, transform_id::kGroupEcp384);
     const auto& peer_ke = std::get<KePayload>(resp->find(PayloadType::kKe)->body);
     EXPECT_EQ(peer_ke.group, transform_id::kGroupEcp384);
     const Bytes nr = std::get<NoncePayload>(resp->find(PayloadType::kNonce)->body).data;
