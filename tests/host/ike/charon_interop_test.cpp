@@ -254,6 +254,12 @@ class CharonInterop : public ::testing::Test {
     auto answer = udp.exchange(*request);
     ASSERT_TRUE(answer.has_value()) << "no IKE_SA_INIT response from charon";
 
+    // STORCRYPT_IKE_CAPTURE_DIR=dir keeps charon's IKE_SA_INIT answer (public
+    // values only) for the unit tests' and fuzzer's captured inputs.
+    if (const char* cap = getenv("STORCRYPT_IKE_CAPTURE_DIR"))
+      std::ofstream(std::string(cap) + (gcm ? "/charon_sa_init_response_gcm" : "/charon_sa_init_response_cbc"),
+                    std::ios::binary)
+          .write(reinterpret_cast<const char*>(answer->data()), static_cast<std::streamsize>(answer->size()));
     auto resp = parse(*answer);
     ASSERT_TRUE(resp.ok()) << resp.error().to_string();
     EXPECT_EQ(*serialize(*resp), *answer);  // charon's bytes round-trip through our codec

@@ -9,6 +9,7 @@
 //  - AES-GCM: GCM specification (McGrew/Viega) test case 16 (AES-256, 96-bit
 //    nonce, AAD), the same vector NIST's gcmEncryptExtIV256 set carries.
 //  - AES-CBC: NIST SP 800-38A F.2.5 (CBC-AES256.Encrypt).
+//  - NAT-D: also two hashes charon computed (captured, see the test).
 //  - prf+, SKEYSEED, SK_*, KEYMAT, NAT-D: no published IKEv2 vectors exist;
 //    computed independently by tests/unit/ike/gen_vectors.py with Python's
 //    hmac/hashlib (not our code); re-run it to check.
@@ -252,6 +253,12 @@ TEST(IkeCrypto, NatDetectionHash) {
   ASSERT_TRUE(h.ok());
   EXPECT_EQ(hex_of(*h), "b43b59394bf8bc930246a8f80b6fddf05c58d9bf");
   EXPECT_FALSE(nat_detection_hash(1, 2, hx("c00002"), 500).ok());
+  // Computed by charon: the NAT-D notifies of its captured IKE_SA_INIT answer
+  // (message_test.cpp ParsesCapturedCharonResponse), 192.0.2.2:500 -> 192.0.2.1:500.
+  EXPECT_EQ(hex_of(*nat_detection_hash(0x8877665544332211ULL, 0x43ff07a10538362eULL, hx("c0000202"), 500)),
+            "be3ede64b8bfc565674909264c8a8397fadbe16c");
+  EXPECT_EQ(hex_of(*nat_detection_hash(0x8877665544332211ULL, 0x43ff07a10538362eULL, hx("c0000201"), 500)),
+            "1aa7fd0268a391ba517cb21ce79f6c638820f52c");
 }
 
 TEST(IkeCrypto, AesGcmTestCase16) {

@@ -367,6 +367,36 @@ TEST(IkeMessage, EveryMutationIsRefusedOrRoundTrips) {
   }
 }
 
+// charon's (strongSwan 5.9.8, Debian 12) answer to our aes256-sha384-ecp384
+// IKE_SA_INIT request, captured by tests/host/ike with STORCRYPT_IKE_CAPTURE_DIR
+// (public values only: SPIs, KE, nonce, notifies).
+TEST(IkeMessage, ParsesCapturedCharonResponse) {
+  const auto bytes =
+      hx("887766554433221143ff07a10538362e212022200000000000000138220000300000002c010100040300000c0100000c"
+         "800e0100030000080300000d03000008020000060000000804000014280000680014000067a7652fbb4a6bea80da12d0"
+         "dfa86b10224e52ec0eb30f719e82cd75cd5c9193591b6ce60714607d58ac6d52ad0ec14a0ef50d6742caa056e2c4a241"
+         "25822813aef757ae9be048dd25b2187ff1efa54fdbf77b4a9f002e69b58842a40c91452a290000240e220e312c56b5ee"
+         "6b3051a25815922bc070d36db52940c8084fd16a2744c7dd2900001c00004004be3ede64b8bfc565674909264c8a8397"
+         "fadbe16c2900001c000040051aa7fd0268a391ba517cb21ce79f6c638820f52c290000080000402e290000100000402f"
+         "000200030004000529000008000040220000000800004014");
+  auto m = parse(bytes);
+  ASSERT_TRUE(m.ok()) << m.error().to_string();
+  EXPECT_EQ(*serialize(*m), bytes);
+  EXPECT_EQ(m->header.spi_i, 0x8877665544332211ULL);
+  EXPECT_TRUE(m->header.is_response());
+  EXPECT_FALSE(unsupported_critical_payload(m->payloads).has_value());
+  ASSERT_EQ(m->payloads.size(), 9u);
+  const auto& sa = std::get<SaPayload>(m->payloads[0].body);
+  ASSERT_EQ(sa.proposals.size(), 1u);
+  EXPECT_EQ(sa.proposals[0].transforms[0].key_length(), 256);
+  EXPECT_EQ(std::get<KePayload>(m->payloads[1].body).data.size(), 96u);
+  // Notifies we do not act on yet (CHILDLESS_IKEV2_SUPPORTED, MULTIPLE_AUTH_SUPPORTED) parse as notifies.
+  EXPECT_NE(m->find_notify(16418), nullptr);
+  EXPECT_NE(m->find_notify(16404), nullptr);
+  auto algs = decode_hash_algorithms(m->find_notify(notify::kSignatureHashAlgorithms)->data);
+  EXPECT_EQ(*algs, (std::vector<std::uint16_t>{2, 3, 4, 5}));
+}
+
 TEST(IkeMessage, NotifyDataHelpers) {
   EXPECT_EQ(encode_invalid_ke(20), hx("0014"));
   EXPECT_EQ(*decode_invalid_ke(hx("0013")), 19);
