@@ -362,7 +362,7 @@ ValidationReport validate(const PolicyList& list, const KeyStore& keys, const Co
             std::erase_if(d, [&](std::size_t i) { return eff[i].origin != Origin::kUser; });
             if (!d.empty()) {
               warn("",
-                   std::string(to_string(dir)) + " " + std::string(family_name(f)) + " control traffic (" + e.name +
+                   std::string(to_string(dir)) + " " + std::string(family_label(f)) + " control traffic (" + e.name +
                        ") would be discarded by " + join_names(eff, d),
                    "add a BYPASS policy for it above those policies if storcrypt needs it");
             }
@@ -437,10 +437,10 @@ CompiledPolicySet compile(const PolicyList& list, const CompileOptions& opt) {
               s.family = f;
               s.proto = p.selector.protocol.value_or(0);
               const bool out_dir = dir == XfrmDir::kOut;
-              s.saddr = out_dir ? lp.address : rp.address;
-              s.prefixlen_s = out_dir ? lp.length : rp.length;
-              s.daddr = out_dir ? rp.address : lp.address;
-              s.prefixlen_d = out_dir ? rp.length : lp.length;
+              s.saddr = out_dir ? lp.addr : rp.addr;
+              s.prefixlen_s = out_dir ? lp.len : rp.len;
+              s.daddr = out_dir ? rp.addr : lp.addr;
+              s.prefixlen_d = out_dir ? rp.len : lp.len;
               // ICMP: the kernel's flow "source port" is the type and
               // "destination port" the code, in both directions.
               const PortMask& sp = (out_dir || icmp) ? a : b;

@@ -51,55 +51,14 @@ Result<std::uint32_t> parse_number(std::string_view s, std::uint32_t max, std::s
 
 }  // namespace
 
-std::string_view family_name(Family f) { return f == Family::kIPv4 ? "IPv4" : "IPv6"; }
-
-U128 family_max(Family f) { return low_mask(family_bits(f)); }
-
-Result<IpAddress> IpAddress::parse(std::string_view text) {
-  std::string s(trim(text));
-  IpAddress a;
-  if (s.find(':') != std::string::npos) {
-    std::uint8_t b[16];
-    if (inet_pton(AF_INET6, s.c_str(), b) != 1) goto bad;
-    a.family = Family::kIPv6;
-    for (std::uint8_t x : b) a.value = (a.value << 8) | x;
-    return a;
-  } else {
-    std::uint8_t b[4];
-    if (s.empty() || inet_pton(AF_INET, s.c_str(), b) != 1) goto bad;
-    a.family = Family::kIPv4;
-    for (std::uint8_t x : b) a.value = (a.value << 8) | x;
-    return a;
-  }
-bad:
-  return Error(ErrorCode::kInvalidInput, "'" + s + "' is not an IPv4 or IPv6 address",
-               "write an address such as 192.0.2.1 or 2001:db8::1");
-}
-
-std::vector<std::uint8_t> IpAddress::bytes() const {
-  const int n = family == Family::kIPv4 ? 4 : 16;
-  std::vector<std::uint8_t> out(n);
-  U128 v = value;
-  for (int i = n - 1; i >= 0; --i) {
-    out[i] = static_cast<std::uint8_t>(v & 0xff);
-    v >>= 8;
-  }
-  return out;
-}
-
-std::string IpAddress::to_string() const {
-  char buf[INET6_ADDRSTRLEN] = {};
-  auto b = bytes();
-  inet_ntop(family == Family::kIPv4 ? AF_INET : AF_INET6, b.data(), buf, sizeof buf);
-  return buf;
-}
-
-std::string Prefix::to_string() const { return address.to_string() + "/" + std::to_string(length); }
+std::string_view family_label(Family f) { return f == Family::kIPv4 ? "IPv4" : "IPv6"; }
 
 std::vector<Prefix> range_to_prefixes(const AddressRange& r) {
   std::vector<Prefix> out;
   const int bits = family_bits(r.family);
-  decompose(r.lo, r.hi, bits, [&](U128 start, int k) { out.push_back({{r.family, start}, bits - k}); });
+  decompose(r.lo, r.hi, bits, [&](U128 start, int k) {
+    out.push_back({IpAddress::from_value(r.family, start), static_cast<std::uint8_t>(bits - k)});
+  });
   return out;
 }
 
@@ -115,30 +74,30 @@ Result<AddressSpec> AddressSpec::parse(std::string_view text) {
   std::string_view s = trim(text);
   if (iequals(s, "ANY") || s == "*") return AddressSpec::any();
   if (auto dash = s.find('-'); dash != std::string_view::npos) {
-    STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(s.substr(0, dash)));
-    STORCRYPT_ASSIGN_OR_RETURN(IpAddress b, IpAddress::parse(s.substr(dash + 1)));
-    if (a.family != b.family || a.value > b.value) {
+    STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(trim(s.substr(0, dash)), ""));
+    STORCRYPT_ASSIGN_OR_RETURN(IpAddress b, IpAddress::parse(trim(s.substr(dash + 1)), ""));
+    if (a.family != b.family || a.value() > b.value()) {
       return Error(ErrorCode::kInvalidInput,
                    "address range '" + std::string(s) + "' must go from a lower to a higher address of one family",
                    "write the range as FIRST-LAST, e.g. 192.0.2.10-192.0.2.20");
     }
-    if (a.value == b.value) return AddressSpec::single(a);
+    if (a.value() == b.value()) return AddressSpec::single(a);
     return AddressSpec{Kind::kRange, a, b, 0};
   }
   if (auto slash = s.find('/'); slash != std::string_view::npos) {
-    STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(s.substr(0, slash)));
+    STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(trim(s.substr(0, slash)), ""));
     const int bits = family_bits(a.family);
     STORCRYPT_ASSIGN_OR_RETURN(std::uint32_t len, parse_number(s.substr(slash + 1), bits, "prefix length"));
     const U128 host = low_mask(bits - static_cast<int>(len));
-    if ((a.value & host) != 0) {
+    if ((a.value() & host) != 0) {
       return Error(ErrorCode::kInvalidInput, "prefix '" + std::string(s) + "' has host bits set",
-                   "use the network address, e.g. " + IpAddress{a.family, a.value & ~host}.to_string() + "/" +
+                   "use the network address, e.g. " + IpAddress::from_value(a.family, a.value() & ~host).to_string() + "/" +
                        std::to_string(len));
     }
     if (static_cast<int>(len) == bits) return AddressSpec::single(a);
-    return AddressSpec{Kind::kPrefix, a, IpAddress{a.family, a.value | host}, static_cast<int>(len)};
+    return AddressSpec{Kind::kPrefix, a, IpAddress::from_value(a.family, a.value() | host), static_cast<int>(len)};
   }
-  STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(s));
+  STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(s, ""));
   return AddressSpec::single(a);
 }
 
@@ -167,13 +126,13 @@ std::optional<AddressRange> AddressSpec::range(Family f) const {
       return AddressRange{f, 0, family_max(f)};
     case Kind::kSingle:
       if (first.family != f) return std::nullopt;
-      return AddressRange{f, first.value, first.value};
+      return AddressRange{f, first.value(), first.value()};
     case Kind::kPrefix:
       if (first.family != f) return std::nullopt;
-      return AddressRange{f, first.value, first.value | low_mask(family_bits(f) - prefix_len)};
+      return AddressRange{f, first.value(), first.value() | low_mask(family_bits(f) - prefix_len)};
     case Kind::kRange:
       if (first.family != f) return std::nullopt;
-      return AddressRange{f, first.value, last.value};
+      return AddressRange{f, first.value(), last.value()};
   }
   return std::nullopt;
 }

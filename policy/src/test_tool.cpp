@@ -21,8 +21,8 @@ Policy make_bypass(std::string name, Direction d, std::uint8_t p, PortSpec lp, P
 AddressSpec all_ipv6() {
   AddressSpec s;
   s.kind = AddressSpec::Kind::kPrefix;
-  s.first = {Family::kIPv6, 0};
-  s.last = {Family::kIPv6, family_max(Family::kIPv6)};
+  s.first = IpAddress::any(Family::kIPv6);
+  s.last = IpAddress::from_value(Family::kIPv6, family_max(Family::kIPv6));
   s.prefix_len = 0;
   return s;
 }

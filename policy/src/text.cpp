@@ -124,11 +124,11 @@ Result<Policy> build(const Block& b, int first_line) {
       return ok_status();
     }));
     STORCRYPT_TRY(wrap("LocalEndpoint", [&](const std::string& v) -> Status {
-      STORCRYPT_ASSIGN_OR_RETURN(pr.local_endpoint, IpAddress::parse(v));
+      STORCRYPT_ASSIGN_OR_RETURN(pr.local_endpoint, IpAddress::parse(v, ""));
       return ok_status();
     }));
     STORCRYPT_TRY(wrap("RemoteEndpoint", [&](const std::string& v) -> Status {
-      STORCRYPT_ASSIGN_OR_RETURN(pr.remote_endpoint, IpAddress::parse(v));
+      STORCRYPT_ASSIGN_OR_RETURN(pr.remote_endpoint, IpAddress::parse(v, ""));
       return ok_status();
     }));
     STORCRYPT_TRY(wrap("IntegrityAlgorithm", [&](const std::string& v) -> Status {

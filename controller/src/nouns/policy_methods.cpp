@@ -260,8 +260,8 @@ Status register_policy_methods(Dispatcher& d, Context& ctx) {
           return Error(ErrorCode::kInvalidInput, "protocol: the test tool needs one protocol, not ANY",
                        "give TCP, UDP, ICMP, ICMPv6, SCTP or a number");
         q.protocol = *proto;
-        STORCRYPT_ASSIGN_OR_RETURN(q.local, pol::IpAddress::parse(p.str("local")));
-        STORCRYPT_ASSIGN_OR_RETURN(q.remote, pol::IpAddress::parse(p.str("remote")));
+        STORCRYPT_ASSIGN_OR_RETURN(q.local, pol::IpAddress::parse(p.str("local"), "local"));
+        STORCRYPT_ASSIGN_OR_RETURN(q.remote, pol::IpAddress::parse(p.str("remote"), "remote"));
         std::uint16_t max = pol::protocol_is_icmp(q.protocol) ? 255 : 65535;
         q.local_ports = {0, max};
         q.remote_ports = {0, max};

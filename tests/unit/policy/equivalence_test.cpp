@@ -19,7 +19,7 @@ bool prefix_match(const IpAddress& a, const IpAddress& net, int len) {
   const int bits = family_bits(a.family);
   if (len == 0) return true;
   const int shift = bits - len;
-  return (a.value >> shift) == (net.value >> shift);
+  return (a.value() >> shift) == (net.value() >> shift);
 }
 
 struct KernelVerdict {

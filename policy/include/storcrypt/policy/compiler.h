@@ -90,9 +90,9 @@ struct SelectorSpec {
   std::uint16_t dport = 0, dport_mask = 0;
   friend bool operator==(const SelectorSpec&, const SelectorSpec&) = default;
   friend auto operator<=>(const SelectorSpec& a, const SelectorSpec& b) {
-    return std::tie(a.family, a.saddr.value, a.prefixlen_s, a.daddr.value, a.prefixlen_d, a.proto, a.sport,
-                    a.sport_mask, a.dport, a.dport_mask) <=> std::tie(b.family, b.saddr.value, b.prefixlen_s,
-                                                                      b.daddr.value, b.prefixlen_d, b.proto, b.sport,
+    return std::tie(a.family, a.saddr.bytes, a.prefixlen_s, a.daddr.bytes, a.prefixlen_d, a.proto, a.sport,
+                    a.sport_mask, a.dport, a.dport_mask) <=> std::tie(b.family, b.saddr.bytes, b.prefixlen_s,
+                                                                      b.daddr.bytes, b.prefixlen_d, b.proto, b.sport,
                                                                       b.sport_mask, b.dport, b.dport_mask);
   }
 };

@@ -10,49 +10,31 @@
 #include <string_view>
 #include <vector>
 
+#include "storcrypt/common/ip.h"
 #include "storcrypt/common/result.h"
 
 namespace storcrypt::policy {
 
-using U128 = unsigned __int128;
+// The address model is the project's one (storcrypt/common/ip.h), shared
+// with netlink/: IpAddress (bytes in network order, value() as an integer)
+// and Prefix (addr + len, host bits clear).
+using storcrypt::Family;
+using storcrypt::family_bits;
+using storcrypt::family_max;
+using storcrypt::IpAddress;
+using storcrypt::Prefix;
+using storcrypt::U128;
 
-enum class Family : std::uint8_t { kIPv4, kIPv6 };
-
-/// Bits in an address of this family (32 or 128).
-inline int family_bits(Family f) { return f == Family::kIPv4 ? 32 : 128; }
-std::string_view family_name(Family f);
-
-/// One IPv4 or IPv6 address, held as an integer (IPv4 in the low 32 bits).
-struct IpAddress {
-  Family family = Family::kIPv4;
-  U128 value = 0;
-
-  static Result<IpAddress> parse(std::string_view text);
-  static IpAddress v4(std::uint32_t v) { return {Family::kIPv4, v}; }
-  std::string to_string() const;
-  /// Network-order bytes: 4 for IPv4, 16 for IPv6.
-  std::vector<std::uint8_t> bytes() const;
-  friend bool operator==(const IpAddress&, const IpAddress&) = default;
-};
-
-/// Largest address value of a family.
-U128 family_max(Family f);
+/// "IPv4" / "IPv6", as policy messages spell the families.
+std::string_view family_label(Family f);
 
 /// An inclusive address range within one family.
 struct AddressRange {
   Family family = Family::kIPv4;
   U128 lo = 0;
   U128 hi = 0;
-  bool contains(const IpAddress& a) const { return a.family == family && a.value >= lo && a.value <= hi; }
+  bool contains(const IpAddress& a) const { return a.family == family && a.value() >= lo && a.value() <= hi; }
   friend bool operator==(const AddressRange&, const AddressRange&) = default;
-};
-
-/// A prefix (network address + length) as the kernel selector holds it.
-struct Prefix {
-  IpAddress address;
-  int length = 0;
-  std::string to_string() const;
-  friend bool operator==(const Prefix&, const Prefix&) = default;
 };
 
 /// Smallest set of prefixes whose union is exactly [lo, hi] (in order).
