@@ -73,6 +73,7 @@ std::vector<PortMask> port_range_to_masks(PortRange r) {
 Result<AddressSpec> AddressSpec::parse(std::string_view text) {
   std::string_view s = trim(text);
   if (iequals(s, "ANY") || s == "*") return AddressSpec::any();
+  if (valid_address_name(s)) return AddressSpec::named(std::string(s));
   if (auto dash = s.find('-'); dash != std::string_view::npos) {
     STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(trim(s.substr(0, dash)), ""));
     STORCRYPT_ASSIGN_OR_RETURN(IpAddress b, IpAddress::parse(trim(s.substr(dash + 1)), ""));
@@ -111,13 +112,52 @@ std::string AddressSpec::to_string() const {
       return first.to_string() + "/" + std::to_string(prefix_len);
     case Kind::kRange:
       return first.to_string() + "-" + last.to_string();
+    case Kind::kNamed:
+      return name;
   }
   return "?";
 }
 
 std::optional<Family> AddressSpec::family() const {
   if (kind == Kind::kAny) return std::nullopt;
+  if (kind == Kind::kNamed) {
+    std::optional<Family> f;
+    for (const AddressSpec& m : members) {
+      auto mf = m.family();
+      if (!mf || (f && *f != *mf)) return std::nullopt;
+      f = mf;
+    }
+    return f;
+  }
   return first.family;
+}
+
+std::vector<AddressRange> AddressSpec::ranges(Family f) const {
+  std::vector<AddressRange> out;
+  if (kind != Kind::kNamed) {
+    if (auto r = range(f)) out.push_back(*r);
+    return out;
+  }
+  for (const AddressSpec& m : members)
+    if (auto r = m.range(f)) out.push_back(*r);
+  std::sort(out.begin(), out.end(), [](const AddressRange& a, const AddressRange& b) { return a.lo < b.lo; });
+  std::vector<AddressRange> merged;
+  for (const AddressRange& r : out) {
+    if (!merged.empty() && (merged.back().hi == family_max(f) || r.lo <= merged.back().hi + 1)) {
+      merged.back().hi = std::max(merged.back().hi, r.hi);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  return merged;
+}
+
+bool valid_address_name(std::string_view n) {
+  if (n.empty() || n.size() > 64 || iequals(n, "ANY")) return false;
+  if (!((n[0] >= 'A' && n[0] <= 'Z') || (n[0] >= 'a' && n[0] <= 'z'))) return false;
+  return std::all_of(n.begin(), n.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  });
 }
 
 std::optional<AddressRange> AddressSpec::range(Family f) const {
@@ -133,11 +173,15 @@ std::optional<AddressRange> AddressSpec::range(Family f) const {
     case Kind::kRange:
       if (first.family != f) return std::nullopt;
       return AddressRange{f, first.value(), last.value()};
+    case Kind::kNamed:
+      return std::nullopt;
   }
   return std::nullopt;
 }
 
 bool AddressSpec::matches(const IpAddress& a) const {
+  if (kind == Kind::kNamed)
+    return std::any_of(members.begin(), members.end(), [&](const AddressSpec& m) { return m.matches(a); });
   auto r = range(a.family);
   return r && r->contains(a);
 }

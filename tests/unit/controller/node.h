@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -41,6 +42,10 @@ struct Node {
       for (auto& p : foreign) f->add_foreign_policy(p);
       return std::unique_ptr<nl::XfrmApi>(std::move(f));
     };
+    kernel->local_addresses = [this]() -> Result<std::vector<IpAddress>> {
+      std::lock_guard lock(addresses_mu);
+      return local_addresses;
+    };
     ctx.set_service(kernel);
     Status s = register_all_methods(disp, ctx);
     EXPECT_TRUE(s.ok()) << s.error().to_string();
@@ -60,6 +65,14 @@ struct Node {
   Dispatcher disp;
   nl::FakeXfrm* fake = nullptr;
   std::vector<nl::Policy> foreign;
+  /// The node's own addresses (what LocalAddress ANY stands for in transport mode);
+  /// change them with set_local_addresses() once a ticker may read them.
+  std::vector<IpAddress> local_addresses = {*IpAddress::parse("192.0.2.1"), *IpAddress::parse("2001:db8::1")};
+  std::mutex addresses_mu;
+  void set_local_addresses(std::vector<IpAddress> a) {
+    std::lock_guard lock(addresses_mu);
+    local_addresses = std::move(a);
+  }
 };
 
 }  // namespace storcrypt::controller::test
