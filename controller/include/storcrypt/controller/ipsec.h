@@ -2,7 +2,8 @@
 //
 // State (the daemon's state directory):
 //   SQLite component "ipsec": the uncommitted and the committed policy list
-//     (as policy files, storcrypt::policy::export_policies), the default
+//     (as policy files, storcrypt::policy::export_policies, named address
+//     selectors included), the default
 //     disposition, whether enforcement is enabled, and an "applying" marker
 //     set while the kernel is being changed.
 //   ipsec-keys (0600): the named keys, one `<name> <algorithm> <hex>` per line.
