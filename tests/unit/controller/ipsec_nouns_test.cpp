@@ -644,6 +644,17 @@ TEST_F(IpsecNouns, TheWatcherFollowsAddressChangesForLocalAddressAny) {
   ::unsetenv("STORCRYPT_IPSEC_WATCH_SECONDS");
 }
 
+TEST(InterfaceAddresses, TheNodesAddressesLeaveOutLoopback) {
+  // storcryptd's binding of IpsecKernel::local_addresses: every namespace has
+  // lo (127.0.0.1, ::1), which must never stand for LocalAddress ANY.
+  auto a = interface_addresses();
+  ASSERT_TRUE(a.ok()) << a.error().to_string();
+  for (const IpAddress& x : *a) {
+    EXPECT_FALSE(x.family == Family::kIPv4 && x.bytes[0] == 127) << x.to_string();
+    EXPECT_NE(x.to_string(), "::1");
+  }
+}
+
 TEST(XfrmStat, ParsesTheKernelsCountersAndRefusesOtherText) {
   auto r = parse_xfrm_stat(
       "XfrmInError                     0\nXfrmOutPolBlock                 7\n\nXfrmInStateProtoError\t3\n");
