@@ -6,7 +6,7 @@ _storcrypt() {
     _init_completion || return
 
     local globals="--socket --json --timeout --help --version"
-    local nouns="system event cert truststore volume keymedia policy key ipsec drive ear"
+    local nouns="system event cert truststore volume keymedia policy key address ipsec drive ear"
     local noun="" verb="" i w
     for ((i = 1; i < cword; i++)); do
         w=${words[i]}
@@ -52,6 +52,7 @@ _storcrypt() {
         keymedia) verbs="list status init" ;;
         policy) verbs="list show add insert modify move clone remove import export test validate commit revert" ;;
         key) verbs="list create delete export import" ;;
+        address) verbs="add list remove" ;;
         ipsec) verbs="enable disable default status" ;;
         drive) verbs="list show lock unlock erase revert" ;;
         ear) verbs="enable disable status rekey" ;;
@@ -84,6 +85,7 @@ _storcrypt() {
         "policy export") opts+=" --committed"
             if [[ $cur != -* ]]; then _filedir; return; fi ;;
         "policy test") opts+=" --direction --protocol --local --remote --local-port --icmp-type --remote-port --icmp-code" ;;
+        "address list") opts+=" --committed" ;;
         "key create") opts+=" --algorithm --hex-file --ascii-file --replace" ;;
         "key export") opts+=" --name --passphrase-file --kdf"
             if [[ $cur != -* ]]; then _filedir; return; fi ;;

@@ -17,6 +17,7 @@ Status register_all_methods(Dispatcher& d, Context& ctx) {
   STORCRYPT_TRY(register_keymedia_methods(d, ctx));
   STORCRYPT_TRY(register_policy_methods(d, ctx));
   STORCRYPT_TRY(register_key_methods(d, ctx));
+  STORCRYPT_TRY(register_address_methods(d, ctx));
   STORCRYPT_TRY(register_ipsec_methods(d, ctx));
   STORCRYPT_TRY(register_drive_methods(d, ctx));
   STORCRYPT_TRY(register_ear_methods(d, ctx));
@@ -32,6 +33,7 @@ void add_all_commands(CLI::App& app, ClientContext& cc) {
   add_keymedia_commands(app, cc);
   add_policy_commands(app, cc);
   add_key_commands(app, cc);
+  add_address_commands(app, cc);
   add_ipsec_commands(app, cc);
   add_drive_commands(app, cc);
   add_ear_commands(app, cc);

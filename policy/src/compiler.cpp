@@ -45,16 +45,17 @@ std::vector<Box> boxes_of(const Policy& p) {
   std::vector<Box> out;
   const Selector& s = p.selector;
   for (Family f : selector_families(s)) {
-    auto l = s.local.range(f);
-    auto r = s.remote.range(f);
-    if (!l || !r) continue;
-    for (PortRange a : dim_ranges(s, true)) {
-      for (PortRange b : dim_ranges(s, false)) {
-        Box box;
-        box.family = f;
-        box.lo = {l->lo, r->lo, s.protocol ? U128{*s.protocol} : U128{0}, a.lo, b.lo};
-        box.hi = {l->hi, r->hi, s.protocol ? U128{*s.protocol} : U128{255}, a.hi, b.hi};
-        out.push_back(box);
+    for (const AddressRange& l : s.local.ranges(f)) {
+      for (const AddressRange& r : s.remote.ranges(f)) {
+        for (PortRange a : dim_ranges(s, true)) {
+          for (PortRange b : dim_ranges(s, false)) {
+            Box box;
+            box.family = f;
+            box.lo = {l.lo, r.lo, s.protocol ? U128{*s.protocol} : U128{0}, a.lo, b.lo};
+            box.hi = {l.hi, r.hi, s.protocol ? U128{*s.protocol} : U128{255}, a.hi, b.hi};
+            out.push_back(box);
+          }
+        }
       }
     }
   }
@@ -155,9 +156,19 @@ struct SaEnds {
   IpAddress saddr, daddr;
 };
 
+/// Transport mode with LocalAddress ANY: the local side is this node's addresses.
+bool any_local_transport(const Policy& p) {
+  return p.disposition == Disposition::kProtect && p.protection && p.protection->mode == Mode::kTransport &&
+         p.selector.local.is_any();
+}
+
 SaEnds sa_ends(const Policy& p) {
   const Protection& pr = *p.protection;
-  IpAddress local = pr.mode == Mode::kTunnel ? *pr.local_endpoint : p.selector.local.first;
+  // Transport mode with LocalAddress ANY: the wildcard source (0.0.0.0 or ::),
+  // which the kernel's outbound SA lookup accepts for any source address.
+  IpAddress local = pr.mode == Mode::kTunnel      ? *pr.local_endpoint
+                    : p.selector.local.is_any() ? IpAddress::any(p.selector.remote.first.family)
+                                                : p.selector.local.first;
   IpAddress remote = pr.mode == Mode::kTunnel ? *pr.remote_endpoint : p.selector.remote.first;
   if (p.direction == Direction::kOutbound) return {local, remote};
   return {remote, local};
@@ -177,6 +188,15 @@ std::vector<PortMask> masks_of(const Selector& s, bool local) {
 }
 
 }  // namespace
+
+std::vector<IpAddress> node_addresses(const CompileOptions& opt, Family f) {
+  std::vector<IpAddress> out;
+  if (!opt.local_addresses) return out;
+  for (const IpAddress& a : *opt.local_addresses)
+    if (a.family == f && std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+  std::sort(out.begin(), out.end(), [](const IpAddress& a, const IpAddress& b) { return a.bytes < b.bytes; });
+  return out;
+}
 
 std::string_view to_string(XfrmDir d) {
   switch (d) {
@@ -223,11 +243,10 @@ std::string ValidationReport::to_string() const {
 std::size_t selector_count(const Policy& p) {
   std::size_t total = 0;
   for (Family f : selector_families(p.selector)) {
-    auto l = p.selector.local.range(f);
-    auto r = p.selector.remote.range(f);
-    if (!l || !r) continue;
-    total += range_to_prefixes(*l).size() * range_to_prefixes(*r).size() * masks_of(p.selector, true).size() *
-             masks_of(p.selector, false).size();
+    std::size_t lp = 0, rp = 0;
+    for (const AddressRange& l : p.selector.local.ranges(f)) lp += range_to_prefixes(l).size();
+    for (const AddressRange& r : p.selector.remote.ranges(f)) rp += range_to_prefixes(r).size();
+    total += lp * rp * masks_of(p.selector, true).size() * masks_of(p.selector, false).size();
   }
   return total;
 }
@@ -247,8 +266,16 @@ ValidationReport validate(const PolicyList& list, const KeyStore& keys, const Co
             "add at least one " + std::string(to_string(d)) + " policy (e.g. a final BYPASS or DISCARD)");
     }
   }
+  // Named address selectors: every name a policy uses must be defined; the
+  // checks below see the policies with their names expanded.
+  for (const auto& [pol, name] : list.undefined_addresses()) {
+    error(pol, "address selector '" + name + "' is not defined",
+          "define it with 'storcrypt address add " + name + " ENTRY...' or use an address");
+  }
+  if (!rep.ok()) return rep;
+  const PolicyList resolved = list.resolved().value();  // every name is defined (checked above)
   std::map<std::uint32_t, std::string> spis;
-  for (const Policy& p : list.policies()) {
+  for (const Policy& p : resolved.policies()) {
     if (auto st = check_policy(p); !st.ok()) {
       error("", st.error().message(), st.error().fix());
       continue;
@@ -281,6 +308,22 @@ ValidationReport validate(const PolicyList& list, const KeyStore& keys, const Co
         error(p.name, "key '" + *key + "' has the wrong length for " + std::string(to_string(*alg)),
               "create the key again");
       }
+    }
+  }
+  if (!rep.ok()) return rep;
+
+  // Transport mode with LocalAddress ANY needs this node's addresses of the remote's family.
+  for (const Policy& p : resolved.policies()) {
+    if (!any_local_transport(p)) continue;
+    const Family f = p.selector.remote.first.family;
+    if (!opt.local_addresses) {
+      error(p.name, "LocalAddress ANY in transport mode needs this node's own addresses, which are not known",
+            "give LocalAddress (this node's address), or check that storcryptd can read its network interfaces");
+    } else if (node_addresses(opt, f).empty()) {
+      error(p.name,
+            "LocalAddress ANY in transport mode stands for this node's " + std::string(family_label(f)) +
+                " addresses, and it has none",
+            "add an " + std::string(family_label(f)) + " address to an interface, or give LocalAddress");
     }
   }
   if (!rep.ok()) return rep;
@@ -362,7 +405,7 @@ ValidationReport validate(const PolicyList& list, const KeyStore& keys, const Co
             std::erase_if(d, [&](std::size_t i) { return eff[i].origin != Origin::kUser; });
             if (!d.empty()) {
               warn("",
-                   std::string(to_string(dir)) + " " + std::string(family_name(f)) + " control traffic (" + e.name +
+                   std::string(to_string(dir)) + " " + std::string(family_label(f)) + " control traffic (" + e.name +
                        ") would be discarded by " + join_names(eff, d),
                    "add a BYPASS policy for it above those policies if storcrypt needs it");
             }
@@ -407,6 +450,14 @@ CompiledPolicySet compile(const PolicyList& list, const CompileOptions& opt) {
       sa.reqid = t.reqid;
       sa.direction = p.direction;
       sa.source = p.name;
+      std::vector<IpAddress> locals;
+      if (any_local_transport(p)) {
+        // One outbound SA (SAs are keyed by destination, SPI and protocol; its
+        // wildcard source matches every local address), one inbound SA per
+        // local address of the family (inbound lookup is by destination).
+        locals = node_addresses(opt, t.family);
+        out.any_local[p.name] = locals;
+      }
       if (pr.encryption && algorithm_is_aead(*pr.encryption)) {
         sa.aead = alg_spec(*pr.encryption, pr.encryption_key);
       } else {
@@ -417,18 +468,30 @@ CompiledPolicySet compile(const PolicyList& list, const CompileOptions& opt) {
           sa.crypt = AlgorithmSpec{Algorithm::kAesCbc128, "ecb(cipher_null)", 0, ""};  // ESP integrity only
         }
       }
-      out.sas.push_back(std::move(sa));
+      if (any_local_transport(p) && p.direction == Direction::kInbound) {
+        for (const IpAddress& a : locals) {
+          SaSpec each = sa;
+          each.daddr = a;
+          out.sas.push_back(std::move(each));
+        }
+      } else {
+        out.sas.push_back(std::move(sa));
+      }
     }
     const XfrmAction action = p.disposition == Disposition::kDiscard ? XfrmAction::kBlock : XfrmAction::kAllow;
     const auto lm = masks_of(p.selector, true);
     const auto rm = masks_of(p.selector, false);
     const bool icmp = p.selector.protocol && protocol_is_icmp(*p.selector.protocol);
     for (Family f : selector_families(p.selector)) {
-      auto lr = p.selector.local.range(f);
-      auto rr = p.selector.remote.range(f);
-      if (!lr || !rr) continue;
-      const auto lps = range_to_prefixes(*lr);
-      const auto rps = range_to_prefixes(*rr);
+      std::vector<Prefix> lps, rps;
+      for (const AddressRange& r : p.selector.local.ranges(f)) {
+        auto v = range_to_prefixes(r);
+        lps.insert(lps.end(), v.begin(), v.end());
+      }
+      for (const AddressRange& r : p.selector.remote.ranges(f)) {
+        auto v = range_to_prefixes(r);
+        rps.insert(rps.end(), v.begin(), v.end());
+      }
       for (const Prefix& lp : lps) {
         for (const Prefix& rp : rps) {
           for (const PortMask& a : lm) {
@@ -437,10 +500,10 @@ CompiledPolicySet compile(const PolicyList& list, const CompileOptions& opt) {
               s.family = f;
               s.proto = p.selector.protocol.value_or(0);
               const bool out_dir = dir == XfrmDir::kOut;
-              s.saddr = out_dir ? lp.address : rp.address;
-              s.prefixlen_s = out_dir ? lp.length : rp.length;
-              s.daddr = out_dir ? rp.address : lp.address;
-              s.prefixlen_d = out_dir ? rp.length : lp.length;
+              s.saddr = out_dir ? lp.addr : rp.addr;
+              s.prefixlen_s = out_dir ? lp.len : rp.len;
+              s.daddr = out_dir ? rp.addr : lp.addr;
+              s.prefixlen_d = out_dir ? rp.len : lp.len;
               // ICMP: the kernel's flow "source port" is the type and
               // "destination port" the code, in both directions.
               const PortMask& sp = (out_dir || icmp) ? a : b;

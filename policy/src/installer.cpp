@@ -9,17 +9,7 @@ namespace {
 
 namespace nl = storcrypt::netlink;
 
-nl::Family to_nl(Family f) { return f == Family::kIPv4 ? nl::Family::kIPv4 : nl::Family::kIPv6; }
-
-nl::IpAddress to_nl(const IpAddress& a) {
-  nl::IpAddress out;
-  out.family = to_nl(a.family);
-  auto b = a.bytes();
-  std::copy(b.begin(), b.end(), out.bytes.begin());
-  return out;
-}
-
-Result<nl::Prefix> prefix(const IpAddress& a, int len) { return nl::Prefix::make(to_nl(a), len, "selector"); }
+Result<Prefix> prefix(const IpAddress& a, int len) { return Prefix::make(a, static_cast<unsigned>(len), "selector"); }
 
 /// ICMP type/code values selected by a value/mask pair (nullopt = any).
 std::vector<std::optional<std::uint8_t>> icmp_values(std::uint16_t value, std::uint16_t mask, bool force) {
@@ -139,15 +129,15 @@ Result<std::vector<std::pair<nl::Policy, const PolicySpec*>>> kernel_policies(co
       nl::Template t;
       t.proto = p.tmpl->proto == proto::kAh ? nl::XfrmProto::kAh : nl::XfrmProto::kEsp;
       t.mode = p.tmpl->mode == Mode::kTunnel ? nl::Mode::kTunnel : nl::Mode::kTransport;
-      t.family = to_nl(p.tmpl->family);
-      t.src = to_nl(p.tmpl->saddr);
-      t.dst = to_nl(p.tmpl->daddr);
+      t.family = p.tmpl->family;
+      t.src = p.tmpl->saddr;
+      t.dst = p.tmpl->daddr;
       t.reqid = p.tmpl->reqid;
       t.spi = p.tmpl->spi;
       base.templates.push_back(t);
     }
     const SelectorSpec& s = p.selector;
-    nl::Selector sel = nl::Selector::any(to_nl(s.family));
+    nl::Selector sel = nl::Selector::any(s.family);
     STORCRYPT_ASSIGN_OR_RETURN(sel.src, prefix(s.saddr, s.prefixlen_s));
     STORCRYPT_ASSIGN_OR_RETURN(sel.dst, prefix(s.daddr, s.prefixlen_d));
     sel.proto = s.proto;
@@ -184,8 +174,8 @@ Result<KernelSet> to_kernel(const CompiledPolicySet& set, const KeyStore& keys) 
   KernelSet out;
   for (const SaSpec& s : set.sas) {
     nl::Sa sa;
-    sa.src = to_nl(s.saddr);
-    sa.dst = to_nl(s.daddr);
+    sa.src = s.saddr;
+    sa.dst = s.daddr;
     sa.spi = s.spi;
     sa.proto = s.proto == proto::kAh ? nl::XfrmProto::kAh : nl::XfrmProto::kEsp;
     sa.mode = s.mode == Mode::kTunnel ? nl::Mode::kTunnel : nl::Mode::kTransport;

@@ -223,9 +223,15 @@ Status check_policy(const Policy& p) {
       return invalid(p.name, "tunnel endpoints are given in transport mode",
                      "remove LocalEndpoint/RemoteEndpoint or set Mode = tunnel");
     }
-    if (s.local.kind != AddressSpec::Kind::kSingle || s.remote.kind != AddressSpec::Kind::kSingle) {
-      return invalid(p.name, "transport mode with manual keys needs one local and one remote address",
-                     "give single addresses, or use Mode = tunnel with endpoints for prefixes and ranges");
+    // LocalAddress ANY stands for this node's own addresses of the remote's
+    // family (the compiler installs the inbound SA on each of them).
+    if ((s.local.kind != AddressSpec::Kind::kSingle && s.local.kind != AddressSpec::Kind::kAny) ||
+        s.remote.kind != AddressSpec::Kind::kSingle) {
+      return invalid(p.name,
+                     "transport mode with manual keys needs one local and one remote address (LocalAddress may "
+                     "be ANY: this node's addresses)",
+                     "give single addresses (LocalAddress may be ANY), or use Mode = tunnel with endpoints for "
+                     "prefixes, ranges and named address selectors");
     }
   }
   const bool needs_int = pr.service != Service::kEspConfidentiality;
@@ -338,6 +344,97 @@ Status PolicyList::remove(std::string_view name) {
   if (!i) return not_found(name);
   policies_.erase(policies_.begin() + static_cast<std::ptrdiff_t>(*i));
   return ok_status();
+}
+
+}  // namespace storcrypt::policy
+
+namespace storcrypt::policy {
+
+AddressSpec resolve_address(const AddressSpec& spec, const AddressSets& sets) {
+  if (!spec.is_named()) return spec;
+  AddressSpec out = spec;
+  auto it = sets.find(spec.name);
+  out.members = it == sets.end() ? std::vector<AddressSpec>{} : it->second;
+  return out;
+}
+
+Status PolicyList::add_addresses(const std::string& name, const std::vector<AddressSpec>& entries) {
+  if (!valid_address_name(name)) {
+    return Error(ErrorCode::kInvalidInput, "address selector name '" + name + "' is not valid",
+                 "start with a letter, then up to 63 letters, digits, '_' or '-' (not ANY)", "xAddressInvalid");
+  }
+  if (entries.empty()) {
+    return Error(ErrorCode::kInvalidInput, "address selector '" + name + "' needs at least one entry",
+                 "give addresses, prefixes (a/n) or ranges (a-b)", "xAddressInvalid");
+  }
+  for (const AddressSpec& e : entries) {
+    if (e.is_any() || e.is_named()) {
+      return Error(ErrorCode::kInvalidInput,
+                   "address selector '" + name + "': entry '" + e.to_string() +
+                       "' is not an address, a prefix or a range",
+                   "list addresses (192.0.2.1), prefixes (192.0.2.0/24) or ranges (192.0.2.10-192.0.2.20); "
+                   "ANY and other names cannot be entries",
+                   "xAddressInvalid");
+    }
+  }
+  auto& list = addresses_[name];
+  for (const AddressSpec& e : entries)
+    if (std::find(list.begin(), list.end(), e) == list.end()) list.push_back(e);
+  return ok_status();
+}
+
+std::vector<std::string> PolicyList::users_of_addresses(std::string_view name) const {
+  std::vector<std::string> out;
+  for (const Policy& p : policies_) {
+    if ((p.selector.local.is_named() && p.selector.local.name == name) ||
+        (p.selector.remote.is_named() && p.selector.remote.name == name))
+      out.push_back(p.name);
+  }
+  return out;
+}
+
+Status PolicyList::remove_addresses(std::string_view name) {
+  auto it = addresses_.find(std::string(name));
+  if (it == addresses_.end()) {
+    return Error(ErrorCode::kNotFound, "no address selector named '" + std::string(name) + "'",
+                 "see 'storcrypt address list'", "xAddressNotFound");
+  }
+  auto users = users_of_addresses(name);
+  if (!users.empty()) {
+    std::string u;
+    for (const auto& x : users) u += (u.empty() ? "'" : ", '") + x + "'";
+    return Error(ErrorCode::kConflict, "address selector '" + std::string(name) + "' is used by policy " + u,
+                 "change or remove those policies first", "xAddressInUse");
+  }
+  addresses_.erase(it);
+  return ok_status();
+}
+
+std::vector<std::pair<std::string, std::string>> PolicyList::undefined_addresses() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Policy& p : policies_) {
+    for (const AddressSpec* a : {&p.selector.local, &p.selector.remote}) {
+      if (a->is_named() && !addresses_.count(a->name)) out.emplace_back(p.name, a->name);
+    }
+  }
+  return out;
+}
+
+Result<PolicyList> PolicyList::resolved() const {
+  if (auto u = undefined_addresses(); !u.empty()) {
+    return Error(ErrorCode::kInvalidInput,
+                 "policy '" + u.front().first + "': address selector '" + u.front().second + "' is not defined",
+                 "define it with 'storcrypt address add " + u.front().second +
+                     " ENTRY...' (or in the policy file: 'Address = " + u.front().second +
+                     "' and 'Entries = ...'), or use an address",
+                 "xAddressUndefined");
+  }
+  PolicyList out = *this;
+  for (Policy& p : out.policies_) {
+    p.selector.local = resolve_address(p.selector.local, addresses_);
+    p.selector.remote = resolve_address(p.selector.remote, addresses_);
+  }
+  return out;
 }
 
 }  // namespace storcrypt::policy

@@ -51,55 +51,14 @@ Result<std::uint32_t> parse_number(std::string_view s, std::uint32_t max, std::s
 
 }  // namespace
 
-std::string_view family_name(Family f) { return f == Family::kIPv4 ? "IPv4" : "IPv6"; }
-
-U128 family_max(Family f) { return low_mask(family_bits(f)); }
-
-Result<IpAddress> IpAddress::parse(std::string_view text) {
-  std::string s(trim(text));
-  IpAddress a;
-  if (s.find(':') != std::string::npos) {
-    std::uint8_t b[16];
-    if (inet_pton(AF_INET6, s.c_str(), b) != 1) goto bad;
-    a.family = Family::kIPv6;
-    for (std::uint8_t x : b) a.value = (a.value << 8) | x;
-    return a;
-  } else {
-    std::uint8_t b[4];
-    if (s.empty() || inet_pton(AF_INET, s.c_str(), b) != 1) goto bad;
-    a.family = Family::kIPv4;
-    for (std::uint8_t x : b) a.value = (a.value << 8) | x;
-    return a;
-  }
-bad:
-  return Error(ErrorCode::kInvalidInput, "'" + s + "' is not an IPv4 or IPv6 address",
-               "write an address such as 192.0.2.1 or 2001:db8::1");
-}
-
-std::vector<std::uint8_t> IpAddress::bytes() const {
-  const int n = family == Family::kIPv4 ? 4 : 16;
-  std::vector<std::uint8_t> out(n);
-  U128 v = value;
-  for (int i = n - 1; i >= 0; --i) {
-    out[i] = static_cast<std::uint8_t>(v & 0xff);
-    v >>= 8;
-  }
-  return out;
-}
-
-std::string IpAddress::to_string() const {
-  char buf[INET6_ADDRSTRLEN] = {};
-  auto b = bytes();
-  inet_ntop(family == Family::kIPv4 ? AF_INET : AF_INET6, b.data(), buf, sizeof buf);
-  return buf;
-}
-
-std::string Prefix::to_string() const { return address.to_string() + "/" + std::to_string(length); }
+std::string_view family_label(Family f) { return f == Family::kIPv4 ? "IPv4" : "IPv6"; }
 
 std::vector<Prefix> range_to_prefixes(const AddressRange& r) {
   std::vector<Prefix> out;
   const int bits = family_bits(r.family);
-  decompose(r.lo, r.hi, bits, [&](U128 start, int k) { out.push_back({{r.family, start}, bits - k}); });
+  decompose(r.lo, r.hi, bits, [&](U128 start, int k) {
+    out.push_back({IpAddress::from_value(r.family, start), static_cast<std::uint8_t>(bits - k)});
+  });
   return out;
 }
 
@@ -114,31 +73,32 @@ std::vector<PortMask> port_range_to_masks(PortRange r) {
 Result<AddressSpec> AddressSpec::parse(std::string_view text) {
   std::string_view s = trim(text);
   if (iequals(s, "ANY") || s == "*") return AddressSpec::any();
+  if (valid_address_name(s)) return AddressSpec::named(std::string(s));
   if (auto dash = s.find('-'); dash != std::string_view::npos) {
-    STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(s.substr(0, dash)));
-    STORCRYPT_ASSIGN_OR_RETURN(IpAddress b, IpAddress::parse(s.substr(dash + 1)));
-    if (a.family != b.family || a.value > b.value) {
+    STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(trim(s.substr(0, dash)), ""));
+    STORCRYPT_ASSIGN_OR_RETURN(IpAddress b, IpAddress::parse(trim(s.substr(dash + 1)), ""));
+    if (a.family != b.family || a.value() > b.value()) {
       return Error(ErrorCode::kInvalidInput,
                    "address range '" + std::string(s) + "' must go from a lower to a higher address of one family",
                    "write the range as FIRST-LAST, e.g. 192.0.2.10-192.0.2.20");
     }
-    if (a.value == b.value) return AddressSpec::single(a);
+    if (a.value() == b.value()) return AddressSpec::single(a);
     return AddressSpec{Kind::kRange, a, b, 0};
   }
   if (auto slash = s.find('/'); slash != std::string_view::npos) {
-    STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(s.substr(0, slash)));
+    STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(trim(s.substr(0, slash)), ""));
     const int bits = family_bits(a.family);
     STORCRYPT_ASSIGN_OR_RETURN(std::uint32_t len, parse_number(s.substr(slash + 1), bits, "prefix length"));
     const U128 host = low_mask(bits - static_cast<int>(len));
-    if ((a.value & host) != 0) {
+    if ((a.value() & host) != 0) {
       return Error(ErrorCode::kInvalidInput, "prefix '" + std::string(s) + "' has host bits set",
-                   "use the network address, e.g. " + IpAddress{a.family, a.value & ~host}.to_string() + "/" +
+                   "use the network address, e.g. " + IpAddress::from_value(a.family, a.value() & ~host).to_string() + "/" +
                        std::to_string(len));
     }
     if (static_cast<int>(len) == bits) return AddressSpec::single(a);
-    return AddressSpec{Kind::kPrefix, a, IpAddress{a.family, a.value | host}, static_cast<int>(len)};
+    return AddressSpec{Kind::kPrefix, a, IpAddress::from_value(a.family, a.value() | host), static_cast<int>(len)};
   }
-  STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(s));
+  STORCRYPT_ASSIGN_OR_RETURN(IpAddress a, IpAddress::parse(s, ""));
   return AddressSpec::single(a);
 }
 
@@ -152,13 +112,52 @@ std::string AddressSpec::to_string() const {
       return first.to_string() + "/" + std::to_string(prefix_len);
     case Kind::kRange:
       return first.to_string() + "-" + last.to_string();
+    case Kind::kNamed:
+      return name;
   }
   return "?";
 }
 
 std::optional<Family> AddressSpec::family() const {
   if (kind == Kind::kAny) return std::nullopt;
+  if (kind == Kind::kNamed) {
+    std::optional<Family> f;
+    for (const AddressSpec& m : members) {
+      auto mf = m.family();
+      if (!mf || (f && *f != *mf)) return std::nullopt;
+      f = mf;
+    }
+    return f;
+  }
   return first.family;
+}
+
+std::vector<AddressRange> AddressSpec::ranges(Family f) const {
+  std::vector<AddressRange> out;
+  if (kind != Kind::kNamed) {
+    if (auto r = range(f)) out.push_back(*r);
+    return out;
+  }
+  for (const AddressSpec& m : members)
+    if (auto r = m.range(f)) out.push_back(*r);
+  std::sort(out.begin(), out.end(), [](const AddressRange& a, const AddressRange& b) { return a.lo < b.lo; });
+  std::vector<AddressRange> merged;
+  for (const AddressRange& r : out) {
+    if (!merged.empty() && (merged.back().hi == family_max(f) || r.lo <= merged.back().hi + 1)) {
+      merged.back().hi = std::max(merged.back().hi, r.hi);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  return merged;
+}
+
+bool valid_address_name(std::string_view n) {
+  if (n.empty() || n.size() > 64 || iequals(n, "ANY")) return false;
+  if (!((n[0] >= 'A' && n[0] <= 'Z') || (n[0] >= 'a' && n[0] <= 'z'))) return false;
+  return std::all_of(n.begin(), n.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  });
 }
 
 std::optional<AddressRange> AddressSpec::range(Family f) const {
@@ -167,18 +166,22 @@ std::optional<AddressRange> AddressSpec::range(Family f) const {
       return AddressRange{f, 0, family_max(f)};
     case Kind::kSingle:
       if (first.family != f) return std::nullopt;
-      return AddressRange{f, first.value, first.value};
+      return AddressRange{f, first.value(), first.value()};
     case Kind::kPrefix:
       if (first.family != f) return std::nullopt;
-      return AddressRange{f, first.value, first.value | low_mask(family_bits(f) - prefix_len)};
+      return AddressRange{f, first.value(), first.value() | low_mask(family_bits(f) - prefix_len)};
     case Kind::kRange:
       if (first.family != f) return std::nullopt;
-      return AddressRange{f, first.value, last.value};
+      return AddressRange{f, first.value(), last.value()};
+    case Kind::kNamed:
+      return std::nullopt;
   }
   return std::nullopt;
 }
 
 bool AddressSpec::matches(const IpAddress& a) const {
+  if (kind == Kind::kNamed)
+    return std::any_of(members.begin(), members.end(), [&](const AddressSpec& m) { return m.matches(a); });
   auto r = range(a.family);
   return r && r->contains(a);
 }

@@ -21,8 +21,8 @@ Policy make_bypass(std::string name, Direction d, std::uint8_t p, PortSpec lp, P
 AddressSpec all_ipv6() {
   AddressSpec s;
   s.kind = AddressSpec::Kind::kPrefix;
-  s.first = {Family::kIPv6, 0};
-  s.last = {Family::kIPv6, family_max(Family::kIPv6)};
+  s.first = IpAddress::any(Family::kIPv6);
+  s.last = IpAddress::from_value(Family::kIPv6, family_max(Family::kIPv6));
   s.prefix_len = 0;
   return s;
 }
@@ -43,7 +43,13 @@ std::vector<ControlExemption> default_control_traffic() {
 
 std::vector<EffectivePolicy> effective_policies(const PolicyList& list, const EnforcementOptions& opt) {
   std::vector<EffectivePolicy> out;
-  for (std::size_t i = 0; i < list.size(); ++i) out.push_back({list.policies()[i], Origin::kUser, i});
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    // Named address selectors stand for their entries (an undefined one matches nothing).
+    Policy p = list.policies()[i];
+    p.selector.local = resolve_address(p.selector.local, list.addresses());
+    p.selector.remote = resolve_address(p.selector.remote, list.addresses());
+    out.push_back({std::move(p), Origin::kUser, i});
+  }
   const DefaultDisposition d = opt.default_disposition;
   if (d == DefaultDisposition::kBypass) return out;
   const AddressSpec remote = d == DefaultDisposition::kIPv6Only ? all_ipv6() : AddressSpec::any();
@@ -94,6 +100,7 @@ Result<std::vector<TestRow>> test_traffic(const PolicyList& list, const Enforcem
     }
   }
 
+  STORCRYPT_TRY(list.resolved());  // an undefined address selector is the caller's error, not "no match"
   const auto eff = effective_policies(list, opt);
   struct Cand {
     std::size_t idx;

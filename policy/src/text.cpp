@@ -45,6 +45,47 @@ Result<std::uint32_t> parse_spi(std::string_view s) {
   return v;
 }
 
+/// Keys of a named address selector's block.
+constexpr std::string_view kAddressFields[] = {"Address", "Entries"};
+
+/// An `Address = NAME` / `Entries = a, b/n, c-d` block into list's address selectors.
+Status build_addresses(const Block& b, PolicyList& list) {
+  const Field& name = b.at("Address");
+  for (const auto& [k, f] : b) {
+    if (k != "Address" && k != "Entries") {
+      return Error(ErrorCode::kInvalidInput,
+                   "line " + std::to_string(f.line) + ": '" + k + "' does not belong in address selector '" +
+                       name.value + "'",
+                   "an address selector block holds only 'Address = NAME' and 'Entries = ...'; start a policy "
+                   "with 'Name ='");
+    }
+  }
+  auto it = b.find("Entries");
+  if (it == b.end()) {
+    return Error(ErrorCode::kInvalidInput,
+                 "line " + std::to_string(name.line) + ": address selector '" + name.value + "' has no Entries",
+                 "add a line 'Entries = 192.0.2.0/24, 198.51.100.7, ...'");
+  }
+  if (list.addresses().count(name.value)) {
+    return Error(ErrorCode::kInvalidInput,
+                 "line " + std::to_string(name.line) + ": address selector '" + name.value + "' is defined twice",
+                 "define each name once; list all its entries on its Entries line");
+  }
+  std::vector<AddressSpec> entries;
+  std::string_view rest = it->second.value;
+  while (true) {
+    auto comma = rest.find(',');
+    auto r = AddressSpec::parse(rest.substr(0, comma));
+    if (!r.ok()) return at(it->second.line, r.error());
+    entries.push_back(std::move(r).value());
+    if (comma == std::string_view::npos) break;
+    rest = rest.substr(comma + 1);
+  }
+  auto st = list.add_addresses(name.value, entries);
+  if (!st.ok()) return at(name.line, st.error());
+  return ok_status();
+}
+
 Result<Policy> build(const Block& b, int first_line) {
   auto get = [&](const std::string& k) -> const Field* {
     auto it = b.find(k);
@@ -124,11 +165,11 @@ Result<Policy> build(const Block& b, int first_line) {
       return ok_status();
     }));
     STORCRYPT_TRY(wrap("LocalEndpoint", [&](const std::string& v) -> Status {
-      STORCRYPT_ASSIGN_OR_RETURN(pr.local_endpoint, IpAddress::parse(v));
+      STORCRYPT_ASSIGN_OR_RETURN(pr.local_endpoint, IpAddress::parse(v, ""));
       return ok_status();
     }));
     STORCRYPT_TRY(wrap("RemoteEndpoint", [&](const std::string& v) -> Status {
-      STORCRYPT_ASSIGN_OR_RETURN(pr.remote_endpoint, IpAddress::parse(v));
+      STORCRYPT_ASSIGN_OR_RETURN(pr.remote_endpoint, IpAddress::parse(v, ""));
       return ok_status();
     }));
     STORCRYPT_TRY(wrap("IntegrityAlgorithm", [&](const std::string& v) -> Status {
@@ -174,6 +215,11 @@ Policy swapped(const Policy& p) {
 std::string export_policies(const PolicyList& list) {
   std::ostringstream os;
   os << "# storcrypt IPsec policy list (first match decides)\n";
+  for (const auto& [name, entries] : list.addresses()) {
+    os << "\nAddress = " << name << "\nEntries = ";
+    for (std::size_t i = 0; i < entries.size(); ++i) os << (i ? ", " : "") << entries[i].to_string();
+    os << "\n";
+  }
   for (const Policy& p : list.policies()) {
     const Selector& s = p.selector;
     const bool icmp = s.protocol && protocol_is_icmp(*s.protocol);
@@ -204,6 +250,11 @@ Result<PolicyList> import_policies(std::string_view text, const ImportOptions& o
   int block_line = 0;
   auto flush = [&]() -> Status {
     if (block.empty()) return ok_status();
+    if (block.count("Address")) {
+      STORCRYPT_TRY(build_addresses(block, list));
+      block.clear();
+      return ok_status();
+    }
     STORCRYPT_ASSIGN_OR_RETURN(Policy p, build(block, block_line));
     if (opt.swap) p = swapped(p);
     auto st = list.add(std::move(p));
@@ -234,13 +285,15 @@ Result<PolicyList> import_policies(std::string_view text, const ImportOptions& o
     bool known = false;
     for (std::string_view k : kSelectorFields) known = known || k == key;
     for (std::string_view k : protection_fields()) known = known || k == key;
+    for (std::string_view k : kAddressFields) known = known || k == key;
     if (!known) {
       return Error(ErrorCode::kInvalidInput, "line " + std::to_string(line_no) + ": unknown key '" + key + "'",
                    "known keys: Name, Direction, LocalAddress, RemoteAddress, Protocol, LocalPort, RemotePort, "
                    "IcmpType, IcmpCode, Action, Service, Mode, SPI, LocalEndpoint, RemoteEndpoint, "
-                   "IntegrityAlgorithm, IntegrityKey, EncryptionAlgorithm, EncryptionKey");
+                   "IntegrityAlgorithm, IntegrityKey, EncryptionAlgorithm, EncryptionKey; Address, Entries "
+                   "(a named address selector)");
     }
-    if (key == "Name" && !block.empty()) STORCRYPT_TRY(flush());
+    if ((key == "Name" || key == "Address") && !block.empty()) STORCRYPT_TRY(flush());
     if (block.empty()) block_line = line_no;
     if (block.count(key)) {
       return Error(ErrorCode::kInvalidInput, "line " + std::to_string(line_no) + ": '" + key + "' given twice",

@@ -61,6 +61,15 @@ json fields_json(const FieldValues& v, bool keep_empty) {
 void print_policy(const json& r) {
   std::cout << "position:    " << plain(r["position"]) << "\n";
   std::cout << plain(r["text"]);
+  if (r.contains("local_addresses")) {
+    std::string a;
+    for (const auto& x : r["local_addresses"]) a += (a.empty() ? "" : ", ") + plain(x);
+    std::cout << "# LocalAddress ANY = this node's addresses: "
+              << (!a.empty()                               ? a
+                  : r.value("local_addresses_known", false) ? "none of this family (commit refuses the policy)"
+                                                            : "unknown")
+              << "\n";
+  }
 }
 
 std::string field(const json& f, const char* k) { return f.contains(k) ? plain(f[k]) : "ANY"; }
@@ -240,6 +249,12 @@ void add_policy_commands(CLI::App& app, ClientContext& cc) {
       std::cout << "committed " << plain(r["policies"]) << " policies (" << plain(r["kernel_policies"])
                 << " kernel policies, " << plain(r["sas"]) << " SAs)"
                 << (r.value("enforced", false) ? "; enforced" : "; not enforced: 'storcrypt ipsec enable'") << "\n";
+      if (r.contains("local_addresses"))
+        for (const auto& [name, addrs] : r["local_addresses"].items()) {
+          std::string a;
+          for (const auto& x : addrs) a += (a.empty() ? "" : ", ") + plain(x);
+          std::cout << "policy '" << name << "': LocalAddress ANY = this node's addresses " << a << "\n";
+        }
       print_applied(r);
     });
   });

@@ -56,6 +56,10 @@ Status IpsecService::edit(const std::function<Status(pol::PolicyList&)>& fn) {
 pol::CompileOptions IpsecService::options(pol::DefaultDisposition d) const {
   pol::CompileOptions o;
   o.enforcement.default_disposition = d;
+  // Read now (not cached): a commit or enable after an address change installs the current ones.
+  if (kernel_.local_addresses) {
+    if (auto a = kernel_.local_addresses(); a.ok()) o.local_addresses = std::move(a).value();
+  }
   return o;
 }
 
@@ -63,7 +67,7 @@ Result<IpsecService::CommitOutcome> IpsecService::commit() {
   auto opt = options();
   auto set = pol::commit(uncommitted_, keys_, opt);
   if (!set.ok()) return std::move(set).error();
-  CommitOutcome out{set->report, std::nullopt, set->policies.size(), set->sas.size()};
+  CommitOutcome out{set->report, std::nullopt, set->policies.size(), set->sas.size(), set->any_local};
   // Precedence against other IPsec daemons' policies already in the kernel
   // (read only: a commit on a disabled node changes nothing there).
   auto inst = installer();
@@ -103,6 +107,7 @@ Result<pol::ApplyStats> IpsecService::disable() {
   STORCRYPT_TRY(store_->set_setting("enabled", "0"));
   STORCRYPT_TRY(store_->set_setting("applying", "0"));
   enabled_ = false;
+  enforced_any_local_.clear();
   ++generation_;
   return st;
 }
@@ -277,8 +282,24 @@ Result<pol::PolicyInstaller*> IpsecService::installer() {
   return installer_.get();
 }
 
+Result<std::optional<pol::ApplyStats>> IpsecService::follow_addresses() {
+  if (!enabled_ || enforced_any_local_.empty() || !kernel_.local_addresses) return std::optional<pol::ApplyStats>();
+  const pol::CompileOptions opt = options();
+  if (!opt.local_addresses) return std::optional<pol::ApplyStats>();  // unreadable now: keep what is enforced
+  bool changed = false;
+  for (const auto& [name, addrs] : enforced_any_local_) {
+    if (addrs.empty()) continue;
+    if (pol::node_addresses(opt, addrs.front().family) != addrs) changed = true;
+  }
+  if (!changed) return std::optional<pol::ApplyStats>();
+  STORCRYPT_ASSIGN_OR_RETURN(auto set, pol::commit(committed_, keys_, opt));
+  STORCRYPT_ASSIGN_OR_RETURN(auto st, apply(set));
+  return std::optional<pol::ApplyStats>(st);
+}
+
 void IpsecService::enforced(const pol::CompiledPolicySet& set) {
   installer_->describe_with(set);
+  enforced_any_local_ = set.any_local;
   inbound_sa_names_.clear();
   for (const auto& sa : set.sas)
     if (sa.direction == pol::Direction::kInbound) inbound_sa_names_[sa.spi] = sa.source;

@@ -67,6 +67,8 @@ class IpsecService {
     policy::ValidationReport report;
     std::optional<policy::ApplyStats> applied;
     std::size_t kernel_policies = 0, sas = 0;
+    /// Transport-mode policies with LocalAddress ANY -> the node's addresses used.
+    std::map<std::string, std::vector<IpAddress>> any_local;
   };
   /// Validate and commit the uncommitted list; enforce it at once when enabled.
   Result<CommitOutcome> commit();
@@ -109,6 +111,13 @@ class IpsecService {
   /// Enforced policies with their SA counters.
   Result<std::vector<policy::EnforcedPolicy>> status();
 
+  /// Follow this node's addresses: when the enforced list has transport-mode
+  /// policies with LocalAddress ANY and the node's addresses of their family
+  /// changed, enforce the committed list again (inbound SAs on the new
+  /// addresses, none on the old). nullopt when nothing changed; an error
+  /// (e.g. no address of the family left) leaves the kernel as it was.
+  Result<std::optional<policy::ApplyStats>> follow_addresses();
+
   /// Start-up: make the kernel match the database.
   Status restore();
   const std::optional<Error>& restore_error() const { return restore_error_; }
@@ -141,6 +150,8 @@ class IpsecService {
   std::unique_ptr<netlink::XfrmApi> xfrm_;
   std::unique_ptr<policy::PolicyInstaller> installer_;
   std::map<std::uint32_t, std::string> inbound_sa_names_;  ///< SPI -> policy of the enforced inbound SAs
+  /// The enforced set's LocalAddress ANY policies -> the node's addresses they were installed for.
+  std::map<std::string, std::vector<IpAddress>> enforced_any_local_;
   std::uint64_t generation_ = 0;
   std::optional<Error> restore_error_;
 };

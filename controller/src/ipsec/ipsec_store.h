@@ -2,7 +2,8 @@
 //
 //   SQLite component "ipsec" (Db::migrate):
 //     ipsec_lists(which, text)     the uncommitted and the committed policy
-//                                  list, each as a policy file (policy/text.h)
+//                                  list, each as a policy file (policy/text.h;
+//                                  named address selectors included)
 //     ipsec_settings(key, value)   default_disposition, enabled, applying
 //   <state>/ipsec-keys (0600)      the named keys, `<name> <algorithm> <hex>`
 //                                  per line (policy::key_payload), replaced

@@ -3,7 +3,13 @@
 // IpsecService of the daemon (ipsec_state), its start-up restore, the
 // integrity watcher's ticker and the doctor check. State and start-up
 // behaviour: include/storcrypt/controller/ipsec.h; rules: ipsec/ipsec_service.h.
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include <charconv>
 #include <fstream>
@@ -20,6 +26,32 @@ namespace storcrypt::controller {
 
 using nlohmann::json;
 namespace pol = storcrypt::policy;
+
+Result<std::vector<IpAddress>> interface_addresses() {
+  struct ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0)
+    return Error(ErrorCode::kUnavailable,
+                 std::string("reading this node's interface addresses failed: ") + std::strerror(errno));
+  std::vector<IpAddress> out;
+  for (const struct ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr) continue;
+    IpAddress a;
+    if (i->ifa_addr->sa_family == AF_INET) {
+      a.family = Family::kIPv4;
+      std::memcpy(a.bytes.data(), &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
+      if (a.bytes[0] == 127) continue;  // loopback: never a partner's destination
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      a.family = Family::kIPv6;
+      std::memcpy(a.bytes.data(), &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr, 16);
+      if (a == *IpAddress::parse("::1")) continue;
+    } else {
+      continue;
+    }
+    if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+  }
+  ::freeifaddrs(list);
+  return out;
+}
 
 Result<IpsecService*> ipsec_service(IpsecState& st) {
   if (st.load_error) return Error(*st.load_error);
@@ -55,6 +87,7 @@ std::shared_ptr<IpsecState> ipsec_state(Context& ctx) {
         std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
         return parse_xfrm_stat(text);
       };
+      kernel.local_addresses = interface_addresses;
     }
     auto store = std::make_unique<IpsecStore>(*ctx.db, ctx.config.state_directory + "/ipsec-keys");
     auto svc = std::make_shared<IpsecService>(std::move(store), kernel);
@@ -127,6 +160,13 @@ Status register_ipsec_methods(Dispatcher& d, Context& ctx) {
       st->watcher = std::make_unique<IntegrityWatcher>(*events);
       st->ticker = std::make_unique<Ticker>(every, [svc = st->svc, w = st->watcher.get()] {
         std::lock_guard lock(svc->mu);
+        // LocalAddress ANY in transport mode follows the node's addresses.
+        auto followed = svc->follow_addresses();
+        if (!followed.ok()) {
+          spdlog::error("ipsec: following this node's addresses: {}", followed.error().to_string());
+        } else if (*followed) {
+          spdlog::info("ipsec: this node's addresses changed; SAs of LocalAddress ANY policies follow them");
+        }
         w->pass(*svc);
       });
     });

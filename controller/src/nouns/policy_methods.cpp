@@ -113,6 +113,16 @@ Result<pol::Policy> policy_from_fields(const json& fields, const pol::Policy* ba
   return parsed->policies()[0];
 }
 
+json any_local_json(const std::map<std::string, std::vector<IpAddress>>& m) {
+  json j = json::object();
+  for (const auto& [name, addrs] : m) {
+    json a = json::array();
+    for (const auto& x : addrs) a.push_back(x.to_string());
+    j[name] = a;
+  }
+  return j;
+}
+
 Result<pol::PortRange> parse_range(const std::string& field, const std::string& text, std::uint16_t max) {
   STORCRYPT_ASSIGN_OR_RETURN(auto spec, pol::PortSpec::parse(text, max, field));
   auto eff = spec.effective(max);
@@ -158,7 +168,20 @@ Status register_policy_methods(Dispatcher& d, Context& ctx) {
                               if (!idx)
                                 return Error(ErrorCode::kNotFound, "no policy named '" + p.str("name") + "'",
                                              "see 'storcrypt policy list'", "xPolicyNotFound");
-                              return policy_json(l.policies()[*idx], *idx);
+                              json j = policy_json(l.policies()[*idx], *idx);
+                              const pol::Policy& pl = l.policies()[*idx];
+                              // What LocalAddress ANY of a transport-mode PROTECT policy stands for now.
+                              if (pl.disposition == pol::Disposition::kProtect && pl.protection &&
+                                  pl.protection->mode == pol::Mode::kTransport && pl.selector.local.is_any() &&
+                                  pl.selector.remote.kind == pol::AddressSpec::Kind::kSingle) {
+                                const auto opt = s.options();
+                                json a = json::array();
+                                for (const auto& x : pol::node_addresses(opt, pl.selector.remote.first.family))
+                                  a.push_back(x.to_string());
+                                j["local_addresses"] = a;
+                                j["local_addresses_known"] = opt.local_addresses.has_value();
+                              }
+                              return j;
                             }));
   STORCRYPT_TRY(methods.add(
       "policy.add", "add a policy to the uncommitted list (at the end, or before a position)",
@@ -219,15 +242,20 @@ Status register_policy_methods(Dispatcher& d, Context& ctx) {
                   true, [](IpsecService& s, const Params& p) -> Result<json> {
                     STORCRYPT_ASSIGN_OR_RETURN(auto imported, pol::import_policies(p.str("text"), {p.boolean("swap")}));
                     std::size_t n = imported.size();
+                    std::size_t imported_addresses = imported.addresses().size();
                     STORCRYPT_TRY(s.edit([&](pol::PolicyList& l) -> Status {
                       if (!p.boolean("append")) {
                         l = std::move(imported);
                         return ok_status();
                       }
+                      for (const auto& [name, entries] : imported.addresses())
+                        STORCRYPT_TRY(l.add_addresses(name, entries));  // merged into a name the list has
                       for (const auto& x : imported.policies()) STORCRYPT_TRY(l.add(x));
                       return ok_status();
                     }));
-                    return json{{"imported", n}, {"policies", s.uncommitted().size()}};
+                    return json{{"imported", n},
+                                {"addresses", imported_addresses},
+                                {"policies", s.uncommitted().size()}};
                   }));
   STORCRYPT_TRY(methods.add(
       "policy.export", "the list as a policy file (keys by name only)",
@@ -260,8 +288,8 @@ Status register_policy_methods(Dispatcher& d, Context& ctx) {
           return Error(ErrorCode::kInvalidInput, "protocol: the test tool needs one protocol, not ANY",
                        "give TCP, UDP, ICMP, ICMPv6, SCTP or a number");
         q.protocol = *proto;
-        STORCRYPT_ASSIGN_OR_RETURN(q.local, pol::IpAddress::parse(p.str("local")));
-        STORCRYPT_ASSIGN_OR_RETURN(q.remote, pol::IpAddress::parse(p.str("remote")));
+        STORCRYPT_ASSIGN_OR_RETURN(q.local, pol::IpAddress::parse(p.str("local"), "local"));
+        STORCRYPT_ASSIGN_OR_RETURN(q.remote, pol::IpAddress::parse(p.str("remote"), "remote"));
         std::uint16_t max = pol::protocol_is_icmp(q.protocol) ? 255 : 65535;
         q.local_ports = {0, max};
         q.remote_ports = {0, max};
@@ -304,7 +332,8 @@ Status register_policy_methods(Dispatcher& d, Context& ctx) {
                     {"sas", out.sas},
                     {"enforced", s.enabled()},
                     {"applied", stats_json(out.applied)},
-                    {"diagnostics", report_json(out.report)}};
+                    {"diagnostics", report_json(out.report)},
+                    {"local_addresses", any_local_json(out.any_local)}};
       }));
   return ok_status();
 }

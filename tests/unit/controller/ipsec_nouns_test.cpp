@@ -193,6 +193,214 @@ TEST_F(IpsecNouns, CommitRefusesAnInvalidListAndKeepsTheOldOne) {
   EXPECT_NE(bad.error().message().find("protocol"), std::string::npos);
 }
 
+TEST_F(IpsecNouns, NamedAddressSelectorsEditCommitExportAndSurviveARestart) {
+  {
+    Node n(dir.path);
+    json a = n.ok("address.add", {{"name", "PRODUCTION"}, {"entries", {"192.0.2.0/24", "198.51.100.7"}}});
+    EXPECT_EQ(a["entries"], json({"192.0.2.0/24", "198.51.100.7"}));
+    a = n.ok("address.add", {{"name", "PRODUCTION"}, {"entries", {"203.0.113.10-203.0.113.20", "198.51.100.7"}}});
+    EXPECT_EQ(a["entries"].size(), 3u) << a.dump();
+    auto bad = n.call("address.add", {{"name", "BAD"}, {"entries", {"192.0.2.999"}}});
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidInput);
+    EXPECT_NE(bad.error().message().find("192.0.2.999"), std::string::npos) << bad.error().message();
+    auto any = n.call("address.add", {{"name", "BAD"}, {"entries", {"ANY"}}});
+    ASSERT_FALSE(any.ok());
+    EXPECT_EQ(any.error().name(), "xAddressInvalid");
+
+    // A policy may name a selector that does not exist yet; validate and commit refuse it.
+    json ssh = bypass("no-ssh-to-prod", "outbound");
+    ssh["Action"] = "DISCARD";
+    ssh["Protocol"] = "TCP";
+    ssh["RemotePort"] = "22";
+    ssh["RemoteAddress"] = "STAGING";
+    n.ok("policy.add", {{"fields", ssh}});
+    n.ok("policy.add", {{"fields", bypass("out", "outbound")}});
+    n.ok("policy.add", {{"fields", bypass("in", "inbound")}});
+    json v = n.ok("policy.validate");
+    EXPECT_EQ(v["ok"], false);
+    EXPECT_NE(v.dump().find("address selector 'STAGING' is not defined"), std::string::npos) << v.dump(2);
+    auto c = n.call("policy.commit");
+    ASSERT_FALSE(c.ok());
+    EXPECT_NE(c.error().message().find("STAGING"), std::string::npos) << c.error().message();
+    auto t = n.call("policy.test",
+                    {{"direction", "outbound"}, {"protocol", "TCP"}, {"local", "10.0.0.1"}, {"remote", "192.0.2.9"}});
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.error().name(), "xAddressUndefined");
+
+    n.ok("policy.modify", {{"name", "no-ssh-to-prod"}, {"fields", {{"RemoteAddress", "PRODUCTION"}}}});
+    EXPECT_EQ(n.ok("policy.validate")["ok"], true);
+    json rows = n.ok("policy.test", {{"direction", "outbound"},
+                                     {"protocol", "TCP"},
+                                     {"local", "10.0.0.1"},
+                                     {"remote", "203.0.113.15"},
+                                     {"remote_ports", "22"}});
+    EXPECT_EQ(rows["rows"][0]["first_match"], "no-ssh-to-prod") << rows.dump(2);
+    rows = n.ok("policy.test", {{"direction", "outbound"},
+                                {"protocol", "TCP"},
+                                {"local", "10.0.0.1"},
+                                {"remote", "203.0.113.21"},
+                                {"remote_ports", "22"}});
+    EXPECT_EQ(rows["rows"][0]["first_match"], "out") << rows.dump(2);
+
+    // Remove is refused while a policy uses the name.
+    auto in_use = n.call("address.remove", {{"name", "PRODUCTION"}});
+    ASSERT_FALSE(in_use.ok());
+    EXPECT_EQ(in_use.error().name(), "xAddressInUse");
+    EXPECT_EQ(in_use.error().code(), ErrorCode::kConflict);
+    EXPECT_NE(in_use.error().message().find("no-ssh-to-prod"), std::string::npos);
+
+    json committed = n.ok("policy.commit");
+    // 192.0.2.0/24, 198.51.100.7 and 203.0.113.10-20 (4 prefixes): 6 kernel selectors for the named policy.
+    EXPECT_GE(committed["kernel_policies"].get<int>(), 6) << committed.dump(2);
+    json listed = n.ok("address.list", {{"committed", true}});
+    ASSERT_EQ(listed["addresses"].size(), 1u);
+    EXPECT_EQ(listed["addresses"][0]["used_by"], json({"no-ssh-to-prod"}));
+    n.ok("ipsec.enable");
+    ASSERT_NE(n.fake, nullptr);
+    std::size_t blocks = 0;
+    auto pols = n.fake->dump_policies();
+    ASSERT_TRUE(pols.ok());
+    for (const auto& p : *pols)
+      if (p.action == nl::PolicyAction::kBlock && p.selector.dport.mask == 0xffff && p.selector.dport.port == 22)
+        ++blocks;
+    EXPECT_EQ(blocks, 6u);
+
+    // An uncommitted selector edit shows as an uncommitted change; revert brings the committed one back.
+    n.ok("address.add", {{"name", "SPARE"}, {"entries", {"2001:db8::1"}}});
+    EXPECT_EQ(n.ok("policy.list")["uncommitted_changes"], true);
+    n.ok("policy.revert");
+    EXPECT_EQ(n.ok("address.list")["addresses"].size(), 1u);
+  }
+  // Stored with the policy state: a restarted daemon has them, and export/import carries them.
+  Node n(dir.path);
+  json listed = n.ok("address.list");
+  ASSERT_EQ(listed["addresses"].size(), 1u);
+  EXPECT_EQ(listed["addresses"][0]["entries"],
+            json({"192.0.2.0/24", "198.51.100.7", "203.0.113.10-203.0.113.20"}));
+  std::string text = n.ok("policy.export", {{"committed", true}})["text"];
+  EXPECT_NE(text.find("Address = PRODUCTION"), std::string::npos) << text;
+
+  test::TempDir other;
+  Node partner(other.path);
+  json imp = partner.ok("policy.import", {{"text", text}, {"swap", true}});
+  EXPECT_EQ(imp["addresses"], 1);
+  json pl = partner.ok("address.list");
+  ASSERT_EQ(pl["addresses"].size(), 1u);
+  EXPECT_EQ(pl["addresses"][0]["used_by"], json({"no-ssh-to-prod"}));
+  EXPECT_EQ(partner.ok("policy.show", {{"name", "no-ssh-to-prod"}})["fields"]["LocalAddress"], "PRODUCTION");
+  EXPECT_EQ(partner.ok("policy.validate")["ok"], true);
+  partner.ok("policy.remove", {{"name", "no-ssh-to-prod"}});
+  partner.ok("address.remove", {{"name", "PRODUCTION"}});
+  EXPECT_TRUE(partner.ok("address.list")["addresses"].empty());
+  auto gone = partner.call("address.remove", {{"name", "PRODUCTION"}});
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code(), ErrorCode::kNotFound);
+}
+
+/// The seed's MCP examples: transport-mode PROTECT with LocalAddress = ANY.
+constexpr const char* kSeedList = R"(Name = to-b
+Direction = outbound
+LocalAddress = ANY
+RemoteAddress = 192.0.2.2
+Protocol = TCP
+RemotePort = 5000-5001
+Action = PROTECT
+Service = ESP-INTEGRITY-CONFIDENTIALITY
+Mode = transport
+SPI = 0x1000
+EncryptionAlgorithm = AES-GCM-256
+EncryptionKey = k1
+
+Name = from-b
+Direction = inbound
+LocalAddress = ANY
+RemoteAddress = 192.0.2.2
+Protocol = TCP
+RemotePort = 5000-5001
+Action = PROTECT
+Service = ESP-INTEGRITY-CONFIDENTIALITY
+Mode = transport
+SPI = 0x1001
+EncryptionAlgorithm = AES-GCM-256
+EncryptionKey = k1
+
+Name = rest-out
+Direction = outbound
+Action = BYPASS
+
+Name = rest-in
+Direction = inbound
+Action = BYPASS
+)";
+
+TEST_F(IpsecNouns, TransportModeWithLocalAddressAnyInstallsForEachLocalAddress) {
+  Node n(dir.path);
+  n.local_addresses = {*IpAddress::parse("198.51.100.9"), *IpAddress::parse("192.0.2.1"),
+                       *IpAddress::parse("2001:db8::1"), *IpAddress::parse("192.0.2.1")};
+  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}, {"hex", kKeyHex}});
+  EXPECT_EQ(n.ok("policy.import", {{"text", kSeedList}})["imported"], 4);
+  json show = n.ok("policy.show", {{"name", "from-b"}});
+  EXPECT_EQ(show["fields"]["LocalAddress"], "ANY");
+  EXPECT_EQ(show["local_addresses"], json({"192.0.2.1", "198.51.100.9"})) << show.dump(2);
+  json t = n.ok("policy.test", {{"direction", "inbound"},
+                                {"protocol", "TCP"},
+                                {"local", "198.51.100.9"},
+                                {"remote", "192.0.2.2"},
+                                {"remote_ports", "5000"}});
+  EXPECT_EQ(t["rows"][0]["first_match"], "from-b") << t.dump(2);
+  EXPECT_EQ(n.ok("policy.validate")["ok"], true);
+  json c = n.ok("policy.commit");
+  EXPECT_EQ(c["local_addresses"]["from-b"], json({"192.0.2.1", "198.51.100.9"})) << c.dump(2);
+  EXPECT_EQ(c["local_addresses"]["to-b"], json({"192.0.2.1", "198.51.100.9"})) << c.dump(2);
+  EXPECT_EQ(c["sas"], 3) << "one outbound SA, one inbound SA per local IPv4 address";
+  n.ok("ipsec.enable");
+  ASSERT_NE(n.fake, nullptr);
+  auto out_sa = n.fake->get_sa({*nl::IpAddress::parse("192.0.2.2"), 0x1000, nl::XfrmProto::kEsp, std::nullopt});
+  ASSERT_TRUE(out_sa.ok()) << out_sa.error().to_string();
+  EXPECT_TRUE(out_sa->sa.src.is_any()) << "the outbound SA's wildcard source serves every local address";
+  for (const char* local : {"192.0.2.1", "198.51.100.9"}) {
+    auto in = n.fake->get_sa({*nl::IpAddress::parse(local), 0x1001, nl::XfrmProto::kEsp, std::nullopt});
+    ASSERT_TRUE(in.ok()) << local << ": " << in.error().to_string();
+    EXPECT_EQ(in->sa.src.to_string(), "192.0.2.2");
+    EXPECT_EQ(in->sa.mode, nl::Mode::kTransport);
+  }
+  EXPECT_EQ(n.fake->total_sas(), 3u);
+  // The policies' local side is the whole family (0.0.0.0/0).
+  auto pols = n.fake->dump_policies();
+  ASSERT_TRUE(pols.ok());
+  bool found = false;
+  for (const auto& p : *pols)
+    if (p.dir == nl::Direction::kIn && !p.templates.empty() && p.templates[0].spi == 0x1001) {
+      found = true;
+      EXPECT_EQ(p.selector.dst.to_string(), "0.0.0.0/0");
+      EXPECT_EQ(p.selector.src.to_string(), "192.0.2.2/32");
+    }
+  EXPECT_TRUE(found);
+
+  // A new local address: the next enable (or commit) installs its inbound SA too.
+  n.local_addresses.push_back(*IpAddress::parse("203.0.113.5"));
+  n.ok("ipsec.enable");
+  EXPECT_TRUE(n.fake->get_sa({*nl::IpAddress::parse("203.0.113.5"), 0x1001, nl::XfrmProto::kEsp, std::nullopt}).ok());
+  EXPECT_EQ(n.fake->total_sas(), 4u);
+}
+
+TEST_F(IpsecNouns, TransportModeWithLocalAddressAnyIsRefusedWithoutAnAddressOfThatFamily) {
+  Node n(dir.path);
+  n.local_addresses = {*IpAddress::parse("2001:db8::1")};
+  n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}, {"hex", kKeyHex}});
+  n.ok("policy.import", {{"text", kSeedList}});
+  json show = n.ok("policy.show", {{"name", "to-b"}});
+  EXPECT_EQ(show["local_addresses"], json::array());
+  json v = n.ok("policy.validate");
+  EXPECT_EQ(v["ok"], false);
+  EXPECT_NE(v.dump().find("stands for this node's IPv4 addresses, and it has none"), std::string::npos) << v.dump(2);
+  auto c = n.call("policy.commit");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message().find("it has none"), std::string::npos) << c.error().message();
+  EXPECT_TRUE(n.ok("policy.list", {{"committed", true}})["policies"].empty());
+}
+
 TEST_F(IpsecNouns, CommitWarnsWhenTheListShadowsAnotherDaemonsPolicy) {
   Node n(dir.path);
   // strongSwan charon's outbound tunnel, already in the kernel.
@@ -404,6 +612,47 @@ TEST_F(IpsecNouns, StartUpRestoresEnforcementAndTheWatcherRaisesAndFixes2010) {
   ASSERT_TRUE(n.fake->add_traffic(in_sa, 3000, 10).ok());
   EXPECT_TRUE(wait_until([&] { return unfixed() == 0; })) << "event 2010 not marked fixed";
   ::unsetenv("STORCRYPT_IPSEC_WATCH_SECONDS");
+}
+
+TEST_F(IpsecNouns, TheWatcherFollowsAddressChangesForLocalAddressAny) {
+  ::setenv("STORCRYPT_IPSEC_WATCH_SECONDS", "1", 1);
+  {
+    Node n(dir.path);
+    n.ok("key.create", {{"name", "k1"}, {"algorithm", "AES-GCM-256"}, {"hex", kKeyHex}});
+    n.ok("policy.import", {{"text", kSeedList}});
+    n.ok("policy.commit");
+    n.ok("ipsec.enable");
+  }
+  Node n(dir.path, /*run_start_hooks=*/true);
+  ASSERT_NE(n.fake, nullptr);
+  nl::SaId old_in{*nl::IpAddress::parse("192.0.2.1"), 0x1001, nl::XfrmProto::kEsp, std::nullopt};
+  nl::SaId new_in{*nl::IpAddress::parse("198.51.100.9"), 0x1001, nl::XfrmProto::kEsp, std::nullopt};
+  EXPECT_TRUE(n.fake->get_sa(old_in).ok());
+  auto wait_until = [](auto pred) {
+    for (int i = 0; i < 50 && !pred(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return pred();
+  };
+  // The node's address moves: the inbound SA moves with it, the outbound SA stays.
+  n.set_local_addresses({*IpAddress::parse("198.51.100.9")});
+  EXPECT_TRUE(wait_until([&] { return n.fake->get_sa(new_in).ok() && !n.fake->get_sa(old_in).ok(); }))
+      << "the inbound SA did not follow the address change";
+  EXPECT_TRUE(n.fake->get_sa({*nl::IpAddress::parse("192.0.2.2"), 0x1000, nl::XfrmProto::kEsp, std::nullopt}).ok());
+  // No IPv4 address left: refused, the kernel keeps what it had.
+  n.set_local_addresses({*IpAddress::parse("2001:db8::1")});
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_TRUE(n.fake->get_sa(new_in).ok());
+  ::unsetenv("STORCRYPT_IPSEC_WATCH_SECONDS");
+}
+
+TEST(InterfaceAddresses, TheNodesAddressesLeaveOutLoopback) {
+  // storcryptd's binding of IpsecKernel::local_addresses: every namespace has
+  // lo (127.0.0.1, ::1), which must never stand for LocalAddress ANY.
+  auto a = interface_addresses();
+  ASSERT_TRUE(a.ok()) << a.error().to_string();
+  for (const IpAddress& x : *a) {
+    EXPECT_FALSE(x.family == Family::kIPv4 && x.bytes[0] == 127) << x.to_string();
+    EXPECT_NE(x.to_string(), "::1");
+  }
 }
 
 TEST(XfrmStat, ParsesTheKernelsCountersAndRefusesOtherText) {

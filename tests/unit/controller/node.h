@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -50,6 +51,10 @@ struct Node {
       for (auto& p : foreign) f->add_foreign_policy(p);
       return std::unique_ptr<nl::XfrmApi>(std::move(f));
     };
+    kernel->local_addresses = [this]() -> Result<std::vector<IpAddress>> {
+      std::lock_guard lock(addresses_mu);
+      return local_addresses;
+    };
     ctx.set_service(kernel);
     if (before_register) before_register(ctx);
     Status s = register_all_methods(disp, ctx);
@@ -71,6 +76,14 @@ struct Node {
   Dispatcher disp;
   nl::FakeXfrm* fake = nullptr;
   std::vector<nl::Policy> foreign;
+  /// The node's own addresses (what LocalAddress ANY stands for in transport mode);
+  /// change them with set_local_addresses() once a ticker may read them.
+  std::vector<IpAddress> local_addresses = {*IpAddress::parse("192.0.2.1"), *IpAddress::parse("2001:db8::1")};
+  std::mutex addresses_mu;
+  void set_local_addresses(std::vector<IpAddress> a) {
+    std::lock_guard lock(addresses_mu);
+    local_addresses = std::move(a);
+  }
 };
 
 }  // namespace storcrypt::controller::test

@@ -15,13 +15,8 @@ namespace nl = storcrypt::netlink;
 using testing::ip;
 using testing::simple;
 
-nl::IpAddress nl_ip(const IpAddress& a) {
-  nl::IpAddress out;
-  out.family = a.family == Family::kIPv4 ? nl::Family::kIPv4 : nl::Family::kIPv6;
-  auto b = a.bytes();
-  std::copy(b.begin(), b.end(), out.bytes.begin());
-  return out;
-}
+// One address model (storcrypt/common/ip.h): policy and netlink share it.
+const nl::IpAddress& nl_ip(const IpAddress& a) { return a; }
 
 // FakeXfrm's lookup (the netlink module's replica of the kernel's choice).
 std::optional<nl::Policy> lookup(const nl::FakeXfrm& x, const Packet& pkt) {

@@ -17,10 +17,7 @@ class Gen {
   IpAddress address(Family f) {
     // Small pools so that selectors and packets meet often.
     if (f == Family::kIPv4) return IpAddress::v4(0x0a000000u + static_cast<std::uint32_t>(pick(64)));
-    IpAddress a;
-    a.family = Family::kIPv6;
-    a.value = (U128{0x20010db8} << 96) + static_cast<U128>(pick(64));
-    return a;
+    return IpAddress::from_value(Family::kIPv6, (U128{0x20010db8} << 96) + static_cast<U128>(pick(64)));
   }
 
   AddressSpec address_spec(std::optional<Family> fam) {
@@ -33,14 +30,13 @@ class Gen {
       s.kind = AddressSpec::Kind::kPrefix;
       s.prefix_len = bits - 1 - pick(6);
       const U128 host = (U128{1} << (bits - s.prefix_len)) - 1;
-      s.first = address(*fam);
-      s.first.value &= ~host;
-      s.last = {*fam, s.first.value | host};
+      s.first = IpAddress::from_value(*fam, address(*fam).value() & ~host);
+      s.last = IpAddress::from_value(*fam, s.first.value() | host);
       return s;
     }
     IpAddress a = address(*fam), b = address(*fam);
-    if (b.value < a.value) std::swap(a, b);
-    if (a.value == b.value) return AddressSpec::single(a);
+    if (b.value() < a.value()) std::swap(a, b);
+    if (a.value() == b.value()) return AddressSpec::single(a);
     return {AddressSpec::Kind::kRange, a, b, 0};
   }
 
@@ -121,7 +117,7 @@ class Gen {
     const Family f = chance(55) ? Family::kIPv4 : Family::kIPv6;
     pkt.local = address(f);
     pkt.remote = address(f);
-    if (chance(5)) pkt.remote.value += 1000;  // outside every pool
+    if (chance(5)) pkt.remote = IpAddress::from_value(pkt.remote.family, pkt.remote.value() + 1000);  // outside every pool
     const int k = pick(100);
     pkt.protocol = k < 35   ? proto::kTcp
                    : k < 60 ? proto::kUdp

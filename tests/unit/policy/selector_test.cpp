@@ -54,7 +54,7 @@ TEST(Decompose, AddressRangeToPrefixes) {
   EXPECT_EQ(prefixes("2001:db8::-2001:db8::ffff"), std::vector<std::string>{"2001:db8::/112"});
   AddressRange all6{Family::kIPv6, 0, family_max(Family::kIPv6)};
   ASSERT_EQ(range_to_prefixes(all6).size(), 1u);
-  EXPECT_EQ(range_to_prefixes(all6)[0].length, 0);
+  EXPECT_EQ(range_to_prefixes(all6)[0].len, 0);
   AddressRange top6{Family::kIPv6, 1, family_max(Family::kIPv6)};
   EXPECT_EQ(range_to_prefixes(top6).size(), 128u);
 }
@@ -67,8 +67,8 @@ TEST(Decompose, PrefixesCoverRangeExactly) {
       for (std::uint32_t v = 990; v < 1090; ++v) {
         int hits = 0;
         for (const Prefix& p : ps) {
-          const U128 size = U128{1} << (32 - p.length);
-          if (v >= p.address.value && v < p.address.value + size) ++hits;
+          const U128 size = U128{1} << (32 - p.len);
+          if (v >= p.addr.value() && v < p.addr.value() + size) ++hits;
         }
         EXPECT_EQ(hits, (v >= 1000 + lo && v <= 1000 + hi) ? 1 : 0) << lo << "-" << hi << " v=" << v;
       }

@@ -2,7 +2,8 @@
 //
 // State (the daemon's state directory):
 //   SQLite component "ipsec": the uncommitted and the committed policy list
-//     (as policy files, storcrypt::policy::export_policies), the default
+//     (as policy files, storcrypt::policy::export_policies, named address
+//     selectors included), the default
 //     disposition, whether enforcement is enabled, and an "applying" marker
 //     set while the kernel is being changed.
 //   ipsec-keys (0600): the named keys, one `<name> <algorithm> <hex>` per line.
@@ -20,7 +21,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "storcrypt/common/ip.h"
 #include "storcrypt/common/result.h"
 #include "storcrypt/netlink/xfrm_api.h"
 
@@ -39,7 +42,15 @@ struct IpsecKernel {
   /// The namespace's XFRM drop/error counters (name -> value); storcryptd
   /// reads /proc/net/xfrm_stat. Unset: status reports none.
   std::function<Result<std::map<std::string, std::uint64_t>>()> stats;
+  /// This node's own addresses in the namespace (loopback excluded): what a
+  /// transport-mode PROTECT policy with LocalAddress ANY stands for.
+  /// storcryptd reads the interfaces (getifaddrs); unset: not known (such a
+  /// policy is then refused at validate/commit).
+  std::function<Result<std::vector<IpAddress>>()> local_addresses;
 };
+
+/// The addresses of this namespace's interfaces, loopback excluded (getifaddrs).
+Result<std::vector<IpAddress>> interface_addresses();
 
 /// Parse /proc/net/xfrm_stat text ("XfrmInError  0" per line).
 Result<std::map<std::string, std::uint64_t>> parse_xfrm_stat(std::string_view text);

@@ -13,45 +13,17 @@
 #include <string_view>
 #include <vector>
 
+#include "storcrypt/common/ip.h"
 #include "storcrypt/common/result.h"
 #include "storcrypt/common/secret.h"
 
 namespace storcrypt::netlink {
 
-enum class Family : std::uint8_t { kIPv4 = 4, kIPv6 = 6 };
-std::string_view family_name(Family f);  ///< "ipv4" / "ipv6"
-
-/// An IPv4 or IPv6 address (network byte order in `bytes`; IPv4 uses the first 4).
-struct IpAddress {
-  Family family = Family::kIPv4;
-  std::array<std::uint8_t, 16> bytes{};
-
-  /// Parse "192.0.2.1" or "2001:db8::1"; the error names `field`.
-  static Result<IpAddress> parse(std::string_view text, std::string_view field = "address");
-  /// The all-zero address of a family (0.0.0.0 / ::).
-  static IpAddress any(Family f);
-  std::string to_string() const;
-  bool is_any() const;
-  unsigned max_prefix() const { return family == Family::kIPv4 ? 32 : 128; }
-  friend bool operator==(const IpAddress&, const IpAddress&) = default;
-};
-
-/// Address + prefix length; host bits beyond the prefix are always zero
-/// (parse() and make() clear them, as the kernel compares masked selectors).
-struct Prefix {
-  IpAddress addr;
-  std::uint8_t len = 0;
-
-  /// "192.0.2.0/24", "2001:db8::/32", or a bare address (host prefix).
-  static Result<Prefix> parse(std::string_view text, std::string_view field = "prefix");
-  /// Build from address and length; error when len exceeds the family width.
-  static Result<Prefix> make(const IpAddress& addr, unsigned len, std::string_view field = "prefix");
-  /// 0.0.0.0/0 or ::/0.
-  static Prefix any(Family f);
-  bool contains(const IpAddress& a) const;
-  std::string to_string() const;  ///< "192.0.2.0/24"
-  friend bool operator==(const Prefix&, const Prefix&) = default;
-};
+// The address model is the project's one (storcrypt/common/ip.h).
+using storcrypt::Family;
+using storcrypt::family_name;
+using storcrypt::IpAddress;
+using storcrypt::Prefix;
 
 /// A port and bit mask as XFRM selectors hold them; mask 0 matches any port.
 struct PortMatch {

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <compare>
+#include <map>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -66,7 +67,16 @@ struct CompileOptions {
   std::uint32_t reqid_base = 0x5c000;
   /// Commit refuses a policy expanding into more kernel selectors than this.
   std::size_t max_selectors_per_policy = 4096;
+  /// This node's own addresses (nullopt: not known). A transport-mode PROTECT
+  /// policy with LocalAddress ANY stands for those of the remote's family:
+  /// one outbound SA with the wildcard source, one inbound SA per address.
+  /// Validation refuses such a policy when the node has none of that family
+  /// (or they are not known). Loopback addresses do not belong here.
+  std::optional<std::vector<IpAddress>> local_addresses;
 };
+
+/// The node's addresses of family `f` in `opt` (deduplicated, sorted).
+std::vector<IpAddress> node_addresses(const CompileOptions& opt, Family f);
 
 /// Validate the list: at least one policy per direction, well-formed
 /// policies, keys present with the policy's algorithm and length, SPIs
@@ -90,9 +100,9 @@ struct SelectorSpec {
   std::uint16_t dport = 0, dport_mask = 0;
   friend bool operator==(const SelectorSpec&, const SelectorSpec&) = default;
   friend auto operator<=>(const SelectorSpec& a, const SelectorSpec& b) {
-    return std::tie(a.family, a.saddr.value, a.prefixlen_s, a.daddr.value, a.prefixlen_d, a.proto, a.sport,
-                    a.sport_mask, a.dport, a.dport_mask) <=> std::tie(b.family, b.saddr.value, b.prefixlen_s,
-                                                                      b.daddr.value, b.prefixlen_d, b.proto, b.sport,
+    return std::tie(a.family, a.saddr.bytes, a.prefixlen_s, a.daddr.bytes, a.prefixlen_d, a.proto, a.sport,
+                    a.sport_mask, a.dport, a.dport_mask) <=> std::tie(b.family, b.saddr.bytes, b.prefixlen_s,
+                                                                      b.daddr.bytes, b.prefixlen_d, b.proto, b.sport,
                                                                       b.sport_mask, b.dport, b.dport_mask);
   }
 };
@@ -150,6 +160,9 @@ struct CompiledPolicySet {
   std::vector<PolicySpec> policies;  ///< in priority order
   std::vector<SaSpec> sas;
   ValidationReport report;
+  /// Transport-mode PROTECT policies with LocalAddress ANY -> the node's
+  /// addresses their inbound SAs were compiled for.
+  std::map<std::string, std::vector<IpAddress>> any_local;
 };
 
 /// Compile without validating (the selector and SA specs only).

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -129,11 +130,18 @@ bool matches(const Policy& p, const Packet& pkt);
 /// PROTECT fields). Key existence is checked at commit.
 Status check_policy(const Policy& p);
 
-/// The editable (uncommitted) ordered list. Positions are 0-based.
+/// Named address selectors: name -> entries (addresses, prefixes, ranges;
+/// never ANY or another name), in the order given, without duplicates.
+using AddressSets = std::map<std::string, std::vector<AddressSpec>>;
+
+/// The editable (uncommitted) ordered list, with the named address selectors
+/// its policies may use (they travel with it: stored, committed, exported and
+/// imported together). Positions are 0-based.
 class PolicyList {
  public:
   PolicyList() = default;
   explicit PolicyList(std::vector<Policy> p) : policies_(std::move(p)) {}
+  PolicyList(std::vector<Policy> p, AddressSets a) : policies_(std::move(p)), addresses_(std::move(a)) {}
 
   const std::vector<Policy>& policies() const { return policies_; }
   std::size_t size() const { return policies_.size(); }
@@ -152,11 +160,31 @@ class PolicyList {
   Status modify(std::string_view name, Policy p);
   Status remove(std::string_view name);
 
+  // ---- named address selectors ----
+  const AddressSets& addresses() const { return addresses_; }
+  /// Define `name` or add entries to it (entries already there are skipped).
+  /// Errors: a bad name, no entries, an entry that is ANY or a name (kInvalidInput).
+  Status add_addresses(const std::string& name, const std::vector<AddressSpec>& entries);
+  /// Remove a named address selector; kConflict (xAddressInUse) while a policy uses it.
+  Status remove_addresses(std::string_view name);
+  /// Names of the policies whose LocalAddress or RemoteAddress is `name`.
+  std::vector<std::string> users_of_addresses(std::string_view name) const;
+  /// Names used by a policy but not defined: (policy, name) pairs in list order.
+  std::vector<std::pair<std::string, std::string>> undefined_addresses() const;
+  /// A copy whose named address specs carry their entries (AddressSpec::members);
+  /// a name that is not defined is an error (kInvalidInput, xAddressUndefined).
+  Result<PolicyList> resolved() const;
+
   friend bool operator==(const PolicyList&, const PolicyList&) = default;
 
  private:
   Status check_new(const Policy& p, std::string_view replacing) const;
   std::vector<Policy> policies_;
+  AddressSets addresses_;
 };
+
+/// The named address selector `spec` refers to, with its entries filled in
+/// (unchanged when `spec` is not named; members stay empty when undefined).
+AddressSpec resolve_address(const AddressSpec& spec, const AddressSets& sets);
 
 }  // namespace storcrypt::policy

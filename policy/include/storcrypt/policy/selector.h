@@ -10,75 +10,72 @@
 #include <string_view>
 #include <vector>
 
+#include "storcrypt/common/ip.h"
 #include "storcrypt/common/result.h"
 
 namespace storcrypt::policy {
 
-using U128 = unsigned __int128;
+// The address model is the project's one (storcrypt/common/ip.h), shared
+// with netlink/: IpAddress (bytes in network order, value() as an integer)
+// and Prefix (addr + len, host bits clear).
+using storcrypt::Family;
+using storcrypt::family_bits;
+using storcrypt::family_max;
+using storcrypt::IpAddress;
+using storcrypt::Prefix;
+using storcrypt::U128;
 
-enum class Family : std::uint8_t { kIPv4, kIPv6 };
-
-/// Bits in an address of this family (32 or 128).
-inline int family_bits(Family f) { return f == Family::kIPv4 ? 32 : 128; }
-std::string_view family_name(Family f);
-
-/// One IPv4 or IPv6 address, held as an integer (IPv4 in the low 32 bits).
-struct IpAddress {
-  Family family = Family::kIPv4;
-  U128 value = 0;
-
-  static Result<IpAddress> parse(std::string_view text);
-  static IpAddress v4(std::uint32_t v) { return {Family::kIPv4, v}; }
-  std::string to_string() const;
-  /// Network-order bytes: 4 for IPv4, 16 for IPv6.
-  std::vector<std::uint8_t> bytes() const;
-  friend bool operator==(const IpAddress&, const IpAddress&) = default;
-};
-
-/// Largest address value of a family.
-U128 family_max(Family f);
+/// "IPv4" / "IPv6", as policy messages spell the families.
+std::string_view family_label(Family f);
 
 /// An inclusive address range within one family.
 struct AddressRange {
   Family family = Family::kIPv4;
   U128 lo = 0;
   U128 hi = 0;
-  bool contains(const IpAddress& a) const { return a.family == family && a.value >= lo && a.value <= hi; }
+  bool contains(const IpAddress& a) const { return a.family == family && a.value() >= lo && a.value() <= hi; }
   friend bool operator==(const AddressRange&, const AddressRange&) = default;
-};
-
-/// A prefix (network address + length) as the kernel selector holds it.
-struct Prefix {
-  IpAddress address;
-  int length = 0;
-  std::string to_string() const;
-  friend bool operator==(const Prefix&, const Prefix&) = default;
 };
 
 /// Smallest set of prefixes whose union is exactly [lo, hi] (in order).
 std::vector<Prefix> range_to_prefixes(const AddressRange& r);
 
-/// A selector's address: ANY, one address, a prefix or a range.
+/// A selector's address: ANY, one address, a prefix, a range, or a named
+/// address selector (e.g. PRODUCTION) that stands for a list of addresses,
+/// prefixes and ranges defined in the policy list (PolicyList::addresses()).
 struct AddressSpec {
-  enum class Kind : std::uint8_t { kAny, kSingle, kPrefix, kRange };
+  enum class Kind : std::uint8_t { kAny, kSingle, kPrefix, kRange, kNamed };
   Kind kind = Kind::kAny;
   IpAddress first;     ///< the address, the prefix's network, or the range start
   IpAddress last;      ///< range end (kRange only)
   int prefix_len = 0;  ///< kPrefix only
+  std::string name;    ///< kNamed only: the address selector's name
+  /// kNamed only: its entries once resolved (PolicyList::resolved(),
+  /// effective_policies()); empty while unresolved. Never kNamed themselves.
+  std::vector<AddressSpec> members;
 
   static AddressSpec any() { return {}; }
   static AddressSpec single(IpAddress a) { return {Kind::kSingle, a, a, 0}; }
-  /// "ANY", "192.0.2.1", "192.0.2.0/24", "2001:db8::/32", "192.0.2.10-192.0.2.20".
+  static AddressSpec named(std::string n) { return {Kind::kNamed, {}, {}, 0, std::move(n)}; }
+  /// "ANY", "192.0.2.1", "192.0.2.0/24", "2001:db8::/32", "192.0.2.10-192.0.2.20",
+  /// or a name (valid_address_name()).
   static Result<AddressSpec> parse(std::string_view text);
   std::string to_string() const;
   bool is_any() const { return kind == Kind::kAny; }
-  /// Family of a non-ANY spec.
+  bool is_named() const { return kind == Kind::kNamed; }
+  /// Family of a non-ANY spec (a named one: when all its resolved entries are of one family).
   std::optional<Family> family() const;
-  /// The addresses of `f` this spec covers (nullopt when none).
+  /// The addresses of `f` a non-named spec covers (nullopt when none, and always for kNamed: use ranges()).
   std::optional<AddressRange> range(Family f) const;
+  /// The addresses of `f` this spec covers, as sorted disjoint ranges (empty when none).
+  std::vector<AddressRange> ranges(Family f) const;
   bool matches(const IpAddress& a) const;
   friend bool operator==(const AddressSpec&, const AddressSpec&) = default;
 };
+
+/// A name for an address selector: a letter, then up to 63 letters, digits,
+/// '_' or '-'; never ANY (whatever the case). Such a name is never an address.
+bool valid_address_name(std::string_view n);
 
 /// An inclusive range of 16-bit values (ports, or ICMP types/codes).
 struct PortRange {

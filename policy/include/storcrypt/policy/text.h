@@ -16,6 +16,12 @@
 //   EncryptionAlgorithm = AES-GCM-256
 //   EncryptionKey = db-key
 //   IntegrityAlgorithm / IntegrityKey for AH, ESP integrity and AES-CBC
+//
+// A named address selector is a block of its own (any LocalAddress or
+// RemoteAddress may then be its name); export writes them before the policies:
+//
+//   Address = PRODUCTION
+//   Entries = 192.0.2.0/24, 198.51.100.7, 203.0.113.10-203.0.113.20
 #pragma once
 
 #include <string>
