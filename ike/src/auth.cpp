@@ -115,7 +115,8 @@ Result<X509Ptr> parse_cert_payload(const CertPayload& payload) {
     return protocol("CERT encoding " + std::to_string(payload.encoding) + " is not X.509 signature (4)");
   const unsigned char* p = payload.data.data();
   X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(payload.data.size())));
-  if (!cert || p != payload.data.data() + payload.data.size()) return protocol("CERT payload is not one DER certificate");
+  if (!cert || p != payload.data.data() + payload.data.size())
+    return protocol("CERT payload is not one DER certificate");
   return cert;
 }
 

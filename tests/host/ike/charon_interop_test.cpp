@@ -13,11 +13,11 @@
 // test does not depend on the child.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -78,7 +78,8 @@ X509Ptr make_cert(EVP_PKEY* key, const std::string& cn, long serial, const char*
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
   X509_set_pubkey(cert.get(), key);
   X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("storcrypt-test"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("storcrypt-test"), -1, -1,
+                             0);
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : name);
   X509* iss = issuer ? issuer : cert.get();
@@ -216,9 +217,10 @@ swanctl {
       error_ = "charon did not create its vici socket";
       return;
     }
-    auto r = storcrypt::testing::run({"ip", "netns", "exec", ns.name(), "env",
-                                      "STRONGSWAN_CONF=" + dir_ + "/strongswan.conf", "SWANCTL_DIR=" + dir_ + "/swanctl", "swanctl", "--load-all", "--noprompt", "--file",
-                                      dir_ + "/swanctl/swanctl.conf"});
+    auto r =
+        storcrypt::testing::run({"ip", "netns", "exec", ns.name(), "env",
+                                 "STRONGSWAN_CONF=" + dir_ + "/strongswan.conf", "SWANCTL_DIR=" + dir_ + "/swanctl",
+                                 "swanctl", "--load-all", "--noprompt", "--file", dir_ + "/swanctl/swanctl.conf"});
     if (r.exit_code != 0) error_ = "swanctl --load-all failed: " + r.out + r.err;
   }
   ~Charon() {
