@@ -6,11 +6,18 @@
 // one authentication that needs no certificates, used here only to prove the
 // key schedule: charon can only decrypt our SK payload and accept our AUTH,
 // and we can only decrypt its answer and verify its AUTH, if SKEYSEED and
-// every SK_* agree). The host kernel has no ESP, so charon's CHILD_SA install
-// fails; the test does not depend on the child.
+// every SK_* agree). The CertAuth cases authenticate both sides with ECDSA
+// P-384 end-entity certificates under a CA the test generates (RFC 7427 AUTH
+// method 14, CERT/CERTREQ): charon must accept our signature and we verify
+// its. The host kernel has no ESP, so charon's CHILD_SA install fails; the
+// test does not depend on the child.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -27,6 +34,7 @@
 
 #include "storcrypt/common/fd.h"
 #include "storcrypt/common/hex.h"
+#include "storcrypt/ike/auth.h"
 #include "storcrypt/ike/crypto.h"
 #include "storcrypt/ike/message.h"
 #include "storcrypt/ike/proposal.h"
@@ -44,10 +52,83 @@ using storcrypt::testing::VethPair;
 const char* kCharon = "/usr/sbin/charon-systemd";
 const char* kPsk = "storcrypt-interop-test-psk-0123456789";
 
+struct PkeyFree {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+
+void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+  if (ext == nullptr) std::abort();
+  X509_add_ext(cert, ext, -1);
+  X509_EXTENSION_free(ext);
+}
+
+// Subject O=storcrypt-test,CN=<cn>; a CA when `san` is null, else an end
+// entity with that SAN issued by (issuer, issuer_key).
+X509Ptr make_cert(EVP_PKEY* key, const std::string& cn, long serial, const char* san, X509* issuer,
+                  EVP_PKEY* issuer_key) {
+  X509Ptr cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
+  X509_set_pubkey(cert.get(), key);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("storcrypt-test"), -1, -1,
+                             0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : name);
+  X509* iss = issuer ? issuer : cert.get();
+  if (san == nullptr) {
+    add_ext(cert.get(), iss, NID_basic_constraints, "critical,CA:TRUE");
+    add_ext(cert.get(), iss, NID_key_usage, "critical,keyCertSign,cRLSign");
+  } else {
+    add_ext(cert.get(), iss, NID_basic_constraints, "critical,CA:FALSE");
+    add_ext(cert.get(), iss, NID_key_usage, "critical,digitalSignature");
+    add_ext(cert.get(), iss, NID_subject_alt_name, san);
+  }
+  if (X509_sign(cert.get(), issuer_key ? issuer_key : key, EVP_sha384()) == 0) std::abort();
+  return cert;
+}
+
+std::string cert_pem(X509* c) {
+  BIO* b = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(b, c);
+  char* p = nullptr;
+  long n = BIO_get_mem_data(b, &p);
+  std::string s(p, static_cast<std::size_t>(n));
+  BIO_free(b);
+  return s;
+}
+std::string key_pem(EVP_PKEY* k) {
+  BIO* b = BIO_new(BIO_s_mem());
+  PEM_write_bio_PrivateKey(b, k, nullptr, nullptr, 0, nullptr, nullptr);
+  char* p = nullptr;
+  long n = BIO_get_mem_data(b, &p);
+  std::string s(p, static_cast<std::size_t>(n));
+  BIO_free(b);
+  return s;
+}
+
+// A P-384 CA and two end entities: left (us, SAN left.lab) and right
+// (charon, SAN right.lab), all generated per test.
+struct TestPki {
+  PkeyPtr ca_key{EVP_EC_gen("P-384")};
+  X509Ptr ca = make_cert(ca_key.get(), "storcrypt test CA", 1, nullptr, nullptr, nullptr);
+  PkeyPtr left_key{EVP_EC_gen("P-384")};
+  X509Ptr left = make_cert(left_key.get(), "left.lab", 2, "DNS:left.lab,IP:192.0.2.1", ca.get(), ca_key.get());
+  PkeyPtr right_key{EVP_EC_gen("P-384")};
+  X509Ptr right = make_cert(right_key.get(), "right.lab", 3, "DNS:right.lab,IP:192.0.2.2", ca.get(), ca_key.get());
+};
+
 // charon in the right namespace, with its own configuration directory.
 class Charon {
  public:
-  Charon(const TestNetns& ns, std::string dir) : dir_(std::move(dir)) {
+  Charon(const TestNetns& ns, std::string dir, const TestPki* pki = nullptr) : dir_(std::move(dir)) {
     std::filesystem::create_directories(dir_ + "/swanctl");
     std::string conf = R"(charon {
   load_modular = yes
@@ -78,23 +159,50 @@ swanctl {
 )";
     for (std::size_t at; (at = conf.find("@DIR@")) != std::string::npos;) conf.replace(at, 5, dir_);
     std::ofstream(dir_ + "/strongswan.conf") << conf;
-    std::ofstream(dir_ + "/swanctl/swanctl.conf")
-        << "connections {\n"
-           "  lab {\n"
-           "    version = 2\n"
-           "    local_addrs = 192.0.2.2\n"
-           "    remote_addrs = 192.0.2.1\n"
-           "    proposals = aes256-sha384-ecp384, aes256gcm16-prfsha384-ecp384\n"
-           "    local {\n      auth = psk\n      id = right.lab\n    }\n"
-           "    remote {\n      auth = psk\n      id = left.lab\n    }\n"
-           "    children {\n      net {\n"
-           "      local_ts = 203.0.113.0/24\n      remote_ts = 198.51.100.0/24\n"
-           "      esp_proposals = aes256gcm16\n"
-           "      }\n    }\n"
-           "  }\n"
-           "}\n"
-           "secrets {\n  ike-lab {\n    id-1 = left.lab\n    id-2 = right.lab\n    secret = \""
-        << kPsk << "\"\n  }\n}\n";
+    const std::string children =
+        "    children {\n      net {\n"
+        "      local_ts = 203.0.113.0/24\n      remote_ts = 198.51.100.0/24\n"
+        "      esp_proposals = aes256gcm16\n"
+        "      }\n    }\n";
+    if (pki == nullptr) {
+      std::ofstream(dir_ + "/swanctl/swanctl.conf")
+          << "connections {\n"
+             "  lab {\n"
+             "    version = 2\n"
+             "    local_addrs = 192.0.2.2\n"
+             "    remote_addrs = 192.0.2.1\n"
+             "    proposals = aes256-sha384-ecp384, aes256gcm16-prfsha384-ecp384\n"
+             "    local {\n      auth = psk\n      id = right.lab\n    }\n"
+             "    remote {\n      auth = psk\n      id = left.lab\n    }\n"
+          << children
+          << "  }\n"
+             "}\n"
+             "secrets {\n  ike-lab {\n    id-1 = left.lab\n    id-2 = right.lab\n    secret = \""
+          << kPsk << "\"\n  }\n}\n";
+    } else {
+      // As an admin would set it up: CA in x509ca/, own certificate in x509/,
+      // own key (PKCS#8) in private/; our ID is the subject DN.
+      for (const char* d : {"/swanctl/x509ca", "/swanctl/x509", "/swanctl/private"})
+        std::filesystem::create_directories(dir_ + d);
+      std::ofstream(dir_ + "/swanctl/x509ca/ca.pem") << cert_pem(pki->ca.get());
+      std::ofstream(dir_ + "/swanctl/x509/right.pem") << cert_pem(pki->right.get());
+      {
+        std::ofstream k(dir_ + "/swanctl/private/right.pem");
+        k << key_pem(pki->right_key.get());
+      }
+      chmod((dir_ + "/swanctl/private/right.pem").c_str(), 0600);
+      std::ofstream(dir_ + "/swanctl/swanctl.conf")
+          << "connections {\n"
+             "  lab {\n"
+             "    version = 2\n"
+             "    local_addrs = 192.0.2.2\n"
+             "    remote_addrs = 192.0.2.1\n"
+             "    proposals = aes256-sha384-ecp384, aes256gcm16-prfsha384-ecp384\n"
+             "    local {\n      auth = pubkey\n      certs = right.pem\n      id = right.lab\n    }\n"
+             "    remote {\n      auth = pubkey\n      cacerts = ca.pem\n"
+             "      id = \"O=storcrypt-test, CN=left.lab\"\n    }\n"
+          << children << "  }\n}\n";
+    }
     pid_ = fork();
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -109,9 +217,10 @@ swanctl {
       error_ = "charon did not create its vici socket";
       return;
     }
-    auto r = storcrypt::testing::run({"ip", "netns", "exec", ns.name(), "env",
-                                      "STRONGSWAN_CONF=" + dir_ + "/strongswan.conf", "swanctl", "--load-all", "--file",
-                                      dir_ + "/swanctl/swanctl.conf"});
+    auto r =
+        storcrypt::testing::run({"ip", "netns", "exec", ns.name(), "env",
+                                 "STRONGSWAN_CONF=" + dir_ + "/strongswan.conf", "SWANCTL_DIR=" + dir_ + "/swanctl",
+                                 "swanctl", "--load-all", "--noprompt", "--file", dir_ + "/swanctl/swanctl.conf"});
     if (r.exit_code != 0) error_ = "swanctl --load-all failed: " + r.out + r.err;
   }
   ~Charon() {
@@ -231,7 +340,7 @@ class CharonInterop : public ::testing::Test {
     ASSERT_TRUE(net_->ok);
     char tmpl[] = "/tmp/storcrypt-ike-charon-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
-    charon_ = std::make_unique<Charon>(net_->right, tmpl);
+    charon_ = std::make_unique<Charon>(net_->right, tmpl, pki_.get());
     ASSERT_EQ(charon_->error(), "") << charon_->log();
   }
   void TearDown() override {
@@ -241,7 +350,9 @@ class CharonInterop : public ::testing::Test {
   }
 
   // IKE_SA_INIT and IKE_AUTH; returns after checking charon's IKE_AUTH answer.
-  void run_exchange(bool gcm) {
+  enum class Mode { kPsk, kCert, kCertWrongKey };
+  void run_exchange(bool gcm, Mode mode = Mode::kPsk) {
+    const bool cert = mode != Mode::kPsk;
     Udp udp(net_->left);
     const std::uint64_t spi_i = gcm ? 0x1122334455667788ULL : 0x8877665544332211ULL;
     auto ke = KeyExchange::generate(transform_id::kGroupEcp384);
@@ -301,11 +412,23 @@ class CharonInterop : public ::testing::Test {
     IdPayload idi;
     idi.id_type = id_type::kFqdn;
     idi.data = str_bytes("left.lab");
+    if (cert) {
+      auto dn = id_from_subject(pki_->left.get());  // our ID: the certificate's subject DN
+      ASSERT_TRUE(dn.ok());
+      idi = *dn;
+    }
     auto octets = auth_octets(PrfAlg::kHmacSha384, *request, nr, keys->sk_pi, idi);
-    SecretBytes mac = psk_auth(*octets);
     AuthPayload auth;
-    auth.method = auth_method::kSharedKey;
-    auth.data.assign(mac.data(), mac.data() + mac.size());
+    if (!cert) {
+      SecretBytes mac = psk_auth(*octets);
+      auth.method = auth_method::kSharedKey;
+      auth.data.assign(mac.data(), mac.data() + mac.size());
+    } else {
+      PkeyPtr wrong(EVP_EC_gen("P-384"));
+      auto sig = sign_auth_ecdsa_p384(mode == Mode::kCertWrongKey ? wrong.get() : pki_->left_key.get(), *octets);
+      ASSERT_TRUE(sig.ok()) << sig.error().to_string();
+      auth = *sig;
+    }
     Proposal esp;
     esp.protocol = ProtocolId::kEsp;
     esp.spi = spi_bytes(0xc0ffee01);
@@ -316,9 +439,26 @@ class CharonInterop : public ::testing::Test {
     TsPayload tsi_p, tsr_p;
     tsi_p.selectors = {tsi};
     tsr_p.selectors = {tsr};
-    const std::vector<Payload> inner = {Payload::of(PayloadType::kIdi, idi), Payload::of(PayloadType::kAuth, auth),
-                                        Payload::sa(SaPayload{{esp}}), Payload::of(PayloadType::kTsi, tsi_p),
-                                        Payload::of(PayloadType::kTsr, tsr_p)};
+    std::vector<Payload> inner = {Payload::of(PayloadType::kIdi, idi)};
+    if (cert) {
+      // IDi, CERT (our end entity), CERTREQ (SHA-1 of the CA's SubjectPublicKeyInfo), AUTH, ...
+      auto c = cert_payload(pki_->left.get());
+      ASSERT_TRUE(c.ok());
+      inner.push_back(Payload::of(PayloadType::kCert, *c));
+      unsigned char* spki = nullptr;
+      const int spki_len = i2d_PUBKEY(X509_get0_pubkey(pki_->ca.get()), &spki);
+      ASSERT_GT(spki_len, 0);
+      CertPayload req;
+      req.data.resize(20);
+      unsigned int n = 0;
+      EVP_Digest(spki, static_cast<std::size_t>(spki_len), req.data.data(), &n, EVP_sha1(), nullptr);
+      OPENSSL_free(spki);
+      inner.push_back(Payload::of(PayloadType::kCertReq, req));
+    }
+    inner.push_back(Payload::of(PayloadType::kAuth, auth));
+    inner.push_back(Payload::sa(SaPayload{{esp}}));
+    inner.push_back(Payload::of(PayloadType::kTsi, tsi_p));
+    inner.push_back(Payload::of(PayloadType::kTsr, tsr_p));
     const std::uint16_t encr = gcm ? transform_id::kEncrAesGcm16 : transform_id::kEncrAesCbc;
     const std::uint16_t integ = gcm ? 0 : transform_id::kIntegHmacSha384_192;
     auto out = SkProtector::create(encr, 256, integ, keys->sk_ei.clone(), keys->sk_ai.clone());
@@ -344,6 +484,16 @@ class CharonInterop : public ::testing::Test {
     ASSERT_TRUE(chain.ok()) << chain.error().to_string();
     Message decrypted;
     decrypted.payloads = *chain;
+    if (mode == Mode::kCertWrongKey) {
+      EXPECT_NE(decrypted.find_notify(notify::kAuthenticationFailed), nullptr)
+          << "charon accepted an AUTH signed with a key that is not the certificate's";
+      const std::string log = charon_->log();
+      EXPECT_EQ(log.find("established between"), std::string::npos) << log;
+      EXPECT_EQ(log.find("authentication of 'O=storcrypt-test, CN=left.lab' with ECDSA_WITH_SHA384_DER successful"),
+                std::string::npos)
+          << log;
+      return;
+    }
     ASSERT_EQ(decrypted.find_notify(notify::kAuthenticationFailed), nullptr) << "charon refused our AUTH";
     const Payload* idr = decrypted.find(PayloadType::kIdr);
     const Payload* rauth = decrypted.find(PayloadType::kAuth);
@@ -351,11 +501,31 @@ class CharonInterop : public ::testing::Test {
     const auto& idr_body = std::get<IdPayload>(idr->body);
     EXPECT_EQ(idr_body.data, str_bytes("right.lab"));
     auto r_octets = auth_octets(PrfAlg::kHmacSha384, *answer, ni, keys->sk_pr, idr_body);
-    SecretBytes expected = psk_auth(*r_octets);
     const auto& got = std::get<AuthPayload>(rauth->body);
-    EXPECT_EQ(got.method, auth_method::kSharedKey);
-    EXPECT_TRUE(got.data.size() == expected.size() && std::equal(got.data.begin(), got.data.end(), expected.data()))
-        << "charon's AUTH does not verify with our SK_pr";
+    if (!cert) {
+      SecretBytes expected = psk_auth(*r_octets);
+      EXPECT_EQ(got.method, auth_method::kSharedKey);
+      EXPECT_TRUE(got.data.size() == expected.size() && std::equal(got.data.begin(), got.data.end(), expected.data()))
+          << "charon's AUTH does not verify with our SK_pr";
+    } else {
+      EXPECT_EQ(idr_body.id_type, id_type::kFqdn);
+      const Payload* rcert = decrypted.find(PayloadType::kCert);
+      ASSERT_NE(rcert, nullptr) << "charon sent no CERT (answer to our CERTREQ)";
+      auto peer = parse_cert_payload(std::get<CertPayload>(rcert->body));
+      ASSERT_TRUE(peer.ok()) << peer.error().to_string();
+      EXPECT_EQ(X509_cmp(peer->get(), pki_->right.get()), 0);
+      EXPECT_EQ(X509_verify(peer->get(), X509_get0_pubkey(pki_->ca.get())), 1);
+      auto idm = check_id_matches_cert(idr_body, peer->get());
+      EXPECT_TRUE(idm.ok()) << idm.error().to_string();
+      // charon's IDr against our own certificate: must not match.
+      EXPECT_FALSE(check_id_matches_cert(idr_body, pki_->left.get()).ok());
+      EXPECT_EQ(got.method, auth_method::kDigitalSignature);
+      auto v = verify_auth_ecdsa_p384(got, peer->get(), *r_octets);
+      EXPECT_TRUE(v.ok()) << "charon's AUTH does not verify: " << v.error().to_string();
+      // The same signature over other octets (IKE_SA_INIT request instead of response) must not.
+      auto wrong_octets = auth_octets(PrfAlg::kHmacSha384, *request, ni, keys->sk_pr, idr_body);
+      EXPECT_FALSE(verify_auth_ecdsa_p384(got, peer->get(), *wrong_octets).ok());
+    }
     // The host kernel has no ESP: the child either came up (kernel with ESP) or
     // charon says why not; both are fine here.
     std::cerr << "charon's IKE_AUTH response:";
@@ -366,19 +536,36 @@ class CharonInterop : public ::testing::Test {
     std::cerr << "\n";
     // charon's own account: the IKE SA is up with the suite we offered.
     const std::string log = charon_->log();
-    EXPECT_NE(log.find("established between 192.0.2.2[right.lab]...192.0.2.1[left.lab]"), std::string::npos) << log;
+    EXPECT_NE(log.find(cert ? "established between 192.0.2.2[right.lab]...192.0.2.1[O=storcrypt-test, CN=left.lab]"
+                            : "established between 192.0.2.2[right.lab]...192.0.2.1[left.lab]"),
+              std::string::npos)
+        << log;
+    if (cert) {  // charon checked our chain and our RFC 7427 ECDSA-384 signature
+      EXPECT_NE(log.find("authentication of 'O=storcrypt-test, CN=left.lab' with ECDSA_WITH_SHA384_DER successful"),
+                std::string::npos)
+          << log;
+    }
     EXPECT_NE(log.find(gcm ? "AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384"
                            : "AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384"),
               std::string::npos)
         << log;
   }
 
+  std::unique_ptr<TestPki> pki_;  // set by CharonCertInterop before SetUp
   std::unique_ptr<VethPair> net_;
   std::unique_ptr<Charon> charon_;
 };
 
+// Both sides authenticate with certificates under one test CA.
+class CharonCertInterop : public CharonInterop {
+ protected:
+  CharonCertInterop() { pki_ = std::make_unique<TestPki>(); }
+};
+
 TEST_F(CharonInterop, SaInitAndAuthAesCbcSha384Ecp384) { run_exchange(false); }
 TEST_F(CharonInterop, SaInitAndAuthAesGcm16Ecp384) { run_exchange(true); }
+TEST_F(CharonCertInterop, EcdsaP384CertificatesBothWays) { run_exchange(false, Mode::kCert); }
+TEST_F(CharonCertInterop, CharonRefusesSignatureByWrongKey) { run_exchange(true, Mode::kCertWrongKey); }
 
 TEST_F(CharonInterop, InvalidKePayloadNamesTheWantedGroup) {
   Udp udp(net_->left);
