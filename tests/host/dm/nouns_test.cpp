@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "storcrypt/controller/dispatcher.h"
+#include "storcrypt/controller/journal_store.h"
 #include "storcrypt/testing/environment.h"
 
 namespace storcrypt::controller {
@@ -28,7 +29,9 @@ class AtRestNouns : public ::testing::Test {
     std::ofstream(root_ / "img").close();
     fs::resize_file(root_ / "img", 20u << 20);
     db_ = Db::open(":memory:").value();
+    journal_ = open_db_journal(*db_).value();
     ctx_.db = db_.get();
+    ctx_.journal = journal_.get();
     ctx_.config_path = (root_ / "etc" / "storcrypt.conf").string();
   }
   void TearDown() override {
@@ -49,6 +52,7 @@ class AtRestNouns : public ::testing::Test {
   }
   fs::path root_;
   std::unique_ptr<Db> db_;
+  std::unique_ptr<journal::Journal> journal_;
   std::unique_ptr<EventLog> events_;  ///< outlives ctx_ (the unlock worker raises into it)
   Context ctx_;
   Dispatcher d_;
@@ -121,6 +125,7 @@ TEST_F(AtRestNouns, BadUnlockRetryNamesTheField) {
         << R"({"media_dirs": ["/media/x"], "unlock_retry_seconds": )" << v << "}";
     Context ctx;
     ctx.db = db_.get();
+    ctx.journal = journal_.get();
     ctx.config_path = ctx_.config_path;
     Dispatcher d;
     ASSERT_TRUE(register_volume_methods(d, ctx).ok());
