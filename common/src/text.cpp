@@ -75,4 +75,16 @@ Status require_text(std::string_view s, std::string_view what, std::string_view 
                "xNotText");
 }
 
+std::vector<std::string> split_tokens(std::string_view s, std::string_view separators) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    std::size_t end = s.find_first_of(separators, start);
+    if (end == std::string_view::npos) end = s.size();
+    if (end > start) out.emplace_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
 }  // namespace storcrypt

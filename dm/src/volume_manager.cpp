@@ -218,6 +218,11 @@ Result<VolumeInfo> VolumeManager::create(const CreateRequest& req, OpReport* rep
   if (!keys::valid_identifier(key_id))
     return Error(ErrorCode::kInvalidInput, "key id '" + key_id + "' is invalid",
                  "use 1..128 characters [A-Za-z0-9._:-]");
+  STORCRYPT_ASSIGN_OR_RETURN(bool taken, providers_[0]->holds(key_id));
+  if (taken)
+    return Error(ErrorCode::kConflict,
+                 "key id '" + key_id + "' already names a key on " + providers_[0]->kind() + " " + providers_[0]->id(),
+                 "give another --key-id, or leave it out to have one generated", "xKeyIdInUse");
   // Never on a device in use (not even with force), never over a storcrypt
   // volume (its keys live on), over anything else only with force.
   STORCRYPT_TRY(check_not_in_use(req.device, "create a volume on"));

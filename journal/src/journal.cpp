@@ -1,5 +1,6 @@
 #include "storcrypt/journal/journal.h"
 
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 
 #include "storcrypt/common/fd.h"
 #include "storcrypt/common/files.h"
+#include "storcrypt/common/text.h"
 
 namespace storcrypt::journal {
 namespace fs = std::filesystem;
@@ -28,19 +30,7 @@ Error unknown_op(std::int64_t id) {
 }
 
 std::vector<std::string> split_list(const char* s) {
-  std::vector<std::string> out;
-  if (s == nullptr) return out;
-  std::string all(s), cur;
-  for (char c : all) {
-    if (c == ',') {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) out.push_back(cur);
-  return out;
+  return s == nullptr ? std::vector<std::string>{} : split_tokens(s, ",");
 }
 
 // Announce and block until killed. Test-only (STORCRYPT_PAUSE_AT).

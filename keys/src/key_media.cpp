@@ -231,6 +231,21 @@ Result<ProviderReport> KeyMediaProvider::retire(const KeyRef& ref) {
   return rep;
 }
 
+Result<bool> KeyMediaProvider::holds(const std::string& key_id) {
+  if (!valid_identifier(key_id)) return Error(ErrorCode::kInvalidInput, "keymedia: invalid key id");
+  for (const auto& m : present_media()) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(m, ec)) {
+      std::string name = e.path().filename().string();
+      if (auto target = atomic_write_target(name)) name = *target;
+      KeyRef r;
+      if (parse_file_name(name, &r) && r.key_id == key_id) return true;
+    }
+    if (ec) return errno_error(ec.value(), "listing key medium " + m.string());
+  }
+  return false;
+}
+
 Result<ProviderReport> KeyMediaProvider::destroy_all(const std::string& key_id) {
   if (!valid_identifier(key_id)) return Error(ErrorCode::kInvalidInput, "keymedia destroy: invalid key id");
   ProviderReport rep;

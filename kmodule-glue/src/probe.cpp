@@ -6,6 +6,8 @@
 #include <set>
 #include <sstream>
 
+#include "storcrypt/common/text.h"
+
 namespace storcrypt::kmodule {
 namespace {
 
@@ -48,20 +50,7 @@ std::string component_config(const std::string& c) {
 }
 
 /// "authenc(hmac(sha256),cbc(aes))" -> {"authenc", "hmac", "sha256", "cbc", "aes"}.
-std::vector<std::string> components(const std::string& name) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : name) {
-    if (c == '(' || c == ')' || c == ',') {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) out.push_back(cur);
-  return out;
-}
+std::vector<std::string> components(const std::string& name) { return split_tokens(name, "(),"); }
 
 std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
   std::string s;

@@ -48,5 +48,16 @@ TEST(Text, RequireTextNamesTheInputAndTheByteNotItsContent) {
   EXPECT_FALSE(st.error().fix().empty());
 }
 
+TEST(SplitTokens, NonEmptyRunsBetweenAnySeparator) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(split_tokens("a,,b", ","), (V{"a", "b"}));
+  EXPECT_EQ(split_tokens("volume.create:store-key,sed.rekey:begin", ","),
+            (V{"volume.create:store-key", "sed.rekey:begin"}));
+  EXPECT_EQ(split_tokens("authenc(hmac(sha256),cbc(aes))", "(),"), (V{"authenc", "hmac", "sha256", "cbc", "aes"}));
+  EXPECT_EQ(split_tokens("", ","), V{});
+  EXPECT_EQ(split_tokens(",,", ","), V{});
+  EXPECT_EQ(split_tokens("abc", ","), (V{"abc"}));
+}
+
 }  // namespace
 }  // namespace storcrypt

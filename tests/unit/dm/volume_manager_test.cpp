@@ -152,6 +152,22 @@ TEST_F(VolumeManagerTest, CreateRefusals) {
   EXPECT_EQ(ok->key_id.rfind("vol-", 0), 0u);
 }
 
+// A key id that already names a key is refused before anything is written:
+// a create that then failed (or was rolled back after a crash) would destroy
+// every generation of that id, i.e. the other volume's keys.
+TEST_F(VolumeManagerTest, CreateRefusesAKeyIdInUseAndLeavesThatKeyAlone) {
+  create_volume();  // vol1 on kDev with key1 generation 1
+  backend_.add_device("/dev/fake1");
+  backend_.fail_next("format", Error(ErrorCode::kKernel, "boom"));
+  auto m = manager();
+  auto r = m.create({"/dev/fake1", "vol2", "key1", true});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().name(), "xKeyIdInUse") << r.error().to_string();
+  EXPECT_EQ(backend_.calls("format"), 1) << "only vol1's format ran";
+  EXPECT_EQ(key_copies(1), 2u) << "vol1's key copies are untouched";
+  EXPECT_TRUE(open_close().ok());
+}
+
 TEST_F(VolumeManagerTest, FormatFailureLeavesNoKeyBehind) {
   backend_.fail_next("format", Error(ErrorCode::kKernel, "boom"));
   auto m = manager();

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "storcrypt/common/result.h"
 
@@ -30,5 +31,9 @@ std::string printable(std::string_view s);
 /// byte's offset (never its neighbours: the input may be a secret) when `s` is
 /// not text; ok otherwise.
 Status require_text(std::string_view s, std::string_view what, std::string_view fix = {});
+
+/// The non-empty runs of `s` between any of the bytes in `separators`:
+/// split_tokens("a,,b", ",") == {"a", "b"}.
+std::vector<std::string> split_tokens(std::string_view s, std::string_view separators);
 
 }  // namespace storcrypt

@@ -57,6 +57,7 @@ class KeyMediaProvider final : public KeyProvider {
   Result<ProviderReport> rekey(const KeyRef& current, const KeyRef& next, const SecretBytes& new_ak) override;
   Result<ProviderReport> retire(const KeyRef& ref) override;
   Result<ProviderReport> destroy_all(const std::string& key_id) override;
+  Result<bool> holds(const std::string& key_id) override;
 
   /// Every configured medium with every key file on it, each verified.
   std::vector<MediumStatus> scan() const;

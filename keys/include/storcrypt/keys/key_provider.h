@@ -53,6 +53,10 @@ class KeyProvider {
   virtual Result<ProviderReport> retire(const KeyRef& ref) = 0;
   /// Remove (shred) every copy of every generation of a key id (crypto erase).
   virtual Result<ProviderReport> destroy_all(const std::string& key_id) = 0;
+  /// True when any copy of any generation of `key_id` exists (a key id that
+  /// names a key is never handed to a new volume: undoing that create would
+  /// destroy the other volume's keys).
+  virtual Result<bool> holds(const std::string& key_id) = 0;
 };
 
 }  // namespace storcrypt::keys
