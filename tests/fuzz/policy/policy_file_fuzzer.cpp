@@ -35,7 +35,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     q.local = IpAddress::v4(0xc0000201);
     q.remote = IpAddress::v4(0xc0000202);
     auto rows = test_traffic(*list, {}, q);
-    if (!rows.ok() || rows->empty()) std::abort();
+    // A list may name an address selector it does not define (import allows
+    // it, validate and commit refuse it); the test tool says so. Anything
+    // else must answer with at least one row.
+    if (!rows.ok() ? rows.error().name() != "xAddressUndefined" : rows->empty()) std::abort();
   }
   return 0;
 }
