@@ -22,9 +22,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!again.ok() || !(*again == *list)) std::abort();
   if (export_policies(*again) != text) std::abort();
   auto sw = import_policies(text, ImportOptions{true});
-  if (!sw.ok()) std::abort();
-  auto back = import_policies(export_policies(*sw), ImportOptions{true});
-  if (!back.ok() || !(*back == *list)) std::abort();
+  // The one list that cannot be swapped: a transport-mode PROTECT with
+  // LocalAddress ANY (this node's addresses) would need RemoteAddress ANY.
+  bool local_any_transport = false;
+  for (const Policy& p : list->policies())
+    local_any_transport = local_any_transport || (p.protection && p.protection->mode == Mode::kTransport &&
+                                                  p.selector.local.kind == AddressSpec::Kind::kAny);
+  if (!sw.ok() && !local_any_transport) std::abort();
+  if (sw.ok()) {
+    auto back = import_policies(export_policies(*sw), ImportOptions{true});
+    if (!back.ok() || !(*back == *list)) std::abort();
+  }
 
   bool small = list->size() <= 16;
   for (const Policy& p : list->policies()) small = small && selector_count(p) <= 256;
