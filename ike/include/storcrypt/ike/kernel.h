@@ -1,0 +1,104 @@
+// storcrypt IKEv2: the seam between the IKE state machine and the kernel's
+// IPsec (XFRM) tables.
+//
+// The state machine (ike_sa.h) negotiates CHILD_SAs; it never talks to the
+// kernel itself. It asks a ChildSaKernel for an inbound SPI (and the reqid
+// that tags the CHILD_SA as ours), then hands over the negotiated keys and
+// traffic selectors to install, and later removes them. Implementations:
+//  - the XFRM one over netlink::XfrmApi (ike/xfrm_kernel.h): reqids from
+//    the IKE half of storcrypt's owned range, policies with owned indexes
+//    (see netlink/xfrm_types.h, "ownership"), so charon's or the manual
+//    policy list's objects are never touched;
+//  - a fake in tests/support for unit tests of the state machine.
+//
+// Keys cross this seam as SecretBytes and are wiped when the spec dies.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "storcrypt/common/ip.h"
+#include "storcrypt/common/result.h"
+#include "storcrypt/common/secret.h"
+#include "storcrypt/ike/proposal.h"
+
+namespace storcrypt::ike {
+
+/// One traffic selector range (RFC 7296 §3.13.1) in host form.
+struct TsRange {
+  std::uint8_t ip_protocol = 0;  ///< 0 = any
+  std::uint16_t start_port = 0;
+  std::uint16_t end_port = 65535;
+  IpAddress start;
+  IpAddress end;
+  bool operator==(const TsRange&) const = default;
+};
+
+/// What a CHILD_SA reserved before its keys exist: the reqid that tags its
+/// SAs and policies as ours and the inbound SPI we announce to the peer.
+struct ChildSaSlot {
+  std::uint32_t reqid = 0;
+  std::uint32_t spi_in = 0;  ///< chosen by the kernel (XFRM_MSG_ALLOCSPI)
+  bool operator==(const ChildSaSlot&) const = default;
+};
+
+/// Keys of one direction (encr includes the AES-GCM salt: 32 + 4 bytes).
+struct DirectionKeys {
+  SecretBytes encr;
+  SecretBytes integ;  ///< empty for AEAD
+};
+
+/// Lifetimes for the kernel's soft/hard expiry (0 = none). Set by the
+/// lifecycle layer; the state machine passes them through.
+struct ChildSaLifetime {
+  std::uint64_t soft_bytes = 0, hard_bytes = 0;
+  std::uint64_t soft_packets = 0, hard_packets = 0;
+  std::chrono::seconds soft_add{0}, hard_add{0};
+};
+
+/// A negotiated CHILD_SA, ready to install: two SAs (in, out) and the
+/// policies that send the traffic selectors' packets through them.
+struct ChildSaSpec {
+  ChildSaSlot slot;
+  std::uint32_t spi_out = 0;   ///< the peer's inbound SPI
+  IpAddress local;             ///< outer (tunnel) addresses
+  IpAddress remote;
+  /// UDP encapsulation (RFC 3948) when a NAT was detected: our and the
+  /// peer's port (normally 4500 and 4500, or the NAT's mapped port).
+  std::optional<std::pair<std::uint16_t, std::uint16_t>> encap;
+  bool tunnel = true;          ///< false = transport mode
+  Suite suite;                 ///< ESP: encr/key bits/integ/esn as negotiated
+  DirectionKeys in;            ///< peer -> us
+  DirectionKeys out;           ///< us -> peer
+  std::vector<TsRange> local_ts;   ///< narrowed selectors on our side
+  std::vector<TsRange> remote_ts;  ///< and on the peer's side
+  ChildSaLifetime lifetime;
+  std::uint32_t replay_window = 32;
+};
+
+/// Counters of an installed CHILD_SA (from the kernel's SA state).
+struct ChildSaCounters {
+  std::uint64_t bytes_in = 0, packets_in = 0;
+  std::uint64_t bytes_out = 0, packets_out = 0;
+};
+
+class ChildSaKernel {
+ public:
+  virtual ~ChildSaKernel() = default;
+  /// Reserve a reqid and an inbound SPI for a CHILD_SA between `local` and
+  /// `remote` (the SPI's larval SA expires on its own if never installed).
+  virtual Result<ChildSaSlot> reserve(const IpAddress& local, const IpAddress& remote) = 0;
+  /// Install both SAs and the in/out/fwd policies of every (local_ts x
+  /// remote_ts) pair. All or nothing: on failure what was added is removed.
+  virtual Status install(const ChildSaSpec& spec) = 0;
+  /// Remove the SAs and policies of a CHILD_SA (installed or only
+  /// reserved). Removing what is already gone is not an error.
+  virtual Status remove(const ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
+                        std::uint32_t spi_out) = 0;
+  virtual Result<ChildSaCounters> counters(const ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
+                                           std::uint32_t spi_out) = 0;
+};
+
+}  // namespace storcrypt::ike
