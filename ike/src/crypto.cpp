@@ -205,6 +205,19 @@ Result<KeySizes> esp_key_sizes(std::uint16_t encr_id, std::uint16_t key_bits, st
   return ike_key_sizes(encr_id, key_bits, integ_id);
 }
 
+namespace {
+/// Cuts consecutive keys off a KEYMAT stream (prf+ output), in order.
+struct KeySlicer {
+  const SecretBytes& km;
+  std::size_t off = 0;
+  SecretBytes operator()(std::size_t n) {
+    SecretBytes k(km.data() + off, n);
+    off += n;
+    return k;
+  }
+};
+}  // namespace
+
 Result<IkeSaKeys> derive_ike_sa_keys(PrfAlg alg, const SecretBytes& skeyseed_value, std::span<const std::uint8_t> ni,
                                      std::span<const std::uint8_t> nr, std::uint64_t spi_i, std::uint64_t spi_r,
                                      KeySizes sizes) {
@@ -215,12 +228,7 @@ Result<IkeSaKeys> derive_ike_sa_keys(PrfAlg alg, const SecretBytes& skeyseed_val
   const std::size_t p = prf_size(alg);
   const std::size_t total = 3 * p + 2 * sizes.integ + 2 * sizes.encr;
   STORCRYPT_ASSIGN_OR_RETURN(SecretBytes km, prf_plus(alg, skeyseed_value.view(), seed, total));
-  std::size_t off = 0;
-  auto next = [&](std::size_t n) {
-    SecretBytes k(km.data() + off, n);
-    off += n;
-    return k;
-  };
+  KeySlicer next{km};
   IkeSaKeys k;
   k.sk_d = next(p);
   k.sk_ai = next(sizes.integ);
@@ -240,12 +248,7 @@ Result<ChildSaKeys> derive_child_sa_keys(PrfAlg alg, const SecretBytes& sk_d, co
   seed.append(ni);
   seed.append(nr);
   STORCRYPT_ASSIGN_OR_RETURN(SecretBytes km, prf_plus(alg, sk_d.view(), seed.view(), 2 * (sizes.encr + sizes.integ)));
-  std::size_t off = 0;
-  auto next = [&](std::size_t n) {
-    SecretBytes k(km.data() + off, n);
-    off += n;
-    return k;
-  };
+  KeySlicer next{km};
   ChildSaKeys k;
   k.encr_i = next(sizes.encr);
   k.integ_i = next(sizes.integ);

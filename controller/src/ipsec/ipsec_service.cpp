@@ -31,6 +31,79 @@ Result<SecretBytes> checked_passphrase(std::string s) {
 IpsecService::IpsecService(std::unique_ptr<IpsecStore> store, IpsecKernel kernel)
     : store_(std::move(store)), kernel_(std::move(kernel)) {}
 
+namespace {
+constexpr std::string_view kKeysOp = "ipsec.keys";
+constexpr std::string_view kCommitOp = "ipsec.commit";
+constexpr std::string_view kEnableOp = "ipsec.enable";
+constexpr std::string_view kDisableOp = "ipsec.disable";
+constexpr std::string_view kDefaultOp = "ipsec.default";
+/// What the key file records for the ipsec.keys operation `id` that wrote it.
+std::string key_generation_of(std::int64_t id) { return "op-" + std::to_string(id); }
+}  // namespace
+
+class IpsecService::Op {
+ public:
+  Op() = default;
+  Op(journal::Journal* j, std::int64_t id) : j_(j), id_(id) {}
+  Status step(std::string_view name) { return j_ ? j_->step(id_, name) : ok_status(); }
+  /// Between a write and its record ("written" before "saved").
+  Status point(std::string_view name) { return j_ ? j_->point(id_, name) : ok_status(); }
+  Status finish() { return j_ ? j_->finish(id_) : ok_status(); }
+  /// The change was refused and undone; the error is the caller's answer.
+  Error undone(Error e) {
+    if (j_) (void)j_->rolled_back(id_, e.message());
+    return e;
+  }
+  /// What the key file records for this change (its operation).
+  std::string generation() const { return j_ ? key_generation_of(id_) : std::string(); }
+
+ private:
+  journal::Journal* j_ = nullptr;
+  std::int64_t id_ = 0;
+};
+
+Result<IpsecService::Op> IpsecService::begin(std::string_view kind, nlohmann::json payload) {
+  if (!journal_) return Op();
+  STORCRYPT_ASSIGN_OR_RETURN(auto id, journal_->begin(kind, payload));
+  return Op(journal_, id);
+}
+
+void IpsecService::use_journal(journal::Journal& j) {
+  journal_ = &j;
+  for (auto kind : {kKeysOp, kCommitOp, kEnableOp, kDisableOp, kDefaultOp})
+    j.register_handler(std::string(kind), [this](journal::Journal& jj, const journal::Entry& e) {
+      std::lock_guard lock(mu);
+      return settle(jj, e);
+    });
+}
+
+Status IpsecService::settle(journal::Journal& j, const journal::Entry& e) {
+  std::string want = e.payload.value("outcome", std::string());
+  std::string stored, where;
+  if (e.kind == kKeysOp) {
+    want = key_generation_of(e.id);  // the id is known only after begin: the payload cannot carry it
+    STORCRYPT_ASSIGN_OR_RETURN(stored, store_->key_generation());
+    where = "the key file";
+  } else if (e.kind == kCommitOp) {
+    STORCRYPT_ASSIGN_OR_RETURN(stored, store_->stored_list_digest(ListKind::kCommitted));
+    where = "the committed list";
+  } else if (e.kind == kEnableOp || e.kind == kDisableOp) {
+    STORCRYPT_ASSIGN_OR_RETURN(stored, store_->setting("enabled", "0"));
+    where = "the enforcement setting";
+  } else if (e.kind == kDefaultOp) {
+    STORCRYPT_ASSIGN_OR_RETURN(stored, store_->setting("default_disposition", "IPv6Only"));
+    where = "the default disposition";
+  } else {
+    return Error(ErrorCode::kInternal, "no IPsec resume rule for operation kind " + e.kind);
+  }
+  // The kernel may hold some of the change (steps before the crash): start-up
+  // enforcement (restore) makes it match what is stored either way.
+  STORCRYPT_TRY(store_->set_setting("applying", "1"));
+  if (!want.empty() && stored == want) return j.finish(e.id);
+  return j.rolled_back(e.id, "the change never reached " + where +
+                                 "; what is stored stands and start-up enforcement puts the kernel back to it");
+}
+
 Status IpsecService::load() {
   STORCRYPT_ASSIGN_OR_RETURN(auto u, store_->load_list(ListKind::kUncommitted));
   STORCRYPT_ASSIGN_OR_RETURN(auto c, store_->load_list(ListKind::kCommitted));
@@ -81,11 +154,24 @@ Result<IpsecService::CommitOutcome> IpsecService::commit() {
              shadow.error().message(),
          "run 'storcrypt system doctor'; commit again to repeat the check"});
   }
+  STORCRYPT_ASSIGN_OR_RETURN(
+      auto op, begin(kCommitOp, {{"outcome", IpsecStore::list_digest(uncommitted_)}, {"enforced", enabled_}}));
   if (enabled_) {
-    STORCRYPT_ASSIGN_OR_RETURN(out.applied, apply(*set));
+    auto a = apply(*set);
+    if (!a.ok()) return op.undone(std::move(a).error());
+    out.applied = *a;
+    STORCRYPT_TRY(op.step("kernel-applied"));
   }
-  STORCRYPT_TRY(store_->transaction([&]() -> Status { return store_->save_list(ListKind::kCommitted, uncommitted_); }));
+  Status saved =
+      store_->transaction([&]() -> Status { return store_->save_list(ListKind::kCommitted, uncommitted_); });
+  if (!saved.ok()) {
+    if (enabled_) (void)reenforce();  // the kernel back to the committed list (best effort)
+    return op.undone(saved.error());
+  }
+  STORCRYPT_TRY(op.point("written"));
+  STORCRYPT_TRY(op.step("saved"));
   committed_ = uncommitted_;
+  STORCRYPT_TRY(op.finish());
   return out;
 }
 
@@ -94,18 +180,35 @@ Result<pol::ApplyStats> IpsecService::enable() {
     return Error(ErrorCode::kConflict, "there is no committed policy list to enforce",
                  "build the list with 'storcrypt policy add' (or import), then 'storcrypt policy commit'",
                  "xIpsecNothingCommitted");
-  STORCRYPT_ASSIGN_OR_RETURN(auto st, reenforce());
-  STORCRYPT_TRY(store_->set_setting("enabled", "1"));
+  STORCRYPT_ASSIGN_OR_RETURN(auto op, begin(kEnableOp, {{"outcome", "1"}}));
+  auto st = reenforce();
+  if (!st.ok()) return op.undone(std::move(st).error());
+  STORCRYPT_TRY(op.step("kernel-applied"));
+  if (Status s = store_->set_setting("enabled", "1"); !s.ok()) {
+    if (!enabled_) {
+      if (auto* inst = installer_.get()) (void)inst->disable();
+    }
+    return op.undone(s.error());
+  }
+  STORCRYPT_TRY(op.point("written"));
+  STORCRYPT_TRY(op.step("saved"));
   enabled_ = true;
+  STORCRYPT_TRY(op.finish());
   return st;
 }
 
 Result<pol::ApplyStats> IpsecService::disable() {
   STORCRYPT_ASSIGN_OR_RETURN(auto* inst, installer());
+  STORCRYPT_ASSIGN_OR_RETURN(auto op, begin(kDisableOp, {{"outcome", "0"}}));
   STORCRYPT_TRY(store_->set_setting("applying", "1"));
-  STORCRYPT_ASSIGN_OR_RETURN(auto st, inst->disable());
+  auto st = inst->disable();
+  if (!st.ok()) return op.undone(std::move(st).error());
+  STORCRYPT_TRY(op.step("kernel-applied"));
   STORCRYPT_TRY(store_->set_setting("enabled", "0"));
   STORCRYPT_TRY(store_->set_setting("applying", "0"));
+  STORCRYPT_TRY(op.point("written"));
+  STORCRYPT_TRY(op.step("saved"));
+  STORCRYPT_TRY(op.finish());
   enabled_ = false;
   enforced_any_local_.clear();
   ++generation_;
@@ -114,12 +217,24 @@ Result<pol::ApplyStats> IpsecService::disable() {
 
 Result<std::optional<pol::ApplyStats>> IpsecService::set_default(pol::DefaultDisposition d) {
   std::optional<pol::ApplyStats> applied;
+  const std::string name(pol::to_string(d));
+  STORCRYPT_ASSIGN_OR_RETURN(auto op, begin(kDefaultOp, {{"outcome", name}}));
   if (enabled_ && has_committed()) {
-    STORCRYPT_ASSIGN_OR_RETURN(auto set, pol::commit(committed_, keys_, options(d)));
-    STORCRYPT_ASSIGN_OR_RETURN(applied, apply(set));
+    auto set = pol::commit(committed_, keys_, options(d));
+    if (!set.ok()) return op.undone(std::move(set).error());
+    auto a = apply(*set);
+    if (!a.ok()) return op.undone(std::move(a).error());
+    applied = *a;
+    STORCRYPT_TRY(op.step("kernel-applied"));
   }
-  STORCRYPT_TRY(store_->set_setting("default_disposition", std::string(pol::to_string(d))));
+  if (Status s = store_->set_setting("default_disposition", name); !s.ok()) {
+    if (applied) (void)reenforce();  // the kernel back to the stored disposition (best effort)
+    return op.undone(s.error());
+  }
+  STORCRYPT_TRY(op.point("written"));
+  STORCRYPT_TRY(op.step("saved"));
   default_ = d;
+  STORCRYPT_TRY(op.finish());
   return applied;
 }
 
@@ -144,17 +259,33 @@ Result<std::optional<pol::ApplyStats>> IpsecService::put_keys(std::vector<pol::N
       return st.error();
     }
   }
+  const bool enforced = enabled_ && uses_any(committed_, names);
+  auto op = begin(kKeysOp, {{"names", std::vector<std::string>(names.begin(), names.end())}, {"enforced", enforced}});
+  if (!op.ok()) {
+    restore();
+    return std::move(op).error();
+  }
+  // The file records this change's generation: after a crash, recovery knows whether this write happened.
+  const std::string generation = op->generation();
   std::optional<pol::ApplyStats> applied;
-  if (enabled_ && uses_any(committed_, names)) {
+  if (enforced) {
     auto st = reenforce();
     if (!st.ok()) {
       restore();
       (void)reenforce();  // the kernel back to the old values (best effort)
-      return std::move(st).error();
+      return op->undone(std::move(st).error());
     }
     applied = *st;
+    STORCRYPT_TRY(op->step("kernel-applied"));
   }
-  STORCRYPT_TRY(store_->save_keys(keys_));
+  if (Status saved = store_->save_keys(keys_, generation); !saved.ok()) {
+    restore();
+    if (enforced) (void)reenforce();  // the kernel back to the stored values (best effort)
+    return op->undone(saved.error());
+  }
+  STORCRYPT_TRY(op->point("written"));
+  STORCRYPT_TRY(op->step("saved"));
+  STORCRYPT_TRY(op->finish());
   return applied;
 }
 

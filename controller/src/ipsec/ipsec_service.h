@@ -23,6 +23,7 @@
 #include "storcrypt/common/result.h"
 #include "storcrypt/controller/events.h"
 #include "storcrypt/controller/ipsec.h"
+#include "storcrypt/journal/journal.h"
 #include "storcrypt/netlink/xfrm_api.h"
 #include "storcrypt/policy/compiler.h"
 #include "storcrypt/policy/installer.h"
@@ -47,6 +48,22 @@ class IpsecService {
 
   /// Read the lists, settings and keys (once, before use).
   Status load();
+
+  /// Journal every change that touches the kernel and then the database or
+  /// the key file (kinds ipsec.keys, ipsec.commit, ipsec.enable,
+  /// ipsec.disable, ipsec.default; step "kernel-applied" when the kernel
+  /// took the change, point "written" after the write to storage and step
+  /// "saved" after it), and
+  /// register their resume handlers (before journal.recover()). Without a
+  /// journal (unit tests of the rules) nothing is recorded.
+  ///
+  /// What is stored (the key file, the committed list, the settings) is the
+  /// truth after a crash: recovery settles each unfinished change by
+  /// whether its write reached storage (the key file's generation, the
+  /// committed list's digest, the setting's value): "done" when it did,
+  /// "rolled-back" when it did not; restore() then makes the kernel match
+  /// what is stored, so memory, kernel and key file agree.
+  void use_journal(journal::Journal& j);
 
   // ---- the lists ----
   policy::PolicyList& uncommitted() { return uncommitted_; }
@@ -133,6 +150,11 @@ class IpsecService {
 
  private:
   static bool uses_any(const policy::PolicyList& l, const std::set<std::string>& names);
+  /// One journalled change: begin, steps, finish or rolled back (no-ops without a journal).
+  class Op;
+  Result<Op> begin(std::string_view kind, nlohmann::json payload);
+  /// Resume handler: settle `e` by whether its write reached storage.
+  Status settle(journal::Journal& j, const journal::Entry& e);
   /// Enforce the committed list again with the current keys.
   Result<policy::ApplyStats> reenforce();
   Result<policy::PolicyInstaller*> installer();
@@ -154,6 +176,7 @@ class IpsecService {
   std::map<std::string, std::vector<IpAddress>> enforced_any_local_;
   std::uint64_t generation_ = 0;
   std::optional<Error> restore_error_;
+  journal::Journal* journal_ = nullptr;
 };
 
 }  // namespace storcrypt::controller

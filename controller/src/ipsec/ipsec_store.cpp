@@ -1,5 +1,7 @@
 #include "ipsec/ipsec_store.h"
 
+#include <openssl/evp.h>
+
 #include <filesystem>
 
 #include "storcrypt/common/files.h"
@@ -11,6 +13,28 @@ namespace pol = storcrypt::policy;
 
 namespace {
 const char* row_name(ListKind which) { return which == ListKind::kCommitted ? "committed" : "uncommitted"; }
+
+constexpr std::string_view kGenerationTag = "#generation ";
+
+/// The length of the `#generation <id>` first line (0 when there is none).
+std::size_t generation_line(std::string_view text) {
+  if (text.substr(0, kGenerationTag.size()) != kGenerationTag) return 0;
+  std::size_t nl = text.find('\n');
+  return nl == std::string_view::npos ? 0 : nl + 1;
+}
+
+std::string sha256_hex(std::string_view text) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(text.data(), text.size(), md, &n, EVP_sha256(), nullptr) != 1) return {};
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < n; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
 }  // namespace
 
 Status IpsecStore::migrate(Db& db) {
@@ -46,16 +70,43 @@ Result<std::vector<pol::NamedKey>> IpsecStore::load_keys() {
   std::error_code ec;
   if (!std::filesystem::exists(keys_path_, ec)) return std::vector<pol::NamedKey>();
   STORCRYPT_ASSIGN_OR_RETURN(std::string text, pol::read_file(keys_path_));
-  SecretBytes plain(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
+  std::size_t skip = generation_line(text);
+  SecretBytes plain(reinterpret_cast<const std::uint8_t*>(text.data()) + skip, text.size() - skip);
   secure_wipe(text);
   auto parsed = pol::parse_key_payload(plain.view());
   if (!parsed.ok()) return std::move(parsed).error().context(keys_path_);
   return parsed;
 }
 
-Status IpsecStore::save_keys(const pol::KeyStore& keys) {
-  SecretBytes plain = pol::key_payload(pol::all_keys(keys));
+Status IpsecStore::save_keys(const pol::KeyStore& keys, const std::string& generation) {
+  SecretBytes payload = pol::key_payload(pol::all_keys(keys));
+  if (generation.empty()) return write_file_atomic(keys_path_, payload.view(), 0600);
+  if (generation.find('\n') != std::string::npos)
+    return Error(ErrorCode::kInternal, "key file generation '" + generation + "' spans lines");
+  std::string line = std::string(kGenerationTag) + generation + "\n";
+  SecretBytes plain(line.size() + payload.size());
+  std::copy(line.begin(), line.end(), plain.data());
+  std::copy(payload.view().begin(), payload.view().end(), plain.data() + line.size());
   return write_file_atomic(keys_path_, plain.view(), 0600);
+}
+
+Result<std::string> IpsecStore::key_generation() {
+  std::error_code ec;
+  if (!std::filesystem::exists(keys_path_, ec)) return std::string();
+  STORCRYPT_ASSIGN_OR_RETURN(std::string text, pol::read_file(keys_path_));
+  std::size_t n = generation_line(text);
+  std::string g = n ? text.substr(kGenerationTag.size(), n - 1 - kGenerationTag.size()) : std::string();
+  secure_wipe(text);
+  return g;
+}
+
+std::string IpsecStore::list_digest(const pol::PolicyList& l) { return sha256_hex(pol::export_policies(l)); }
+
+Result<std::string> IpsecStore::stored_list_digest(ListKind which) {
+  STORCRYPT_ASSIGN_OR_RETURN(auto rows,
+                             db_.query("SELECT text FROM ipsec_lists WHERE which = ?1", {std::string(row_name(which))}));
+  if (rows.empty()) return std::string();
+  return sha256_hex(rows[0].text(0));
 }
 
 }  // namespace storcrypt::controller

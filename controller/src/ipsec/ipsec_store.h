@@ -6,8 +6,11 @@
 //                                  named address selectors included)
 //     ipsec_settings(key, value)   default_disposition, enabled, applying
 //   <state>/ipsec-keys (0600)      the named keys, `<name> <algorithm> <hex>`
-//                                  per line (policy::key_payload), replaced
-//                                  atomically (write to .tmp, rename)
+//                                  per line (policy::key_payload), after an
+//                                  optional first line `#generation <id>`
+//                                  naming the journalled change that wrote
+//                                  it; replaced atomically (write to .tmp,
+//                                  rename)
 //
 // Rows only: what the values mean and when they change is IpsecService's.
 #pragma once
@@ -46,8 +49,18 @@ class IpsecStore {
 
   /// The keys of the key file (empty when it does not exist yet).
   Result<std::vector<policy::NamedKey>> load_keys();
-  /// Replace the key file with every key of the store.
-  Status save_keys(const policy::KeyStore& keys);
+  /// Replace the key file with every key of the store; a non-empty
+  /// `generation` (no key material: the journal operation that writes it)
+  /// is recorded in the file, so recovery after a crash can tell whether
+  /// this write happened.
+  Status save_keys(const policy::KeyStore& keys, const std::string& generation = "");
+  /// The generation recorded in the key file ("" when none or no file).
+  Result<std::string> key_generation();
+  /// SHA-256 (hex) of a policy list as stored (export_policies text): the
+  /// journal's record of which list a commit stores.
+  static std::string list_digest(const policy::PolicyList& l);
+  /// The digest of the stored list of a kind ("" when never stored).
+  Result<std::string> stored_list_digest(ListKind which);
   const std::string& keys_path() const { return keys_path_; }
 
  private:

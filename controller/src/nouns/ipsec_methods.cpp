@@ -91,10 +91,13 @@ std::shared_ptr<IpsecState> ipsec_state(Context& ctx) {
     }
     auto store = std::make_unique<IpsecStore>(*ctx.db, ctx.config.state_directory + "/ipsec-keys");
     auto svc = std::make_shared<IpsecService>(std::move(store), kernel);
-    if (Status s = svc->load(); !s.ok())
+    if (Status s = svc->load(); !s.ok()) {
       st->load_error = s.error();
-    else
+    } else {
+      // Before the daemon's journal.recover(): unfinished IPsec changes settle there.
+      if (ctx.journal) svc->use_journal(*ctx.journal);
       st->svc = svc;
+    }
   }
   ctx.set_service(st);
   return st;

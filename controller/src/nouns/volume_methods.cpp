@@ -249,7 +249,11 @@ std::shared_ptr<AtRestState> state_for(Context& ctx) {
   auto st = std::make_shared<AtRestState>();
   st->config_path = at_rest_config_path(ctx);
   std::ifstream probe(st->config_path);
-  if (probe.good() && ctx.db && ctx.journal) {
+  if (probe.good() && (!ctx.db || !ctx.journal)) {
+    // A wiring error of the program, not of the node: say so rather than "not configured".
+    st->config_error = Error(ErrorCode::kInternal, "at-rest encryption needs the state database and the journal",
+                             "this storcryptd was built without them; report it");
+  } else if (probe.good()) {
     auto settings = load_settings(st->config_path);
     if (!settings.ok()) {
       st->config_error = settings.error();

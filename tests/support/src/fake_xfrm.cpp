@@ -119,7 +119,8 @@ struct FakeXfrm::Impl {
   }
 };
 
-FakeXfrm::FakeXfrm(Ownership own) : own_(own), impl_(std::make_unique<Impl>()) {}
+FakeXfrm::FakeXfrm(Ownership own) : own_(own), impl_(std::make_shared<Impl>()) {}
+FakeXfrm::FakeXfrm(const FakeXfrm& same_kernel, Ownership own) : own_(own), impl_(same_kernel.impl_) {}
 FakeXfrm::~FakeXfrm() = default;
 
 Result<std::uint32_t> FakeXfrm::allocate_spi(const SpiRequest& req) {

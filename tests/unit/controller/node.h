@@ -46,7 +46,7 @@ struct Node {
     ctx.events = events.get();
     auto kernel = std::make_shared<IpsecKernel>();
     kernel->open = [this](const nl::Ownership& own) -> Result<std::unique_ptr<nl::XfrmApi>> {
-      auto f = std::make_unique<nl::FakeXfrm>(own);
+      auto f = kernel_of ? std::make_unique<nl::FakeXfrm>(*kernel_of, own) : std::make_unique<nl::FakeXfrm>(own);
       fake = f.get();
       for (auto& p : foreign) f->add_foreign_policy(p);
       return std::unique_ptr<nl::XfrmApi>(std::move(f));
@@ -75,6 +75,9 @@ struct Node {
   Context ctx;
   Dispatcher disp;
   nl::FakeXfrm* fake = nullptr;
+  /// When set before the kernel is first opened: this node's fake kernel is
+  /// that one's (a restart after a crash finds what the crashed node left).
+  const nl::FakeXfrm* kernel_of = nullptr;
   std::vector<nl::Policy> foreign;
   /// The node's own addresses (what LocalAddress ANY stands for in transport mode);
   /// change them with set_local_addresses() once a ticker may read them.

@@ -4,7 +4,9 @@
 # command (policy import/test/commit, key create/export/import, ipsec
 # enable/status/disable). Judged by the kernel: `ip xfrm` state and counters,
 # /proc/net/xfrm_stat. A mismatched key must make protected traffic fail and
-# raise event 2010; the right key again fixes it.
+# raise event 2010; the right key again fixes it. A key replace killed with
+# SIGKILL at each journalled step settles at the restart with the kernel and
+# the key file in agreement.
 #
 # Another IPsec daemon shares the kernel (issue 13): strongSwan's charon
 # (charon-systemd with a swanctl connection, PSK, one instance per namespace)
@@ -33,20 +35,35 @@ fail() {
 step() { echo "== $*"; }
 ipsec_net_extra_cleanup() { for p in "${DPID[@]}" "${CPID[@]}"; do kill "$p" 2>/dev/null || true; done; }
 
-start_daemon() {  # start_daemon a|b NETNS
+start_daemon() {  # start_daemon a|b NETNS [KIND:POINT: pause there (the journal's test-only hook)]
   mkdir -p "$W/$1"
   cat > "$W/$1/storcrypt.conf" <<EOF2
 state_directory = $W/$1/state
 socket_path = $W/$1/sock
 log_level = info
 EOF2
-  rm -f "$W/$1/sock"
-  STORCRYPT_IPSEC_WATCH_SECONDS=1 ip netns exec "$2" "$D" --config "$W/$1/storcrypt.conf" --foreground >> "$W/$1.log" 2>&1 &
+  rm -f "$W/$1/sock" "$W/$1/paused"
+  STORCRYPT_PAUSE_AT=${3:-} STORCRYPT_PAUSE_FILE="$W/$1/paused" STORCRYPT_IPSEC_WATCH_SECONDS=1 \
+    ip netns exec "$2" "$D" --config "$W/$1/storcrypt.conf" --foreground >> "$W/$1.log" 2>&1 &
   DPID[$1]=$!
   for _ in $(seq 100); do [ -S "$W/$1/sock" ] && return 0; sleep 0.1; done
   fail "storcryptd $1 did not start"
 }
 stop_daemon() { kill -TERM "${DPID[$1]}"; wait "${DPID[$1]}" || true; unset "DPID[$1]"; }
+# kill_paused a|b KIND:POINT: wait until the daemon says it paused there, then SIGKILL it from outside.
+kill_paused() {
+  for _ in $(seq 600); do
+    [ -s "$W/$1/paused" ] && break
+    kill -0 "${DPID[$1]}" 2>/dev/null || fail "storcryptd $1 ended before pausing at $2"
+    sleep 0.1
+  done
+  [ "$(cat "$W/$1/paused" 2>/dev/null)" = "$2" ] || fail "storcryptd $1 did not pause at $2 ($(cat "$W/$1/paused" 2>/dev/null))"
+  kill -9 "${DPID[$1]}"
+  local rc=0
+  wait "${DPID[$1]}" || rc=$?
+  unset "DPID[$1]"
+  [ "$rc" = 137 ] || fail "storcryptd $1 paused at $2 ended with status $rc, not by SIGKILL"
+}
 sc() { local n=$1; shift; echo "+ [$n] storcrypt $*" >&2; "$C" --socket "$W/$n/sock" "$@"; }
 scj() { local n=$1; shift; "$C" --socket "$W/$n/sock" --json "$@"; }
 # wait_for SECONDS CMD...: poll until CMD succeeds.
@@ -264,6 +281,41 @@ step "the right key again: traffic flows and the event is marked fixed"
 sc b key import "$W/keys.scx" --passphrase-file "$W/pass" --replace
 send 5000 || fail "protected traffic failed after importing the right key"
 wait_for 10 no_unfixed_2010 || { send 5000 || true; wait_for 10 no_unfixed_2010 || fail "event 2010 not marked fixed"; }
+
+step "a key replace on B killed with SIGKILL at each step: after the restart the kernel, the key file and the journal agree"
+# The journalled change (ipsec.keys): begin -> kernel-applied (the SAs carry
+# the new key) -> written (key file replaced) -> saved -> done. Before
+# "written" the old key stands (rolled back); from it on the new one (done).
+b_kernel_key() {
+  ip -n "$B" xfrm state get src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x1000 \
+    | sed -n 's/.*aead rfc4106(gcm(aes)) 0x\([0-9a-f]*\).*/\1/p'
+}
+b_file_key() { awk '$1 == "k-ab" {print tolower($3)}' "$W/b/state/ipsec-keys"; }
+b_journal() { sqlite3 "$W/b/state/storcrypt.db" "SELECT state FROM journal_ops WHERE kind = 'ipsec.keys' ORDER BY id DESC LIMIT 1"; }
+good_key=$(b_file_key)
+[ "$(b_kernel_key)" = "$good_key" ] || fail "before the crashes B's kernel key is not its file's"
+for p in begin:rolled-back kernel-applied:rolled-back written:done saved:done done:done; do
+  point=${p%%:*}; want=${p##*:}
+  stop_daemon b
+  start_daemon b "$B" "ipsec.keys:$point"
+  "$C" --socket "$W/b/sock" key create k-ab --algorithm AES-GCM-256 --replace > /dev/null 2>&1 &
+  cli=$!
+  kill_paused b "ipsec.keys:$point"
+  wait "$cli" || true  # the daemon died under it
+  start_daemon b "$B"
+  [ "$(b_journal)" = "$want" ] || fail "key replace killed at $point: journal says '$(b_journal)', want $want"
+  [ -n "$(b_kernel_key)" ] || fail "key replace killed at $point: B has no SA 0x1000 after the restart"
+  [ "$(b_kernel_key)" = "$(b_file_key)" ] || fail "key replace killed at $point: B's kernel and key file disagree"
+  if [ "$want" = done ]; then
+    [ "$(b_file_key)" != "$good_key" ] || fail "key replace killed at $point: the new key was lost"
+    sc b key import "$W/keys.scx" --passphrase-file "$W/pass" --replace > /dev/null
+  else
+    [ "$(b_file_key)" = "$good_key" ] || fail "key replace killed at $point: a key the change never stored is in use"
+  fi
+  [ "$(b_kernel_key)" = "$good_key" ] || fail "B's key not back to A's after $point"
+  echo "killed at ipsec.keys:$point -> $want, kernel = key file"
+done
+send 5000 || fail "protected traffic failed after the killed key replaces"
 
 step "B restarts after a reboot-like flush: the daemon enforces the committed list again"
 stop_daemon b

@@ -24,6 +24,9 @@ namespace storcrypt::netlink {
 class FakeXfrm : public XfrmApi {
  public:
   explicit FakeXfrm(Ownership own = Ownership::all());
+  /// Another handle on the same fake kernel (its SAs, policies, failures):
+  /// a restarted daemon finds what the one before it left behind.
+  FakeXfrm(const FakeXfrm& same_kernel, Ownership own);
   ~FakeXfrm() override;
 
   const Ownership& ownership() const override { return own_; }
@@ -78,7 +81,7 @@ class FakeXfrm : public XfrmApi {
  private:
   struct Impl;
   Ownership own_;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace storcrypt::netlink
