@@ -5,16 +5,18 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
-#include <openssl/rsa.h>
 #include <openssl/obj_mac.h>
 #include <openssl/objects.h>
+#include <openssl/params.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <array>
 #include <string>
+
+#include "cnsa_key.h"
 
 namespace storcrypt::ike {
 
@@ -40,17 +42,9 @@ struct NameFree {
   void operator()(X509_NAME* p) const { X509_NAME_free(p); }
 };
 
-bool is_p384(EVP_PKEY* key) {
-  if (key == nullptr || !EVP_PKEY_is_a(key, "EC")) return false;
-  char group[64] = {};
-  size_t len = 0;
-  if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &len) != 1) return false;
-  return OBJ_txt2nid(group) == NID_secp384r1 || OBJ_sn2nid(group) == NID_secp384r1;
-}
-
-bool is_rsa(EVP_PKEY* key) { return key != nullptr && (EVP_PKEY_is_a(key, "RSA") || EVP_PKEY_is_a(key, "RSA-PSS")); }
-
-constexpr int kMinRsaBits = 3072;
+using detail::is_p384;
+using detail::is_rsa;
+using detail::kMinRsaBits;
 
 enum class Family { kEcdsa, kRsaPss, kRsaPkcs1 };
 
@@ -58,11 +52,14 @@ Family family_of(SignatureScheme s) {
   switch (s) {
     case SignatureScheme::kEcdsaSha256:
     case SignatureScheme::kEcdsaSha384:
-    case SignatureScheme::kEcdsaSha512: return Family::kEcdsa;
+    case SignatureScheme::kEcdsaSha512:
+      return Family::kEcdsa;
     case SignatureScheme::kRsaPssSha256:
     case SignatureScheme::kRsaPssSha384:
-    case SignatureScheme::kRsaPssSha512: return Family::kRsaPss;
-    default: return Family::kRsaPkcs1;
+    case SignatureScheme::kRsaPssSha512:
+      return Family::kRsaPss;
+    default:
+      return Family::kRsaPkcs1;
   }
 }
 
@@ -70,11 +67,14 @@ const EVP_MD* md_of(SignatureScheme s) {
   switch (s) {
     case SignatureScheme::kEcdsaSha256:
     case SignatureScheme::kRsaPssSha256:
-    case SignatureScheme::kRsaPkcs1Sha256: return EVP_sha256();
+    case SignatureScheme::kRsaPkcs1Sha256:
+      return EVP_sha256();
     case SignatureScheme::kEcdsaSha384:
     case SignatureScheme::kRsaPssSha384:
-    case SignatureScheme::kRsaPkcs1Sha384: return EVP_sha384();
-    default: return EVP_sha512();
+    case SignatureScheme::kRsaPkcs1Sha384:
+      return EVP_sha384();
+    default:
+      return EVP_sha512();
   }
 }
 
@@ -174,15 +174,23 @@ Result<SignatureScheme> parse_algorithm(const X509_ALGOR* algor) {
     return s;
   };
   switch (nid) {
-    case NID_ecdsa_with_SHA256: return ecdsa(SignatureScheme::kEcdsaSha256);
-    case NID_ecdsa_with_SHA384: return ecdsa(SignatureScheme::kEcdsaSha384);
-    case NID_ecdsa_with_SHA512: return ecdsa(SignatureScheme::kEcdsaSha512);
-    case NID_sha256WithRSAEncryption: return pkcs1(SignatureScheme::kRsaPkcs1Sha256);
-    case NID_sha384WithRSAEncryption: return pkcs1(SignatureScheme::kRsaPkcs1Sha384);
-    case NID_sha512WithRSAEncryption: return pkcs1(SignatureScheme::kRsaPkcs1Sha512);
-    case NID_rsassaPss: return parse_pss_params(param_type, param);
+    case NID_ecdsa_with_SHA256:
+      return ecdsa(SignatureScheme::kEcdsaSha256);
+    case NID_ecdsa_with_SHA384:
+      return ecdsa(SignatureScheme::kEcdsaSha384);
+    case NID_ecdsa_with_SHA512:
+      return ecdsa(SignatureScheme::kEcdsaSha512);
+    case NID_sha256WithRSAEncryption:
+      return pkcs1(SignatureScheme::kRsaPkcs1Sha256);
+    case NID_sha384WithRSAEncryption:
+      return pkcs1(SignatureScheme::kRsaPkcs1Sha384);
+    case NID_sha512WithRSAEncryption:
+      return pkcs1(SignatureScheme::kRsaPkcs1Sha512);
+    case NID_rsassaPss:
+      return parse_pss_params(param_type, param);
     case NID_sha1WithRSAEncryption:
-    case NID_ecdsa_with_SHA1: return protocol("AUTH signature algorithm " + std::string(OBJ_nid2sn(nid)) + " (SHA-1) is never accepted");
+    case NID_ecdsa_with_SHA1:
+      return protocol("AUTH signature algorithm " + std::string(OBJ_nid2sn(nid)) + " (SHA-1) is never accepted");
     default: {
       char text[128] = {};
       OBJ_obj2txt(text, sizeof text, oid, 1);
@@ -197,15 +205,24 @@ void X509Deleter::operator()(X509* x) const { X509_free(x); }
 
 std::string_view signature_scheme_name(SignatureScheme s) {
   switch (s) {
-    case SignatureScheme::kEcdsaSha256: return "ecdsa-with-SHA256";
-    case SignatureScheme::kEcdsaSha384: return "ecdsa-with-SHA384";
-    case SignatureScheme::kEcdsaSha512: return "ecdsa-with-SHA512";
-    case SignatureScheme::kRsaPssSha256: return "rsassa-pss-SHA256";
-    case SignatureScheme::kRsaPssSha384: return "rsassa-pss-SHA384";
-    case SignatureScheme::kRsaPssSha512: return "rsassa-pss-SHA512";
-    case SignatureScheme::kRsaPkcs1Sha256: return "sha256WithRSAEncryption";
-    case SignatureScheme::kRsaPkcs1Sha384: return "sha384WithRSAEncryption";
-    case SignatureScheme::kRsaPkcs1Sha512: return "sha512WithRSAEncryption";
+    case SignatureScheme::kEcdsaSha256:
+      return "ecdsa-with-SHA256";
+    case SignatureScheme::kEcdsaSha384:
+      return "ecdsa-with-SHA384";
+    case SignatureScheme::kEcdsaSha512:
+      return "ecdsa-with-SHA512";
+    case SignatureScheme::kRsaPssSha256:
+      return "rsassa-pss-SHA256";
+    case SignatureScheme::kRsaPssSha384:
+      return "rsassa-pss-SHA384";
+    case SignatureScheme::kRsaPssSha512:
+      return "rsassa-pss-SHA512";
+    case SignatureScheme::kRsaPkcs1Sha256:
+      return "sha256WithRSAEncryption";
+    case SignatureScheme::kRsaPkcs1Sha384:
+      return "sha384WithRSAEncryption";
+    case SignatureScheme::kRsaPkcs1Sha512:
+      return "sha512WithRSAEncryption";
   }
   return "unknown";
 }
@@ -222,8 +239,8 @@ std::string SignatureSchemeSet::to_string() const {
 }
 
 SignatureSchemeSet cnsa_signature_schemes() {
-  return {SignatureScheme::kEcdsaSha384,   SignatureScheme::kEcdsaSha512,    SignatureScheme::kRsaPssSha384,
-          SignatureScheme::kRsaPssSha512,  SignatureScheme::kRsaPkcs1Sha384, SignatureScheme::kRsaPkcs1Sha512};
+  return {SignatureScheme::kEcdsaSha384,  SignatureScheme::kEcdsaSha512,    SignatureScheme::kRsaPssSha384,
+          SignatureScheme::kRsaPssSha512, SignatureScheme::kRsaPkcs1Sha384, SignatureScheme::kRsaPkcs1Sha512};
 }
 
 std::optional<std::uint16_t> choose_signature_hash(std::span<const std::uint16_t> peer_hashes) {
@@ -234,13 +251,12 @@ std::optional<std::uint16_t> choose_signature_hash(std::span<const std::uint16_t
 
 std::span<const std::uint8_t> ecdsa_sha384_algorithm_identifier() { return kEcdsaSha384AlgId; }
 
-Result<AuthPayload> sign_auth(EVP_PKEY* key, std::span<const std::uint8_t> octets, std::uint16_t hash,
-                              RsaPadding rsa) {
+Result<AuthPayload> sign_auth(EVP_PKEY* key, std::span<const std::uint8_t> octets, std::uint16_t hash, RsaPadding rsa) {
   const EVP_MD* md = hash == hash_alg::kSha384 ? EVP_sha384() : hash == hash_alg::kSha512 ? EVP_sha512() : nullptr;
   if (md == nullptr)
     return Error(ErrorCode::kInvalidInput, "IKE signature hash " + std::to_string(hash) + " is not SHA-384 or SHA-512");
   const bool rsa_key = is_rsa(key);
-  if (!is_p384(key) && !(rsa_key && EVP_PKEY_get_bits(key) >= kMinRsaBits))
+  if (!detail::is_cnsa_key(key))
     return Error(ErrorCode::kInvalidInput,
                  "IKE signing key is " + describe_key(key) + "; EC P-384 or RSA of at least 3072 bits needed");
   if (rsa_key && rsa == RsaPadding::kPkcs1 && EVP_PKEY_is_a(key, "RSA-PSS"))
@@ -261,11 +277,10 @@ Result<AuthPayload> sign_auth(EVP_PKEY* key, std::span<const std::uint8_t> octet
   // The AlgorithmIdentifier the provider derives from this context (for
   // PSS: hash, MGF1 hash and salt length as set above).
   std::array<unsigned char, 128> aid{};
-  OSSL_PARAM params[2] = {
-      OSSL_PARAM_construct_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, aid.data(), aid.size()),
-      OSSL_PARAM_construct_end()};
-  if (EVP_PKEY_CTX_get_params(pctx, params) != 1 || !OSSL_PARAM_modified(&params[0]) ||
-      params[0].return_size == 0 || params[0].return_size > 255)
+  OSSL_PARAM params[2] = {OSSL_PARAM_construct_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, aid.data(), aid.size()),
+                          OSSL_PARAM_construct_end()};
+  if (EVP_PKEY_CTX_get_params(pctx, params) != 1 || !OSSL_PARAM_modified(&params[0]) || params[0].return_size == 0 ||
+      params[0].return_size > 255)
     return ossl_error("signature AlgorithmIdentifier");
   const std::size_t aid_len = params[0].return_size;
   size_t sig_len = 0;
@@ -300,12 +315,14 @@ Status verify_auth(const AuthPayload& auth, X509* peer_cert, std::span<const std
   EVP_PKEY* pub = X509_get0_pubkey(peer_cert);
   const Family fam = family_of(scheme);
   if (fam == Family::kEcdsa) {
-    if (is_rsa(pub)) return protocol("AUTH signature algorithm " + name + " does not fit the peer certificate's " + describe_key(pub) + " key");
+    if (is_rsa(pub))
+      return protocol("AUTH signature algorithm " + name + " does not fit the peer certificate's " + describe_key(pub) +
+                      " key");
     if (!is_p384(pub)) return protocol("peer certificate key is not EC P-384");
   } else {
     if (!is_rsa(pub))
-      return protocol("AUTH signature algorithm " + name + " does not fit the peer certificate's " +
-                      describe_key(pub) + " key");
+      return protocol("AUTH signature algorithm " + name + " does not fit the peer certificate's " + describe_key(pub) +
+                      " key");
     if (EVP_PKEY_get_bits(pub) < kMinRsaBits)
       return protocol("peer certificate key is " + describe_key(pub) + "; RSA needs at least 3072 bits");
     if (fam == Family::kRsaPkcs1 && EVP_PKEY_is_a(pub, "RSA-PSS"))
@@ -317,8 +334,7 @@ Status verify_auth(const AuthPayload& auth, X509* peer_cert, std::span<const std
   if (!ctx || EVP_DigestVerifyInit(ctx.get(), &pctx, md, nullptr, pub) != 1) return ossl_error("verify init");
   if (fam == Family::kRsaPss) {
     if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-        EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, EVP_MD_get_size(md)) != 1 ||
-        EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1)
+        EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, EVP_MD_get_size(md)) != 1 || EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1)
       return ossl_error("RSASSA-PSS parameters");
   } else if (fam == Family::kRsaPkcs1 && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1) {
     return ossl_error("RSA PKCS#1 padding");

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cnsa_key.h"
 #include "storcrypt/certs/certs.h"
 #include "storcrypt/ike/auth.h"
 
@@ -63,14 +64,6 @@ constexpr const char* kAddFix =
     "add the peer's root CA (and its intermediate CAs) to the truststore for ipsec: `storcrypt truststore add "
     "--use ipsec <file>` (a storcrypt peer exports its root with `storcrypt cert export-root`), or configure the "
     "peer to send its intermediate CA certificates";
-
-bool is_p384(EVP_PKEY* key) {
-  if (key == nullptr || !EVP_PKEY_is_a(key, "EC")) return false;
-  char group[64] = {};
-  size_t len = 0;
-  if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &len) != 1) return false;
-  return OBJ_txt2nid(group) == NID_secp384r1 || OBJ_sn2nid(group) == NID_secp384r1;
-}
 
 Error map_verify_error(X509_STORE_CTX* ctx, X509* ee, std::size_t anchors) {
   const int err = X509_STORE_CTX_get_error(ctx);
@@ -121,8 +114,7 @@ Error map_verify_error(X509_STORE_CTX* ctx, X509* ee, std::size_t anchors) {
     case X509_V_ERR_KEYUSAGE_NO_CERTSIGN:
     case X509_V_ERR_PATH_LENGTH_EXCEEDED:
     case X509_V_ERR_INVALID_PURPOSE:
-      return peer_error("xIkePeerWrongUsage",
-                        who + " may not issue certificates (" + reason + "); " + names,
+      return peer_error("xIkePeerWrongUsage", who + " may not issue certificates (" + reason + "); " + names,
                         "CA certificates need basicConstraints CA:TRUE and keyUsage keyCertSign");
     default:
       return peer_error("xIkePeerChainInvalid",
@@ -134,12 +126,12 @@ Error map_verify_error(X509_STORE_CTX* ctx, X509* ee, std::size_t anchors) {
 
 /// Steps 3 and 4: the end entity's key usage and key.
 Status check_end_entity(X509* ee) {
-  EVP_PKEY* pub = X509_get0_pubkey(ee);
-  const bool rsa = pub != nullptr && (EVP_PKEY_is_a(pub, "RSA") || EVP_PKEY_is_a(pub, "RSA-PSS"));
-  if (!is_p384(pub) && !(rsa && EVP_PKEY_get_bits(pub) >= 3072))
+  if (!detail::is_cnsa_key(X509_get0_pubkey(ee)))
     return peer_error("xIkePeerWeakKey",
-                      "peer certificate key " + info_of(ee).key + " is not acceptable (CNSA: EC P-384 or RSA >= "
-                      "3072 bits); " + ee_names(ee),
+                      "peer certificate key " + info_of(ee).key +
+                          " is not acceptable (CNSA: EC P-384 or RSA >= "
+                          "3072 bits); " +
+                          ee_names(ee),
                       "reissue the peer's certificate with an EC P-384 (or RSA >= 3072) key");
   const std::uint32_t flags = X509_get_extension_flags(ee);
   if ((flags & EXFLAG_KUSAGE) != 0 && (X509_get_key_usage(ee) & KU_DIGITAL_SIGNATURE) == 0)
@@ -160,7 +152,8 @@ Status check_end_entity(X509* ee) {
     if (!ok)
       return peer_error("xIkePeerWrongUsage",
                         "peer certificate extendedKeyUsage allows none of serverAuth, clientAuth, ipsecIKE, "
-                        "anyExtendedKeyUsage; " + ee_names(ee),
+                        "anyExtendedKeyUsage; " +
+                            ee_names(ee),
                         "reissue the peer's certificate with extendedKeyUsage serverAuth,clientAuth (or ipsecIKE)");
   }
   return ok_status();
@@ -206,8 +199,8 @@ Status check_id(const IdPayload& id, X509* ee) {
   for (const auto& d : i.dns_names) sans += (sans.empty() ? "" : ",") + ("DNS:" + d);
   for (const auto& a : i.ip_addresses) sans += (sans.empty() ? "" : ",") + ("IP:" + a);
   return Error(ErrorCode::kProtocol,
-               e.message() + ": peer ID " + describe_id(id) + "; peer certificate subject " + i.subject +
-                   ", SAN " + (sans.empty() ? "none" : sans) + ", issuer " + i.issuer,
+               e.message() + ": peer ID " + describe_id(id) + "; peer certificate subject " + i.subject + ", SAN " +
+                   (sans.empty() ? "none" : sans) + ", issuer " + i.issuer,
                "the peer must send an ID equal to its certificate's subject DN or one of its SANs (or the peer "
                "definition here names the wrong ID)",
                "xIkeIdMismatch");
@@ -400,8 +393,8 @@ std::size_t PeerValidator::anchor_count() const { return impl_->anchors; }
 
 PeerCertValidator make_peer_cert_validator(std::shared_ptr<const PeerValidator> validator,
                                            std::function<UnixSeconds()> clock) {
-  return [validator = std::move(validator), clock = std::move(clock)](
-             X509* ee, std::span<X509* const> intermediates, const IdPayload& id) -> Status {
+  return [validator = std::move(validator), clock = std::move(clock)](X509* ee, std::span<X509* const> intermediates,
+                                                                      const IdPayload& id) -> Status {
     const UnixSeconds now = clock ? clock() : static_cast<UnixSeconds>(std::time(nullptr));
     return validator->validate(ee, intermediates, id, now);
   };

@@ -46,7 +46,9 @@ class OpensslCli : public ::testing::Test {
     std::ofstream(p, std::ios::binary) << data;
     return p;
   }
-  std::string write(const std::string& name, const Bytes& data) { return write(name, std::string(data.begin(), data.end())); }
+  std::string write(const std::string& name, const Bytes& data) {
+    return write(name, std::string(data.begin(), data.end()));
+  }
   fs::path dir;
 };
 
@@ -80,10 +82,18 @@ TEST_F(OpensslCli, OurSignaturesVerifyWithOpensslDgst) {
     std::vector<std::string> opts;
   };
   const std::vector<Case> cases = {
-      {rsa.get(), hash_alg::kSha384, RsaPadding::kPss, rsa_pub,
-       {"-sha384", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:48", "-sigopt", "rsa_mgf1_md:sha384"}},
-      {rsa.get(), hash_alg::kSha512, RsaPadding::kPss, rsa_pub,
-       {"-sha512", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:64", "-sigopt", "rsa_mgf1_md:sha512"}},
+      {rsa.get(),
+       hash_alg::kSha384,
+       RsaPadding::kPss,
+       rsa_pub,
+       {"-sha384", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:48", "-sigopt",
+        "rsa_mgf1_md:sha384"}},
+      {rsa.get(),
+       hash_alg::kSha512,
+       RsaPadding::kPss,
+       rsa_pub,
+       {"-sha512", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:64", "-sigopt",
+        "rsa_mgf1_md:sha512"}},
       {rsa.get(), hash_alg::kSha384, RsaPadding::kPkcs1, rsa_pub, {"-sha384"}},
       {rsa.get(), hash_alg::kSha512, RsaPadding::kPkcs1, rsa_pub, {"-sha512"}},
       {ec.get(), hash_alg::kSha384, RsaPadding::kPss, ec_pub, {"-sha384"}},
@@ -128,8 +138,8 @@ TEST_F(OpensslCli, ChainDecisionsAgreeWithOpensslVerify) {
   auto k = storcrypt::testing::generate_key(TestKey::kEcP384);
   auto expired = storcrypt::testing::issue_cert(
       k.get(),
-      CertSpec{.common_name = "old.lab", .san = "DNS:old.lab", .not_before = now - 90 * 86400,
-               .not_after = now - 86400},
+      CertSpec{
+          .common_name = "old.lab", .san = "DNS:old.lab", .not_before = now - 90 * 86400, .not_after = now - 86400},
       pki.intermediate.get(), pki.intermediate_key.get());
   const std::string root = write("root.pem", storcrypt::testing::cert_pem(pki.root.get()));
   const std::string inter = write("inter.pem", storcrypt::testing::cert_pem(pki.intermediate.get()));

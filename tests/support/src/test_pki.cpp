@@ -34,8 +34,8 @@ void add_ext(X509* cert, X509* issuer, int nid, const std::string& value) {
 
 void add_name(X509_NAME* name, const char* field, const std::string& value) {
   if (value.empty()) return;
-  if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(value.c_str()),
-                                 -1, -1, 0) != 1)
+  if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(value.c_str()), -1,
+                                 -1, 0) != 1)
     die(field);
 }
 
@@ -51,10 +51,18 @@ std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); 
 KeyPtr generate_key(TestKey type) {
   EVP_PKEY* k = nullptr;
   switch (type) {
-    case TestKey::kEcP384: k = EVP_EC_gen("P-384"); break;
-    case TestKey::kEcP256: k = EVP_EC_gen("P-256"); break;
-    case TestKey::kRsa2048: k = EVP_RSA_gen(2048); break;
-    case TestKey::kRsa3072: k = EVP_RSA_gen(3072); break;
+    case TestKey::kEcP384:
+      k = EVP_EC_gen("P-384");
+      break;
+    case TestKey::kEcP256:
+      k = EVP_EC_gen("P-256");
+      break;
+    case TestKey::kRsa2048:
+      k = EVP_RSA_gen(2048);
+      break;
+    case TestKey::kRsa3072:
+      k = EVP_RSA_gen(3072);
+      break;
   }
   if (k == nullptr) die("key generation");
   return KeyPtr(k);

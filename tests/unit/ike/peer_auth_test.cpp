@@ -121,8 +121,8 @@ TEST_F(PeerAuth, WrongRootNamesTheUntrustedIssuer) {
 
 TEST_F(PeerAuth, ExpiredAndNotYetValid) {
   PeerValidator v = validator({pki.root.get()});
-  CertSpec old{.common_name = "old.lab", .san = "DNS:old.lab", .not_before = now - 60 * kDay,
-               .not_after = now - 2 * kDay};
+  CertSpec old{
+      .common_name = "old.lab", .san = "DNS:old.lab", .not_before = now - 60 * kDay, .not_after = now - 2 * kDay};
   storcrypt::testing::KeyPtr k = storcrypt::testing::generate_key(TestKey::kEcP384);
   auto expired = issue_cert(k.get(), old, pki.intermediate.get(), pki.intermediate_key.get());
   auto st = v.validate(expired.get(), inter, fqdn("old.lab"), now);
@@ -134,8 +134,8 @@ TEST_F(PeerAuth, ExpiredAndNotYetValid) {
   EXPECT_CONTAINS(st.error().message(), "subject CN=old.lab,O=storcrypt-test");
   EXPECT_CONTAINS(st.error().message(), "issuer " + subject(pki.intermediate.get()));
 
-  CertSpec future{.common_name = "future.lab", .san = "DNS:future.lab", .not_before = now + 2 * kDay,
-                  .not_after = now + 60 * kDay};
+  CertSpec future{
+      .common_name = "future.lab", .san = "DNS:future.lab", .not_before = now + 2 * kDay, .not_after = now + 60 * kDay};
   auto early = issue_cert(k.get(), future, pki.intermediate.get(), pki.intermediate_key.get());
   st = v.validate(early.get(), inter, fqdn("future.lab"), now);
   ASSERT_FALSE(st.ok());
@@ -152,10 +152,10 @@ TEST_F(PeerAuth, ExpiredAndNotYetValid) {
 
 TEST_F(PeerAuth, ExpiredIntermediateIsNamed) {
   storcrypt::testing::KeyPtr ik = storcrypt::testing::generate_key(TestKey::kEcP384);
-  auto old_inter = issue_cert(ik.get(),
-                              CertSpec{.common_name = "old intermediate", .ca = true, .not_before = now - 60 * kDay,
-                                       .not_after = now - kDay},
-                              pki.root.get(), pki.root_key.get());
+  auto old_inter = issue_cert(
+      ik.get(),
+      CertSpec{.common_name = "old intermediate", .ca = true, .not_before = now - 60 * kDay, .not_after = now - kDay},
+      pki.root.get(), pki.root_key.get());
   storcrypt::testing::KeyPtr ek = storcrypt::testing::generate_key(TestKey::kEcP384);
   auto ee = issue_cert(ek.get(), CertSpec{.common_name = "ee.lab", .san = "DNS:ee.lab"}, old_inter.get(), ik.get());
   PeerValidator v = validator({pki.root.get()});
@@ -163,7 +163,8 @@ TEST_F(PeerAuth, ExpiredIntermediateIsNamed) {
   auto st = v.validate(ee.get(), chain, fqdn("ee.lab"), now);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().name(), "xIkePeerExpired");
-  EXPECT_CONTAINS(st.error().message(), "CA certificate CN=old intermediate,O=storcrypt-test of the peer's chain expired on");
+  EXPECT_CONTAINS(st.error().message(),
+                  "CA certificate CN=old intermediate,O=storcrypt-test of the peer's chain expired on");
 }
 
 // EKU rule: absent, or one of serverAuth, clientAuth, ipsecIKE, anyExtendedKeyUsage.
@@ -211,8 +212,8 @@ TEST_F(PeerAuth, KeyUsageNeedsDigitalSignature) {
 
 TEST_F(PeerAuth, IssuerThatIsNoCaRefused) {
   storcrypt::testing::KeyPtr ik = storcrypt::testing::generate_key(TestKey::kEcP384);
-  auto not_ca = issue_cert(ik.get(), CertSpec{.common_name = "not a CA", .san = "DNS:x.lab"}, pki.root.get(),
-                           pki.root_key.get());
+  auto not_ca =
+      issue_cert(ik.get(), CertSpec{.common_name = "not a CA", .san = "DNS:x.lab"}, pki.root.get(), pki.root_key.get());
   storcrypt::testing::KeyPtr ek = storcrypt::testing::generate_key(TestKey::kEcP384);
   auto ee = issue_cert(ek.get(), CertSpec{.common_name = "ee.lab", .san = "DNS:ee.lab"}, not_ca.get(), ik.get());
   PeerValidator v = validator({pki.root.get()});
@@ -296,8 +297,8 @@ TEST_F(PeerAuth, CacheIsBounded) {
   std::vector<storcrypt::testing::CertPtr> ees;
   for (int i = 0; i < 4; ++i) {
     storcrypt::testing::KeyPtr k = storcrypt::testing::generate_key(TestKey::kEcP384);
-    ees.push_back(issue_cert(k.get(), CertSpec{.common_name = "n" + std::to_string(i) + ".lab"},
-                             pki.intermediate.get(), pki.intermediate_key.get()));
+    ees.push_back(issue_cert(k.get(), CertSpec{.common_name = "n" + std::to_string(i) + ".lab"}, pki.intermediate.get(),
+                             pki.intermediate_key.get()));
     ASSERT_TRUE(v.validate(ees.back().get(), {}, dn_of(ees.back().get()), now).ok());
   }
   EXPECT_EQ(v.stats().cache_entries, 2u);
@@ -341,9 +342,8 @@ TEST_F(PeerAuth, AnchorsMustBeSelfSigned) {
 class PeerAuthTruststore : public PeerAuth {
  protected:
   void SetUp() override {
-    dir = std::filesystem::temp_directory_path() /
-          ("storcrypt-peer-auth-" + std::to_string(::getpid()) + "-" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir = std::filesystem::temp_directory_path() / ("storcrypt-peer-auth-" + std::to_string(::getpid()) + "-" +
+                                                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir);
   }
   void TearDown() override { std::filesystem::remove_all(dir); }

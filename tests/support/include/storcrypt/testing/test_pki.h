@@ -49,10 +49,10 @@ struct CertSpec {
   /// keyUsage; default for a CA "critical,keyCertSign,cRLSign", for an end
   /// entity "critical,digitalSignature". Set to "" to omit the extension.
   std::optional<std::string> key_usage;
-  std::string ext_key_usage;  ///< e.g. "serverAuth,clientAuth", "1.3.6.1.5.5.7.3.17"; empty: none
-  std::int64_t not_before = 0;  ///< absolute Unix time; 0 = now - 1 h
-  std::int64_t not_after = 0;   ///< absolute Unix time; 0 = now + 30 days
-  long serial = 0;              ///< 0 = random-ish (per-process counter)
+  std::string ext_key_usage;      ///< e.g. "serverAuth,clientAuth", "1.3.6.1.5.5.7.3.17"; empty: none
+  std::int64_t not_before = 0;    ///< absolute Unix time; 0 = now - 1 h
+  std::int64_t not_after = 0;     ///< absolute Unix time; 0 = now + 30 days
+  long serial = 0;                ///< 0 = random-ish (per-process counter)
   const char* digest = "SHA384";  ///< signature digest of the issuer's signature
 };
 
