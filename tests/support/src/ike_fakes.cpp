@@ -48,6 +48,7 @@ Result<ike::ChildSaSlot> FakeChildSaKernel::reserve(const IpAddress&, const IpAd
     }
   } while (reserved.count(slot.spi_in) || installed.count(slot.spi_in));
   reserved[slot.spi_in] = slot;
+  reserve_log.push_back(slot);
   return slot;
 }
 
@@ -56,6 +57,7 @@ Status FakeChildSaKernel::install(const ike::ChildSaSpec& spec) {
   if (!reserved.count(spec.slot.spi_in)) return Error(ErrorCode::kKernel, "fake kernel: SPI not reserved");
   reserved.erase(spec.slot.spi_in);
   installed.emplace(spec.slot.spi_in, clone_spec(spec));
+  install_log.push_back(clone_spec(spec));
   return ok_status();
 }
 

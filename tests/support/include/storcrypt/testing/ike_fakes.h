@@ -42,6 +42,8 @@ class FakeChildSaKernel : public ike::ChildSaKernel {
   std::map<std::uint32_t, ike::ChildSaSpec> installed;  ///< by spi_in
   std::map<std::uint32_t, ike::ChildSaSlot> reserved;   ///< by spi_in, not (yet) installed
   std::vector<std::uint32_t> removed;                   ///< spi_in of every remove() call
+  std::vector<ike::ChildSaSlot> reserve_log;            ///< every reservation, in order
+  std::vector<ike::ChildSaSpec> install_log;            ///< every successful install, in order
   bool fail_install = false;
   std::uint32_t next_spi = 0;  ///< 0: random SPIs (0xc0000000 | random)
   std::uint32_t next_reqid = 1;
