@@ -207,7 +207,12 @@ void Engine::receive(const Datagram& d) {
   // The SA must play the role the message's flags say we have.
   const bool we_initiated = it->second->role() == IkeRole::kInitiator;
   if (we_initiated == h.from_initiator()) return;
-  it->second->receive(d, *m);
+  IkeSa* sa = it->second.get();
+  sa->receive(d, *m);
+  if (sa->take_initial_contact())  // RFC 7296 §2.4: the peer restarted; its old SAs are gone
+    for (auto& [spi, other] : sas_)
+      if (other.get() != sa && other->config().name == sa->config().name)
+        other->abort("replaced: the peer sent INITIAL_CONTACT in a new IKE SA");
   reap();
 }
 

@@ -806,6 +806,7 @@ void IkeSa::on_auth_request(const Message& m) {
   }
   state_ = IkeState::kEstablished;
   was_up_ = true;
+  peer_initial_contact_ = m.find_notify(notify::kInitialContact) != nullptr;
   emit(EventKind::kUp);
   std::vector<Payload> out = std::move(*payloads);
   respond_child(m, ni_, nr_, false, out);
@@ -1288,7 +1289,13 @@ void IkeSa::receive(const Datagram& d, const Message& m) {
 }
 
 void IkeSa::tick(std::chrono::steady_clock::time_point now) {
-  if (terminal() || !outstanding_) return;
+  if (terminal()) return;
+  if (role_ == IkeRole::kResponder && state_ == IkeState::kInitDone) {
+    if (!half_open_since_) half_open_since_ = now;
+    if (now - *half_open_since_ >= cfg_.retransmit.half_open)
+      return fail(EventKind::kFailed, "peer did not complete IKE_AUTH in time (half-open IKE SA dropped)");
+  }
+  if (!outstanding_) return;
   const auto& waits = cfg_.retransmit.waits;
   if (!outstanding_->due) {
     outstanding_->due = now + (waits.empty() ? std::chrono::milliseconds(0) : waits.front());

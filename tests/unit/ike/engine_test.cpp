@@ -667,6 +667,43 @@ TEST_F(EngineTest, KernelInstallFailureIsAChildFailure) {
   EXPECT_TRUE(right->kernel.reserved.empty());
 }
 
+TEST_F(EngineTest, InitialContactReplacesTheOldIkeSa) {
+  setup(left_cfg(), right_cfg());
+  up();
+  ASSERT_EQ(right->kernel.installed.size(), 1u);
+  const std::uint32_t old_spi = right->kernel.installed.begin()->first;
+  // left restarts: a new engine, the same configuration, no DELETE for the old SA.
+  auto fresh = std::make_unique<Side>();
+  fresh->engine.set_event_callback([f = fresh.get()](const Event& e) { f->events.push_back(e); });
+  ASSERT_TRUE(fresh->engine.add_peer(left_cfg()).ok());
+  left = std::move(fresh);
+  right->events.clear();
+  up();
+  EXPECT_EQ(right->engine.list().size(), 1u);
+  ASSERT_EQ(right->kernel.installed.size(), 1u);
+  EXPECT_NE(right->kernel.installed.begin()->first, old_spi);
+  const Event* down = right->find(EventKind::kDown);
+  ASSERT_NE(down, nullptr) << dump();
+  EXPECT_NE(down->reason.find("INITIAL_CONTACT"), std::string::npos);
+  expect_mirrored(left->kernel, right->kernel);
+}
+
+TEST_F(EngineTest, HalfOpenResponderSaIsDropped) {
+  auto r = right_cfg();
+  r.retransmit.half_open = std::chrono::seconds(5);
+  setup(left_cfg(), std::move(r));
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  right->engine.receive(as_received(left->transport.sent.front()));
+  ASSERT_EQ(right->engine.list().size(), 1u);
+  auto t = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  right->engine.tick(t);
+  right->engine.tick(t + std::chrono::seconds(4));
+  EXPECT_EQ(right->engine.list().size(), 1u);
+  right->engine.tick(t + std::chrono::seconds(5));
+  EXPECT_TRUE(right->engine.list().empty());
+  EXPECT_TRUE(right->has(EventKind::kFailed));
+}
+
 TEST_F(EngineTest, PeerManagement) {
   setup(left_cfg(), right_cfg());
   EXPECT_EQ(left->engine.add_peer(left_cfg()).error().code(), ErrorCode::kConflict);

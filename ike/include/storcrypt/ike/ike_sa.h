@@ -34,6 +34,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "storcrypt/common/ip.h"
@@ -72,6 +73,9 @@ struct RetransmitSchedule {
   std::vector<std::chrono::milliseconds> waits = {std::chrono::seconds(1), std::chrono::seconds(2),
                                                    std::chrono::seconds(4), std::chrono::seconds(8),
                                                    std::chrono::seconds(16)};
+  /// A responder SA that has answered IKE_SA_INIT but seen no valid IKE_AUTH
+  /// for this long (counted from the first tick after it) is dropped.
+  std::chrono::milliseconds half_open = std::chrono::seconds(30);
 };
 
 /// The CNSA defaults: IKE aes256-sha384-ecp384 (AES-CBC-256, HMAC-SHA-384-192,
@@ -202,6 +206,9 @@ class IkeSa {
   const Endpoint& local_endpoint() const { return local_; }
   const Endpoint& remote_endpoint() const { return remote_; }
   bool nat_detected() const { return nat_; }
+  /// True once after the peer authenticated with INITIAL_CONTACT (RFC 7296
+  /// §2.4): the engine then drops the other IKE SAs of this peer.
+  bool take_initial_contact() { return std::exchange(peer_initial_contact_, false); }
   /// Whether a request of ours is outstanding (window 1).
   bool request_outstanding() const { return outstanding_.has_value(); }
   std::vector<ChildSaInfo> children() const;
@@ -313,6 +320,8 @@ class IkeSa {
   std::optional<PendingChild> pending_child_;
   std::vector<Child> children_;
   std::string peer_subject_, peer_issuer_;
+  bool peer_initial_contact_ = false;
+  std::optional<std::chrono::steady_clock::time_point> half_open_since_;
 };
 
 }  // namespace storcrypt::ike
