@@ -411,6 +411,21 @@ Header IkeSa::header(ExchangeType ex, bool response, std::uint32_t message_id) c
 
 Status IkeSa::transmit(const Bytes& data) { return env_.transport->send(Datagram{local_, remote_, data}); }
 
+Status IkeSa::transmit(const std::vector<Bytes>& datagrams) {
+  Status result = ok_status();
+  for (const Bytes& b : datagrams)
+    if (auto s = transmit(b); !s) result = s;
+  return result;
+}
+
+Result<std::vector<Bytes>> IkeSa::seal(const Header& h, const std::vector<Payload>& inner) {
+  auto whole = out_->seal(h, inner);
+  if (!whole) return whole.error();
+  if (!peer_fragmentation_ || cfg_.fragment_size == 0 || whole->size() <= cfg_.fragment_size)
+    return std::vector<Bytes>{std::move(*whole)};
+  return out_->seal_fragments(h, inner, cfg_.fragment_size);
+}
+
 void IkeSa::emit(EventKind kind, std::string reason, std::uint32_t spi_in, std::uint32_t spi_out) {
   if (!env_.emit) return;
   Event e;
@@ -487,6 +502,7 @@ Status IkeSa::send_sa_init() {
   if (!src || !dst) return src ? dst.error() : src.error();
   m.payloads.push_back(Payload::notification(notify::kNatDetectionSourceIp, *src));
   m.payloads.push_back(Payload::notification(notify::kNatDetectionDestinationIp, *dst));
+  if (cfg_.fragment_size != 0) m.payloads.push_back(Payload::notification(notify::kIkev2FragmentationSupported));
   m.payloads.push_back(Payload::notification(notify::kSignatureHashAlgorithms, encode_hash_algorithms(kOurHashes)));
   auto bytes = serialize(m);
   if (!bytes) return bytes.error();
@@ -494,7 +510,7 @@ Status IkeSa::send_sa_init() {
   Outstanding o;
   o.message_id = 0;
   o.exchange = ExchangeType::kIkeSaInit;
-  o.data = *bytes;
+  o.data = {*bytes};
   outstanding_ = std::move(o);
   state_ = IkeState::kInitSent;
   return transmit(*bytes);
@@ -604,6 +620,7 @@ void IkeSa::on_sa_init_response(const Datagram& d, const Message& m) {
   if (!nat) return fail(EventKind::kFailed, nat.error().message());
   if (const NotifyPayload* h = m.find_notify(notify::kSignatureHashAlgorithms))
     if (auto l = decode_hash_algorithms(h->data)) peer_hashes_ = *l;
+  peer_fragmentation_ = cfg_.fragment_size != 0 && m.find_notify(notify::kIkev2FragmentationSupported) != nullptr;
   if (*nat) {
     nat_ = true;
     local_.port = kNatTPort;
@@ -680,6 +697,8 @@ void IkeSa::on_sa_init_request(const Datagram& d, const Message& m) {
   CertPayload req;
   for (const Bytes& h : cfg_.certreq_authorities) req.data.insert(req.data.end(), h.begin(), h.end());
   r.payloads.push_back(Payload::of(PayloadType::kCertReq, req));
+  peer_fragmentation_ = cfg_.fragment_size != 0 && m.find_notify(notify::kIkev2FragmentationSupported) != nullptr;
+  if (peer_fragmentation_) r.payloads.push_back(Payload::notification(notify::kIkev2FragmentationSupported));
   r.payloads.push_back(Payload::notification(notify::kSignatureHashAlgorithms, encode_hash_algorithms(kOurHashes)));
   auto bytes = serialize(r);
   if (!bytes) return fail(EventKind::kFailed, "internal: " + bytes.error().message());
@@ -824,7 +843,7 @@ void IkeSa::on_auth_response(const Message& m) {
   if (!ok) {
     // RFC 7296 §2.21.2: tell the responder in a separate INFORMATIONAL exchange.
     std::vector<Payload> n = {Payload::notification(notify::kAuthenticationFailed)};
-    if (auto b = out_->seal(header(ExchangeType::kInformational, false, next_request_id_), n)) (void)transmit(*b);
+    if (auto b = seal(header(ExchangeType::kInformational, false, next_request_id_), n)) (void)transmit(*b);
     return fail(EventKind::kAuthFailed, ok.error().message());
   }
   state_ = IkeState::kEstablished;
@@ -1103,7 +1122,7 @@ void IkeSa::pump() {
 }
 
 Status IkeSa::send_request(ExchangeType ex, std::vector<Payload> inner, Op op, std::uint32_t spi) {
-  auto bytes = out_->seal(header(ex, false, next_request_id_), inner);
+  auto bytes = seal(header(ex, false, next_request_id_), inner);
   if (!bytes) return bytes.error();
   Outstanding o;
   o.message_id = next_request_id_;
@@ -1153,7 +1172,7 @@ void IkeSa::on_response(const Message& m, const Outstanding& req) {
 // The peer's requests
 
 Status IkeSa::send_response(ExchangeType ex, std::uint32_t message_id, const std::vector<Payload>& inner) {
-  auto bytes = out_->seal(header(ex, true, message_id), inner);
+  auto bytes = seal(header(ex, true, message_id), inner);
   if (!bytes) return bytes.error();
   last_response_ = std::make_pair(message_id, *bytes);
   next_peer_request_id_ = message_id + 1;
@@ -1240,18 +1259,44 @@ void IkeSa::receive(const Datagram& d, const Message& m) {
   if (!in_) return;
   // RFC 7296 §2.21.2: a message that fails the integrity check is dropped silently.
   auto opened = in_->open(d.data);
-  if (!opened || opened->fragment_number != 0) return;
+  if (!opened) return;
   const std::uint32_t id = m.header.message_id;
-  if (m.header.is_response()) {
+  const bool response = m.header.is_response();
+  if (response) {
     if (!outstanding_ || id != outstanding_->message_id || ex != outstanding_->exchange) return;
-    auto chain = parse_payload_chain(opened->next, opened->plaintext);
+  } else {
+    if (last_response_ && id == last_response_->first) {  // retransmission: the same answer
+      // RFC 7383 §2.6.1: answer a fragmented retransmission once, on its first fragment.
+      if (opened->fragment_number <= 1) (void)transmit(last_response_->second);
+      return;
+    }
+    if (id != next_peer_request_id_) return;
+  }
+  // The inner payload chain: SK directly, SKF once every fragment is in.
+  Result<std::vector<Payload>> chain = std::vector<Payload>{};
+  if (opened->fragment_number == 0) {
+    chain = parse_payload_chain(opened->next, opened->plaintext);
+  } else {
+    if (!peer_fragmentation_) return;  // SKF without having agreed to it
+    auto& slot = response ? reasm_response_ : reasm_request_;
+    if (!slot || slot->first != id) slot.emplace(id, FragmentReassembler{});
+    auto whole = slot->second.add(*opened);
+    if (!whole) {
+      slot.reset();
+      return;  // inconsistent fragments: drop them, the peer retransmits
+    }
+    if (!whole->has_value()) return;  // more to come
+    chain = std::move(**whole);
+    slot.reset();
+  }
+  local_ = d.local;
+  remote_ = d.remote;
+  Message inner;
+  inner.header = m.header;
+  if (response) {
     Outstanding req = std::move(*outstanding_);
     outstanding_.reset();
     next_request_id_ = id + 1;
-    local_ = d.local;
-    remote_ = d.remote;
-    Message inner;
-    inner.header = m.header;
     if (chain) {
       inner.payloads = std::move(*chain);
     } else if (req.exchange == ExchangeType::kIkeAuth) {
@@ -1262,14 +1307,6 @@ void IkeSa::receive(const Datagram& d, const Message& m) {
     return;
   }
   // A request from the peer.
-  if (last_response_ && id == last_response_->first) {  // retransmission: same answer
-    (void)transmit(last_response_->second);
-    return;
-  }
-  if (id != next_peer_request_id_) return;
-  local_ = d.local;
-  remote_ = d.remote;
-  auto chain = parse_payload_chain(opened->next, opened->plaintext);
   if (!chain) {
     std::vector<Payload> r = {Payload::notification(notify::kInvalidSyntax)};
     (void)send_response(ex, id, r);
@@ -1281,8 +1318,6 @@ void IkeSa::receive(const Datagram& d, const Message& m) {
     if (ex == ExchangeType::kIkeAuth) fail(EventKind::kFailed, "peer's IKE_AUTH has an unsupported critical payload");
     return;
   }
-  Message inner;
-  inner.header = m.header;
   inner.payloads = std::move(*chain);
   on_request(d, m, inner);
   pump();

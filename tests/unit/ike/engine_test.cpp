@@ -505,14 +505,18 @@ TEST_F(EngineTest, RetransmittedRequestsAreAnsweredFromTheCache) {
   right->transport.sent.pop_back();
   left->engine.receive(as_received(right->transport.sent.front()));
   right->transport.sent.pop_front();
-  // IKE_AUTH twice: the same answer, one CHILD_SA.
-  ASSERT_EQ(left->transport.sent.size(), 1u);
-  const Datagram auth = left->transport.sent.front();
-  left->transport.sent.pop_front();
-  right->engine.receive(as_received(auth));
-  right->engine.receive(as_received(auth));
-  ASSERT_EQ(right->transport.sent.size(), 2u);
-  EXPECT_EQ(right->transport.sent[0].data, right->transport.sent[1].data);
+  // IKE_AUTH (two SKF fragments with the default fragment size) twice: the
+  // same answer, one CHILD_SA.
+  const std::vector<Datagram> auth(left->transport.sent.begin(), left->transport.sent.end());
+  ASSERT_EQ(auth.size(), 2u);
+  left->transport.sent.clear();
+  for (const Datagram& d : auth) right->engine.receive(as_received(d));
+  const std::size_t answer = right->transport.sent.size();
+  ASSERT_GE(answer, 1u);
+  for (const Datagram& d : auth) right->engine.receive(as_received(d));
+  ASSERT_EQ(right->transport.sent.size(), 2 * answer);  // answered once, on the first fragment
+  for (std::size_t i = 0; i < answer; ++i)
+    EXPECT_EQ(right->transport.sent[i].data, right->transport.sent[answer + i].data);
   EXPECT_EQ(right->kernel.installed.size(), 1u);
   run();  // both answers reach left; the second is ignored
   EXPECT_TRUE(left->has(EventKind::kUp));
@@ -702,6 +706,65 @@ TEST_F(EngineTest, HalfOpenResponderSaIsDropped) {
   right->engine.tick(t + std::chrono::seconds(5));
   EXPECT_TRUE(right->engine.list().empty());
   EXPECT_TRUE(right->has(EventKind::kFailed));
+}
+
+TEST_F(EngineTest, LargeMessagesAreFragmentedWhenBothSupportIt) {
+  auto l = left_cfg();
+  auto r = right_cfg();
+  l.fragment_size = 500;
+  r.fragment_size = 500;
+  setup(std::move(l), std::move(r));
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  int skf_left = 0, skf_right = 0;
+  for (int i = 0; i < 10 && (!left->transport.sent.empty() || !right->transport.sent.empty()); ++i) {
+    while (!left->transport.sent.empty()) {
+      const Datagram d = left->transport.sent.front();
+      left->transport.sent.pop_front();
+      if (parse_header(d.data)->next_payload == static_cast<std::uint8_t>(PayloadType::kSkf)) {
+        ++skf_left;
+        EXPECT_LE(d.data.size(), 500u);
+      }
+      right->engine.receive(as_received(d));
+    }
+    while (!right->transport.sent.empty()) {
+      const Datagram d = right->transport.sent.front();
+      right->transport.sent.pop_front();
+      if (parse_header(d.data)->next_payload == static_cast<std::uint8_t>(PayloadType::kSkf)) {
+        ++skf_right;
+        EXPECT_LE(d.data.size(), 500u);
+      }
+      left->engine.receive(as_received(d));
+    }
+  }
+  ASSERT_TRUE(left->has(EventKind::kUp)) << dump();
+  ASSERT_TRUE(right->has(EventKind::kUp)) << dump();
+  EXPECT_GE(skf_left, 3);  // IKE_AUTH with two P-384 certificates does not fit in 500 bytes
+  EXPECT_GE(skf_right, 3);
+  expect_mirrored(left->kernel, right->kernel);
+}
+
+TEST_F(EngineTest, NoFragmentsToAPeerThatDidNotAnnounceThem) {
+  auto l = left_cfg();
+  auto r = right_cfg();
+  l.fragment_size = 500;
+  r.fragment_size = 0;  // right does not do RFC 7383
+  setup(std::move(l), std::move(r));
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  int skf = 0;
+  for (int i = 0; i < 10 && (!left->transport.sent.empty() || !right->transport.sent.empty()); ++i) {
+    while (!left->transport.sent.empty()) {
+      const Datagram d = left->transport.sent.front();
+      left->transport.sent.pop_front();
+      if (parse_header(d.data)->next_payload == static_cast<std::uint8_t>(PayloadType::kSkf)) ++skf;
+      right->engine.receive(as_received(d));
+    }
+    while (!right->transport.sent.empty()) {
+      left->engine.receive(as_received(right->transport.sent.front()));
+      right->transport.sent.pop_front();
+    }
+  }
+  EXPECT_EQ(skf, 0);
+  ASSERT_TRUE(left->has(EventKind::kUp)) << dump();
 }
 
 TEST_F(EngineTest, PeerManagement) {

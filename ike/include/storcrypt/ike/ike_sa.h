@@ -22,7 +22,7 @@
 // move to port 4500 from IKE_AUTH on and ChildSaSpec::encap carries the ports.
 //
 // Not here yet (designed for, next issue): rekeying (REKEY_SA is answered
-// NO_ADDITIONAL_SAS), DPD timers (ping() is the primitive), SKF fragments.
+// NO_ADDITIONAL_SAS), DPD timers (ping() is the primitive).
 #pragma once
 
 #include <openssl/types.h>
@@ -108,6 +108,10 @@ struct PeerConfig {
   std::vector<Proposal> esp_proposals = default_esp_proposals();  ///< add a KE transform for PFS in CREATE_CHILD_SA
   PeerValidator validate_peer;            ///< required: without it every peer is refused
   RetransmitSchedule retransmit;
+  /// RFC 7383: when the peer announced IKEV2_FRAGMENTATION_SUPPORTED, an
+  /// encrypted message longer than this (IKE message bytes) is sent as SKF
+  /// fragments of at most this size. 0: never fragment.
+  std::size_t fragment_size = 1280;
   ChildSaLifetime child_lifetime;
   std::uint32_t replay_window = 32;
 };
@@ -238,7 +242,7 @@ class IkeSa {
     ExchangeType exchange = ExchangeType::kInformational;
     Op op = Op::kPing;
     std::uint32_t spi = 0;  ///< kDeleteChild
-    Bytes data;
+    std::vector<Bytes> data;  ///< one message or its SKF fragments
     std::size_t retransmits = 0;
     std::optional<std::chrono::steady_clock::time_point> due;
   };
@@ -282,7 +286,10 @@ class IkeSa {
   void on_informational_request(const Message& m, std::vector<Payload>& out);
   Status send_response(ExchangeType ex, std::uint32_t message_id, const std::vector<Payload>& inner);
   // Helpers
+  /// SK, or SKF fragments when the peer supports them and the message is too long.
+  Result<std::vector<Bytes>> seal(const Header& h, const std::vector<Payload>& inner);
   Status transmit(const Bytes& data);
+  Status transmit(const std::vector<Bytes>& datagrams);
   void fail(EventKind kind, std::string reason);
   void emit(EventKind kind, std::string reason = {}, std::uint32_t spi_in = 0, std::uint32_t spi_out = 0);
   Header header(ExchangeType ex, bool response, std::uint32_t message_id) const;
@@ -315,7 +322,10 @@ class IkeSa {
   std::uint32_t next_peer_request_id_ = 0; ///< the ID we expect the peer's next request to have
   std::optional<Outstanding> outstanding_;
   std::deque<QueuedOp> queued_;
-  std::optional<std::pair<std::uint32_t, Bytes>> last_response_;
+  std::optional<std::pair<std::uint32_t, std::vector<Bytes>>> last_response_;
+  bool peer_fragmentation_ = false;
+  /// SKF reassembly of the peer's current request / the response to ours, by message ID.
+  std::optional<std::pair<std::uint32_t, FragmentReassembler>> reasm_request_, reasm_response_;
 
   std::optional<PendingChild> pending_child_;
   std::vector<Child> children_;
