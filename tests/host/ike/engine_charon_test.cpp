@@ -273,6 +273,13 @@ TEST_F(EngineCharon, OurInitiatorCharonResponder) {
     EXPECT_TRUE(kernel_.reserved.empty());  // our reserved SPI was released
   }
 
+  // CREATE_CHILD_SA from our side (with the ESP proposal charon has): charon
+  // parses it and selects the proposal; its kernel then decides.
+  ASSERT_TRUE(engine_->create_child("charon").ok());
+  pump([&] { return !engine_->list().empty() && !engine_->list()[0].children.empty(); }, 3);
+  EXPECT_NE(charon_->log().find("parsed CREATE_CHILD_SA request 2"), std::string::npos) << charon_->log();
+  EXPECT_EQ(kernel_.reserve_log.size(), 2u);
+
   // Delete from our side: charon's IKE SA goes away too.
   ASSERT_TRUE(engine_->terminate("charon").ok());
   ASSERT_TRUE(pump([&] { return has(EventKind::kDown); }, 5)) << dump();
@@ -344,6 +351,41 @@ TEST_F(EngineCharon, CharonInitiatorOurResponder) {
     EXPECT_NE(log.find("using encryption algorithm AES_GCM_16 with key size 288"), std::string::npos) << log;
     // charon deleted the CHILD_SA it could not install; we removed ours.
     EXPECT_TRUE(has(EventKind::kChildDown)) << dump();
+    EXPECT_TRUE(kernel_.installed.empty());
+  }
+
+  // A second CHILD_SA: charon initiates CREATE_CHILD_SA on the IKE SA.
+  {
+    storcrypt::testing::ProcessResult again;
+    std::thread t2([&] { again = charon_->swanctl({"--initiate", "--child", "net", "--timeout", "10"}); });
+    pump([&] { return kernel_.install_log.size() >= 2; }, 10);
+    pump([] { return false; }, 1);
+    t2.join();
+    ASSERT_EQ(kernel_.install_log.size(), 2u) << dump() << again.out << again.err;
+    const ChildSaSpec& second = kernel_.install_log[1];
+    EXPECT_NE(second.slot.spi_in, spec.slot.spi_in);
+    EXPECT_NE(second.spi_out, spec.spi_out);
+    const std::string log2 = charon_->log();
+    EXPECT_NE(log2.find("CREATE_CHILD_SA request"), std::string::npos) << log2;
+    EXPECT_NE(log2.find("adding SAD entry with SPI " + hex32(second.spi_out)), std::string::npos) << log2;
+    EXPECT_NE(log2.find("adding SAD entry with SPI " + hex32(second.slot.spi_in)), std::string::npos) << log2;
+  }
+
+  // A liveness check from our side (our first request as responder: ID 0).
+  ASSERT_TRUE(engine_->ping("charon").ok());
+  pump([] { return false; }, 1);
+  EXPECT_NE(charon_->log().find("parsed INFORMATIONAL request 0 [ ]"), std::string::npos) << charon_->log();
+  EXPECT_EQ(engine_->list().size(), 1u);
+
+  // charon deletes the IKE SA: we answer and drop ours.
+  {
+    storcrypt::testing::ProcessResult term;
+    std::thread t3([&] { term = charon_->swanctl({"--terminate", "--ike", "lab", "--timeout", "10"}); });
+    const bool down = pump([&] { return has(EventKind::kDown); }, 10);
+    t3.join();
+    ASSERT_TRUE(down) << dump() << term.out << term.err;
+    EXPECT_EQ(find(EventKind::kDown)->reason, "deleted by the peer");
+    EXPECT_TRUE(engine_->list().empty());
     EXPECT_TRUE(kernel_.installed.empty());
   }
 }
