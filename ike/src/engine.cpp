@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "storcrypt/ike/auth.h"
 #include "storcrypt/ike/crypto.h"
 #include "storcrypt/ike/message.h"
 
@@ -40,6 +41,14 @@ Status Engine::add_peer(PeerConfig cfg) {
     return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": no IKE or ESP proposals");
   if (cfg.local_ts.empty() || cfg.remote_ts.empty())
     return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": no traffic selectors");
+  if (cfg.local_id) {
+    if (auto s = check_id_matches_cert(*cfg.local_id, cfg.local_cert.get()); !s)
+      return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": local ID " + id_to_string(*cfg.local_id) +
+                                                 " does not name our certificate")
+          .with_fix("use the certificate's subject DN (the default), or one of its SAN DNS names or IP addresses");
+  }
+  if (!cfg.validate_peer)
+    return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": no peer certificate validator");
   if (cfg.local_addr.family != cfg.remote_addr.family)
     return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": local and remote address families differ");
   std::string name = cfg.name;

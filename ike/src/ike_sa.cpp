@@ -487,9 +487,11 @@ Status IkeSa::start() {
 }
 
 Status IkeSa::send_sa_init() {
-  auto ke = KeyExchange::generate(ke_group_);
-  if (!ke) return ke.error();
-  ke_ = std::move(*ke);
+  if (!ke_ || ke_->group() != ke_group_) {  // a COOKIE retry keeps the key pair
+    auto ke = KeyExchange::generate(ke_group_);
+    if (!ke) return ke.error();
+    ke_ = std::move(*ke);
+  }
   Message m;
   m.header = header(ExchangeType::kIkeSaInit, false, 0);
   m.header.spi_r = 0;

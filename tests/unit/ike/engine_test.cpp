@@ -479,16 +479,60 @@ TEST_F(EngineTest, WrongRemoteIdIsRefused) {
 }
 
 TEST_F(EngineTest, IdNotInCertificateIsRefused) {
-  auto r = right_cfg();
-  r.local_id = id_fqdn("elsewhere.lab");
   auto l = left_cfg();
   l.remote_id.reset();
-  setup(std::move(l), std::move(r));
+  setup(std::move(l), right_cfg());
+  // Engine::add_peer refuses such a configuration, so play a misconfigured
+  // (or lying) responder with an IkeSa of its own.
+  auto r = right_cfg();
+  r.local_id = id_fqdn("elsewhere.lab");
+  IkeSaEnv env;
+  env.transport = &right->transport;
+  env.kernel = &right->kernel;
+  env.emit = [this](Event e) { right->events.push_back(std::move(e)); };
   ASSERT_TRUE(left->engine.initiate("right").ok());
-  run();
+  const Datagram init = as_received(left->transport.sent.front());
+  left->transport.sent.pop_front();
+  auto sa = IkeSa::responder(r, env, init);
+  ASSERT_TRUE(sa.ok());
+  (*sa)->receive(init, *parse(init.data));
+  for (int i = 0; i < 10 && (!left->transport.sent.empty() || !right->transport.sent.empty()); ++i) {
+    while (!right->transport.sent.empty()) {
+      left->engine.receive(as_received(right->transport.sent.front()));
+      right->transport.sent.pop_front();
+    }
+    while (!left->transport.sent.empty()) {
+      const Datagram d = as_received(left->transport.sent.front());
+      left->transport.sent.pop_front();
+      (*sa)->receive(d, *parse(d.data));
+    }
+  }
   const Event* le = left->find(EventKind::kAuthFailed);
   ASSERT_NE(le, nullptr) << dump();
-  EXPECT_NE(le->reason.find("does not match its certificate"), std::string::npos) << le->reason;
+  EXPECT_EQ(le->reason, "peer ID FQDN elsewhere.lab does not match its certificate (subject CN=right.lab,O=storcrypt-test)");
+  EXPECT_TRUE(left->kernel.installed.empty());
+  // The responder heard AUTHENTICATION_FAILED and removed its CHILD_SA.
+  EXPECT_TRUE((*sa)->terminal());
+  EXPECT_TRUE(right->kernel.installed.empty());
+}
+
+TEST_F(EngineTest, LocalIdMustNameOurCertificate) {
+  setup(left_cfg(), right_cfg());
+  auto c = left_cfg();
+  c.name = "other";
+  c.local_id = id_fqdn("elsewhere.lab");
+  auto s = left->engine.add_peer(std::move(c));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kInvalidInput);
+  EXPECT_NE(s.error().message().find("local ID FQDN elsewhere.lab does not name our certificate"), std::string::npos);
+  auto ok = left_cfg();
+  ok.name = "by-ip";
+  ok.local_id = id_ip(ip("192.0.2.1"));  // a SAN of left's certificate
+  EXPECT_TRUE(left->engine.add_peer(std::move(ok)).ok());
+  auto none = left_cfg();
+  none.name = "no-validator";
+  none.validate_peer = nullptr;
+  EXPECT_EQ(left->engine.add_peer(std::move(none)).error().code(), ErrorCode::kInvalidInput);
 }
 
 TEST_F(EngineTest, RetransmittedRequestsAreAnsweredFromTheCache) {
