@@ -43,8 +43,8 @@ Status Engine::add_peer(PeerConfig cfg) {
     return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": no traffic selectors");
   if (cfg.local_id) {
     if (auto s = check_id_matches_cert(*cfg.local_id, cfg.local_cert.get()); !s)
-      return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": local ID " + id_to_string(*cfg.local_id) +
-                                                 " does not name our certificate")
+      return Error(ErrorCode::kInvalidInput,
+                   "peer " + cfg.name + ": local ID " + id_to_string(*cfg.local_id) + " does not name our certificate")
           .with_fix("use the certificate's subject DN (the default), or one of its SAN DNS names or IP addresses");
   }
   if (!cfg.validate_peer)
@@ -60,7 +60,7 @@ Status Engine::remove_peer(const std::string& name) {
   if (!peers_.count(name)) return Error(ErrorCode::kNotFound, "no peer " + name);
   for (auto& [spi, sa] : sas_)
     if (sa->config().name == name) {
-      (void)sa->close();  // sends DELETE when established
+      (void)sa->close();                        // sends DELETE when established
       sa->abort("peer configuration removed");  // no waiting for the answer
     }
   std::erase_if(sas_, [&](const auto& kv) { return kv.second->config().name == name; });
@@ -79,8 +79,8 @@ Status Engine::initiate(const std::string& name) {
   if (it == peers_.end()) return Error(ErrorCode::kNotFound, "no peer " + name);
   for (const auto& [spi, sa] : sas_)
     if (sa->config().name == name && !sa->terminal() && sa->state() != IkeState::kDeleting)
-      return Error(ErrorCode::kConflict, "peer " + name + " already has an IKE SA (" +
-                                             std::string(ike_state_name(sa->state())) + ")");
+      return Error(ErrorCode::kConflict,
+                   "peer " + name + " already has an IKE SA (" + std::string(ike_state_name(sa->state())) + ")");
   auto sa = IkeSa::initiator(it->second, env());
   if (!sa) return sa.error();
   IkeSa* raw = sa->get();
@@ -150,7 +150,8 @@ Bytes Engine::cookie_for(const Datagram& d, const Header& h, const Bytes& ni) co
   input.insert(input.end(), d.remote.addr.bytes.begin(), d.remote.addr.bytes.begin() + static_cast<std::ptrdiff_t>(n));
   for (int i = 7; i >= 0; --i) input.push_back(static_cast<std::uint8_t>(h.spi_i >> (8 * i)));
   Bytes out = {0};
-  if (auto mac = prf(PrfAlg::kHmacSha256, cookie_secret_.view(), input)) out.insert(out.end(), mac->data(), mac->data() + mac->size());
+  if (auto mac = prf(PrfAlg::kHmacSha256, cookie_secret_.view(), input))
+    out.insert(out.end(), mac->data(), mac->data() + mac->size());
   return out;
 }
 
@@ -163,10 +164,9 @@ void Engine::receive(const Datagram& d) {
   auto m = parse(d.data);
   if (!m) {
     if (new_sa_init)  // RFC 7296 §2.21.1: unauthenticated, but answering helps a confused peer
-      respond_unprotected(d, h,
-                          m.error().name() == "xIkeInvalidMajorVersion" ? notify::kInvalidMajorVersion
-                                                                        : notify::kInvalidSyntax,
-                          {});
+      respond_unprotected(
+          d, h, m.error().name() == "xIkeInvalidMajorVersion" ? notify::kInvalidMajorVersion : notify::kInvalidSyntax,
+          {});
     return;
   }
   if (new_sa_init) {
@@ -230,7 +230,9 @@ void Engine::tick(std::chrono::steady_clock::time_point now) {
   reap();
 }
 
-void Engine::reap() { std::erase_if(sas_, [](const auto& kv) { return kv.second->terminal(); }); }
+void Engine::reap() {
+  std::erase_if(sas_, [](const auto& kv) { return kv.second->terminal(); });
+}
 
 std::vector<IkeSaStatus> Engine::list() const {
   std::vector<IkeSaStatus> out;

@@ -18,8 +18,7 @@ namespace {
 
 Result<Bytes> random_bytes(std::size_t n) {
   Bytes b(n);
-  if (RAND_bytes(b.data(), static_cast<int>(n)) != 1)
-    return Error(ErrorCode::kInternal, "RAND_bytes failed");
+  if (RAND_bytes(b.data(), static_cast<int>(n)) != 1) return Error(ErrorCode::kInternal, "RAND_bytes failed");
   return b;
 }
 
@@ -40,40 +39,60 @@ std::span<const std::uint8_t> addr_bytes(const IpAddress& a) {
 std::string encr_name(std::uint16_t id, std::uint16_t bits) {
   const std::string b = bits ? std::to_string(bits) : "";
   switch (id) {
-    case transform_id::kEncrAesCbc: return "aes" + b;
-    case transform_id::kEncrAesGcm16: return "aes" + b + "gcm16";
-    case transform_id::kEncrAesGcm12: return "aes" + b + "gcm12";
-    case transform_id::kEncrAesGcm8: return "aes" + b + "gcm8";
-    default: return "encr" + std::to_string(id) + (bits ? "_" + b : "");
+    case transform_id::kEncrAesCbc:
+      return "aes" + b;
+    case transform_id::kEncrAesGcm16:
+      return "aes" + b + "gcm16";
+    case transform_id::kEncrAesGcm12:
+      return "aes" + b + "gcm12";
+    case transform_id::kEncrAesGcm8:
+      return "aes" + b + "gcm8";
+    default:
+      return "encr" + std::to_string(id) + (bits ? "_" + b : "");
   }
 }
 
 std::string transform_name(const Transform& t) {
   switch (t.type) {
-    case TransformType::kEncr: return encr_name(t.id, t.key_length().value_or(0));
+    case TransformType::kEncr:
+      return encr_name(t.id, t.key_length().value_or(0));
     case TransformType::kInteg:
       switch (t.id) {
-        case transform_id::kIntegHmacSha256_128: return "sha256";
-        case transform_id::kIntegHmacSha384_192: return "sha384";
-        case transform_id::kIntegHmacSha512_256: return "sha512";
-        default: return "integ" + std::to_string(t.id);
+        case transform_id::kIntegHmacSha256_128:
+          return "sha256";
+        case transform_id::kIntegHmacSha384_192:
+          return "sha384";
+        case transform_id::kIntegHmacSha512_256:
+          return "sha512";
+        default:
+          return "integ" + std::to_string(t.id);
       }
     case TransformType::kPrf:
       switch (t.id) {
-        case transform_id::kPrfHmacSha256: return "prfsha256";
-        case transform_id::kPrfHmacSha384: return "prfsha384";
-        case transform_id::kPrfHmacSha512: return "prfsha512";
-        default: return "prf" + std::to_string(t.id);
+        case transform_id::kPrfHmacSha256:
+          return "prfsha256";
+        case transform_id::kPrfHmacSha384:
+          return "prfsha384";
+        case transform_id::kPrfHmacSha512:
+          return "prfsha512";
+        default:
+          return "prf" + std::to_string(t.id);
       }
     case TransformType::kKe:
       switch (t.id) {
-        case transform_id::kGroupEcp256: return "ecp256";
-        case transform_id::kGroupEcp384: return "ecp384";
-        case transform_id::kGroupEcp521: return "ecp521";
-        case transform_id::kGroupCurve25519: return "curve25519";
-        default: return "ke" + std::to_string(t.id);
+        case transform_id::kGroupEcp256:
+          return "ecp256";
+        case transform_id::kGroupEcp384:
+          return "ecp384";
+        case transform_id::kGroupEcp521:
+          return "ecp521";
+        case transform_id::kGroupCurve25519:
+          return "curve25519";
+        default:
+          return "ke" + std::to_string(t.id);
       }
-    case TransformType::kEsn: return t.id == transform_id::kEsnYes ? "esn" : "noesn";
+    case TransformType::kEsn:
+      return t.id == transform_id::kEsnYes ? "esn" : "noesn";
   }
   return "transform" + std::to_string(static_cast<int>(t.type)) + "_" + std::to_string(t.id);
 }
@@ -91,24 +110,42 @@ std::string describe(std::span<const Proposal> ps) {
 
 std::string notify_name(std::uint16_t type) {
   switch (type) {
-    case notify::kUnsupportedCriticalPayload: return "UNSUPPORTED_CRITICAL_PAYLOAD";
-    case notify::kInvalidIkeSpi: return "INVALID_IKE_SPI";
-    case notify::kInvalidMajorVersion: return "INVALID_MAJOR_VERSION";
-    case notify::kInvalidSyntax: return "INVALID_SYNTAX";
-    case notify::kInvalidMessageId: return "INVALID_MESSAGE_ID";
-    case notify::kInvalidSpi: return "INVALID_SPI";
-    case notify::kNoProposalChosen: return "NO_PROPOSAL_CHOSEN";
-    case notify::kInvalidKePayload: return "INVALID_KE_PAYLOAD";
-    case notify::kAuthenticationFailed: return "AUTHENTICATION_FAILED";
-    case notify::kSinglePairRequired: return "SINGLE_PAIR_REQUIRED";
-    case notify::kNoAdditionalSas: return "NO_ADDITIONAL_SAS";
-    case notify::kInternalAddressFailure: return "INTERNAL_ADDRESS_FAILURE";
-    case notify::kFailedCpRequired: return "FAILED_CP_REQUIRED";
-    case notify::kTsUnacceptable: return "TS_UNACCEPTABLE";
-    case notify::kInvalidSelectors: return "INVALID_SELECTORS";
-    case notify::kTemporaryFailure: return "TEMPORARY_FAILURE";
-    case notify::kChildSaNotFound: return "CHILD_SA_NOT_FOUND";
-    default: return "notify " + std::to_string(type);
+    case notify::kUnsupportedCriticalPayload:
+      return "UNSUPPORTED_CRITICAL_PAYLOAD";
+    case notify::kInvalidIkeSpi:
+      return "INVALID_IKE_SPI";
+    case notify::kInvalidMajorVersion:
+      return "INVALID_MAJOR_VERSION";
+    case notify::kInvalidSyntax:
+      return "INVALID_SYNTAX";
+    case notify::kInvalidMessageId:
+      return "INVALID_MESSAGE_ID";
+    case notify::kInvalidSpi:
+      return "INVALID_SPI";
+    case notify::kNoProposalChosen:
+      return "NO_PROPOSAL_CHOSEN";
+    case notify::kInvalidKePayload:
+      return "INVALID_KE_PAYLOAD";
+    case notify::kAuthenticationFailed:
+      return "AUTHENTICATION_FAILED";
+    case notify::kSinglePairRequired:
+      return "SINGLE_PAIR_REQUIRED";
+    case notify::kNoAdditionalSas:
+      return "NO_ADDITIONAL_SAS";
+    case notify::kInternalAddressFailure:
+      return "INTERNAL_ADDRESS_FAILURE";
+    case notify::kFailedCpRequired:
+      return "FAILED_CP_REQUIRED";
+    case notify::kTsUnacceptable:
+      return "TS_UNACCEPTABLE";
+    case notify::kInvalidSelectors:
+      return "INVALID_SELECTORS";
+    case notify::kTemporaryFailure:
+      return "TEMPORARY_FAILURE";
+    case notify::kChildSaNotFound:
+      return "CHILD_SA_NOT_FOUND";
+    default:
+      return "notify " + std::to_string(type);
   }
 }
 
@@ -240,8 +277,7 @@ std::vector<Proposal> numbered(std::vector<Proposal> ps, ProtocolId proto, const
     p.number = n++;
     p.protocol = proto;
     p.spi = spi;
-    if (!with_ke)
-      std::erase_if(p.transforms, [](const Transform& t) { return t.type == TransformType::kKe; });
+    if (!with_ke) std::erase_if(p.transforms, [](const Transform& t) { return t.type == TransformType::kKe; });
   }
   return ps;
 }
@@ -307,8 +343,10 @@ IdPayload id_ip(const IpAddress& a) {
 
 std::string id_to_string(const IdPayload& id) {
   switch (id.id_type) {
-    case id_type::kFqdn: return "FQDN " + std::string(id.data.begin(), id.data.end());
-    case id_type::kRfc822Addr: return "RFC822 " + std::string(id.data.begin(), id.data.end());
+    case id_type::kFqdn:
+      return "FQDN " + std::string(id.data.begin(), id.data.end());
+    case id_type::kRfc822Addr:
+      return "RFC822 " + std::string(id.data.begin(), id.data.end());
     case id_type::kIpv4Addr:
     case id_type::kIpv6Addr: {
       IpAddress a;
@@ -325,33 +363,49 @@ std::string id_to_string(const IdPayload& id) {
       X509_NAME_free(n);
       return s;
     }
-    default: return "ID type " + std::to_string(id.id_type);
+    default:
+      return "ID type " + std::to_string(id.id_type);
   }
 }
 
 std::string_view event_kind_name(EventKind k) {
   switch (k) {
-    case EventKind::kUp: return "up";
-    case EventKind::kDown: return "down";
-    case EventKind::kFailed: return "failed";
-    case EventKind::kAuthFailed: return "auth-failed";
-    case EventKind::kChildUp: return "child-up";
-    case EventKind::kChildDown: return "child-down";
-    case EventKind::kChildFailed: return "child-failed";
+    case EventKind::kUp:
+      return "up";
+    case EventKind::kDown:
+      return "down";
+    case EventKind::kFailed:
+      return "failed";
+    case EventKind::kAuthFailed:
+      return "auth-failed";
+    case EventKind::kChildUp:
+      return "child-up";
+    case EventKind::kChildDown:
+      return "child-down";
+    case EventKind::kChildFailed:
+      return "child-failed";
   }
   return "?";
 }
 
 std::string_view ike_state_name(IkeState s) {
   switch (s) {
-    case IkeState::kIdle: return "idle";
-    case IkeState::kInitSent: return "init-sent";
-    case IkeState::kInitDone: return "init-done";
-    case IkeState::kAuthSent: return "auth-sent";
-    case IkeState::kEstablished: return "established";
-    case IkeState::kDeleting: return "deleting";
-    case IkeState::kDeleted: return "deleted";
-    case IkeState::kFailed: return "failed";
+    case IkeState::kIdle:
+      return "idle";
+    case IkeState::kInitSent:
+      return "init-sent";
+    case IkeState::kInitDone:
+      return "init-done";
+    case IkeState::kAuthSent:
+      return "auth-sent";
+    case IkeState::kEstablished:
+      return "established";
+    case IkeState::kDeleting:
+      return "deleting";
+    case IkeState::kDeleted:
+      return "deleted";
+    case IkeState::kFailed:
+      return "failed";
   }
   return "?";
 }
@@ -403,8 +457,8 @@ Header IkeSa::header(ExchangeType ex, bool response, std::uint32_t message_id) c
   h.spi_i = spi_i_;
   h.spi_r = spi_r_;
   h.exchange = static_cast<std::uint8_t>(ex);
-  h.flags = static_cast<std::uint8_t>((role_ == IkeRole::kInitiator ? kFlagInitiator : 0) |
-                                      (response ? kFlagResponse : 0));
+  h.flags =
+      static_cast<std::uint8_t>((role_ == IkeRole::kInitiator ? kFlagInitiator : 0) | (response ? kFlagResponse : 0));
   h.message_id = message_id;
   return h;
 }
@@ -605,7 +659,8 @@ void IkeSa::on_sa_init_response(const Datagram& d, const Message& m) {
     return fail(EventKind::kFailed, "peer's IKE_SA_INIT response lacks SA, KE or nonce");
   const auto offered = numbered(cfg_.ike_proposals, ProtocolId::kIke, {}, true);
   auto suite = check_chosen(*sa, offered);
-  if (!suite) return fail(EventKind::kFailed, "peer chose an IKE proposal we did not offer: " + suite.error().message());
+  if (!suite)
+    return fail(EventKind::kFailed, "peer chose an IKE proposal we did not offer: " + suite.error().message());
   if (suite->ke != ke_group_ || ke->group != ke_group_)
     return fail(EventKind::kFailed, "peer's KE payload does not match the chosen D-H group");
   if (nonce->data.size() < 16 || nonce->data.size() > 256)
@@ -659,10 +714,10 @@ void IkeSa::on_sa_init_request(const Datagram& d, const Message& m) {
     return refuse(notify::kInvalidSyntax, {}, EventKind::kFailed, "peer's IKE_SA_INIT request is malformed", false);
   auto chosen = choose_proposal(*sa, cfg_.ike_proposals);
   if (!chosen)
-    return refuse(notify::kNoProposalChosen, {}, EventKind::kFailed,
-                  "no proposal chosen: peer offered " + describe(sa->proposals) + "; we accept " +
-                      describe(cfg_.ike_proposals),
-                  false);
+    return refuse(
+        notify::kNoProposalChosen, {}, EventKind::kFailed,
+        "no proposal chosen: peer offered " + describe(sa->proposals) + "; we accept " + describe(cfg_.ike_proposals),
+        false);
   auto suite = suite_of(*chosen);
   if (!suite || suite->ke == 0)
     return refuse(notify::kNoProposalChosen, {}, EventKind::kFailed, "chosen IKE proposal has no D-H group", false);
@@ -949,9 +1004,8 @@ void IkeSa::respond_child(const Message& m, const Bytes& ni_in, const Bytes& nr_
   auto ours = numbered(cfg_.esp_proposals, ProtocolId::kEsp, {}, create_child_sa);
   auto chosen = choose_proposal(*sa, ours);
   if (!chosen)
-    return refuse(notify::kNoProposalChosen,
-                  "no proposal chosen for the CHILD_SA: peer offered " + describe(sa->proposals) + "; we accept " +
-                      describe(ours));
+    return refuse(notify::kNoProposalChosen, "no proposal chosen for the CHILD_SA: peer offered " +
+                                                 describe(sa->proposals) + "; we accept " + describe(ours));
   std::optional<std::uint32_t> spi_out;
   for (const Proposal& p : sa->proposals)
     if (p.number == chosen->number && p.protocol == ProtocolId::kEsp) spi_out = spi32(p.spi);
@@ -990,7 +1044,8 @@ void IkeSa::respond_child(const Message& m, const Bytes& ni_in, const Bytes& nr_
     }
   }
   auto slot = env_.kernel->reserve(local_.addr, remote_.addr);
-  if (!slot) return refuse(notify::kNoProposalChosen, "reserving the CHILD_SA in the kernel: " + slot.error().message());
+  if (!slot)
+    return refuse(notify::kNoProposalChosen, "reserving the CHILD_SA in the kernel: " + slot.error().message());
   if (auto s = install_child(*slot, *spi_out, *suite, pfs ? &*pfs : nullptr, ni, nr, local_ts, remote_ts); !s) {
     (void)env_.kernel->remove(*slot, local_.addr, remote_.addr, 0);
     return refuse(notify::kNoProposalChosen, "installing the CHILD_SA: " + s.error().message());
@@ -1226,7 +1281,8 @@ void IkeSa::on_request(const Datagram&, const Message& hdr, const Message& m) {
       if (state_ != IkeState::kEstablished && state_ != IkeState::kDeleting) return;
       bool delete_ike = false;
       for (const Payload& p : m.payloads)
-        if (const auto* d = std::get_if<DeletePayload>(&p.body); d && d->protocol == ProtocolId::kIke) delete_ike = true;
+        if (const auto* d = std::get_if<DeletePayload>(&p.body); d && d->protocol == ProtocolId::kIke)
+          delete_ike = true;
       if (delete_ike) {  // RFC 7296 §1.4.1: answer with an empty INFORMATIONAL, then the IKE SA is gone
         (void)send_response(ExchangeType::kInformational, id, out);
         remove_all_children();

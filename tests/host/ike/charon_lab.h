@@ -111,8 +111,14 @@ swanctl {
   }
   /// swanctl <args> inside the namespace, against this charon.
   ProcessResult swanctl(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv = {"ip", "netns", "exec", ns_.name(), "env", "STRONGSWAN_CONF=" + dir_ + "/strongswan.conf",
-                                     "SWANCTL_DIR=" + dir_ + "/swanctl", "swanctl"};
+    std::vector<std::string> argv = {"ip",
+                                     "netns",
+                                     "exec",
+                                     ns_.name(),
+                                     "env",
+                                     "STRONGSWAN_CONF=" + dir_ + "/strongswan.conf",
+                                     "SWANCTL_DIR=" + dir_ + "/swanctl",
+                                     "swanctl"};
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv);
   }

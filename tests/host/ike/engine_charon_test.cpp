@@ -124,9 +124,9 @@ class EngineCharon : public ::testing::Test {
  protected:
   void SetUp() override {
     STORCRYPT_REQUIRE(storcrypt::testing::can_use_netns(), "needs root and network namespaces");
-    STORCRYPT_REQUIRE(access(storcrypt::testing::kCharonBinary, X_OK) == 0 &&
-                          !storcrypt::testing::find_program("swanctl").empty(),
-                      "needs strongSwan (charon-systemd, swanctl: scripts/setup.sh)");
+    STORCRYPT_REQUIRE(
+        access(storcrypt::testing::kCharonBinary, X_OK) == 0 && !storcrypt::testing::find_program("swanctl").empty(),
+        "needs strongSwan (charon-systemd, swanctl: scripts/setup.sh)");
     net_ = std::make_unique<VethPair>();
     ASSERT_TRUE(net_->ok);
     transport_ = std::make_unique<NsUdpTransport>(net_->left);
@@ -268,8 +268,7 @@ TEST_F(EngineCharon, OurInitiatorCharonResponder) {
     EXPECT_NE(log.find("selected proposal: ESP:AES_GCM_16_256/NO_EXT_SEQ"), std::string::npos) << log;
     // It tried to install its outbound SA with the SPI we reserved and offered.
     ASSERT_EQ(kernel_.reserve_log.size(), 1u);
-    EXPECT_NE(log.find("adding SAD entry with SPI " + hex32(kernel_.reserve_log[0].spi_in)), std::string::npos)
-        << log;
+    EXPECT_NE(log.find("adding SAD entry with SPI " + hex32(kernel_.reserve_log[0].spi_in)), std::string::npos) << log;
     EXPECT_TRUE(kernel_.reserved.empty());  // our reserved SPI was released
   }
 
@@ -295,8 +294,10 @@ TEST_F(EngineCharon, CharonInitiatorOurResponder) {
   // swanctl --initiate blocks until charon is done; our engine runs meanwhile.
   storcrypt::testing::ProcessResult initiate;
   std::thread t([&] { initiate = charon_->swanctl({"--initiate", "--child", "net", "--timeout", "15"}); });
-  const bool got = pump([&] { return has(EventKind::kChildUp) || has(EventKind::kFailed) || has(EventKind::kAuthFailed) ||
-                                     has(EventKind::kChildFailed); });
+  const bool got = pump([&] {
+    return has(EventKind::kChildUp) || has(EventKind::kFailed) || has(EventKind::kAuthFailed) ||
+           has(EventKind::kChildFailed);
+  });
   pump([] { return false; }, 1);  // let charon finish and answer whatever follows
   t.join();
   ASSERT_TRUE(got) << "no outcome; swanctl: " << initiate.out << initiate.err;

@@ -69,7 +69,7 @@ Status FakeChildSaKernel::remove(const ike::ChildSaSlot& slot, const IpAddress&,
 }
 
 Result<ike::ChildSaCounters> FakeChildSaKernel::counters(const ike::ChildSaSlot& slot, const IpAddress&,
-                                                          const IpAddress&, std::uint32_t) {
+                                                         const IpAddress&, std::uint32_t) {
   if (!installed.count(slot.spi_in)) return Error(ErrorCode::kNotFound, "fake kernel: no such CHILD_SA");
   ike::ChildSaCounters c;
   c.bytes_in = 100;

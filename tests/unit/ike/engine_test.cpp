@@ -377,8 +377,8 @@ TEST_F(EngineTest, InvalidKePayloadForAGroupWeDoNotHaveFails) {
   m.header = req->header;
   m.header.flags = kFlagResponse;
   m.payloads.push_back(Payload::notification(notify::kInvalidKePayload, encode_invalid_ke(31)));
-  left->engine.receive(as_received(Datagram{left->transport.sent.front().remote, left->transport.sent.front().local,
-                                            *serialize(m)}));
+  left->engine.receive(
+      as_received(Datagram{left->transport.sent.front().remote, left->transport.sent.front().local, *serialize(m)}));
   const Event* e = left->find(EventKind::kFailed);
   ASSERT_NE(e, nullptr);
   EXPECT_NE(e->reason.find("D-H group 31"), std::string::npos) << e->reason;
@@ -509,7 +509,8 @@ TEST_F(EngineTest, IdNotInCertificateIsRefused) {
   }
   const Event* le = left->find(EventKind::kAuthFailed);
   ASSERT_NE(le, nullptr) << dump();
-  EXPECT_EQ(le->reason, "peer ID FQDN elsewhere.lab does not match its certificate (subject CN=right.lab,O=storcrypt-test)");
+  EXPECT_EQ(le->reason,
+            "peer ID FQDN elsewhere.lab does not match its certificate (subject CN=right.lab,O=storcrypt-test)");
   EXPECT_TRUE(left->kernel.installed.empty());
   // The responder heard AUTHENTICATION_FAILED and removed its CHILD_SA.
   EXPECT_TRUE((*sa)->terminal());
@@ -570,8 +571,7 @@ TEST_F(EngineTest, RetransmittedRequestsAreAnsweredFromTheCache) {
 
 TEST_F(EngineTest, LostRequestIsRetransmittedOnTick) {
   auto l = left_cfg();
-  l.retransmit.waits = {std::chrono::milliseconds(100), std::chrono::milliseconds(200),
-                        std::chrono::milliseconds(400)};
+  l.retransmit.waits = {std::chrono::milliseconds(100), std::chrono::milliseconds(200), std::chrono::milliseconds(400)};
   setup(std::move(l), right_cfg());
   ASSERT_TRUE(left->engine.initiate("right").ok());
   left->transport.sent.clear();  // lost

@@ -71,8 +71,8 @@ using PeerValidator =
 /// is given up ("peer did not answer").
 struct RetransmitSchedule {
   std::vector<std::chrono::milliseconds> waits = {std::chrono::seconds(1), std::chrono::seconds(2),
-                                                   std::chrono::seconds(4), std::chrono::seconds(8),
-                                                   std::chrono::seconds(16)};
+                                                  std::chrono::seconds(4), std::chrono::seconds(8),
+                                                  std::chrono::seconds(16)};
   /// A responder SA that has answered IKE_SA_INIT but seen no valid IKE_AUTH
   /// for this long (counted from the first tick after it) is dropped.
   std::chrono::milliseconds half_open = std::chrono::seconds(30);
@@ -94,19 +94,19 @@ struct PeerConfig {
   std::string name;
   IpAddress local_addr;
   IpAddress remote_addr;
-  X509Ref local_cert;                     ///< our end-entity certificate (ECDSA P-384)
-  PkeyRef local_key;                      ///< its private key
+  X509Ref local_cert;                        ///< our end-entity certificate (ECDSA P-384)
+  PkeyRef local_key;                         ///< its private key
   std::vector<X509Ref> local_intermediates;  ///< sent as further CERT payloads
-  std::optional<IdPayload> local_id;      ///< default: the certificate's subject DN
-  std::optional<IdPayload> remote_id;     ///< the ID the peer must use; nullopt: any ID its certificate names
+  std::optional<IdPayload> local_id;         ///< default: the certificate's subject DN
+  std::optional<IdPayload> remote_id;        ///< the ID the peer must use; nullopt: any ID its certificate names
   /// CERTREQ content: SHA-1 hashes of the SubjectPublicKeyInfo of the CAs we
   /// trust (20 bytes each). Empty: an empty CERTREQ (still asks for CERT).
   std::vector<Bytes> certreq_authorities;
-  std::vector<TsRange> local_ts;          ///< our side of the CHILD_SAs
-  std::vector<TsRange> remote_ts;         ///< the peer's side
+  std::vector<TsRange> local_ts;   ///< our side of the CHILD_SAs
+  std::vector<TsRange> remote_ts;  ///< the peer's side
   std::vector<Proposal> ike_proposals = default_ike_proposals();
   std::vector<Proposal> esp_proposals = default_esp_proposals();  ///< add a KE transform for PFS in CREATE_CHILD_SA
-  PeerValidator validate_peer;            ///< required: without it every peer is refused
+  PeerValidator validate_peer;                                    ///< required: without it every peer is refused
   RetransmitSchedule retransmit;
   /// RFC 7383: when the peer announced IKEV2_FRAGMENTATION_SUPPORTED, an
   /// encrypted message longer than this (IKE message bytes) is sent as SKF
@@ -117,13 +117,13 @@ struct PeerConfig {
 };
 
 enum class EventKind {
-  kUp,          ///< IKE SA established
-  kDown,        ///< IKE SA deleted (by us or the peer) after it was up
-  kFailed,      ///< IKE SA setup failed (reason says why)
-  kAuthFailed,  ///< authentication failed either way (reason, peer certificate details)
-  kChildUp,     ///< a CHILD_SA was installed
-  kChildDown,   ///< a CHILD_SA was removed
-  kChildFailed, ///< a CHILD_SA could not be negotiated (the IKE SA stays)
+  kUp,           ///< IKE SA established
+  kDown,         ///< IKE SA deleted (by us or the peer) after it was up
+  kFailed,       ///< IKE SA setup failed (reason says why)
+  kAuthFailed,   ///< authentication failed either way (reason, peer certificate details)
+  kChildUp,      ///< a CHILD_SA was installed
+  kChildDown,    ///< a CHILD_SA was removed
+  kChildFailed,  ///< a CHILD_SA could not be negotiated (the IKE SA stays)
 };
 std::string_view event_kind_name(EventKind k);
 
@@ -139,14 +139,14 @@ struct Event {
 
 enum class IkeRole { kInitiator, kResponder };
 enum class IkeState {
-  kIdle,         ///< initiator before start()
-  kInitSent,     ///< initiator: IKE_SA_INIT request out
-  kInitDone,     ///< responder: IKE_SA_INIT answered, waiting for IKE_AUTH
-  kAuthSent,     ///< initiator: IKE_AUTH request out
+  kIdle,      ///< initiator before start()
+  kInitSent,  ///< initiator: IKE_SA_INIT request out
+  kInitDone,  ///< responder: IKE_SA_INIT answered, waiting for IKE_AUTH
+  kAuthSent,  ///< initiator: IKE_AUTH request out
   kEstablished,
-  kDeleting,     ///< our DELETE of the IKE SA is out
-  kDeleted,      ///< gone after being up (terminal)
-  kFailed,       ///< never came up / authentication failed (terminal)
+  kDeleting,  ///< our DELETE of the IKE SA is out
+  kDeleted,   ///< gone after being up (terminal)
+  kFailed,    ///< never came up / authentication failed (terminal)
 };
 std::string_view ike_state_name(IkeState s);
 
@@ -241,7 +241,7 @@ class IkeSa {
     std::uint32_t message_id = 0;
     ExchangeType exchange = ExchangeType::kInformational;
     Op op = Op::kPing;
-    std::uint32_t spi = 0;  ///< kDeleteChild
+    std::uint32_t spi = 0;    ///< kDeleteChild
     std::vector<Bytes> data;  ///< one message or its SKF fragments
     std::size_t retransmits = 0;
     std::optional<std::chrono::steady_clock::time_point> due;
@@ -318,8 +318,8 @@ class IkeSa {
   std::vector<std::uint16_t> peer_hashes_;
 
   // Message IDs (RFC 7296 §2.3, window 1)
-  std::uint32_t next_request_id_ = 0;      ///< the ID of our next request
-  std::uint32_t next_peer_request_id_ = 0; ///< the ID we expect the peer's next request to have
+  std::uint32_t next_request_id_ = 0;       ///< the ID of our next request
+  std::uint32_t next_peer_request_id_ = 0;  ///< the ID we expect the peer's next request to have
   std::optional<Outstanding> outstanding_;
   std::deque<QueuedOp> queued_;
   std::optional<std::pair<std::uint32_t, std::vector<Bytes>>> last_response_;
