@@ -1,0 +1,108 @@
+// storcrypt IKEv2: the engine of one network namespace, sans-IO.
+//
+// Holds the configured peers and their IKE SAs. Received datagrams go to
+// receive(): IKE_SA_INIT requests create responder SAs (the peer is found by
+// the datagram's remote address, and local address when configured), every
+// other message is dispatched by our SPI. initiate()/terminate() bring a peer
+// up and down; list() reports IKE and CHILD SAs with suite, SPIs, state and
+// the kernel's counters; events (up, down, failed + reason, auth failure with
+// the peer certificate's subject/issuer) go to a callback and a queue.
+//
+// The caller owns the I/O: it feeds receive() from the UDP sockets (ike/udp.h)
+// and calls tick() regularly (every ~100 ms) with a monotonic clock.
+// Random SPIs and nonces come from OpenSSL RAND_bytes. Nothing here logs.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "storcrypt/common/result.h"
+#include "storcrypt/common/secret.h"
+#include "storcrypt/ike/ike_sa.h"
+#include "storcrypt/ike/kernel.h"
+#include "storcrypt/ike/transport.h"
+
+namespace storcrypt::ike {
+
+struct EngineOptions {
+  /// Answer every IKE_SA_INIT request without a valid COOKIE with a COOKIE
+  /// (RFC 7296 §2.6, stateless). The next issue turns this on under load.
+  bool require_cookies = false;
+};
+
+struct ChildSaStatus {
+  ChildSaInfo info;
+  std::optional<ChildSaCounters> counters;  ///< nullopt when the kernel could not say
+};
+
+struct IkeSaStatus {
+  std::string peer;
+  IkeRole role = IkeRole::kInitiator;
+  IkeState state = IkeState::kIdle;
+  std::uint64_t spi_i = 0, spi_r = 0;
+  Suite suite;
+  Endpoint local, remote;
+  bool nat = false;
+  std::vector<ChildSaStatus> children;
+};
+
+class Engine {
+ public:
+  Engine(Transport& transport, ChildSaKernel& kernel, EngineOptions options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /// Add a peer (kConflict when the name exists, kInvalidInput when the
+  /// configuration is unusable: no certificate/key, no proposals, no selectors).
+  Status add_peer(PeerConfig cfg);
+  /// Remove a peer; its IKE SAs are deleted (DELETE sent) and dropped.
+  Status remove_peer(const std::string& name);
+  std::vector<std::string> peers() const;
+
+  /// Start an IKE SA (initiator) for a peer. kConflict when one is already
+  /// up or being set up.
+  Status initiate(const std::string& name);
+  /// Delete every IKE SA of a peer (DELETE; half-open ones are dropped).
+  Status terminate(const std::string& name);
+  /// One more CHILD_SA on the peer's established IKE SA.
+  Status create_child(const std::string& name);
+  /// Delete one CHILD_SA (by our inbound SPI) of the peer's IKE SA.
+  Status delete_child(const std::string& name, std::uint32_t spi_in);
+  /// Liveness check on the peer's established IKE SA.
+  Status ping(const std::string& name);
+
+  /// A datagram from the transport (IKE message, non-ESP marker stripped).
+  void receive(const Datagram& d);
+  /// Retransmissions and timeouts; then SAs that ended are dropped.
+  void tick(std::chrono::steady_clock::time_point now);
+
+  std::vector<IkeSaStatus> list() const;
+
+  /// Events are queued (take_events()) and, when set, passed to the callback.
+  void set_event_callback(std::function<void(const Event&)> cb) { callback_ = std::move(cb); }
+  std::vector<Event> take_events();
+
+ private:
+  IkeSaEnv env();
+  IkeSa* established_sa(const std::string& name);
+  void respond_unprotected(const Datagram& d, const Header& req, std::uint16_t notify_type, Bytes data);
+  Bytes cookie_for(const Datagram& d, const Header& h, const Bytes& ni) const;
+  void reap();
+
+  Transport& transport_;
+  ChildSaKernel& kernel_;
+  EngineOptions options_;
+  SecretBytes cookie_secret_;
+  std::map<std::string, PeerConfig> peers_;
+  std::map<std::uint64_t, std::unique_ptr<IkeSa>> sas_;  ///< by our SPI
+  std::deque<Event> events_;
+  std::function<void(const Event&)> callback_;
+};
+
+}  // namespace storcrypt::ike

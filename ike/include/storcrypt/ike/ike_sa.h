@@ -1,0 +1,337 @@
+// storcrypt IKEv2: one IKE SA's exchange state machine (RFC 7296 §1, §2),
+// initiator or responder, sans-IO.
+//
+// An IkeSa is fed the messages addressed to it (Engine dispatches by SPI)
+// and explicit calls (start, create_child, delete_child, close, ping, tick);
+// it answers through a Transport and installs/removes CHILD_SAs through a
+// ChildSaKernel. It never blocks, never reads a clock (tick(now) brings the
+// time) and never logs: what an operator must know comes out as Events.
+//
+// Exchanges: IKE_SA_INIT (SA, KE, Ni/Nr, NAT_DETECTION_*, SIGNATURE_HASH_
+// ALGORITHMS; as initiator INVALID_KE_PAYLOAD -> retry with the asked group
+// if one of our proposals has it, COOKIE -> resend with the cookie),
+// IKE_AUTH (IDi/IDr, CERT end entity + intermediates, CERTREQ, AUTH method 14
+// ECDSA P-384/SHA-384, INITIAL_CONTACT, the first CHILD_SA with traffic
+// selector narrowing), CREATE_CHILD_SA (an additional CHILD_SA, optional PFS
+// KE), INFORMATIONAL (DELETE of the IKE SA or of CHILD_SAs, empty liveness
+// checks). Message IDs per RFC 7296 §2.3 with a window of 1: one request of
+// ours outstanding at a time (later calls queue), the last response kept to
+// answer a retransmitted request.
+//
+// NAT (RFC 7296 §2.23): when the NAT_DETECTION hashes disagree, both sides
+// move to port 4500 from IKE_AUTH on and ChildSaSpec::encap carries the ports.
+//
+// Not here yet (designed for, next issue): rekeying (REKEY_SA is answered
+// NO_ADDITIONAL_SAS), DPD timers (ping() is the primitive).
+#pragma once
+
+#include <openssl/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "storcrypt/common/ip.h"
+#include "storcrypt/common/result.h"
+#include "storcrypt/common/secret.h"
+#include "storcrypt/ike/crypto.h"
+#include "storcrypt/ike/kernel.h"
+#include "storcrypt/ike/message.h"
+#include "storcrypt/ike/proposal.h"
+#include "storcrypt/ike/sk.h"
+#include "storcrypt/ike/transport.h"
+
+namespace storcrypt::ike {
+
+/// Shared, reference-counted OpenSSL handles (a PeerConfig is copied into
+/// every IKE SA made from it).
+using X509Ref = std::shared_ptr<X509>;
+using PkeyRef = std::shared_ptr<EVP_PKEY>;
+/// Takes ownership of `x` (X509_free when the last reference goes).
+X509Ref share_x509(X509* x);
+/// Takes ownership of `k` (EVP_PKEY_free when the last reference goes).
+PkeyRef share_pkey(EVP_PKEY* k);
+
+/// Decides whether a peer's certificate chain is trusted. Gets the peer's
+/// end-entity certificate and the intermediates from its other CERT payloads
+/// (in the order received) and the peer's ID; returns ok or an error whose
+/// message says why not (it becomes "peer certificate not trusted: <message>").
+/// The ID has already been checked against the certificate (check_id_matches_cert).
+using PeerValidator =
+    std::function<Status(X509* end_entity, const std::vector<X509*>& intermediates, const IdPayload& peer_id)>;
+
+/// Retransmission of our outstanding request: the waits before each
+/// retransmission; when the last one has passed without an answer the IKE SA
+/// is given up ("peer did not answer").
+struct RetransmitSchedule {
+  std::vector<std::chrono::milliseconds> waits = {std::chrono::seconds(1), std::chrono::seconds(2),
+                                                  std::chrono::seconds(4), std::chrono::seconds(8),
+                                                  std::chrono::seconds(16)};
+  /// A responder SA that has answered IKE_SA_INIT but seen no valid IKE_AUTH
+  /// for this long (counted from the first tick after it) is dropped.
+  std::chrono::milliseconds half_open = std::chrono::seconds(30);
+};
+
+/// The CNSA defaults: IKE aes256-sha384-ecp384 (AES-CBC-256, HMAC-SHA-384-192,
+/// PRF-HMAC-SHA-384, ECP-384), then aes256gcm16-prfsha384-ecp384; ESP aes256gcm16 (no ESN).
+std::vector<Proposal> default_ike_proposals();
+std::vector<Proposal> default_esp_proposals();
+
+/// ID payload helpers.
+IdPayload id_fqdn(std::string_view name);
+IdPayload id_ip(const IpAddress& a);
+/// "FQDN right.lab", "IPV4 192.0.2.1", "DN O=x, CN=y", ... for messages.
+std::string id_to_string(const IdPayload& id);
+
+/// One peer as configured (the Engine keeps these by name).
+struct PeerConfig {
+  std::string name;
+  IpAddress local_addr;
+  IpAddress remote_addr;
+  X509Ref local_cert;                        ///< our end-entity certificate (ECDSA P-384)
+  PkeyRef local_key;                         ///< its private key
+  std::vector<X509Ref> local_intermediates;  ///< sent as further CERT payloads
+  std::optional<IdPayload> local_id;         ///< default: the certificate's subject DN
+  std::optional<IdPayload> remote_id;        ///< the ID the peer must use; nullopt: any ID its certificate names
+  /// CERTREQ content: SHA-1 hashes of the SubjectPublicKeyInfo of the CAs we
+  /// trust (20 bytes each). Empty: an empty CERTREQ (still asks for CERT).
+  std::vector<Bytes> certreq_authorities;
+  std::vector<TsRange> local_ts;   ///< our side of the CHILD_SAs
+  std::vector<TsRange> remote_ts;  ///< the peer's side
+  std::vector<Proposal> ike_proposals = default_ike_proposals();
+  std::vector<Proposal> esp_proposals = default_esp_proposals();  ///< add a KE transform for PFS in CREATE_CHILD_SA
+  PeerValidator validate_peer;                                    ///< required: without it every peer is refused
+  RetransmitSchedule retransmit;
+  /// RFC 7383: when the peer announced IKEV2_FRAGMENTATION_SUPPORTED, an
+  /// encrypted message longer than this (IKE message bytes) is sent as SKF
+  /// fragments of at most this size. 0: never fragment.
+  std::size_t fragment_size = 1280;
+  ChildSaLifetime child_lifetime;
+  std::uint32_t replay_window = 32;
+};
+
+enum class EventKind {
+  kUp,           ///< IKE SA established
+  kDown,         ///< IKE SA deleted (by us or the peer) after it was up
+  kFailed,       ///< IKE SA setup failed (reason says why)
+  kAuthFailed,   ///< authentication failed either way (reason, peer certificate details)
+  kChildUp,      ///< a CHILD_SA was installed
+  kChildDown,    ///< a CHILD_SA was removed
+  kChildFailed,  ///< a CHILD_SA could not be negotiated (the IKE SA stays)
+};
+std::string_view event_kind_name(EventKind k);
+
+struct Event {
+  EventKind kind = EventKind::kUp;
+  std::string peer;  ///< PeerConfig::name
+  std::uint64_t spi_i = 0, spi_r = 0;
+  std::uint32_t child_spi_in = 0, child_spi_out = 0;
+  std::string reason;        ///< for failures, in words an operator understands
+  std::string peer_subject;  ///< auth failures: the peer certificate's subject (RFC 2253), if it sent one
+  std::string peer_issuer;   ///< and its issuer
+};
+
+enum class IkeRole { kInitiator, kResponder };
+enum class IkeState {
+  kIdle,      ///< initiator before start()
+  kInitSent,  ///< initiator: IKE_SA_INIT request out
+  kInitDone,  ///< responder: IKE_SA_INIT answered, waiting for IKE_AUTH
+  kAuthSent,  ///< initiator: IKE_AUTH request out
+  kEstablished,
+  kDeleting,  ///< our DELETE of the IKE SA is out
+  kDeleted,   ///< gone after being up (terminal)
+  kFailed,    ///< never came up / authentication failed (terminal)
+};
+std::string_view ike_state_name(IkeState s);
+
+struct ChildSaInfo {
+  ChildSaSlot slot;  ///< reqid, our inbound SPI
+  std::uint32_t spi_out = 0;
+  Suite suite;
+  std::vector<TsRange> local_ts, remote_ts;
+  std::optional<std::pair<std::uint16_t, std::uint16_t>> encap;
+};
+
+/// Everything an IkeSa needs from outside.
+struct IkeSaEnv {
+  Transport* transport = nullptr;
+  ChildSaKernel* kernel = nullptr;
+  std::function<void(Event)> emit;
+};
+
+class IkeSa {
+ public:
+  /// An initiator for `cfg`; start() sends IKE_SA_INIT.
+  static Result<std::unique_ptr<IkeSa>> initiator(PeerConfig cfg, IkeSaEnv env);
+  /// A responder for an IKE_SA_INIT request `m` received in `d` (the engine
+  /// matched `cfg` by address); call receive(d, m) next to answer it.
+  static Result<std::unique_ptr<IkeSa>> responder(PeerConfig cfg, IkeSaEnv env, const Datagram& d);
+
+  ~IkeSa();
+  IkeSa(const IkeSa&) = delete;
+  IkeSa& operator=(const IkeSa&) = delete;
+
+  /// Initiator: send the IKE_SA_INIT request.
+  Status start();
+  /// A message for this SA (Engine has parsed it and matched the SPI).
+  void receive(const Datagram& d, const Message& m);
+  /// Negotiate one more CHILD_SA (CREATE_CHILD_SA); queued while another
+  /// request of ours is outstanding. kConflict unless established.
+  Status create_child();
+  /// Delete one CHILD_SA by our inbound SPI (INFORMATIONAL DELETE).
+  Status delete_child(std::uint32_t spi_in);
+  /// Delete the IKE SA and its CHILD_SAs (INFORMATIONAL DELETE). Before it is
+  /// established the SA is simply dropped.
+  Status close();
+  /// An empty INFORMATIONAL request (liveness check, the DPD primitive).
+  Status ping();
+  /// Drop the SA now without waiting for the peer (its CHILD_SAs are removed
+  /// from the kernel; a kDown or kFailed event carries `reason`).
+  void abort(std::string reason);
+  /// Retransmit our outstanding request when its wait has passed, give up
+  /// after the schedule's last wait.
+  void tick(std::chrono::steady_clock::time_point now);
+
+  IkeRole role() const { return role_; }
+  IkeState state() const { return state_; }
+  bool terminal() const { return state_ == IkeState::kDeleted || state_ == IkeState::kFailed; }
+  /// Our SPI (the one the engine dispatches on).
+  std::uint64_t local_spi() const { return role_ == IkeRole::kInitiator ? spi_i_ : spi_r_; }
+  std::uint64_t spi_i() const { return spi_i_; }
+  std::uint64_t spi_r() const { return spi_r_; }
+  const PeerConfig& config() const { return cfg_; }
+  const Suite& suite() const { return suite_; }
+  const Endpoint& local_endpoint() const { return local_; }
+  const Endpoint& remote_endpoint() const { return remote_; }
+  bool nat_detected() const { return nat_; }
+  /// True once after the peer authenticated with INITIAL_CONTACT (RFC 7296
+  /// §2.4): the engine then drops the other IKE SAs of this peer.
+  bool take_initial_contact() { return std::exchange(peer_initial_contact_, false); }
+  /// Whether a request of ours is outstanding (window 1).
+  bool request_outstanding() const { return outstanding_.has_value(); }
+  std::vector<ChildSaInfo> children() const;
+
+ private:
+  struct Child {
+    ChildSaSlot slot;
+    std::uint32_t spi_out = 0;
+    Suite suite;
+    std::vector<TsRange> local_ts, remote_ts;
+    std::optional<std::pair<std::uint16_t, std::uint16_t>> encap;
+  };
+  /// A CHILD_SA we are negotiating as initiator (IKE_AUTH or CREATE_CHILD_SA).
+  struct PendingChild {
+    ChildSaSlot slot;
+    std::vector<Proposal> offered;
+    Bytes nonce;  ///< CREATE_CHILD_SA only
+    std::optional<KeyExchange> ke;
+  };
+  enum class Op { kCreateChild, kDeleteChild, kDeleteIke, kPing };
+  struct QueuedOp {
+    Op op;
+    std::uint32_t spi = 0;
+  };
+  struct Outstanding {
+    std::uint32_t message_id = 0;
+    ExchangeType exchange = ExchangeType::kInformational;
+    Op op = Op::kPing;
+    std::uint32_t spi = 0;    ///< kDeleteChild
+    std::vector<Bytes> data;  ///< one message or its SKF fragments
+    std::size_t retransmits = 0;
+    std::optional<std::chrono::steady_clock::time_point> due;
+  };
+
+  IkeSa(PeerConfig cfg, IkeSaEnv env, IkeRole role);
+
+  // IKE_SA_INIT
+  Status send_sa_init();
+  void on_sa_init_request(const Datagram& d, const Message& m);
+  void on_sa_init_response(const Datagram& d, const Message& m);
+  Status derive_keys(const SecretBytes& shared);
+  Result<bool> check_nat(const Message& m, const Endpoint& local_seen, const Endpoint& remote_seen);
+  // IKE_AUTH
+  Status send_auth_request();
+  void on_auth_request(const Message& inner_msg);
+  void on_auth_response(const Message& inner_msg);
+  /// Checks IDx/CERT/AUTH of the peer; on failure returns the reason and fills peer_subject_/peer_issuer_.
+  Result<std::monostate> authenticate_peer(const Message& m);
+  Result<std::vector<Payload>> own_auth_payloads();
+  // CHILD_SAs
+  std::vector<Proposal> esp_offer(std::uint32_t spi_in, bool with_ke) const;
+  /// Responder: negotiate a CHILD_SA from the peer's SA/TSi/TSr (and Ni/Nr/KE
+  /// for CREATE_CHILD_SA); appends the answer's payloads or an error notify.
+  void respond_child(const Message& m, const Bytes& ni, const Bytes& nr, bool create_child_sa,
+                     std::vector<Payload>& out);
+  /// Initiator: the responder's answer to our CHILD_SA offer.
+  void accept_child(const Message& m, PendingChild pending, const Bytes& ni, const Bytes& nr);
+  Status install_child(const ChildSaSlot& slot, std::uint32_t spi_out, const Suite& suite,
+                       const SecretBytes* pfs_shared, const Bytes& ni, const Bytes& nr, std::vector<TsRange> local_ts,
+                       std::vector<TsRange> remote_ts);
+  void remove_child(std::size_t index, bool emit_event);
+  void remove_all_children();
+  // Requests of ours
+  void queue(QueuedOp op);
+  void pump();
+  Status send_request(ExchangeType ex, std::vector<Payload> inner, Op op, std::uint32_t spi);
+  void on_response(const Message& inner_msg, const Outstanding& req);
+  // Requests of the peer
+  void on_request(const Datagram& d, const Message& header_msg, const Message& inner_msg);
+  void on_create_child_request(const Message& m, std::vector<Payload>& out);
+  void on_informational_request(const Message& m, std::vector<Payload>& out);
+  Status send_response(ExchangeType ex, std::uint32_t message_id, const std::vector<Payload>& inner);
+  // Helpers
+  /// SK, or SKF fragments when the peer supports them and the message is too long.
+  Result<std::vector<Bytes>> seal(const Header& h, const std::vector<Payload>& inner);
+  Status transmit(const Bytes& data);
+  Status transmit(const std::vector<Bytes>& datagrams);
+  void fail(EventKind kind, std::string reason);
+  void emit(EventKind kind, std::string reason = {}, std::uint32_t spi_in = 0, std::uint32_t spi_out = 0);
+  Header header(ExchangeType ex, bool response, std::uint32_t message_id) const;
+
+  PeerConfig cfg_;
+  IkeSaEnv env_;
+  IkeRole role_;
+  IkeState state_ = IkeState::kIdle;
+  bool was_up_ = false;
+  std::uint64_t spi_i_ = 0, spi_r_ = 0;
+  Endpoint local_, remote_;
+  bool nat_ = false;
+
+  // IKE_SA_INIT
+  Bytes ni_, nr_;
+  std::optional<KeyExchange> ke_;
+  std::uint16_t ke_group_ = 0;
+  Bytes cookie_;
+  int cookie_rounds_ = 0, ke_rounds_ = 0;
+  Bytes own_init_, peer_init_;  ///< the IKE_SA_INIT messages as sent / received (AUTH octets)
+  Bytes init_request_;          ///< responder: the request we answered (to spot retransmissions)
+  Suite suite_;
+  PrfAlg prf_ = PrfAlg::kHmacSha384;
+  SecretBytes sk_d_, sk_pi_, sk_pr_;
+  std::optional<SkProtector> out_, in_;
+  std::vector<std::uint16_t> peer_hashes_;
+
+  // Message IDs (RFC 7296 §2.3, window 1)
+  std::uint32_t next_request_id_ = 0;       ///< the ID of our next request
+  std::uint32_t next_peer_request_id_ = 0;  ///< the ID we expect the peer's next request to have
+  std::optional<Outstanding> outstanding_;
+  std::deque<QueuedOp> queued_;
+  std::optional<std::pair<std::uint32_t, std::vector<Bytes>>> last_response_;
+  bool peer_fragmentation_ = false;
+  /// SKF reassembly of the peer's current request / the response to ours, by message ID.
+  std::optional<std::pair<std::uint32_t, FragmentReassembler>> reasm_request_, reasm_response_;
+
+  std::optional<PendingChild> pending_child_;
+  std::vector<Child> children_;
+  std::string peer_subject_, peer_issuer_;
+  bool peer_initial_contact_ = false;
+  std::optional<std::chrono::steady_clock::time_point> half_open_since_;
+};
+
+}  // namespace storcrypt::ike

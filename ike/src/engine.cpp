@@ -1,0 +1,262 @@
+#include "storcrypt/ike/engine.h"
+
+#include <algorithm>
+
+#include "storcrypt/ike/auth.h"
+#include "storcrypt/ike/crypto.h"
+#include "storcrypt/ike/message.h"
+
+namespace storcrypt::ike {
+
+Engine::Engine(Transport& transport, ChildSaKernel& kernel, EngineOptions options)
+    : transport_(transport), kernel_(kernel), options_(options) {
+  if (auto s = SecretBytes::random(32)) cookie_secret_ = std::move(*s);
+}
+
+Engine::~Engine() = default;
+
+IkeSaEnv Engine::env() {
+  IkeSaEnv e;
+  e.transport = &transport_;
+  e.kernel = &kernel_;
+  e.emit = [this](Event ev) {
+    events_.push_back(ev);
+    if (callback_) callback_(events_.back());
+  };
+  return e;
+}
+
+std::vector<Event> Engine::take_events() {
+  std::vector<Event> out(events_.begin(), events_.end());
+  events_.clear();
+  return out;
+}
+
+Status Engine::add_peer(PeerConfig cfg) {
+  if (cfg.name.empty()) return Error(ErrorCode::kInvalidInput, "peer name is empty");
+  if (peers_.count(cfg.name)) return Error(ErrorCode::kConflict, "peer " + cfg.name + " exists");
+  if (!cfg.local_cert || !cfg.local_key)
+    return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": no local certificate or private key");
+  if (cfg.ike_proposals.empty() || cfg.esp_proposals.empty())
+    return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": no IKE or ESP proposals");
+  if (cfg.local_ts.empty() || cfg.remote_ts.empty())
+    return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": no traffic selectors");
+  if (cfg.local_id) {
+    if (auto s = check_id_matches_cert(*cfg.local_id, cfg.local_cert.get()); !s)
+      return Error(ErrorCode::kInvalidInput,
+                   "peer " + cfg.name + ": local ID " + id_to_string(*cfg.local_id) + " does not name our certificate")
+          .with_fix("use the certificate's subject DN (the default), or one of its SAN DNS names or IP addresses");
+  }
+  if (!cfg.validate_peer)
+    return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": no peer certificate validator");
+  if (cfg.local_addr.family != cfg.remote_addr.family)
+    return Error(ErrorCode::kInvalidInput, "peer " + cfg.name + ": local and remote address families differ");
+  std::string name = cfg.name;
+  peers_.emplace(std::move(name), std::move(cfg));
+  return ok_status();
+}
+
+Status Engine::remove_peer(const std::string& name) {
+  if (!peers_.count(name)) return Error(ErrorCode::kNotFound, "no peer " + name);
+  for (auto& [spi, sa] : sas_)
+    if (sa->config().name == name) {
+      (void)sa->close();                        // sends DELETE when established
+      sa->abort("peer configuration removed");  // no waiting for the answer
+    }
+  std::erase_if(sas_, [&](const auto& kv) { return kv.second->config().name == name; });
+  peers_.erase(name);
+  return ok_status();
+}
+
+std::vector<std::string> Engine::peers() const {
+  std::vector<std::string> out;
+  for (const auto& [n, c] : peers_) out.push_back(n);
+  return out;
+}
+
+Status Engine::initiate(const std::string& name) {
+  auto it = peers_.find(name);
+  if (it == peers_.end()) return Error(ErrorCode::kNotFound, "no peer " + name);
+  for (const auto& [spi, sa] : sas_)
+    if (sa->config().name == name && !sa->terminal() && sa->state() != IkeState::kDeleting)
+      return Error(ErrorCode::kConflict,
+                   "peer " + name + " already has an IKE SA (" + std::string(ike_state_name(sa->state())) + ")");
+  auto sa = IkeSa::initiator(it->second, env());
+  if (!sa) return sa.error();
+  IkeSa* raw = sa->get();
+  while (sas_.count(raw->local_spi())) {  // 2^-64; try again
+    sa = IkeSa::initiator(it->second, env());
+    if (!sa) return sa.error();
+    raw = sa->get();
+  }
+  sas_.emplace(raw->local_spi(), std::move(*sa));
+  auto s = raw->start();
+  reap();
+  return s;
+}
+
+Status Engine::terminate(const std::string& name) {
+  if (!peers_.count(name)) return Error(ErrorCode::kNotFound, "no peer " + name);
+  bool any = false;
+  for (auto& [spi, sa] : sas_)
+    if (sa->config().name == name && !sa->terminal()) {
+      any = true;
+      (void)sa->close();
+    }
+  reap();
+  if (!any) return Error(ErrorCode::kNotFound, "peer " + name + " has no IKE SA");
+  return ok_status();
+}
+
+IkeSa* Engine::established_sa(const std::string& name) {
+  for (auto& [spi, sa] : sas_)
+    if (sa->config().name == name && sa->state() == IkeState::kEstablished) return sa.get();
+  return nullptr;
+}
+
+Status Engine::create_child(const std::string& name) {
+  IkeSa* sa = established_sa(name);
+  if (!sa) return Error(ErrorCode::kConflict, "peer " + name + " has no established IKE SA");
+  return sa->create_child();
+}
+
+Status Engine::delete_child(const std::string& name, std::uint32_t spi_in) {
+  IkeSa* sa = established_sa(name);
+  if (!sa) return Error(ErrorCode::kConflict, "peer " + name + " has no established IKE SA");
+  return sa->delete_child(spi_in);
+}
+
+Status Engine::ping(const std::string& name) {
+  IkeSa* sa = established_sa(name);
+  if (!sa) return Error(ErrorCode::kConflict, "peer " + name + " has no established IKE SA");
+  return sa->ping();
+}
+
+void Engine::respond_unprotected(const Datagram& d, const Header& req, std::uint16_t notify_type, Bytes data) {
+  Message r;
+  r.header.spi_i = req.spi_i;
+  r.header.spi_r = 0;
+  r.header.exchange = req.exchange;
+  r.header.flags = kFlagResponse;
+  r.header.message_id = req.message_id;
+  r.payloads.push_back(Payload::notification(notify_type, std::move(data)));
+  if (auto b = serialize(r)) (void)transport_.send(Datagram{d.local, d.remote, *b});
+}
+
+Bytes Engine::cookie_for(const Datagram& d, const Header& h, const Bytes& ni) const {
+  // RFC 7296 §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>), here an HMAC.
+  Bytes input = ni;
+  const std::size_t n = d.remote.addr.family == Family::kIPv4 ? 4 : 16;
+  input.insert(input.end(), d.remote.addr.bytes.begin(), d.remote.addr.bytes.begin() + static_cast<std::ptrdiff_t>(n));
+  for (int i = 7; i >= 0; --i) input.push_back(static_cast<std::uint8_t>(h.spi_i >> (8 * i)));
+  Bytes out = {0};
+  if (auto mac = prf(PrfAlg::kHmacSha256, cookie_secret_.view(), input))
+    out.insert(out.end(), mac->data(), mac->data() + mac->size());
+  return out;
+}
+
+void Engine::receive(const Datagram& d) {
+  auto raw = parse_header(d.data);
+  if (!raw) return;
+  const Header& h = raw->header;
+  const bool new_sa_init =
+      h.exchange == static_cast<std::uint8_t>(ExchangeType::kIkeSaInit) && !h.is_response() && h.spi_r == 0;
+  auto m = parse(d.data);
+  if (!m) {
+    if (new_sa_init)  // RFC 7296 §2.21.1: unauthenticated, but answering helps a confused peer
+      respond_unprotected(
+          d, h, m.error().name() == "xIkeInvalidMajorVersion" ? notify::kInvalidMajorVersion : notify::kInvalidSyntax,
+          {});
+    return;
+  }
+  if (new_sa_init) {
+    for (auto& [spi, sa] : sas_)
+      if (sa->role() == IkeRole::kResponder && sa->spi_i() == h.spi_i && sa->remote_endpoint() == d.remote) {
+        sa->receive(d, *m);  // retransmission
+        reap();
+        return;
+      }
+    if (auto crit = unsupported_critical_payload(m->payloads)) {
+      respond_unprotected(d, h, notify::kUnsupportedCriticalPayload, Bytes{*crit});
+      return;
+    }
+    const PeerConfig* cfg = nullptr;
+    for (const auto& [name, c] : peers_)
+      if (c.remote_addr == d.remote.addr && (c.local_addr.is_any() || c.local_addr == d.local.addr)) {
+        cfg = &c;
+        break;
+      }
+    if (cfg == nullptr) return;  // nobody we know
+    if (options_.require_cookies) {
+      const auto* nonce = m->find(PayloadType::kNonce);
+      const auto* ni = nonce ? std::get_if<NoncePayload>(&nonce->body) : nullptr;
+      if (!ni) return respond_unprotected(d, h, notify::kInvalidSyntax, {});
+      const Bytes want = cookie_for(d, h, ni->data);
+      const bool first_is_cookie = !m->payloads.empty() &&
+                                   m->payloads.front().type == static_cast<std::uint8_t>(PayloadType::kNotify) &&
+                                   std::get<NotifyPayload>(m->payloads.front().body).type == notify::kCookie;
+      if (!first_is_cookie || std::get<NotifyPayload>(m->payloads.front().body).data != want)
+        return respond_unprotected(d, h, notify::kCookie, want);
+    }
+    auto sa = IkeSa::responder(*cfg, env(), d);
+    if (!sa) return;
+    while (sas_.count((*sa)->local_spi())) {
+      sa = IkeSa::responder(*cfg, env(), d);
+      if (!sa) return;
+    }
+    IkeSa* p = sa->get();
+    sas_.emplace(p->local_spi(), std::move(*sa));
+    p->receive(d, *m);
+    reap();
+    return;
+  }
+  const std::uint64_t ours = h.from_initiator() ? h.spi_r : h.spi_i;
+  auto it = sas_.find(ours);
+  if (it == sas_.end()) return;
+  // The SA must play the role the message's flags say we have.
+  const bool we_initiated = it->second->role() == IkeRole::kInitiator;
+  if (we_initiated == h.from_initiator()) return;
+  IkeSa* sa = it->second.get();
+  sa->receive(d, *m);
+  if (sa->take_initial_contact())  // RFC 7296 §2.4: the peer restarted; its old SAs are gone
+    for (auto& [spi, other] : sas_)
+      if (other.get() != sa && other->config().name == sa->config().name)
+        other->abort("replaced: the peer sent INITIAL_CONTACT in a new IKE SA");
+  reap();
+}
+
+void Engine::tick(std::chrono::steady_clock::time_point now) {
+  for (auto& [spi, sa] : sas_) sa->tick(now);
+  reap();
+}
+
+void Engine::reap() {
+  std::erase_if(sas_, [](const auto& kv) { return kv.second->terminal(); });
+}
+
+std::vector<IkeSaStatus> Engine::list() const {
+  std::vector<IkeSaStatus> out;
+  for (const auto& [spi, sa] : sas_) {
+    IkeSaStatus s;
+    s.peer = sa->config().name;
+    s.role = sa->role();
+    s.state = sa->state();
+    s.spi_i = sa->spi_i();
+    s.spi_r = sa->spi_r();
+    s.suite = sa->suite();
+    s.local = sa->local_endpoint();
+    s.remote = sa->remote_endpoint();
+    s.nat = sa->nat_detected();
+    for (ChildSaInfo& c : sa->children()) {
+      ChildSaStatus cs;
+      auto counters = kernel_.counters(c.slot, s.local.addr, s.remote.addr, c.spi_out);
+      if (counters) cs.counters = *counters;
+      cs.info = std::move(c);
+      s.children.push_back(std::move(cs));
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace storcrypt::ike

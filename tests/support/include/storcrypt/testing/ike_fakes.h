@@ -1,0 +1,80 @@
+// In-memory fakes of the IKE engine's seams (ike/transport.h, ike/kernel.h)
+// and a small P-384 test PKI, for the ike/ unit and host tests.
+#pragma once
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "storcrypt/ike/auth.h"
+#include "storcrypt/ike/ike_sa.h"
+#include "storcrypt/ike/kernel.h"
+#include "storcrypt/ike/transport.h"
+
+namespace storcrypt::testing {
+
+/// Records every datagram sent; the test moves them to the other side.
+class MemoryTransport : public ike::Transport {
+ public:
+  Status send(const ike::Datagram& d) override;
+  std::deque<ike::Datagram> sent;
+  std::size_t total_sent = 0;
+};
+
+/// A copy of an installed ChildSaSpec (keys cloned: SecretBytes is move-only).
+ike::ChildSaSpec clone_spec(const ike::ChildSaSpec& s);
+
+/// Remembers reservations and installed CHILD_SAs by inbound SPI.
+class FakeChildSaKernel : public ike::ChildSaKernel {
+ public:
+  Result<ike::ChildSaSlot> reserve(const IpAddress& local, const IpAddress& remote) override;
+  Status install(const ike::ChildSaSpec& spec) override;
+  Status remove(const ike::ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
+                std::uint32_t spi_out) override;
+  Result<ike::ChildSaCounters> counters(const ike::ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
+                                        std::uint32_t spi_out) override;
+
+  std::map<std::uint32_t, ike::ChildSaSpec> installed;  ///< by spi_in
+  std::map<std::uint32_t, ike::ChildSaSlot> reserved;   ///< by spi_in, not (yet) installed
+  std::vector<std::uint32_t> removed;                   ///< spi_in of every remove() call
+  std::vector<ike::ChildSaSlot> reserve_log;            ///< every reservation, in order
+  std::vector<ike::ChildSaSpec> install_log;            ///< every successful install, in order
+  bool fail_install = false;
+  std::uint32_t next_spi = 0;  ///< 0: random SPIs (0xc0000000 | random)
+  std::uint32_t next_reqid = 1;
+};
+
+struct PkeyDeleter {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
+
+/// A certificate with subject O=storcrypt-test,CN=<cn>; a CA when `san` is
+/// null (self-signed when issuer is null), else an end entity with that SAN.
+ike::X509Ptr make_test_cert(EVP_PKEY* key, const std::string& cn, long serial, const char* san, X509* issuer,
+                            EVP_PKEY* issuer_key);
+std::string cert_pem(X509* c);
+std::string key_pem(EVP_PKEY* k);
+
+/// Root CA -> intermediate CA -> two end entities left (SAN left.lab +
+/// left_ip) and right (SAN right.lab + right_ip), all ECDSA P-384.
+struct IkeTestPki {
+  explicit IkeTestPki(const std::string& left_ip = "192.0.2.1", const std::string& right_ip = "192.0.2.2");
+  PkeyPtr root_key, inter_key, left_key, right_key;
+  ike::X509Ptr root, inter, left, right;
+  /// SHA-1 of the root's SubjectPublicKeyInfo (a CERTREQ entry).
+  ike::Bytes root_spki_sha1() const;
+  /// A validator that trusts exactly `root` (OpenSSL X509_verify_cert with
+  /// the received intermediates as untrusted). For tests only.
+  ike::PeerValidator validator() const;
+};
+
+ike::X509Ref share(const ike::X509Ptr& x);
+ike::PkeyRef share(const PkeyPtr& k);
+
+}  // namespace storcrypt::testing

@@ -1,0 +1,834 @@
+// The IKEv2 state machine and engine, ours <-> ours, over an in-memory
+// transport with a fake ChildSaKernel on each side: IKE_SA_INIT + IKE_AUTH
+// with both default suites, the first CHILD_SA's keys and SPIs crossing over,
+// traffic selector narrowing, CREATE_CHILD_SA (with PFS), DELETE of CHILD and
+// IKE SAs, INVALID_KE_PAYLOAD retry, COOKIE, NO_PROPOSAL_CHOSEN, a refusing
+// peer validator on either side, retransmitted requests answered from the
+// cache, retransmission timeouts, UNSUPPORTED_CRITICAL_PAYLOAD.
+#include "storcrypt/ike/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "storcrypt/ike/message.h"
+#include "storcrypt/testing/ike_fakes.h"
+
+namespace storcrypt::ike {
+namespace {
+
+using storcrypt::testing::FakeChildSaKernel;
+using storcrypt::testing::IkeTestPki;
+using storcrypt::testing::MemoryTransport;
+
+IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+TsRange range(const char* a, const char* b) { return TsRange{0, 0, 65535, ip(a), ip(b)}; }
+
+Proposal ike_prop(bool gcm, std::uint16_t group) {
+  Proposal p;
+  p.protocol = ProtocolId::kIke;
+  if (gcm) {
+    p.transforms = {Transform::make(TransformType::kEncr, transform_id::kEncrAesGcm16, 256),
+                    Transform::make(TransformType::kPrf, transform_id::kPrfHmacSha384),
+                    Transform::make(TransformType::kKe, group)};
+  } else {
+    p.transforms = {Transform::make(TransformType::kEncr, transform_id::kEncrAesCbc, 256),
+                    Transform::make(TransformType::kInteg, transform_id::kIntegHmacSha384_192),
+                    Transform::make(TransformType::kPrf, transform_id::kPrfHmacSha384),
+                    Transform::make(TransformType::kKe, group)};
+  }
+  return p;
+}
+
+struct Side {
+  explicit Side(EngineOptions o = {}) : engine(transport, kernel, o) {}
+  MemoryTransport transport;
+  FakeChildSaKernel kernel;
+  Engine engine;
+  std::vector<Event> events;
+  bool has(EventKind k) const {
+    return std::any_of(events.begin(), events.end(), [&](const Event& e) { return e.kind == k; });
+  }
+  const Event* find(EventKind k) const {
+    for (const Event& e : events)
+      if (e.kind == k) return &e;
+    return nullptr;
+  }
+};
+
+Datagram as_received(const Datagram& d) { return Datagram{d.remote, d.local, d.data}; }
+
+bool same_key(const SecretBytes& a, const SecretBytes& b) {
+  return a.size() == b.size() && std::equal(a.data(), a.data() + a.size(), b.data());
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  PeerConfig left_cfg() {
+    PeerConfig c;
+    c.name = "right";  // left's name for its peer
+    c.local_addr = ip("192.0.2.1");
+    c.remote_addr = ip("192.0.2.2");
+    c.local_cert = storcrypt::testing::share(pki.left);
+    c.local_key = storcrypt::testing::share(pki.left_key);
+    c.local_intermediates = {storcrypt::testing::share(pki.inter)};
+    c.remote_id = id_fqdn("right.lab");
+    c.certreq_authorities = {pki.root_spki_sha1()};
+    c.local_ts = {range("198.51.100.0", "198.51.100.255")};
+    c.remote_ts = {range("203.0.113.0", "203.0.113.255")};
+    c.validate_peer = pki.validator();
+    return c;
+  }
+  PeerConfig right_cfg() {
+    PeerConfig c;
+    c.name = "left";
+    c.local_addr = ip("192.0.2.2");
+    c.remote_addr = ip("192.0.2.1");
+    c.local_cert = storcrypt::testing::share(pki.right);
+    c.local_key = storcrypt::testing::share(pki.right_key);
+    c.local_intermediates = {storcrypt::testing::share(pki.inter)};
+    c.local_id = id_fqdn("right.lab");
+    c.local_ts = {range("203.0.113.0", "203.0.113.255")};
+    c.remote_ts = {range("198.51.100.0", "198.51.100.255")};
+    c.validate_peer = pki.validator();
+    return c;
+  }
+  void setup(PeerConfig l, PeerConfig r, EngineOptions right_options = {}) {
+    left = std::make_unique<Side>();
+    right = std::make_unique<Side>(right_options);
+    left->engine.set_event_callback([this](const Event& e) { left->events.push_back(e); });
+    right->engine.set_event_callback([this](const Event& e) { right->events.push_back(e); });
+    ASSERT_TRUE(left->engine.add_peer(std::move(l)).ok());
+    ASSERT_TRUE(right->engine.add_peer(std::move(r)).ok());
+  }
+  // Move datagrams both ways until both are quiet.
+  int run(int limit = 50) {
+    int n = 0;
+    while (n < limit && (!left->transport.sent.empty() || !right->transport.sent.empty())) {
+      while (!left->transport.sent.empty()) {
+        Datagram d = left->transport.sent.front();
+        left->transport.sent.pop_front();
+        right->engine.receive(as_received(d));
+        ++n;
+      }
+      while (!right->transport.sent.empty()) {
+        Datagram d = right->transport.sent.front();
+        right->transport.sent.pop_front();
+        left->engine.receive(as_received(d));
+        ++n;
+      }
+    }
+    return n;
+  }
+  void up() {
+    ASSERT_TRUE(left->engine.initiate("right").ok());
+    run();
+    ASSERT_TRUE(left->has(EventKind::kUp)) << dump();
+    ASSERT_TRUE(right->has(EventKind::kUp)) << dump();
+  }
+  std::string dump() const {
+    std::string s;
+    for (auto* side : {left.get(), right.get()}) {
+      s += side == left.get() ? "left:" : " right:";
+      for (const Event& e : side->events) s += " [" + std::string(event_kind_name(e.kind)) + " " + e.reason + "]";
+    }
+    return s;
+  }
+  // The CHILD_SA installed on `a` with inbound SPI `spi_in` mirrors one on `b`.
+  void expect_mirrored(FakeChildSaKernel& a, FakeChildSaKernel& b) {
+    ASSERT_EQ(a.installed.size(), b.installed.size());
+    for (const auto& [spi_in, spec] : a.installed) {
+      auto it = b.installed.find(spec.spi_out);
+      ASSERT_NE(it, b.installed.end()) << "peer has no CHILD_SA with inbound SPI " << spec.spi_out;
+      const ChildSaSpec& other = it->second;
+      EXPECT_EQ(other.spi_out, spi_in);
+      EXPECT_TRUE(same_key(spec.out.encr, other.in.encr));
+      EXPECT_TRUE(same_key(spec.in.encr, other.out.encr));
+      EXPECT_TRUE(same_key(spec.out.integ, other.in.integ));
+      EXPECT_FALSE(same_key(spec.out.encr, spec.in.encr));
+      EXPECT_EQ(spec.suite, other.suite);
+      EXPECT_EQ(spec.local_ts, other.remote_ts);
+      EXPECT_EQ(spec.remote_ts, other.local_ts);
+      EXPECT_EQ(spec.local, other.remote);
+    }
+  }
+
+  IkeTestPki pki;
+  std::unique_ptr<Side> left, right;
+};
+
+TEST_F(EngineTest, UpWithDefaultSuiteAesCbcSha384AndFirstChildSa) {
+  setup(left_cfg(), right_cfg());
+  up();
+  auto l = left->engine.list();
+  auto r = right->engine.list();
+  ASSERT_EQ(l.size(), 1u);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(l[0].state, IkeState::kEstablished);
+  EXPECT_EQ(r[0].state, IkeState::kEstablished);
+  EXPECT_EQ(l[0].role, IkeRole::kInitiator);
+  EXPECT_EQ(r[0].role, IkeRole::kResponder);
+  EXPECT_EQ(l[0].spi_i, r[0].spi_i);
+  EXPECT_EQ(l[0].spi_r, r[0].spi_r);
+  EXPECT_EQ(l[0].suite.encr, transform_id::kEncrAesCbc);
+  EXPECT_EQ(l[0].suite.integ, transform_id::kIntegHmacSha384_192);
+  EXPECT_EQ(l[0].suite.prf, transform_id::kPrfHmacSha384);
+  EXPECT_EQ(l[0].suite.ke, transform_id::kGroupEcp384);
+  EXPECT_FALSE(l[0].nat);
+  ASSERT_EQ(left->kernel.installed.size(), 1u);
+  expect_mirrored(left->kernel, right->kernel);
+  const ChildSaSpec& spec = left->kernel.installed.begin()->second;
+  EXPECT_EQ(spec.suite.encr, transform_id::kEncrAesGcm16);
+  EXPECT_EQ(spec.in.encr.size(), 36u);  // AES-256 key + 4-byte salt
+  EXPECT_TRUE(spec.in.integ.empty());
+  EXPECT_FALSE(spec.encap.has_value());
+  EXPECT_EQ(spec.local, ip("192.0.2.1"));
+  EXPECT_EQ(spec.local_ts, left_cfg().local_ts);
+  EXPECT_EQ(spec.remote_ts, left_cfg().remote_ts);
+  ASSERT_EQ(l[0].children.size(), 1u);
+  EXPECT_EQ(l[0].children[0].info.slot.spi_in, spec.slot.spi_in);
+  ASSERT_TRUE(l[0].children[0].counters.has_value());
+  EXPECT_TRUE(left->has(EventKind::kChildUp));
+  EXPECT_TRUE(right->has(EventKind::kChildUp));
+  EXPECT_TRUE(left->kernel.reserved.empty());
+}
+
+TEST_F(EngineTest, UpWithAesGcmSuite) {
+  auto l = left_cfg();
+  l.ike_proposals = {ike_prop(true, transform_id::kGroupEcp384)};
+  setup(std::move(l), right_cfg());
+  up();
+  EXPECT_EQ(left->engine.list()[0].suite.encr, transform_id::kEncrAesGcm16);
+  EXPECT_EQ(left->engine.list()[0].suite.integ, 0);
+  expect_mirrored(left->kernel, right->kernel);
+}
+
+TEST_F(EngineTest, ResponderNarrowsTrafficSelectors) {
+  auto r = right_cfg();
+  r.local_ts = {range("203.0.113.0", "203.0.113.127")};
+  r.remote_ts = {TsRange{6, 0, 65535, ip("198.51.100.0"), ip("198.51.100.255")}};  // TCP only
+  setup(left_cfg(), std::move(r));
+  up();
+  ASSERT_EQ(left->kernel.installed.size(), 1u);
+  const ChildSaSpec& spec = left->kernel.installed.begin()->second;
+  EXPECT_EQ(spec.remote_ts, (std::vector<TsRange>{range("203.0.113.0", "203.0.113.127")}));
+  EXPECT_EQ(spec.local_ts, (std::vector<TsRange>{TsRange{6, 0, 65535, ip("198.51.100.0"), ip("198.51.100.255")}}));
+  expect_mirrored(left->kernel, right->kernel);
+}
+
+TEST_F(EngineTest, DisjointTrafficSelectorsAreTsUnacceptableButIkeSaStays) {
+  auto r = right_cfg();
+  r.remote_ts = {range("10.0.0.0", "10.255.255.255")};
+  setup(left_cfg(), std::move(r));
+  up();
+  const Event* e = left->find(EventKind::kChildFailed);
+  ASSERT_NE(e, nullptr) << dump();
+  EXPECT_NE(e->reason.find("TS_UNACCEPTABLE"), std::string::npos) << e->reason;
+  const Event* re = right->find(EventKind::kChildFailed);
+  ASSERT_NE(re, nullptr);
+  EXPECT_NE(re->reason.find("traffic selectors unacceptable"), std::string::npos) << re->reason;
+  EXPECT_TRUE(left->kernel.installed.empty());
+  EXPECT_TRUE(left->kernel.reserved.empty());  // the reserved SPI was released
+  EXPECT_TRUE(right->kernel.installed.empty());
+  EXPECT_EQ(left->engine.list()[0].state, IkeState::kEstablished);
+}
+
+TEST_F(EngineTest, EspNoProposalChosenForFirstChild) {
+  auto r = right_cfg();
+  Proposal p;
+  p.protocol = ProtocolId::kEsp;
+  p.transforms = {Transform::make(TransformType::kEncr, transform_id::kEncrAesGcm16, 128),
+                  Transform::make(TransformType::kEsn, transform_id::kEsnNo)};
+  r.esp_proposals = {p};
+  setup(left_cfg(), std::move(r));
+  up();
+  const Event* e = left->find(EventKind::kChildFailed);
+  ASSERT_NE(e, nullptr) << dump();
+  EXPECT_NE(e->reason.find("NO_PROPOSAL_CHOSEN"), std::string::npos) << e->reason;
+  EXPECT_NE(e->reason.find("aes256gcm16"), std::string::npos) << e->reason;
+  EXPECT_TRUE(left->kernel.installed.empty());
+}
+
+TEST_F(EngineTest, CreateChildSaWithPfsAndDeleteIt) {
+  auto l = left_cfg();
+  auto r = right_cfg();
+  for (PeerConfig* c : {&l, &r})
+    c->esp_proposals.front().transforms.push_back(Transform::make(TransformType::kKe, transform_id::kGroupEcp384));
+  setup(std::move(l), std::move(r));
+  up();
+  ASSERT_EQ(left->kernel.installed.size(), 1u);
+  EXPECT_EQ(left->kernel.installed.begin()->second.suite.ke, 0);  // IKE_AUTH's child: no KE
+  const std::uint32_t first = left->kernel.installed.begin()->first;
+  ASSERT_TRUE(left->engine.create_child("right").ok());
+  run();
+  ASSERT_EQ(left->kernel.installed.size(), 2u) << dump();
+  expect_mirrored(left->kernel, right->kernel);
+  std::uint32_t second = 0;
+  for (const auto& [spi, spec] : left->kernel.installed)
+    if (spi != first) second = spi;
+  EXPECT_EQ(left->kernel.installed.at(second).suite.ke, transform_id::kGroupEcp384);
+  EXPECT_FALSE(same_key(left->kernel.installed.at(second).out.encr, left->kernel.installed.at(first).out.encr));
+  ASSERT_EQ(left->engine.list()[0].children.size(), 2u);
+
+  const std::uint32_t right_in = left->kernel.installed.at(second).spi_out;
+  left->events.clear();
+  right->events.clear();
+  ASSERT_TRUE(left->engine.delete_child("right", second).ok());
+  run();
+  EXPECT_EQ(left->kernel.installed.count(second), 0u);
+  EXPECT_EQ(right->kernel.installed.count(right_in), 0u);
+  EXPECT_EQ(left->kernel.installed.size(), 1u);
+  EXPECT_EQ(right->kernel.installed.size(), 1u);
+  EXPECT_TRUE(left->has(EventKind::kChildDown));
+  EXPECT_TRUE(right->has(EventKind::kChildDown));
+  expect_mirrored(left->kernel, right->kernel);
+}
+
+TEST_F(EngineTest, CreateChildSaWithoutPfs) {
+  setup(left_cfg(), right_cfg());
+  up();
+  ASSERT_TRUE(left->engine.create_child("right").ok());
+  ASSERT_TRUE(right->engine.create_child("left").ok());  // the responder may create one too
+  run();
+  EXPECT_EQ(left->kernel.installed.size(), 3u) << dump();
+  expect_mirrored(left->kernel, right->kernel);
+}
+
+TEST_F(EngineTest, InitiatorDeletesIkeSa) {
+  setup(left_cfg(), right_cfg());
+  up();
+  ASSERT_TRUE(left->engine.create_child("right").ok());
+  run();
+  ASSERT_EQ(right->kernel.installed.size(), 2u);
+  ASSERT_TRUE(left->engine.terminate("right").ok());
+  run();
+  EXPECT_TRUE(left->kernel.installed.empty());
+  EXPECT_TRUE(right->kernel.installed.empty());
+  EXPECT_TRUE(left->engine.list().empty());
+  EXPECT_TRUE(right->engine.list().empty());
+  ASSERT_NE(left->find(EventKind::kDown), nullptr);
+  ASSERT_NE(right->find(EventKind::kDown), nullptr);
+  EXPECT_EQ(right->find(EventKind::kDown)->reason, "deleted by the peer");
+}
+
+TEST_F(EngineTest, ResponderDeletesIkeSa) {
+  setup(left_cfg(), right_cfg());
+  up();
+  ASSERT_TRUE(right->engine.terminate("left").ok());
+  run();
+  EXPECT_TRUE(left->kernel.installed.empty());
+  EXPECT_TRUE(right->kernel.installed.empty());
+  EXPECT_TRUE(left->engine.list().empty());
+  EXPECT_TRUE(right->engine.list().empty());
+  EXPECT_TRUE(left->has(EventKind::kDown));
+  // And up again from scratch.
+  up();
+  EXPECT_EQ(left->kernel.installed.size(), 1u);
+}
+
+TEST_F(EngineTest, LivenessCheck) {
+  setup(left_cfg(), right_cfg());
+  up();
+  const std::size_t before = right->transport.total_sent;
+  ASSERT_TRUE(left->engine.ping("right").ok());
+  ASSERT_TRUE(left->engine.ping("right").ok());  // queued behind the first (window 1)
+  EXPECT_EQ(left->transport.sent.size(), 1u);
+  run();
+  EXPECT_EQ(right->transport.total_sent, before + 2);
+  EXPECT_EQ(left->engine.list()[0].state, IkeState::kEstablished);
+  ASSERT_TRUE(right->engine.ping("left").ok());
+  run();
+  EXPECT_EQ(right->engine.list()[0].state, IkeState::kEstablished);
+}
+
+TEST_F(EngineTest, InvalidKePayloadRetryWithTheAskedGroup) {
+  auto l = left_cfg();
+  l.ike_proposals = {ike_prop(false, transform_id::kGroupEcp384), ike_prop(false, transform_id::kGroupEcp256)};
+  auto r = right_cfg();
+  r.ike_proposals = {ike_prop(false, transform_id::kGroupEcp256)};
+  setup(std::move(l), std::move(r));
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  // The first answer is INVALID_KE_PAYLOAD naming group 19.
+  right->engine.receive(as_received(left->transport.sent.front()));
+  left->transport.sent.pop_front();
+  ASSERT_EQ(right->transport.sent.size(), 1u);
+  auto answer = parse(right->transport.sent.front().data);
+  ASSERT_TRUE(answer.ok());
+  const NotifyPayload* n = answer->find_notify(notify::kInvalidKePayload);
+  ASSERT_NE(n, nullptr);
+  EXPECT_EQ(*decode_invalid_ke(n->data), transform_id::kGroupEcp256);
+  run();
+  ASSERT_TRUE(left->has(EventKind::kUp)) << dump();
+  EXPECT_EQ(left->engine.list()[0].suite.ke, transform_id::kGroupEcp256);
+  EXPECT_FALSE(right->has(EventKind::kFailed));
+  expect_mirrored(left->kernel, right->kernel);
+}
+
+TEST_F(EngineTest, InvalidKePayloadForAGroupWeDoNotHaveFails) {
+  auto r = right_cfg();
+  r.ike_proposals = {ike_prop(false, transform_id::kGroupEcp384)};
+  setup(left_cfg(), std::move(r));
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  // Answer by hand: INVALID_KE_PAYLOAD asking for curve25519, which we did not offer.
+  auto req = parse(left->transport.sent.front().data);
+  ASSERT_TRUE(req.ok());
+  Message m;
+  m.header = req->header;
+  m.header.flags = kFlagResponse;
+  m.payloads.push_back(Payload::notification(notify::kInvalidKePayload, encode_invalid_ke(31)));
+  left->engine.receive(
+      as_received(Datagram{left->transport.sent.front().remote, left->transport.sent.front().local, *serialize(m)}));
+  const Event* e = left->find(EventKind::kFailed);
+  ASSERT_NE(e, nullptr);
+  EXPECT_NE(e->reason.find("D-H group 31"), std::string::npos) << e->reason;
+  EXPECT_TRUE(left->engine.list().empty());
+}
+
+TEST_F(EngineTest, CookieIsAnswered) {
+  EngineOptions o;
+  o.require_cookies = true;
+  setup(left_cfg(), right_cfg(), o);
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  right->engine.receive(as_received(left->transport.sent.front()));
+  left->transport.sent.pop_front();
+  ASSERT_EQ(right->transport.sent.size(), 1u);
+  auto answer = parse(right->transport.sent.front().data);
+  ASSERT_TRUE(answer.ok());
+  ASSERT_NE(answer->find_notify(notify::kCookie), nullptr);
+  EXPECT_TRUE(right->engine.list().empty());  // stateless: no SA yet
+  run();
+  ASSERT_TRUE(left->has(EventKind::kUp)) << dump();
+  ASSERT_TRUE(right->has(EventKind::kUp)) << dump();
+  expect_mirrored(left->kernel, right->kernel);
+}
+
+TEST_F(EngineTest, NoProposalChosen) {
+  auto r = right_cfg();
+  r.ike_proposals = {ike_prop(true, transform_id::kGroupEcp256)};
+  setup(left_cfg(), std::move(r));
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  run();
+  const Event* e = left->find(EventKind::kFailed);
+  ASSERT_NE(e, nullptr) << dump();
+  EXPECT_NE(e->reason.find("no proposal chosen"), std::string::npos) << e->reason;
+  const Event* re = right->find(EventKind::kFailed);
+  ASSERT_NE(re, nullptr) << dump();
+  EXPECT_NE(re->reason.find("no proposal chosen: peer offered aes256-sha384-prfsha384-ecp384, "
+                            "aes256gcm16-prfsha384-ecp384"),
+            std::string::npos)
+      << re->reason;
+  EXPECT_TRUE(left->engine.list().empty());
+  EXPECT_TRUE(right->engine.list().empty());
+}
+
+TEST_F(EngineTest, ResponderValidatorRefusesInitiator) {
+  auto r = right_cfg();
+  r.validate_peer = [](X509*, const std::vector<X509*>& inter, const IdPayload&) -> Status {
+    EXPECT_EQ(inter.size(), 1u);  // the intermediate from the second CERT payload
+    return Error(ErrorCode::kTls, "unable to get local issuer certificate");
+  };
+  setup(left_cfg(), std::move(r));
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  run();
+  const Event* re = right->find(EventKind::kAuthFailed);
+  ASSERT_NE(re, nullptr) << dump();
+  EXPECT_EQ(re->reason, "peer certificate not trusted: unable to get local issuer certificate");
+  EXPECT_EQ(re->peer_subject, "CN=left.lab,O=storcrypt-test");
+  EXPECT_EQ(re->peer_issuer, "CN=storcrypt test intermediate,O=storcrypt-test");
+  const Event* le = left->find(EventKind::kAuthFailed);
+  ASSERT_NE(le, nullptr) << dump();
+  EXPECT_NE(le->reason.find("AUTHENTICATION_FAILED"), std::string::npos);
+  EXPECT_FALSE(left->has(EventKind::kUp));
+  EXPECT_FALSE(right->has(EventKind::kUp));
+  EXPECT_TRUE(left->kernel.installed.empty() && left->kernel.reserved.empty());
+  EXPECT_TRUE(right->kernel.installed.empty());
+  EXPECT_TRUE(left->engine.list().empty());
+  EXPECT_TRUE(right->engine.list().empty());
+}
+
+TEST_F(EngineTest, InitiatorValidatorRefusesResponder) {
+  auto l = left_cfg();
+  IkeTestPki other;  // a different root: the real chain check fails
+  l.validate_peer = other.validator();
+  setup(std::move(l), right_cfg());
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  run();
+  const Event* le = left->find(EventKind::kAuthFailed);
+  ASSERT_NE(le, nullptr) << dump();
+  EXPECT_EQ(le->reason.rfind("peer certificate not trusted: ", 0), 0u) << le->reason;
+  EXPECT_EQ(le->peer_subject, "CN=right.lab,O=storcrypt-test");
+  // The responder had come up, then heard AUTHENTICATION_FAILED in an INFORMATIONAL.
+  const Event* re = right->find(EventKind::kAuthFailed);
+  ASSERT_NE(re, nullptr) << dump();
+  EXPECT_TRUE(left->kernel.installed.empty());
+  EXPECT_TRUE(right->kernel.installed.empty()) << "responder's CHILD_SA must go with the refused IKE SA";
+  EXPECT_TRUE(left->engine.list().empty());
+  EXPECT_TRUE(right->engine.list().empty());
+}
+
+TEST_F(EngineTest, WrongRemoteIdIsRefused) {
+  auto l = left_cfg();
+  l.remote_id = id_fqdn("other.lab");
+  setup(std::move(l), right_cfg());
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  run();
+  const Event* le = left->find(EventKind::kAuthFailed);
+  ASSERT_NE(le, nullptr) << dump();
+  EXPECT_EQ(le->reason, "peer ID FQDN right.lab is not the configured FQDN other.lab");
+}
+
+TEST_F(EngineTest, IdNotInCertificateIsRefused) {
+  auto l = left_cfg();
+  l.remote_id.reset();
+  setup(std::move(l), right_cfg());
+  // Engine::add_peer refuses such a configuration, so play a misconfigured
+  // (or lying) responder with an IkeSa of its own.
+  auto r = right_cfg();
+  r.local_id = id_fqdn("elsewhere.lab");
+  IkeSaEnv env;
+  env.transport = &right->transport;
+  env.kernel = &right->kernel;
+  env.emit = [this](Event e) { right->events.push_back(std::move(e)); };
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  const Datagram init = as_received(left->transport.sent.front());
+  left->transport.sent.pop_front();
+  auto sa = IkeSa::responder(r, env, init);
+  ASSERT_TRUE(sa.ok());
+  (*sa)->receive(init, *parse(init.data));
+  for (int i = 0; i < 10 && (!left->transport.sent.empty() || !right->transport.sent.empty()); ++i) {
+    while (!right->transport.sent.empty()) {
+      left->engine.receive(as_received(right->transport.sent.front()));
+      right->transport.sent.pop_front();
+    }
+    while (!left->transport.sent.empty()) {
+      const Datagram d = as_received(left->transport.sent.front());
+      left->transport.sent.pop_front();
+      (*sa)->receive(d, *parse(d.data));
+    }
+  }
+  const Event* le = left->find(EventKind::kAuthFailed);
+  ASSERT_NE(le, nullptr) << dump();
+  EXPECT_EQ(le->reason,
+            "peer ID FQDN elsewhere.lab does not match its certificate (subject CN=right.lab,O=storcrypt-test)");
+  EXPECT_TRUE(left->kernel.installed.empty());
+  // The responder heard AUTHENTICATION_FAILED and removed its CHILD_SA.
+  EXPECT_TRUE((*sa)->terminal());
+  EXPECT_TRUE(right->kernel.installed.empty());
+}
+
+TEST_F(EngineTest, LocalIdMustNameOurCertificate) {
+  setup(left_cfg(), right_cfg());
+  auto c = left_cfg();
+  c.name = "other";
+  c.local_id = id_fqdn("elsewhere.lab");
+  auto s = left->engine.add_peer(std::move(c));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kInvalidInput);
+  EXPECT_NE(s.error().message().find("local ID FQDN elsewhere.lab does not name our certificate"), std::string::npos);
+  auto ok = left_cfg();
+  ok.name = "by-ip";
+  ok.local_id = id_ip(ip("192.0.2.1"));  // a SAN of left's certificate
+  EXPECT_TRUE(left->engine.add_peer(std::move(ok)).ok());
+  auto none = left_cfg();
+  none.name = "no-validator";
+  none.validate_peer = nullptr;
+  EXPECT_EQ(left->engine.add_peer(std::move(none)).error().code(), ErrorCode::kInvalidInput);
+}
+
+TEST_F(EngineTest, RetransmittedRequestsAreAnsweredFromTheCache) {
+  setup(left_cfg(), right_cfg());
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  // IKE_SA_INIT twice: the same answer, one SA.
+  const Datagram init = left->transport.sent.front();
+  left->transport.sent.pop_front();
+  right->engine.receive(as_received(init));
+  right->engine.receive(as_received(init));
+  ASSERT_EQ(right->transport.sent.size(), 2u);
+  EXPECT_EQ(right->transport.sent[0].data, right->transport.sent[1].data);
+  EXPECT_EQ(right->engine.list().size(), 1u);
+  right->transport.sent.pop_back();
+  left->engine.receive(as_received(right->transport.sent.front()));
+  right->transport.sent.pop_front();
+  // IKE_AUTH (two SKF fragments with the default fragment size) twice: the
+  // same answer, one CHILD_SA.
+  const std::vector<Datagram> auth(left->transport.sent.begin(), left->transport.sent.end());
+  ASSERT_EQ(auth.size(), 2u);
+  left->transport.sent.clear();
+  for (const Datagram& d : auth) right->engine.receive(as_received(d));
+  const std::size_t answer = right->transport.sent.size();
+  ASSERT_GE(answer, 1u);
+  for (const Datagram& d : auth) right->engine.receive(as_received(d));
+  ASSERT_EQ(right->transport.sent.size(), 2 * answer);  // answered once, on the first fragment
+  for (std::size_t i = 0; i < answer; ++i)
+    EXPECT_EQ(right->transport.sent[i].data, right->transport.sent[answer + i].data);
+  EXPECT_EQ(right->kernel.installed.size(), 1u);
+  run();  // both answers reach left; the second is ignored
+  EXPECT_TRUE(left->has(EventKind::kUp));
+  EXPECT_EQ(left->kernel.installed.size(), 1u);
+  expect_mirrored(left->kernel, right->kernel);
+}
+
+TEST_F(EngineTest, LostRequestIsRetransmittedOnTick) {
+  auto l = left_cfg();
+  l.retransmit.waits = {std::chrono::milliseconds(100), std::chrono::milliseconds(200), std::chrono::milliseconds(400)};
+  setup(std::move(l), right_cfg());
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  left->transport.sent.clear();  // lost
+  auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  left->engine.tick(t0);  // arms the timer
+  left->engine.tick(t0 + std::chrono::milliseconds(50));
+  EXPECT_TRUE(left->transport.sent.empty());
+  left->engine.tick(t0 + std::chrono::milliseconds(100));
+  ASSERT_EQ(left->transport.sent.size(), 1u);
+  run();
+  EXPECT_TRUE(left->has(EventKind::kUp)) << dump();
+}
+
+TEST_F(EngineTest, UnansweredRequestsGiveUp) {
+  auto l = left_cfg();
+  l.retransmit.waits = {std::chrono::milliseconds(100), std::chrono::milliseconds(100)};
+  setup(std::move(l), right_cfg());
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  auto t = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  for (int i = 0; i < 5; ++i) {
+    left->engine.tick(t);
+    t += std::chrono::milliseconds(100);
+  }
+  EXPECT_EQ(left->transport.sent.size(), 2u);  // first send + one retransmission
+  const Event* e = left->find(EventKind::kFailed);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->reason, "peer did not answer our IKE_SA_INIT (2 transmissions)");
+  EXPECT_TRUE(left->engine.list().empty());
+}
+
+TEST_F(EngineTest, DeadPeerTakesItsChildSasAlong) {
+  auto l = left_cfg();
+  l.retransmit.waits = {std::chrono::milliseconds(100)};
+  setup(std::move(l), right_cfg());
+  up();
+  ASSERT_TRUE(left->engine.ping("right").ok());
+  left->transport.sent.clear();
+  auto t = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  left->engine.tick(t);
+  left->engine.tick(t + std::chrono::milliseconds(100));
+  const Event* e = left->find(EventKind::kDown);
+  ASSERT_NE(e, nullptr) << dump();
+  EXPECT_NE(e->reason.find("considered dead"), std::string::npos);
+  EXPECT_TRUE(left->kernel.installed.empty());
+}
+
+TEST_F(EngineTest, UnknownCriticalPayloadIsUnsupportedCriticalPayload) {
+  setup(left_cfg(), right_cfg());
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  auto req = parse(left->transport.sent.front().data);
+  ASSERT_TRUE(req.ok());
+  Message m = *req;
+  m.payloads.push_back(Payload{200, 0x80, RawPayload{{1, 2, 3}}});
+  Datagram d = as_received(left->transport.sent.front());
+  d.data = *serialize(m);
+  right->engine.receive(d);
+  ASSERT_EQ(right->transport.sent.size(), 1u);
+  auto answer = parse(right->transport.sent.front().data);
+  ASSERT_TRUE(answer.ok());
+  const NotifyPayload* n = answer->find_notify(notify::kUnsupportedCriticalPayload);
+  ASSERT_NE(n, nullptr);
+  EXPECT_EQ(n->data, Bytes{200});
+  EXPECT_TRUE(right->engine.list().empty());
+  // Not critical: ignored, and the exchange goes on.
+  right->transport.sent.clear();
+  m.payloads.back().flags = 0;
+  d.data = *serialize(m);
+  right->engine.receive(d);
+  ASSERT_EQ(right->transport.sent.size(), 1u);
+  EXPECT_NE(parse(right->transport.sent.front().data)->find(PayloadType::kSa), nullptr);
+}
+
+TEST_F(EngineTest, MalformedSaInitRequestIsInvalidSyntax) {
+  setup(left_cfg(), right_cfg());
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  Datagram d = as_received(left->transport.sent.front());
+  d.data.resize(40);  // the header's length now lies
+  right->engine.receive(d);
+  ASSERT_EQ(right->transport.sent.size(), 1u);
+  auto answer = parse(right->transport.sent.front().data);
+  ASSERT_TRUE(answer.ok());
+  EXPECT_NE(answer->find_notify(notify::kInvalidSyntax), nullptr);
+  EXPECT_TRUE(right->engine.list().empty());
+  // Garbage for an established SA is dropped without an answer.
+  right->transport.sent.clear();
+  run();
+}
+
+TEST_F(EngineTest, UnknownPeerAddressIsIgnored) {
+  setup(left_cfg(), right_cfg());
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  Datagram d = as_received(left->transport.sent.front());
+  d.remote.addr = ip("192.0.2.99");
+  right->engine.receive(d);
+  EXPECT_TRUE(right->transport.sent.empty());
+  EXPECT_TRUE(right->engine.list().empty());
+}
+
+TEST_F(EngineTest, NatDetectedMovesToPort4500AndEncapsulates) {
+  setup(left_cfg(), right_cfg());
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  // A NAT in front of left maps 192.0.2.1:500 to 192.0.2.1:1024 (and :4500 to :1025).
+  auto nat = [](Datagram d) {
+    d.local.port = d.local.port == kIkePort ? 1024 : 1025;
+    return d;
+  };
+  auto unnat = [](Datagram d) {
+    d.remote.port = d.remote.port == 1024 ? kIkePort : kNatTPort;
+    return d;
+  };
+  for (int i = 0; i < 10 && (!left->transport.sent.empty() || !right->transport.sent.empty()); ++i) {
+    while (!left->transport.sent.empty()) {
+      right->engine.receive(as_received(nat(left->transport.sent.front())));
+      left->transport.sent.pop_front();
+    }
+    while (!right->transport.sent.empty()) {
+      left->engine.receive(as_received(unnat(right->transport.sent.front())));
+      right->transport.sent.pop_front();
+    }
+  }
+  ASSERT_TRUE(left->has(EventKind::kUp)) << dump();
+  auto l = left->engine.list();
+  auto r = right->engine.list();
+  EXPECT_TRUE(l[0].nat);
+  EXPECT_TRUE(r[0].nat);
+  EXPECT_EQ(l[0].local.port, kNatTPort);
+  EXPECT_EQ(l[0].remote.port, kNatTPort);
+  EXPECT_EQ(r[0].remote.port, 1025);
+  ASSERT_EQ(left->kernel.installed.size(), 1u);
+  EXPECT_EQ(left->kernel.installed.begin()->second.encap, std::make_pair(kNatTPort, kNatTPort));
+  EXPECT_EQ(right->kernel.installed.begin()->second.encap, std::make_pair(kNatTPort, std::uint16_t{1025}));
+}
+
+TEST_F(EngineTest, KernelInstallFailureIsAChildFailure) {
+  setup(left_cfg(), right_cfg());
+  right->kernel.fail_install = true;
+  up();
+  EXPECT_TRUE(left->has(EventKind::kChildFailed));
+  EXPECT_TRUE(right->has(EventKind::kChildFailed));
+  EXPECT_TRUE(left->kernel.installed.empty());
+  EXPECT_TRUE(right->kernel.reserved.empty());
+}
+
+TEST_F(EngineTest, InitialContactReplacesTheOldIkeSa) {
+  setup(left_cfg(), right_cfg());
+  up();
+  ASSERT_EQ(right->kernel.installed.size(), 1u);
+  const std::uint32_t old_spi = right->kernel.installed.begin()->first;
+  // left restarts: a new engine, the same configuration, no DELETE for the old SA.
+  auto fresh = std::make_unique<Side>();
+  fresh->engine.set_event_callback([f = fresh.get()](const Event& e) { f->events.push_back(e); });
+  ASSERT_TRUE(fresh->engine.add_peer(left_cfg()).ok());
+  left = std::move(fresh);
+  right->events.clear();
+  up();
+  EXPECT_EQ(right->engine.list().size(), 1u);
+  ASSERT_EQ(right->kernel.installed.size(), 1u);
+  EXPECT_NE(right->kernel.installed.begin()->first, old_spi);
+  const Event* down = right->find(EventKind::kDown);
+  ASSERT_NE(down, nullptr) << dump();
+  EXPECT_NE(down->reason.find("INITIAL_CONTACT"), std::string::npos);
+  expect_mirrored(left->kernel, right->kernel);
+}
+
+TEST_F(EngineTest, HalfOpenResponderSaIsDropped) {
+  auto r = right_cfg();
+  r.retransmit.half_open = std::chrono::seconds(5);
+  setup(left_cfg(), std::move(r));
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  right->engine.receive(as_received(left->transport.sent.front()));
+  ASSERT_EQ(right->engine.list().size(), 1u);
+  auto t = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  right->engine.tick(t);
+  right->engine.tick(t + std::chrono::seconds(4));
+  EXPECT_EQ(right->engine.list().size(), 1u);
+  right->engine.tick(t + std::chrono::seconds(5));
+  EXPECT_TRUE(right->engine.list().empty());
+  EXPECT_TRUE(right->has(EventKind::kFailed));
+}
+
+TEST_F(EngineTest, LargeMessagesAreFragmentedWhenBothSupportIt) {
+  auto l = left_cfg();
+  auto r = right_cfg();
+  l.fragment_size = 500;
+  r.fragment_size = 500;
+  setup(std::move(l), std::move(r));
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  int skf_left = 0, skf_right = 0;
+  for (int i = 0; i < 10 && (!left->transport.sent.empty() || !right->transport.sent.empty()); ++i) {
+    while (!left->transport.sent.empty()) {
+      const Datagram d = left->transport.sent.front();
+      left->transport.sent.pop_front();
+      if (parse_header(d.data)->next_payload == static_cast<std::uint8_t>(PayloadType::kSkf)) {
+        ++skf_left;
+        EXPECT_LE(d.data.size(), 500u);
+      }
+      right->engine.receive(as_received(d));
+    }
+    while (!right->transport.sent.empty()) {
+      const Datagram d = right->transport.sent.front();
+      right->transport.sent.pop_front();
+      if (parse_header(d.data)->next_payload == static_cast<std::uint8_t>(PayloadType::kSkf)) {
+        ++skf_right;
+        EXPECT_LE(d.data.size(), 500u);
+      }
+      left->engine.receive(as_received(d));
+    }
+  }
+  ASSERT_TRUE(left->has(EventKind::kUp)) << dump();
+  ASSERT_TRUE(right->has(EventKind::kUp)) << dump();
+  EXPECT_GE(skf_left, 3);  // IKE_AUTH with two P-384 certificates does not fit in 500 bytes
+  EXPECT_GE(skf_right, 3);
+  expect_mirrored(left->kernel, right->kernel);
+}
+
+TEST_F(EngineTest, NoFragmentsToAPeerThatDidNotAnnounceThem) {
+  auto l = left_cfg();
+  auto r = right_cfg();
+  l.fragment_size = 500;
+  r.fragment_size = 0;  // right does not do RFC 7383
+  setup(std::move(l), std::move(r));
+  ASSERT_TRUE(left->engine.initiate("right").ok());
+  int skf = 0;
+  for (int i = 0; i < 10 && (!left->transport.sent.empty() || !right->transport.sent.empty()); ++i) {
+    while (!left->transport.sent.empty()) {
+      const Datagram d = left->transport.sent.front();
+      left->transport.sent.pop_front();
+      if (parse_header(d.data)->next_payload == static_cast<std::uint8_t>(PayloadType::kSkf)) ++skf;
+      right->engine.receive(as_received(d));
+    }
+    while (!right->transport.sent.empty()) {
+      left->engine.receive(as_received(right->transport.sent.front()));
+      right->transport.sent.pop_front();
+    }
+  }
+  EXPECT_EQ(skf, 0);
+  ASSERT_TRUE(left->has(EventKind::kUp)) << dump();
+}
+
+TEST_F(EngineTest, PeerManagement) {
+  setup(left_cfg(), right_cfg());
+  EXPECT_EQ(left->engine.add_peer(left_cfg()).error().code(), ErrorCode::kConflict);
+  EXPECT_EQ(left->engine.initiate("nobody").error().code(), ErrorCode::kNotFound);
+  auto bad = left_cfg();
+  bad.name = "bad";
+  bad.local_ts.clear();
+  EXPECT_EQ(left->engine.add_peer(std::move(bad)).error().code(), ErrorCode::kInvalidInput);
+  up();
+  EXPECT_EQ(left->engine.initiate("right").error().code(), ErrorCode::kConflict);
+  ASSERT_TRUE(left->engine.remove_peer("right").ok());
+  EXPECT_TRUE(left->engine.list().empty());
+  EXPECT_TRUE(left->kernel.installed.empty());
+  EXPECT_TRUE(left->engine.peers().empty());
+  run();  // the DELETE reaches right
+  EXPECT_TRUE(right->engine.list().empty());
+  EXPECT_TRUE(right->kernel.installed.empty());
+}
+
+}  // namespace
+}  // namespace storcrypt::ike
