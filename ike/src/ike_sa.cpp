@@ -780,7 +780,7 @@ Result<std::vector<Payload>> IkeSa::own_auth_payloads() {
   const bool init = role_ == IkeRole::kInitiator;
   auto octets = auth_octets(prf_, own_init_, init ? nr_ : ni_, init ? sk_pi_ : sk_pr_, id);
   if (!octets) return octets.error();
-  auto auth = sign_auth_ecdsa_p384(cfg_.local_key.get(), *octets);
+  auto auth = sign_auth(cfg_.local_key.get(), *octets);  // ECDSA P-384 or RSA-PSS >= 3072, SHA-384
   if (!auth) return auth.error();
   std::vector<Payload> out;
   out.push_back(Payload::of(init ? PayloadType::kIdi : PayloadType::kIdr, id));
@@ -853,7 +853,7 @@ Result<std::monostate> IkeSa::authenticate_peer(const Message& m) {
                                            "; only 14 (RFC 7427 ECDSA P-384/SHA-384) is accepted");
   auto octets = auth_octets(prf_, peer_init_, init ? ni_ : nr_, init ? sk_pr_ : sk_pi_, *id);
   if (!octets) return octets.error();
-  if (auto s = verify_auth_ecdsa_p384(*auth, ee, *octets); !s) {
+  if (auto s = verify_auth(*auth, ee, *octets); !s) {  // the CNSA schemes only
     const std::string& msg = s.error().message();
     return Error(ErrorCode::kProtocol,
                  msg.find("AUTH signature invalid") != std::string::npos ? msg : "AUTH signature invalid: " + msg);
@@ -861,8 +861,12 @@ Result<std::monostate> IkeSa::authenticate_peer(const Message& m) {
   if (!cfg_.validate_peer) return Error(ErrorCode::kProtocol, "peer certificate not trusted: no validator configured");
   std::vector<X509*> inter;
   for (std::size_t i = 1; i < certs.size(); ++i) inter.push_back(certs[i].get());
-  if (auto s = cfg_.validate_peer(ee, inter, *id); !s)
+  if (auto s = cfg_.validate_peer(ee, inter, *id); !s) {
+    // PeerValidator's errors name their reason ("peer certificate not trusted: ...",
+    // "peer certificate expired ...") and carry a fix: passed on as they are.
+    if (s.error().code() == ErrorCode::kProtocol) return s.error();
     return Error(ErrorCode::kProtocol, "peer certificate not trusted: " + s.error().message());
+  }
   return std::monostate{};
 }
 

@@ -77,73 +77,21 @@ Result<ike::ChildSaCounters> FakeChildSaKernel::counters(const ike::ChildSaSlot&
   return c;
 }
 
-namespace {
-
-void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-  if (ext == nullptr) std::abort();
-  X509_add_ext(cert, ext, -1);
-  X509_EXTENSION_free(ext);
-}
-
-std::string bio_string(BIO* b) {
-  char* p = nullptr;
-  long n = BIO_get_mem_data(b, &p);
-  std::string s(p, static_cast<std::size_t>(n));
-  BIO_free(b);
-  return s;
-}
-
-}  // namespace
-
-ike::X509Ptr make_test_cert(EVP_PKEY* key, const std::string& cn, long serial, const char* san, X509* issuer,
-                            EVP_PKEY* issuer_key) {
-  ike::X509Ptr cert(X509_new());
-  X509_set_version(cert.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial);
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
-  X509_set_pubkey(cert.get(), key);
-  X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("storcrypt-test"), -1, -1,
-                             0);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
-  X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : name);
-  X509* iss = issuer ? issuer : cert.get();
-  add_ext(cert.get(), iss, NID_subject_key_identifier, "hash");
-  if (issuer) add_ext(cert.get(), iss, NID_authority_key_identifier, "keyid:always");
-  if (san == nullptr) {
-    add_ext(cert.get(), iss, NID_basic_constraints, "critical,CA:TRUE");
-    add_ext(cert.get(), iss, NID_key_usage, "critical,keyCertSign,cRLSign");
-  } else {
-    add_ext(cert.get(), iss, NID_basic_constraints, "critical,CA:FALSE");
-    add_ext(cert.get(), iss, NID_key_usage, "critical,digitalSignature");
-    add_ext(cert.get(), iss, NID_subject_alt_name, san);
-  }
-  if (X509_sign(cert.get(), issuer_key ? issuer_key : key, EVP_sha384()) == 0) std::abort();
-  return cert;
-}
-
-std::string cert_pem(X509* c) {
-  BIO* b = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(b, c);
-  return bio_string(b);
-}
-
-std::string key_pem(EVP_PKEY* k) {
-  BIO* b = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(b, k, nullptr, nullptr, 0, nullptr, nullptr);
-  return bio_string(b);
+CertPtr make_test_cert(EVP_PKEY* key, const std::string& cn, long serial, const char* san, X509* issuer,
+                       EVP_PKEY* issuer_key) {
+  CertSpec spec;
+  spec.common_name = cn;
+  spec.serial = serial;
+  spec.ca = san == nullptr;
+  if (san) spec.san = san;
+  return issue_cert(key, spec, issuer, issuer_key);
 }
 
 IkeTestPki::IkeTestPki(const std::string& left_ip, const std::string& right_ip)
-    : root_key(EVP_EC_gen("P-384")),
-      inter_key(EVP_EC_gen("P-384")),
-      left_key(EVP_EC_gen("P-384")),
-      right_key(EVP_EC_gen("P-384")) {
+    : root_key(generate_key(TestKey::kEcP384)),
+      inter_key(generate_key(TestKey::kEcP384)),
+      left_key(generate_key(TestKey::kEcP384)),
+      right_key(generate_key(TestKey::kEcP384)) {
   root = make_test_cert(root_key.get(), "storcrypt test root", 1, nullptr, nullptr, nullptr);
   inter = make_test_cert(inter_key.get(), "storcrypt test intermediate", 2, nullptr, root.get(), root_key.get());
   const std::string lsan = "DNS:left.lab,IP:" + left_ip;
@@ -162,32 +110,19 @@ ike::Bytes IkeTestPki::root_spki_sha1() const {
   return out;
 }
 
-ike::PeerValidator IkeTestPki::validator() const {
-  X509_up_ref(root.get());
-  ike::X509Ref anchor = ike::share_x509(root.get());
-  return [anchor](X509* ee, const std::vector<X509*>& inter, const ike::IdPayload&) -> Status {
-    X509_STORE* store = X509_STORE_new();
-    X509_STORE_add_cert(store, anchor.get());
-    STACK_OF(X509)* chain = sk_X509_new_null();
-    for (X509* x : inter) sk_X509_push(chain, x);
-    X509_STORE_CTX* ctx = X509_STORE_CTX_new();
-    X509_STORE_CTX_init(ctx, store, ee, chain);
-    const int ok = X509_verify_cert(ctx);
-    const int err = X509_STORE_CTX_get_error(ctx);
-    X509_STORE_CTX_free(ctx);
-    sk_X509_free(chain);
-    X509_STORE_free(store);
-    if (ok == 1) return ok_status();
-    return Error(ErrorCode::kTls, X509_verify_cert_error_string(err));
-  };
+ike::PeerCertValidator IkeTestPki::validator() const {
+  X509* anchors[] = {root.get()};
+  auto v = ike::PeerValidator::from_certificates(anchors);
+  if (!v.ok()) std::abort();  // a test fixture without its validator cannot go on
+  return ike::make_peer_cert_validator(std::make_shared<const ike::PeerValidator>(std::move(v).value()));
 }
 
-ike::X509Ref share(const ike::X509Ptr& x) {
+ike::X509Ref share(const CertPtr& x) {
   X509_up_ref(x.get());
   return ike::share_x509(x.get());
 }
 
-ike::PkeyRef share(const PkeyPtr& k) {
+ike::PkeyRef share(const KeyPtr& k) {
   EVP_PKEY_up_ref(k.get());
   return ike::share_pkey(k.get());
 }

@@ -424,7 +424,7 @@ TEST_F(EngineTest, NoProposalChosen) {
 
 TEST_F(EngineTest, ResponderValidatorRefusesInitiator) {
   auto r = right_cfg();
-  r.validate_peer = [](X509*, const std::vector<X509*>& inter, const IdPayload&) -> Status {
+  r.validate_peer = [](X509*, std::span<X509* const> inter, const IdPayload&) -> Status {
     EXPECT_EQ(inter.size(), 1u);  // the intermediate from the second CERT payload
     return Error(ErrorCode::kTls, "unable to get local issuer certificate");
   };

@@ -42,6 +42,7 @@
 #include "storcrypt/common/secret.h"
 #include "storcrypt/ike/crypto.h"
 #include "storcrypt/ike/kernel.h"
+#include "storcrypt/ike/peer_auth.h"
 #include "storcrypt/ike/message.h"
 #include "storcrypt/ike/proposal.h"
 #include "storcrypt/ike/sk.h"
@@ -58,13 +59,13 @@ X509Ref share_x509(X509* x);
 /// Takes ownership of `k` (EVP_PKEY_free when the last reference goes).
 PkeyRef share_pkey(EVP_PKEY* k);
 
-/// Decides whether a peer's certificate chain is trusted. Gets the peer's
-/// end-entity certificate and the intermediates from its other CERT payloads
-/// (in the order received) and the peer's ID; returns ok or an error whose
-/// message says why not (it becomes "peer certificate not trusted: <message>").
-/// The ID has already been checked against the certificate (check_id_matches_cert).
-using PeerValidator =
-    std::function<Status(X509* end_entity, const std::vector<X509*>& intermediates, const IdPayload& peer_id)>;
+/// Whether a peer's certificate chain is trusted: PeerCertValidator
+/// (peer_auth.h; make_peer_cert_validator() over a PeerValidator built from
+/// the truststore). It gets the peer's end-entity certificate, the
+/// intermediates from its other CERT payloads (in the order received) and the
+/// peer's ID, and returns ok or an error whose message says why not (it
+/// becomes "peer certificate not trusted: <message>"). The ID has already
+/// been checked against the certificate (check_id_matches_cert).
 
 /// Retransmission of our outstanding request: the waits before each
 /// retransmission; when the last one has passed without an answer the IKE SA
@@ -106,7 +107,7 @@ struct PeerConfig {
   std::vector<TsRange> remote_ts;  ///< the peer's side
   std::vector<Proposal> ike_proposals = default_ike_proposals();
   std::vector<Proposal> esp_proposals = default_esp_proposals();  ///< add a KE transform for PFS in CREATE_CHILD_SA
-  PeerValidator validate_peer;                                    ///< required: without it every peer is refused
+  PeerCertValidator validate_peer;                                ///< required: without it every peer is refused
   RetransmitSchedule retransmit;
   /// RFC 7383: when the peer announced IKEV2_FRAGMENTATION_SUPPORTED, an
   /// encrypted message longer than this (IKE message bytes) is sent as SKF

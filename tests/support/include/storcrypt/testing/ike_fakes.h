@@ -15,6 +15,7 @@
 #include "storcrypt/ike/ike_sa.h"
 #include "storcrypt/ike/kernel.h"
 #include "storcrypt/ike/transport.h"
+#include "storcrypt/testing/test_pki.h"
 
 namespace storcrypt::testing {
 
@@ -49,32 +50,26 @@ class FakeChildSaKernel : public ike::ChildSaKernel {
   std::uint32_t next_reqid = 1;
 };
 
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-
-/// A certificate with subject O=storcrypt-test,CN=<cn>; a CA when `san` is
-/// null (self-signed when issuer is null), else an end entity with that SAN.
-ike::X509Ptr make_test_cert(EVP_PKEY* key, const std::string& cn, long serial, const char* san, X509* issuer,
-                            EVP_PKEY* issuer_key);
-std::string cert_pem(X509* c);
-std::string key_pem(EVP_PKEY* k);
+/// A certificate with subject O=storcrypt-test,CN=<cn> (test_pki.h's
+/// issue_cert): a CA when `san` is null (self-signed when issuer is null),
+/// else an end entity with that SAN.
+CertPtr make_test_cert(EVP_PKEY* key, const std::string& cn, long serial, const char* san, X509* issuer,
+                       EVP_PKEY* issuer_key);
 
 /// Root CA -> intermediate CA -> two end entities left (SAN left.lab +
 /// left_ip) and right (SAN right.lab + right_ip), all ECDSA P-384.
 struct IkeTestPki {
   explicit IkeTestPki(const std::string& left_ip = "192.0.2.1", const std::string& right_ip = "192.0.2.2");
-  PkeyPtr root_key, inter_key, left_key, right_key;
-  ike::X509Ptr root, inter, left, right;
+  KeyPtr root_key, inter_key, left_key, right_key;
+  CertPtr root, inter, left, right;
   /// SHA-1 of the root's SubjectPublicKeyInfo (a CERTREQ entry).
   ike::Bytes root_spki_sha1() const;
-  /// A validator that trusts exactly `root` (OpenSSL X509_verify_cert with
-  /// the received intermediates as untrusted). For tests only.
-  ike::PeerValidator validator() const;
+  /// The product's validator (ike::PeerValidator, peer_auth.h) trusting
+  /// exactly `root`.
+  ike::PeerCertValidator validator() const;
 };
 
-ike::X509Ref share(const ike::X509Ptr& x);
-ike::PkeyRef share(const PkeyPtr& k);
+ike::X509Ref share(const CertPtr& x);
+ike::PkeyRef share(const KeyPtr& k);
 
 }  // namespace storcrypt::testing
