@@ -74,8 +74,7 @@ Error sock_error(int err, const Endpoint& e, std::string_view what) {
   const std::string where = fmt::format("UDP {} on {}", e.port, e.addr.to_string());
   switch (err) {
     case EADDRINUSE:
-      return Error(ErrorCode::kConflict,
-                   fmt::format("{} is in use (another IKE daemon such as charon?)", where),
+      return Error(ErrorCode::kConflict, fmt::format("{} is in use (another IKE daemon such as charon?)", where),
                    "stop the other IKE daemon (e.g. `systemctl stop strongswan`) or listen on other addresses")
           .with_errno(err);
     case EACCES:
@@ -87,8 +86,7 @@ Error sock_error(int err, const Endpoint& e, std::string_view what) {
           .with_errno(err);
     case EADDRNOTAVAIL:
       return Error(ErrorCode::kNotFound,
-                   fmt::format("{}: {}: the address is not configured on any interface in this namespace", where,
-                               what),
+                   fmt::format("{}: {}: the address is not configured on any interface in this namespace", where, what),
                    "add the address first (`ip addr add`), or listen on 0.0.0.0 / ::")
           .with_errno(err);
     default:
@@ -105,10 +103,9 @@ Status bypass(int fd, const Endpoint& e) {
   pol.sel.family = v4 ? AF_INET : AF_INET6;
   for (int dir : {XFRM_POLICY_IN, XFRM_POLICY_OUT}) {
     pol.dir = static_cast<std::uint8_t>(dir);
-    if (::setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_XFRM_POLICY : IPV6_XFRM_POLICY, &pol, sizeof pol) !=
-        0)
-      return sock_error(errno, e, fmt::format("setting the XFRM bypass policy (dir {})",
-                                              dir == XFRM_POLICY_IN ? "in" : "out"));
+    if (::setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_XFRM_POLICY : IPV6_XFRM_POLICY, &pol, sizeof pol) != 0)
+      return sock_error(errno, e,
+                        fmt::format("setting the XFRM bypass policy (dir {})", dir == XFRM_POLICY_IN ? "in" : "out"));
   }
   return ok_status();
 }
@@ -147,8 +144,8 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(const UdpOptions& opts)
                  "e.g. 0.0.0.0 and ::, or the node's addresses");
   if (opts.ike_port == opts.natt_port || opts.ike_port == 0 || opts.natt_port == 0)
     return Error(ErrorCode::kInvalidInput,
-                 fmt::format("ports: IKE port {} and NAT-T port {} must be two different non-zero ports",
-                             opts.ike_port, opts.natt_port));
+                 fmt::format("ports: IKE port {} and NAT-T port {} must be two different non-zero ports", opts.ike_port,
+                             opts.natt_port));
   std::set<std::pair<Family, std::array<std::uint8_t, 16>>> seen;
   for (const IpAddress& a : opts.addresses)
     if (!seen.insert({a.family, a.bytes}).second)
@@ -195,13 +192,13 @@ const UdpTransport::Sock* UdpTransport::socket_for(const Endpoint& local) const 
 Status UdpTransport::send(const Datagram& d) {
   const Sock* s = socket_for(d.local);
   if (!s)
-    return Error(ErrorCode::kInvalidInput,
-                 fmt::format("local: the transport does not listen on UDP {} on {}", d.local.port,
-                             d.local.addr.to_string()),
-                 "send from an endpoint given to UdpTransport::open()");
+    return Error(
+        ErrorCode::kInvalidInput,
+        fmt::format("local: the transport does not listen on UDP {} on {}", d.local.port, d.local.addr.to_string()),
+        "send from an endpoint given to UdpTransport::open()");
   if (d.remote.addr.family != d.local.addr.family)
-    return Error(ErrorCode::kInvalidInput, fmt::format("remote: {} is not of the local address's family",
-                                                       d.remote.addr.to_string()));
+    return Error(ErrorCode::kInvalidInput,
+                 fmt::format("remote: {} is not of the local address's family", d.remote.addr.to_string()));
   Bytes marked;
   std::span<const std::uint8_t> payload = d.data;
   if (s->natt) {
@@ -245,9 +242,9 @@ Status UdpTransport::send(const Datagram& d) {
     n = ::sendmsg(s->fd.get(), &m, MSG_DONTWAIT | MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   if (n < 0)
-    return errno_error(errno, fmt::format("sending {} bytes from UDP {} on {} to {} port {}", payload.size(),
-                                          d.local.port, d.local.addr.to_string(), d.remote.addr.to_string(),
-                                          d.remote.port));
+    return errno_error(errno,
+                       fmt::format("sending {} bytes from UDP {} on {} to {} port {}", payload.size(), d.local.port,
+                                   d.local.addr.to_string(), d.remote.addr.to_string(), d.remote.port));
   return ok_status();
 }
 

@@ -21,8 +21,8 @@ bool ike_reqid(std::uint32_t reqid) { return nl::Ownership::ike().owns_reqid(req
 
 Status require_ike_reqid(std::uint32_t reqid) {
   if (ike_reqid(reqid)) return ok_status();
-  return invalid(fmt::format("reqid: 0x{:x} is outside the IKE reqid range [0x{:x}, 0x{:x}]", reqid,
-                             nl::kIkeReqidMin, nl::kOwnedReqidMax),
+  return invalid(fmt::format("reqid: 0x{:x} is outside the IKE reqid range [0x{:x}, 0x{:x}]", reqid, nl::kIkeReqidMin,
+                             nl::kOwnedReqidMax),
                  "use a slot returned by reserve()");
 }
 
@@ -100,8 +100,8 @@ Result<std::vector<Piece>> pieces(const TsRange& ts, std::string_view side) {
     } else if ((ts.start_port >> 8) != (ts.end_port >> 8) || (ts.start_port & 0xff) != 0 ||
                (ts.end_port & 0xff) != 0xff) {
       return Error(ErrorCode::kUnsupported,
-                   fmt::format("{}: ICMP type/code range {}-{} is not one type (any code) or one type and code",
-                               side, ts.start_port, ts.end_port));
+                   fmt::format("{}: ICMP type/code range {}-{} is not one type (any code) or one type and code", side,
+                               ts.start_port, ts.end_port));
     }
     ports.push_back(p);
   } else {
@@ -182,8 +182,8 @@ nl::Sa sa(const ChildSaSpec& spec, bool out, nl::EncAlgo enc, nl::IntegAlgo inte
   s.lifetime.hard_add_seconds = static_cast<std::uint64_t>(std::max<std::int64_t>(0, l.hard_add.count()));
   if (spec.encap) {
     // encap = (our port, the peer's port); the SA's sport is its sender's.
-    s.encap = out ? nl::UdpEncap{spec.encap->first, spec.encap->second}
-                  : nl::UdpEncap{spec.encap->second, spec.encap->first};
+    s.encap =
+        out ? nl::UdpEncap{spec.encap->first, spec.encap->second} : nl::UdpEncap{spec.encap->second, spec.encap->first};
   }
   return s;
 }
@@ -215,16 +215,16 @@ Result<ChildSaObjects> child_sa_objects(const ChildSaSpec& spec) {
     return invalid(fmt::format("local/remote: {} and {} must be two addresses of one family", spec.local.to_string(),
                                spec.remote.to_string()));
   if (spec.slot.spi_in < nl::kMinSpi || spec.spi_out < nl::kMinSpi)
-    return invalid(fmt::format("spi: SPIs in=0x{:08x} out=0x{:08x} must both be >= 0x100", spec.slot.spi_in,
-                               spec.spi_out));
+    return invalid(
+        fmt::format("spi: SPIs in=0x{:08x} out=0x{:08x} must both be >= 0x100", spec.slot.spi_in, spec.spi_out));
   STORCRYPT_ASSIGN_OR_RETURN(auto algs, algorithms(spec.suite));
   ChildSaObjects o;
   o.in = sa(spec, false, algs.first, algs.second);
   o.out = sa(spec, true, algs.first, algs.second);
   for (const nl::Sa* s : {&o.in, &o.out})
     if (auto st = nl::validate(*s); !st.ok())
-      return std::move(st).error().context(fmt::format("{} SA of {}", s == &o.in ? "inbound" : "outbound",
-                                                       reqid_text(spec.slot.reqid)));
+      return std::move(st).error().context(
+          fmt::format("{} SA of {}", s == &o.in ? "inbound" : "outbound", reqid_text(spec.slot.reqid)));
 
   std::vector<Piece> locals, remotes;
   for (const TsRange& ts : spec.local_ts) {
@@ -308,8 +308,8 @@ Result<std::uint32_t> XfrmChildSaKernel::next_reqid() {
 
 Result<ChildSaSlot> XfrmChildSaKernel::reserve(const IpAddress& local, const IpAddress& remote) {
   if (local.family != remote.family || local.is_any() || remote.is_any())
-    return invalid(fmt::format("reserve: local {} and remote {} must be two addresses of one family",
-                               local.to_string(), remote.to_string()));
+    return invalid(fmt::format("reserve: local {} and remote {} must be two addresses of one family", local.to_string(),
+                               remote.to_string()));
   STORCRYPT_ASSIGN_OR_RETURN(std::uint32_t reqid, next_reqid());
   nl::SpiRequest req;
   req.src = remote;
@@ -328,9 +328,9 @@ Result<ChildSaSlot> XfrmChildSaKernel::reserve(const IpAddress& local, const IpA
 }
 
 Status XfrmChildSaKernel::install(const ChildSaSpec& spec) {
-  const std::string what = fmt::format("installing CHILD_SA {} ({} <-> {}, SPIs in 0x{:08x} out 0x{:08x})",
-                                       reqid_text(spec.slot.reqid), spec.local.to_string(), spec.remote.to_string(),
-                                       spec.slot.spi_in, spec.spi_out);
+  const std::string what =
+      fmt::format("installing CHILD_SA {} ({} <-> {}, SPIs in 0x{:08x} out 0x{:08x})", reqid_text(spec.slot.reqid),
+                  spec.local.to_string(), spec.remote.to_string(), spec.slot.spi_in, spec.spi_out);
   auto objs = child_sa_objects(spec);
   if (!objs.ok()) return std::move(objs).error().context(what);
   ChildSaObjects& o = *objs;
@@ -405,9 +405,8 @@ Status XfrmChildSaKernel::remove(const ChildSaSlot& slot, const IpAddress& local
     if (!cur.ok()) return note(std::move(cur).error());
     if (cur->sa.reqid != slot.reqid) {
       if (!first)
-        first = Error(ErrorCode::kConflict,
-                      fmt::format("{}: SA {} belongs to reqid 0x{:x}; left alone", what, id.to_string(),
-                                  cur->sa.reqid));
+        first = Error(ErrorCode::kConflict, fmt::format("{}: SA {} belongs to reqid 0x{:x}; left alone", what,
+                                                        id.to_string(), cur->sa.reqid));
       return;
     }
     note(xfrm_.delete_sa(id));
@@ -440,7 +439,8 @@ Result<ChildSaCounters> XfrmChildSaKernel::counters(const ChildSaSlot& slot, con
   if (auto st = read(remote, spi_out, c.bytes_out, c.packets_out); !st.ok())
     return std::move(st).error().context("reading counters of " + reqid_text(slot.reqid));
   if (found == 0)
-    return Error(ErrorCode::kNotFound, fmt::format("CHILD_SA {}: neither of its SAs is installed", reqid_text(slot.reqid)));
+    return Error(ErrorCode::kNotFound,
+                 fmt::format("CHILD_SA {}: neither of its SAs is installed", reqid_text(slot.reqid)));
   return c;
 }
 

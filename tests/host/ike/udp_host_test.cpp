@@ -64,8 +64,8 @@ struct Sites {
     if (!veth.ok) return;
     std::string mac_l, mac_r;
     ok = veth.left.ip("addr add 2001:db8::1/64 dev vl nodad") == 0 &&
-         veth.right.ip("addr add 2001:db8::2/64 dev vr nodad") == 0 &&
-         veth.left.ip("-br link show vl", &mac_l) == 0 && veth.right.ip("-br link show vr", &mac_r) == 0;
+         veth.right.ip("addr add 2001:db8::2/64 dev vr nodad") == 0 && veth.left.ip("-br link show vl", &mac_l) == 0 &&
+         veth.right.ip("-br link show vr", &mac_r) == 0;
     // Static neighbours: with a BLOCK policy for all IPv6 traffic, ARP still
     // works (not IP) but neighbour discovery (ICMPv6) would be blocked too.
     auto mac = [](const std::string& line) {
@@ -84,9 +84,9 @@ struct Sites {
       for (const char* dir : {"out", "in"})
         for (const char* any : {"0.0.0.0/0", "::/0"}) {
           std::string out;
-          ASSERT_EQ(ns->ip(std::string("xfrm policy add src ") + any + " dst " + any + " dir " + dir + " action block",
-                           &out),
-                    0)
+          ASSERT_EQ(
+              ns->ip(std::string("xfrm policy add src ") + any + " dst " + any + " dir " + dir + " action block", &out),
+              0)
               << out;
         }
   }
@@ -128,8 +128,8 @@ UniqueFd plain_socket(const TestNetns& ns, const IpAddress& addr, std::uint16_t 
       pol.action = XFRM_POLICY_ALLOW;
       pol.sel.family = v4 ? AF_INET : AF_INET6;
       pol.dir = XFRM_POLICY_OUT;
-      if (::setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_XFRM_POLICY : IPV6_XFRM_POLICY, &pol,
-                       sizeof pol) != 0)
+      if (::setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_XFRM_POLICY : IPV6_XFRM_POLICY, &pol, sizeof pol) !=
+          0)
         return -1;
     }
     return ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len);
@@ -168,8 +168,7 @@ std::optional<Bytes> plain_receive(int fd, int timeout_ms = 1000) {
   return b;
 }
 
-#define NEED_NETNS()                                                                   \
-  STORCRYPT_REQUIRE(storcrypt::testing::can_use_netns(), "needs root and network namespaces")
+#define NEED_NETNS() STORCRYPT_REQUIRE(storcrypt::testing::can_use_netns(), "needs root and network namespaces")
 
 TEST(UdpTransportHost, ExchangesOn500And4500BothFamiliesWithMarkerAndLocalAddress) {
   NEED_NETNS();
@@ -193,8 +192,8 @@ TEST(UdpTransportHost, ExchangesOn500And4500BothFamiliesWithMarkerAndLocalAddres
     ASSERT_TRUE(right->send(Datagram{re, le, m1}).ok());
     auto got = wait_receive(*left);
     ASSERT_TRUE(got.has_value());
-    EXPECT_EQ(got->data, m1);        // marker stripped on 4500
-    EXPECT_EQ(got->local, le);       // the wildcard socket still knows the address
+    EXPECT_EQ(got->data, m1);   // marker stripped on 4500
+    EXPECT_EQ(got->local, le);  // the wildcard socket still knows the address
     EXPECT_EQ(got->remote, re);
     // Reply from the reported local endpoint (source chosen per datagram on a wildcard socket).
     Bytes m2 = message(0x22, 300);

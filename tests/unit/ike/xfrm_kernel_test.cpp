@@ -298,9 +298,9 @@ TEST(XfrmChildSaKernel, RangesBecomeSeveralPairsWithDistinctIndexesAndMoreThan16
   auto slot2 = *r.k->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
   ChildSaSpec big = spec_for(slot2);
   big.spi_out = 0xc0ffee02;
-  big.local_ts = {ts("198.51.100.1", "198.51.100.6")};     // 3 prefixes (.1, .2/31, .4/31, .6) = 4
-  big.remote_ts = {ts("203.0.113.1", "203.0.113.6"),        // 4
-                   ts("203.0.113.9", "203.0.113.9")};       // 1 -> 4 x 5 = 20 > 16
+  big.local_ts = {ts("198.51.100.1", "198.51.100.6")};  // 3 prefixes (.1, .2/31, .4/31, .6) = 4
+  big.remote_ts = {ts("203.0.113.1", "203.0.113.6"),    // 4
+                   ts("203.0.113.9", "203.0.113.9")};   // 1 -> 4 x 5 = 20 > 16
   const auto before_sas = r.fake.total_sas(), before_pols = r.fake.total_policies();
   auto st = r.k->install(big);
   ASSERT_FALSE(st.ok());

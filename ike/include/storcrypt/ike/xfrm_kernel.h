@@ -80,8 +80,8 @@ class XfrmChildSaKernel : public ChildSaKernel {
 
   netlink::XfrmApi& xfrm_;
   bool scanned_ = false;
-  std::set<std::uint32_t> used_;  ///< reqids in use (kernel scan + reserved here)
-  std::uint32_t cursor_ = 0;      ///< next reqid to try
+  std::set<std::uint32_t> used_;                  ///< reqids in use (kernel scan + reserved here)
+  std::uint32_t cursor_ = 0;                      ///< next reqid to try
   std::map<std::uint32_t, std::uint32_t> pairs_;  ///< reqid -> selector pairs installed
 };
 
