@@ -120,4 +120,24 @@ bool Prefix::contains(const IpAddress& a) const {
 
 std::string Prefix::to_string() const { return addr.to_string() + "/" + std::to_string(len); }
 
+std::vector<Prefix> prefixes_covering(const IpAddress& first, const IpAddress& last) {
+  std::vector<Prefix> out;
+  if (first.family != last.family) return out;
+  const int bits = family_bits(first.family);
+  auto low_mask = [](int k) { return k >= 128 ? ~U128{0} : ((U128{1} << k) - 1); };
+  U128 lo = first.value();
+  const U128 hi = last.value();
+  if (lo > hi) return out;
+  // Greedy: the largest aligned block starting at lo that stays within hi.
+  for (;;) {
+    int k = 0;
+    while (k < bits && (lo & low_mask(k + 1)) == 0 && hi - lo >= low_mask(k + 1)) ++k;
+    out.push_back({IpAddress::from_value(first.family, lo), static_cast<std::uint8_t>(bits - k)});
+    const U128 end = lo + low_mask(k);
+    if (end >= hi) break;
+    lo = end + 1;
+  }
+  return out;
+}
+
 }  // namespace storcrypt

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "storcrypt/common/fd.h"
+#include "storcrypt/common/netns.h"
 #include "storcrypt/netlink/xfrm_api.h"
 #include "storcrypt/netlink/xfrm_codec.h"
 
@@ -213,23 +214,6 @@ void set_seq(SecretBytes& msg, std::uint32_t seq) {
   std::memcpy(&h, msg.data(), sizeof h);
   h.nlmsg_seq = seq;
   std::memcpy(msg.data(), &h, sizeof h);
-}
-
-/// Run f on a short-lived thread that joined the namespace (setns is per
-/// thread), so the caller's thread never changes namespace.
-template <typename F>
-auto in_netns(int ns_fd, F&& f) -> decltype(f()) {
-  if (ns_fd < 0) return f();
-  std::optional<decltype(f())> out;
-  std::thread t([&] {
-    if (::setns(ns_fd, CLONE_NEWNET) != 0) {
-      out.emplace(errno_error(errno, "entering the network namespace"));
-      return;
-    }
-    out.emplace(f());
-  });
-  t.join();
-  return std::move(*out);
 }
 
 std::string sa_key(const SaId& id) { return id.to_string(); }
@@ -763,16 +747,7 @@ class NetlinkXfrm : public XfrmApi {
 }  // namespace
 
 Result<std::unique_ptr<XfrmApi>> open_xfrm(const XfrmOptions& opts) {
-  UniqueFd ns;
-  if (!opts.netns.empty()) {
-    std::string path = opts.netns.front() == '/' ? opts.netns : "/run/netns/" + opts.netns;
-    ns.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!ns.valid())
-      return Error(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kPermission,
-                   fmt::format("netns: cannot open network namespace {}: {}", path, std::strerror(errno)),
-                   "create it with `ip netns add NAME` or pass /proc/PID/ns/net")
-          .with_errno(errno);
-  }
+  STORCRYPT_ASSIGN_OR_RETURN(UniqueFd ns, open_netns(opts.netns));
   const int fd = ns.get();
   STORCRYPT_ASSIGN_OR_RETURN(NlSocket s, in_netns(fd, [&] { return NlSocket::open(opts.rcvbuf, false, EventMask{}); }));
   s.set_fault_hook(opts.fault_hook);

@@ -54,12 +54,8 @@ Result<std::uint32_t> parse_number(std::string_view s, std::uint32_t max, std::s
 std::string_view family_label(Family f) { return f == Family::kIPv4 ? "IPv4" : "IPv6"; }
 
 std::vector<Prefix> range_to_prefixes(const AddressRange& r) {
-  std::vector<Prefix> out;
-  const int bits = family_bits(r.family);
-  decompose(r.lo, r.hi, bits, [&](U128 start, int k) {
-    out.push_back({IpAddress::from_value(r.family, start), static_cast<std::uint8_t>(bits - k)});
-  });
-  return out;
+  if (r.hi > family_max(r.family)) return {};
+  return prefixes_covering(IpAddress::from_value(r.family, r.lo), IpAddress::from_value(r.family, r.hi));
 }
 
 std::vector<PortMask> port_range_to_masks(PortRange r) {

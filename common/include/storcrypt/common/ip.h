@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "storcrypt/common/result.h"
 
@@ -63,5 +64,11 @@ struct Prefix {
   std::string to_string() const;  ///< "192.0.2.0/24"
   friend bool operator==(const Prefix&, const Prefix&) = default;
 };
+
+/// The smallest list of prefixes whose union is exactly [first, last]
+/// (ascending; empty when the families differ or first > last). Used where a
+/// range (an IKE traffic selector, a policy's address range) must become
+/// XFRM selectors, which hold one prefix each.
+std::vector<Prefix> prefixes_covering(const IpAddress& first, const IpAddress& last);
 
 }  // namespace storcrypt

@@ -307,6 +307,8 @@ inline constexpr std::uint32_t kManualIndexMax = 0xf7ffffffu;
 inline constexpr std::uint32_t kOwnedReqidMin = 0x5c000u;
 inline constexpr std::uint32_t kOwnedReqidMax = 0x7bfffu;
 inline constexpr std::uint32_t kManualReqidMax = 0x6bfffu;
+inline constexpr std::uint32_t kIkeIndexMin = kManualIndexMax + 1;  ///< 0xf8000000
+inline constexpr std::uint32_t kIkeReqidMin = kManualReqidMax + 1;  ///< 0x6c000
 
 /// The slice of the kernel's SAD/SPD one XfrmApi instance owns (see above).
 /// An SA is owned when its reqid is in [reqid_min, reqid_max], a policy when
@@ -324,6 +326,13 @@ struct Ownership {
   static Ownership all() { return {}; }
   /// Everything storcrypt installs (the manual list and IKE alike).
   static Ownership storcrypt() { return {kOwnedReqidMin, kOwnedReqidMax, kOwnedIndexMin, kOwnedIndexMax, {}}; }
+  /// The manual policy list's lower halves: reqids [kOwnedReqidMin,
+  /// kManualReqidMax], indexes [kOwnedIndexMin, kManualIndexMax] (what
+  /// policy::installer_ownership() builds with the default reqid_base).
+  static Ownership manual() { return {kOwnedReqidMin, kManualReqidMax, kOwnedIndexMin, kManualIndexMax, {}}; }
+  /// IKE-negotiated CHILD_SAs' upper halves: reqids [kIkeReqidMin,
+  /// kOwnedReqidMax], indexes [kIkeIndexMin, kOwnedIndexMax] (ike/xfrm_kernel.h).
+  static Ownership ike() { return {kIkeReqidMin, kOwnedReqidMax, kIkeIndexMin, kOwnedIndexMax, {}}; }
   bool owns_reqid(std::uint32_t reqid) const { return reqid >= reqid_min && reqid <= reqid_max; }
   bool owns_index(std::uint32_t index) const { return index >= index_min && index <= index_max; }
   bool owns(const Sa& sa) const;
