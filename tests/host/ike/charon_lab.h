@@ -1,6 +1,6 @@
 // Host-tier helpers for the ike/ tests against strongSwan: charon-systemd in
 // one namespace with its own strongswan.conf/swanctl.conf, and swanctl runs
-// against it. (charon_interop_test.cpp keeps its own, older copy.)
+// against it.
 #pragma once
 
 #include <signal.h>

@@ -69,6 +69,10 @@ struct IkeTestPki {
   ike::PeerCertValidator validator() const;
 };
 
+/// One IKE proposal (number 1, no SPI): the AES-CBC (gcm false) or AES-GCM
+/// (gcm true) suite of ike::default_ike_proposals() with KE group `group`.
+ike::Proposal ike_proposal(bool gcm, std::uint16_t group = ike::transform_id::kGroupEcp384);
+
 ike::X509Ref share(const CertPtr& x);
 ike::PkeyRef share(const KeyPtr& k);
 
