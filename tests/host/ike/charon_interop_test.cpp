@@ -59,8 +59,7 @@ struct TestPki {
   KeyPtr left_key = storcrypt::testing::generate_key(TestKey::kEcP384);
   CertPtr left = make_test_cert(left_key.get(), "left.lab", 2, "DNS:left.lab,IP:192.0.2.1", ca.get(), ca_key.get());
   KeyPtr right_key = storcrypt::testing::generate_key(TestKey::kEcP384);
-  CertPtr right =
-      make_test_cert(right_key.get(), "right.lab", 3, "DNS:right.lab,IP:192.0.2.2", ca.get(), ca_key.get());
+  CertPtr right = make_test_cert(right_key.get(), "right.lab", 3, "DNS:right.lab,IP:192.0.2.2", ca.get(), ca_key.get());
 };
 
 // charon's files under swanctl/: connection "lab" (192.0.2.2 <-> 192.0.2.1)
@@ -91,14 +90,15 @@ std::map<std::string, std::string> charon_files(const TestPki* pki) {
                                  kPsk + "\"\n  }\n}\n"}};
   }
   using storcrypt::testing::cert_pem;
-  return {{"x509ca/ca.pem", cert_pem(pki->ca.get())},
-          {"x509/right.pem", cert_pem(pki->right.get())},
-          {"private/right.pem", storcrypt::testing::key_pem(pki->right_key.get())},
-          {"swanctl.conf", head +
-                               "    local {\n      auth = pubkey\n      certs = right.pem\n      id = right.lab\n    }\n"
-                               "    remote {\n      auth = pubkey\n      cacerts = ca.pem\n"
-                               "      id = \"O=storcrypt-test, CN=left.lab\"\n    }\n" +
-                               children + "  }\n}\n"}};
+  return {
+      {"x509ca/ca.pem", cert_pem(pki->ca.get())},
+      {"x509/right.pem", cert_pem(pki->right.get())},
+      {"private/right.pem", storcrypt::testing::key_pem(pki->right_key.get())},
+      {"swanctl.conf", head +
+                           "    local {\n      auth = pubkey\n      certs = right.pem\n      id = right.lab\n    }\n"
+                           "    remote {\n      auth = pubkey\n      cacerts = ca.pem\n"
+                           "      id = \"O=storcrypt-test, CN=left.lab\"\n    }\n" +
+                           children + "  }\n}\n"}};
 }
 
 // A UDP socket created inside the left namespace, bound to 192.0.2.1:500.
@@ -172,9 +172,7 @@ class CharonInterop : public ::testing::Test {
  protected:
   void SetUp() override {
     STORCRYPT_REQUIRE(storcrypt::testing::can_use_netns(), "needs root and network namespaces");
-    STORCRYPT_REQUIRE(
-        access(storcrypt::testing::kCharonBinary, X_OK) == 0 && !storcrypt::testing::find_program("swanctl").empty(),
-        "needs strongSwan (charon-systemd, swanctl: scripts/setup.sh)");
+    STORCRYPT_REQUIRE(storcrypt::testing::have_charon(), storcrypt::testing::kNeedsCharon);
     net_ = std::make_unique<VethPair>();
     ASSERT_TRUE(net_->ok);
     char tmpl[] = "/tmp/storcrypt-ike-charon-XXXXXX";
@@ -268,11 +266,8 @@ class CharonInterop : public ::testing::Test {
       ASSERT_TRUE(sig.ok()) << sig.error().to_string();
       auth = *sig;
     }
-    Proposal esp;
-    esp.protocol = ProtocolId::kEsp;
+    Proposal esp = default_esp_proposals().front();  // aes256gcm16, no ESN
     esp.spi = spi_bytes(0xc0ffee01);
-    esp.transforms = {Transform::make(TransformType::kEncr, transform_id::kEncrAesGcm16, 256),
-                      Transform::make(TransformType::kEsn, transform_id::kEsnNo)};
     TrafficSelector tsi{kTsIpv4AddrRange, 0, 0, 65535, {198, 51, 100, 0}, {198, 51, 100, 255}, {}};
     TrafficSelector tsr{kTsIpv4AddrRange, 0, 0, 65535, {203, 0, 113, 0}, {203, 0, 113, 255}, {}};
     TsPayload tsi_p, tsr_p;
@@ -284,14 +279,8 @@ class CharonInterop : public ::testing::Test {
       auto c = cert_payload(pki_->left.get());
       ASSERT_TRUE(c.ok());
       inner.push_back(Payload::of(PayloadType::kCert, *c));
-      unsigned char* spki = nullptr;
-      const int spki_len = i2d_PUBKEY(X509_get0_pubkey(pki_->ca.get()), &spki);
-      ASSERT_GT(spki_len, 0);
       CertPayload req;
-      req.data.resize(20);
-      unsigned int n = 0;
-      EVP_Digest(spki, static_cast<std::size_t>(spki_len), req.data.data(), &n, EVP_sha1(), nullptr);
-      OPENSSL_free(spki);
+      req.data = storcrypt::testing::spki_sha1(pki_->ca.get());
       inner.push_back(Payload::of(PayloadType::kCertReq, req));
     }
     inner.push_back(Payload::of(PayloadType::kAuth, auth));
@@ -406,17 +395,38 @@ TEST_F(CharonInterop, SaInitAndAuthAesGcm16Ecp384) { run_exchange(true); }
 TEST_F(CharonCertInterop, EcdsaP384CertificatesBothWays) { run_exchange(false, Mode::kCert); }
 TEST_F(CharonCertInterop, CharonRefusesSignatureByWrongKey) { run_exchange(true, Mode::kCertWrongKey); }
 
-TEST_F(CharonInterop, InvalidKePayloadNamesTheWantedGroup) {
-  Udp udp(net_->left);
+// An IKE_SA_INIT request offering `offered` with a P-256 (group 19) KE
+// payload; charon's parsed answer, or nullopt (with a test failure).
+std::optional<Message> sa_init_ecp256(const TestNetns& ns, std::uint64_t spi_i, const Proposal& offered,
+                                      std::uint8_t nonce_byte) {
+  Udp udp(ns);
   auto ke = KeyExchange::generate(transform_id::kGroupEcp256);
-  ASSERT_TRUE(ke.ok());
-  // Offer group 20 in the SA but send a group 19 KE payload: charon asks for 20.
-  Bytes ni(32, 7);
-  auto request = serialize(sa_init(0x0102030405060708ULL, ike_proposal(false, 20), *ke, ni));
+  if (!ke.ok()) {
+    ADD_FAILURE() << ke.error().to_string();
+    return std::nullopt;
+  }
+  auto request = serialize(sa_init(spi_i, offered, *ke, Bytes(32, nonce_byte)));
+  if (!request.ok()) {
+    ADD_FAILURE() << request.error().to_string();
+    return std::nullopt;
+  }
   auto answer = udp.exchange(*request);
-  ASSERT_TRUE(answer.has_value());
+  if (!answer) {
+    ADD_FAILURE() << "no IKE_SA_INIT response from charon";
+    return std::nullopt;
+  }
   auto resp = parse(*answer);
-  ASSERT_TRUE(resp.ok()) << resp.error().to_string();
+  if (!resp.ok()) {
+    ADD_FAILURE() << resp.error().to_string();
+    return std::nullopt;
+  }
+  return std::move(*resp);
+}
+
+TEST_F(CharonInterop, InvalidKePayloadNamesTheWantedGroup) {
+  // Offer group 20 in the SA but send a group 19 KE payload: charon asks for 20.
+  auto resp = sa_init_ecp256(net_->left, 0x0102030405060708ULL, ike_proposal(false, 20), 7);
+  ASSERT_TRUE(resp.has_value());
   const NotifyPayload* n = resp->find_notify(notify::kInvalidKePayload);
   ASSERT_NE(n, nullptr);
   EXPECT_TRUE(n->is_error());
@@ -424,16 +434,9 @@ TEST_F(CharonInterop, InvalidKePayloadNamesTheWantedGroup) {
 }
 
 TEST_F(CharonInterop, NoProposalChosen) {
-  Udp udp(net_->left);
-  auto ke = KeyExchange::generate(transform_id::kGroupEcp256);
-  ASSERT_TRUE(ke.ok());
-  Bytes ni(32, 9);
   // aes256-sha384-ecp256: charon's configuration has only ecp384.
-  auto request = serialize(sa_init(0x0a0b0c0d0e0f0102ULL, ike_proposal(false, 19), *ke, ni));
-  auto answer = udp.exchange(*request);
-  ASSERT_TRUE(answer.has_value());
-  auto resp = parse(*answer);
-  ASSERT_TRUE(resp.ok());
+  auto resp = sa_init_ecp256(net_->left, 0x0a0b0c0d0e0f0102ULL, ike_proposal(false, 19), 9);
+  ASSERT_TRUE(resp.has_value());
   EXPECT_NE(resp->find_notify(notify::kNoProposalChosen), nullptr);
 }
 

@@ -17,12 +17,17 @@
 #include <thread>
 #include <vector>
 
+#include "storcrypt/testing/environment.h"
 #include "storcrypt/testing/netns.h"
 #include "storcrypt/testing/process.h"
 
 namespace storcrypt::testing {
 
 inline const char* kCharonBinary = "/usr/sbin/charon-systemd";
+inline const char* kNeedsCharon = "needs strongSwan (charon-systemd, swanctl: scripts/setup.sh)";
+
+/// charon-systemd and swanctl are installed (skip with kNeedsCharon if not).
+inline bool have_charon() { return access(kCharonBinary, X_OK) == 0 && !find_program("swanctl").empty(); }
 
 /// charon in `ns` with configuration directory `dir` (removed afterwards).
 /// `files` maps paths under swanctl/ (e.g. "x509ca/root.pem") to content;
