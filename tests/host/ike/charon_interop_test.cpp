@@ -15,23 +15,15 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 #include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
-#include <thread>
 
+#include "charon_lab.h"
 #include "storcrypt/common/fd.h"
 #include "storcrypt/common/hex.h"
 #include "storcrypt/ike/auth.h"
@@ -40,8 +32,9 @@
 #include "storcrypt/ike/proposal.h"
 #include "storcrypt/ike/sk.h"
 #include "storcrypt/testing/environment.h"
+#include "storcrypt/testing/ike_fakes.h"
 #include "storcrypt/testing/netns.h"
-#include "storcrypt/testing/process.h"
+#include "storcrypt/testing/test_pki.h"
 
 namespace storcrypt::ike {
 namespace {
@@ -49,204 +42,64 @@ namespace {
 using storcrypt::testing::TestNetns;
 using storcrypt::testing::VethPair;
 
-const char* kCharon = "/usr/sbin/charon-systemd";
+using storcrypt::testing::CertPtr;
+using storcrypt::testing::CharonLab;
+using storcrypt::testing::ike_proposal;
+using storcrypt::testing::KeyPtr;
+using storcrypt::testing::make_test_cert;
+using storcrypt::testing::TestKey;
+
 const char* kPsk = "storcrypt-interop-test-psk-0123456789";
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
-
-void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-  if (ext == nullptr) std::abort();
-  X509_add_ext(cert, ext, -1);
-  X509_EXTENSION_free(ext);
-}
-
-// Subject O=storcrypt-test,CN=<cn>; a CA when `san` is null, else an end
-// entity with that SAN issued by (issuer, issuer_key).
-X509Ptr make_cert(EVP_PKEY* key, const std::string& cn, long serial, const char* san, X509* issuer,
-                  EVP_PKEY* issuer_key) {
-  X509Ptr cert(X509_new());
-  X509_set_version(cert.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial);
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
-  X509_set_pubkey(cert.get(), key);
-  X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("storcrypt-test"), -1, -1,
-                             0);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
-  X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : name);
-  X509* iss = issuer ? issuer : cert.get();
-  if (san == nullptr) {
-    add_ext(cert.get(), iss, NID_basic_constraints, "critical,CA:TRUE");
-    add_ext(cert.get(), iss, NID_key_usage, "critical,keyCertSign,cRLSign");
-  } else {
-    add_ext(cert.get(), iss, NID_basic_constraints, "critical,CA:FALSE");
-    add_ext(cert.get(), iss, NID_key_usage, "critical,digitalSignature");
-    add_ext(cert.get(), iss, NID_subject_alt_name, san);
-  }
-  if (X509_sign(cert.get(), issuer_key ? issuer_key : key, EVP_sha384()) == 0) std::abort();
-  return cert;
-}
-
-std::string cert_pem(X509* c) {
-  BIO* b = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(b, c);
-  char* p = nullptr;
-  long n = BIO_get_mem_data(b, &p);
-  std::string s(p, static_cast<std::size_t>(n));
-  BIO_free(b);
-  return s;
-}
-std::string key_pem(EVP_PKEY* k) {
-  BIO* b = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(b, k, nullptr, nullptr, 0, nullptr, nullptr);
-  char* p = nullptr;
-  long n = BIO_get_mem_data(b, &p);
-  std::string s(p, static_cast<std::size_t>(n));
-  BIO_free(b);
-  return s;
-}
-
-// A P-384 CA and two end entities: left (us, SAN left.lab) and right
-// (charon, SAN right.lab), all generated per test.
+// A P-384 CA and two end entities directly under it: left (us, SAN left.lab)
+// and right (charon, SAN right.lab), all generated per test.
 struct TestPki {
-  PkeyPtr ca_key{EVP_EC_gen("P-384")};
-  X509Ptr ca = make_cert(ca_key.get(), "storcrypt test CA", 1, nullptr, nullptr, nullptr);
-  PkeyPtr left_key{EVP_EC_gen("P-384")};
-  X509Ptr left = make_cert(left_key.get(), "left.lab", 2, "DNS:left.lab,IP:192.0.2.1", ca.get(), ca_key.get());
-  PkeyPtr right_key{EVP_EC_gen("P-384")};
-  X509Ptr right = make_cert(right_key.get(), "right.lab", 3, "DNS:right.lab,IP:192.0.2.2", ca.get(), ca_key.get());
+  KeyPtr ca_key = storcrypt::testing::generate_key(TestKey::kEcP384);
+  CertPtr ca = make_test_cert(ca_key.get(), "storcrypt test CA", 1, nullptr, nullptr, nullptr);
+  KeyPtr left_key = storcrypt::testing::generate_key(TestKey::kEcP384);
+  CertPtr left = make_test_cert(left_key.get(), "left.lab", 2, "DNS:left.lab,IP:192.0.2.1", ca.get(), ca_key.get());
+  KeyPtr right_key = storcrypt::testing::generate_key(TestKey::kEcP384);
+  CertPtr right = make_test_cert(right_key.get(), "right.lab", 3, "DNS:right.lab,IP:192.0.2.2", ca.get(), ca_key.get());
 };
 
-// charon in the right namespace, with its own configuration directory.
-class Charon {
- public:
-  Charon(const TestNetns& ns, std::string dir, const TestPki* pki = nullptr) : dir_(std::move(dir)) {
-    std::filesystem::create_directories(dir_ + "/swanctl");
-    std::string conf = R"(charon {
-  load_modular = yes
-  port = 500
-  port_nat_t = 4500
-  plugins {
-    include /etc/strongswan.d/charon/*.conf
-    vici {
-      socket = unix://@DIR@/charon.vici
-    }
+// charon's files under swanctl/: connection "lab" (192.0.2.2 <-> 192.0.2.1)
+// with the PSK, or, given `pki`, as an admin would set it up for
+// certificates: CA in x509ca/, own certificate in x509/, own key (PKCS#8) in
+// private/; our ID is the subject DN.
+std::map<std::string, std::string> charon_files(const TestPki* pki) {
+  const std::string head =
+      "connections {\n"
+      "  lab {\n"
+      "    version = 2\n"
+      "    local_addrs = 192.0.2.2\n"
+      "    remote_addrs = 192.0.2.1\n"
+      "    proposals = aes256-sha384-ecp384, aes256gcm16-prfsha384-ecp384\n";
+  const std::string children =
+      "    children {\n      net {\n"
+      "      local_ts = 203.0.113.0/24\n      remote_ts = 198.51.100.0/24\n"
+      "      esp_proposals = aes256gcm16\n"
+      "      }\n    }\n";
+  if (pki == nullptr) {
+    return {{"swanctl.conf", head +
+                                 "    local {\n      auth = psk\n      id = right.lab\n    }\n"
+                                 "    remote {\n      auth = psk\n      id = left.lab\n    }\n" +
+                                 children +
+                                 "  }\n"
+                                 "}\n"
+                                 "secrets {\n  ike-lab {\n    id-1 = left.lab\n    id-2 = right.lab\n    secret = \"" +
+                                 kPsk + "\"\n  }\n}\n"}};
   }
-  filelog {
-    main {
-      path = @DIR@/charon.log
-      default = 1
-      ike = 2
-      flush_line = yes
-    }
-  }
-  journal {
-    default = -1
-  }
+  using storcrypt::testing::cert_pem;
+  return {
+      {"x509ca/ca.pem", cert_pem(pki->ca.get())},
+      {"x509/right.pem", cert_pem(pki->right.get())},
+      {"private/right.pem", storcrypt::testing::key_pem(pki->right_key.get())},
+      {"swanctl.conf", head +
+                           "    local {\n      auth = pubkey\n      certs = right.pem\n      id = right.lab\n    }\n"
+                           "    remote {\n      auth = pubkey\n      cacerts = ca.pem\n"
+                           "      id = \"O=storcrypt-test, CN=left.lab\"\n    }\n" +
+                           children + "  }\n}\n"}};
 }
-swanctl {
-  socket = unix://@DIR@/charon.vici
-  load = pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl random nonce
-}
-)";
-    for (std::size_t at; (at = conf.find("@DIR@")) != std::string::npos;) conf.replace(at, 5, dir_);
-    std::ofstream(dir_ + "/strongswan.conf") << conf;
-    const std::string children =
-        "    children {\n      net {\n"
-        "      local_ts = 203.0.113.0/24\n      remote_ts = 198.51.100.0/24\n"
-        "      esp_proposals = aes256gcm16\n"
-        "      }\n    }\n";
-    if (pki == nullptr) {
-      std::ofstream(dir_ + "/swanctl/swanctl.conf")
-          << "connections {\n"
-             "  lab {\n"
-             "    version = 2\n"
-             "    local_addrs = 192.0.2.2\n"
-             "    remote_addrs = 192.0.2.1\n"
-             "    proposals = aes256-sha384-ecp384, aes256gcm16-prfsha384-ecp384\n"
-             "    local {\n      auth = psk\n      id = right.lab\n    }\n"
-             "    remote {\n      auth = psk\n      id = left.lab\n    }\n"
-          << children
-          << "  }\n"
-             "}\n"
-             "secrets {\n  ike-lab {\n    id-1 = left.lab\n    id-2 = right.lab\n    secret = \""
-          << kPsk << "\"\n  }\n}\n";
-    } else {
-      // As an admin would set it up: CA in x509ca/, own certificate in x509/,
-      // own key (PKCS#8) in private/; our ID is the subject DN.
-      for (const char* d : {"/swanctl/x509ca", "/swanctl/x509", "/swanctl/private"})
-        std::filesystem::create_directories(dir_ + d);
-      std::ofstream(dir_ + "/swanctl/x509ca/ca.pem") << cert_pem(pki->ca.get());
-      std::ofstream(dir_ + "/swanctl/x509/right.pem") << cert_pem(pki->right.get());
-      {
-        std::ofstream k(dir_ + "/swanctl/private/right.pem");
-        k << key_pem(pki->right_key.get());
-      }
-      chmod((dir_ + "/swanctl/private/right.pem").c_str(), 0600);
-      std::ofstream(dir_ + "/swanctl/swanctl.conf")
-          << "connections {\n"
-             "  lab {\n"
-             "    version = 2\n"
-             "    local_addrs = 192.0.2.2\n"
-             "    remote_addrs = 192.0.2.1\n"
-             "    proposals = aes256-sha384-ecp384, aes256gcm16-prfsha384-ecp384\n"
-             "    local {\n      auth = pubkey\n      certs = right.pem\n      id = right.lab\n    }\n"
-             "    remote {\n      auth = pubkey\n      cacerts = ca.pem\n"
-             "      id = \"O=storcrypt-test, CN=left.lab\"\n    }\n"
-          << children << "  }\n}\n";
-    }
-    pid_ = fork();
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      setenv("STRONGSWAN_CONF", (dir_ + "/strongswan.conf").c_str(), 1);
-      // `ip netns exec` enters the namespace and execs charon in this process.
-      execlp("ip", "ip", "netns", "exec", ns.name().c_str(), kCharon, static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    for (int i = 0; i < 200 && !std::filesystem::exists(dir_ + "/charon.vici"); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!std::filesystem::exists(dir_ + "/charon.vici")) {
-      error_ = "charon did not create its vici socket";
-      return;
-    }
-    auto r =
-        storcrypt::testing::run({"ip", "netns", "exec", ns.name(), "env",
-                                 "STRONGSWAN_CONF=" + dir_ + "/strongswan.conf", "SWANCTL_DIR=" + dir_ + "/swanctl",
-                                 "swanctl", "--load-all", "--noprompt", "--file", dir_ + "/swanctl/swanctl.conf"});
-    if (r.exit_code != 0) error_ = "swanctl --load-all failed: " + r.out + r.err;
-  }
-  ~Charon() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int st = 0;
-      for (int i = 0; i < 100 && waitpid(pid_, &st, WNOHANG) == 0; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      if (waitpid(pid_, &st, WNOHANG) == 0) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &st, 0);
-      }
-    }
-    std::filesystem::remove_all(dir_);
-  }
-  const std::string& error() const { return error_; }
-  std::string log() const {
-    std::ifstream f(dir_ + "/charon.log");
-    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-  }
-
- private:
-  std::string dir_;
-  pid_t pid_ = -1;
-  std::string error_;
-};
 
 // A UDP socket created inside the left namespace, bound to 192.0.2.1:500.
 class Udp {
@@ -290,21 +143,6 @@ class Udp {
 const Bytes kLeft = {192, 0, 2, 1};
 const Bytes kRight = {192, 0, 2, 2};
 
-Proposal ike_proposal(bool gcm, std::uint16_t group) {
-  Proposal p;
-  if (gcm) {
-    p.transforms = {Transform::make(TransformType::kEncr, transform_id::kEncrAesGcm16, 256),
-                    Transform::make(TransformType::kPrf, transform_id::kPrfHmacSha384),
-                    Transform::make(TransformType::kKe, group)};
-  } else {
-    p.transforms = {Transform::make(TransformType::kEncr, transform_id::kEncrAesCbc, 256),
-                    Transform::make(TransformType::kInteg, transform_id::kIntegHmacSha384_192),
-                    Transform::make(TransformType::kPrf, transform_id::kPrfHmacSha384),
-                    Transform::make(TransformType::kKe, group)};
-  }
-  return p;
-}
-
 Message sa_init(std::uint64_t spi_i, const Proposal& proposal, const KeyExchange& ke, const Bytes& ni) {
   Message m;
   m.header.spi_i = spi_i;
@@ -334,13 +172,12 @@ class CharonInterop : public ::testing::Test {
  protected:
   void SetUp() override {
     STORCRYPT_REQUIRE(storcrypt::testing::can_use_netns(), "needs root and network namespaces");
-    STORCRYPT_REQUIRE(access(kCharon, X_OK) == 0 && !storcrypt::testing::find_program("swanctl").empty(),
-                      "needs strongSwan (charon-systemd, swanctl: scripts/setup.sh)");
+    STORCRYPT_REQUIRE(storcrypt::testing::have_charon(), storcrypt::testing::kNeedsCharon);
     net_ = std::make_unique<VethPair>();
     ASSERT_TRUE(net_->ok);
     char tmpl[] = "/tmp/storcrypt-ike-charon-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
-    charon_ = std::make_unique<Charon>(net_->right, tmpl, pki_.get());
+    charon_ = std::make_unique<CharonLab>(net_->right, tmpl, charon_files(pki_.get()));
     ASSERT_EQ(charon_->error(), "") << charon_->log();
   }
   void TearDown() override {
@@ -359,7 +196,7 @@ class CharonInterop : public ::testing::Test {
     ASSERT_TRUE(ke.ok());
     Bytes ni = *parse_hex("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
     ni[0] = gcm ? 1 : 2;
-    const Proposal offered = ike_proposal(gcm, transform_id::kGroupEcp384);
+    const Proposal offered = ike_proposal(gcm);  // one of default_ike_proposals()
     auto request = serialize(sa_init(spi_i, offered, *ke, ni));
     ASSERT_TRUE(request.ok());
     auto answer = udp.exchange(*request);
@@ -424,16 +261,13 @@ class CharonInterop : public ::testing::Test {
       auth.method = auth_method::kSharedKey;
       auth.data.assign(mac.data(), mac.data() + mac.size());
     } else {
-      PkeyPtr wrong(EVP_EC_gen("P-384"));
+      KeyPtr wrong = storcrypt::testing::generate_key(TestKey::kEcP384);
       auto sig = sign_auth_ecdsa_p384(mode == Mode::kCertWrongKey ? wrong.get() : pki_->left_key.get(), *octets);
       ASSERT_TRUE(sig.ok()) << sig.error().to_string();
       auth = *sig;
     }
-    Proposal esp;
-    esp.protocol = ProtocolId::kEsp;
+    Proposal esp = default_esp_proposals().front();  // aes256gcm16, no ESN
     esp.spi = spi_bytes(0xc0ffee01);
-    esp.transforms = {Transform::make(TransformType::kEncr, transform_id::kEncrAesGcm16, 256),
-                      Transform::make(TransformType::kEsn, transform_id::kEsnNo)};
     TrafficSelector tsi{kTsIpv4AddrRange, 0, 0, 65535, {198, 51, 100, 0}, {198, 51, 100, 255}, {}};
     TrafficSelector tsr{kTsIpv4AddrRange, 0, 0, 65535, {203, 0, 113, 0}, {203, 0, 113, 255}, {}};
     TsPayload tsi_p, tsr_p;
@@ -445,14 +279,8 @@ class CharonInterop : public ::testing::Test {
       auto c = cert_payload(pki_->left.get());
       ASSERT_TRUE(c.ok());
       inner.push_back(Payload::of(PayloadType::kCert, *c));
-      unsigned char* spki = nullptr;
-      const int spki_len = i2d_PUBKEY(X509_get0_pubkey(pki_->ca.get()), &spki);
-      ASSERT_GT(spki_len, 0);
       CertPayload req;
-      req.data.resize(20);
-      unsigned int n = 0;
-      EVP_Digest(spki, static_cast<std::size_t>(spki_len), req.data.data(), &n, EVP_sha1(), nullptr);
-      OPENSSL_free(spki);
+      req.data = storcrypt::testing::spki_sha1(pki_->ca.get());
       inner.push_back(Payload::of(PayloadType::kCertReq, req));
     }
     inner.push_back(Payload::of(PayloadType::kAuth, auth));
@@ -553,7 +381,7 @@ class CharonInterop : public ::testing::Test {
 
   std::unique_ptr<TestPki> pki_;  // set by CharonCertInterop before SetUp
   std::unique_ptr<VethPair> net_;
-  std::unique_ptr<Charon> charon_;
+  std::unique_ptr<CharonLab> charon_;
 };
 
 // Both sides authenticate with certificates under one test CA.
@@ -567,17 +395,38 @@ TEST_F(CharonInterop, SaInitAndAuthAesGcm16Ecp384) { run_exchange(true); }
 TEST_F(CharonCertInterop, EcdsaP384CertificatesBothWays) { run_exchange(false, Mode::kCert); }
 TEST_F(CharonCertInterop, CharonRefusesSignatureByWrongKey) { run_exchange(true, Mode::kCertWrongKey); }
 
-TEST_F(CharonInterop, InvalidKePayloadNamesTheWantedGroup) {
-  Udp udp(net_->left);
+// An IKE_SA_INIT request offering `offered` with a P-256 (group 19) KE
+// payload; charon's parsed answer, or nullopt (with a test failure).
+std::optional<Message> sa_init_ecp256(const TestNetns& ns, std::uint64_t spi_i, const Proposal& offered,
+                                      std::uint8_t nonce_byte) {
+  Udp udp(ns);
   auto ke = KeyExchange::generate(transform_id::kGroupEcp256);
-  ASSERT_TRUE(ke.ok());
-  // Offer group 20 in the SA but send a group 19 KE payload: charon asks for 20.
-  Bytes ni(32, 7);
-  auto request = serialize(sa_init(0x0102030405060708ULL, ike_proposal(false, 20), *ke, ni));
+  if (!ke.ok()) {
+    ADD_FAILURE() << ke.error().to_string();
+    return std::nullopt;
+  }
+  auto request = serialize(sa_init(spi_i, offered, *ke, Bytes(32, nonce_byte)));
+  if (!request.ok()) {
+    ADD_FAILURE() << request.error().to_string();
+    return std::nullopt;
+  }
   auto answer = udp.exchange(*request);
-  ASSERT_TRUE(answer.has_value());
+  if (!answer) {
+    ADD_FAILURE() << "no IKE_SA_INIT response from charon";
+    return std::nullopt;
+  }
   auto resp = parse(*answer);
-  ASSERT_TRUE(resp.ok()) << resp.error().to_string();
+  if (!resp.ok()) {
+    ADD_FAILURE() << resp.error().to_string();
+    return std::nullopt;
+  }
+  return std::move(*resp);
+}
+
+TEST_F(CharonInterop, InvalidKePayloadNamesTheWantedGroup) {
+  // Offer group 20 in the SA but send a group 19 KE payload: charon asks for 20.
+  auto resp = sa_init_ecp256(net_->left, 0x0102030405060708ULL, ike_proposal(false, 20), 7);
+  ASSERT_TRUE(resp.has_value());
   const NotifyPayload* n = resp->find_notify(notify::kInvalidKePayload);
   ASSERT_NE(n, nullptr);
   EXPECT_TRUE(n->is_error());
@@ -585,16 +434,9 @@ TEST_F(CharonInterop, InvalidKePayloadNamesTheWantedGroup) {
 }
 
 TEST_F(CharonInterop, NoProposalChosen) {
-  Udp udp(net_->left);
-  auto ke = KeyExchange::generate(transform_id::kGroupEcp256);
-  ASSERT_TRUE(ke.ok());
-  Bytes ni(32, 9);
   // aes256-sha384-ecp256: charon's configuration has only ecp384.
-  auto request = serialize(sa_init(0x0a0b0c0d0e0f0102ULL, ike_proposal(false, 19), *ke, ni));
-  auto answer = udp.exchange(*request);
-  ASSERT_TRUE(answer.has_value());
-  auto resp = parse(*answer);
-  ASSERT_TRUE(resp.ok());
+  auto resp = sa_init_ecp256(net_->left, 0x0a0b0c0d0e0f0102ULL, ike_proposal(false, 19), 9);
+  ASSERT_TRUE(resp.has_value());
   EXPECT_NE(resp->find_notify(notify::kNoProposalChosen), nullptr);
 }
 

@@ -1,6 +1,6 @@
 // Host-tier helpers for the ike/ tests against strongSwan: charon-systemd in
 // one namespace with its own strongswan.conf/swanctl.conf, and swanctl runs
-// against it. (charon_interop_test.cpp keeps its own, older copy.)
+// against it.
 #pragma once
 
 #include <signal.h>
@@ -17,12 +17,17 @@
 #include <thread>
 #include <vector>
 
+#include "storcrypt/testing/environment.h"
 #include "storcrypt/testing/netns.h"
 #include "storcrypt/testing/process.h"
 
 namespace storcrypt::testing {
 
 inline const char* kCharonBinary = "/usr/sbin/charon-systemd";
+inline const char* kNeedsCharon = "needs strongSwan (charon-systemd, swanctl: scripts/setup.sh)";
+
+/// charon-systemd and swanctl are installed (skip with kNeedsCharon if not).
+inline bool have_charon() { return access(kCharonBinary, X_OK) == 0 && !find_program("swanctl").empty(); }
 
 /// charon in `ns` with configuration directory `dir` (removed afterwards).
 /// `files` maps paths under swanctl/ (e.g. "x509ca/root.pem") to content;

@@ -124,9 +124,7 @@ class EngineCharon : public ::testing::Test {
  protected:
   void SetUp() override {
     STORCRYPT_REQUIRE(storcrypt::testing::can_use_netns(), "needs root and network namespaces");
-    STORCRYPT_REQUIRE(
-        access(storcrypt::testing::kCharonBinary, X_OK) == 0 && !storcrypt::testing::find_program("swanctl").empty(),
-        "needs strongSwan (charon-systemd, swanctl: scripts/setup.sh)");
+    STORCRYPT_REQUIRE(storcrypt::testing::have_charon(), storcrypt::testing::kNeedsCharon);
     net_ = std::make_unique<VethPair>();
     ASSERT_TRUE(net_->ok);
     transport_ = std::make_unique<NsUdpTransport>(net_->left);

@@ -100,9 +100,24 @@ IkeTestPki::IkeTestPki(const std::string& left_ip, const std::string& right_ip)
   right = make_test_cert(right_key.get(), "right.lab", 4, rsan.c_str(), inter.get(), inter_key.get());
 }
 
-ike::Bytes IkeTestPki::root_spki_sha1() const {
+ike::Proposal ike_proposal(bool gcm, std::uint16_t group) {
+  const std::uint16_t encr = gcm ? ike::transform_id::kEncrAesGcm16 : ike::transform_id::kEncrAesCbc;
+  for (ike::Proposal p : ike::default_ike_proposals()) {
+    if (p.transforms.empty() || p.transforms.front().type != ike::TransformType::kEncr ||
+        p.transforms.front().id != encr)
+      continue;
+    p.number = 1;
+    for (ike::Transform& t : p.transforms)
+      if (t.type == ike::TransformType::kKe) t.id = group;
+    return p;
+  }
+  std::abort();  // the defaults lost a suite the tests rely on
+}
+
+ike::Bytes spki_sha1(X509* ca) {
   unsigned char* spki = nullptr;
-  const int n = i2d_PUBKEY(X509_get0_pubkey(root.get()), &spki);
+  const int n = i2d_PUBKEY(X509_get0_pubkey(ca), &spki);
+  if (n <= 0) std::abort();
   ike::Bytes out(20);
   unsigned int len = 0;
   EVP_Digest(spki, static_cast<std::size_t>(n), out.data(), &len, EVP_sha1(), nullptr);

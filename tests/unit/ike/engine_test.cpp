@@ -19,27 +19,12 @@ namespace storcrypt::ike {
 namespace {
 
 using storcrypt::testing::FakeChildSaKernel;
+using storcrypt::testing::ike_proposal;
 using storcrypt::testing::IkeTestPki;
 using storcrypt::testing::MemoryTransport;
 
 IpAddress ip(const char* s) { return *IpAddress::parse(s); }
 TsRange range(const char* a, const char* b) { return TsRange{0, 0, 65535, ip(a), ip(b)}; }
-
-Proposal ike_prop(bool gcm, std::uint16_t group) {
-  Proposal p;
-  p.protocol = ProtocolId::kIke;
-  if (gcm) {
-    p.transforms = {Transform::make(TransformType::kEncr, transform_id::kEncrAesGcm16, 256),
-                    Transform::make(TransformType::kPrf, transform_id::kPrfHmacSha384),
-                    Transform::make(TransformType::kKe, group)};
-  } else {
-    p.transforms = {Transform::make(TransformType::kEncr, transform_id::kEncrAesCbc, 256),
-                    Transform::make(TransformType::kInteg, transform_id::kIntegHmacSha384_192),
-                    Transform::make(TransformType::kPrf, transform_id::kPrfHmacSha384),
-                    Transform::make(TransformType::kKe, group)};
-  }
-  return p;
-}
 
 struct Side {
   explicit Side(EngineOptions o = {}) : engine(transport, kernel, o) {}
@@ -196,7 +181,7 @@ TEST_F(EngineTest, UpWithDefaultSuiteAesCbcSha384AndFirstChildSa) {
 
 TEST_F(EngineTest, UpWithAesGcmSuite) {
   auto l = left_cfg();
-  l.ike_proposals = {ike_prop(true, transform_id::kGroupEcp384)};
+  l.ike_proposals = {ike_proposal(true, transform_id::kGroupEcp384)};
   setup(std::move(l), right_cfg());
   up();
   EXPECT_EQ(left->engine.list()[0].suite.encr, transform_id::kEncrAesGcm16);
@@ -344,9 +329,9 @@ TEST_F(EngineTest, LivenessCheck) {
 
 TEST_F(EngineTest, InvalidKePayloadRetryWithTheAskedGroup) {
   auto l = left_cfg();
-  l.ike_proposals = {ike_prop(false, transform_id::kGroupEcp384), ike_prop(false, transform_id::kGroupEcp256)};
+  l.ike_proposals = {ike_proposal(false, transform_id::kGroupEcp384), ike_proposal(false, transform_id::kGroupEcp256)};
   auto r = right_cfg();
-  r.ike_proposals = {ike_prop(false, transform_id::kGroupEcp256)};
+  r.ike_proposals = {ike_proposal(false, transform_id::kGroupEcp256)};
   setup(std::move(l), std::move(r));
   ASSERT_TRUE(left->engine.initiate("right").ok());
   // The first answer is INVALID_KE_PAYLOAD naming group 19.
@@ -367,7 +352,7 @@ TEST_F(EngineTest, InvalidKePayloadRetryWithTheAskedGroup) {
 
 TEST_F(EngineTest, InvalidKePayloadForAGroupWeDoNotHaveFails) {
   auto r = right_cfg();
-  r.ike_proposals = {ike_prop(false, transform_id::kGroupEcp384)};
+  r.ike_proposals = {ike_proposal(false, transform_id::kGroupEcp384)};
   setup(left_cfg(), std::move(r));
   ASSERT_TRUE(left->engine.initiate("right").ok());
   // Answer by hand: INVALID_KE_PAYLOAD asking for curve25519, which we did not offer.
@@ -405,7 +390,7 @@ TEST_F(EngineTest, CookieIsAnswered) {
 
 TEST_F(EngineTest, NoProposalChosen) {
   auto r = right_cfg();
-  r.ike_proposals = {ike_prop(true, transform_id::kGroupEcp256)};
+  r.ike_proposals = {ike_proposal(true, transform_id::kGroupEcp256)};
   setup(left_cfg(), std::move(r));
   ASSERT_TRUE(left->engine.initiate("right").ok());
   run();

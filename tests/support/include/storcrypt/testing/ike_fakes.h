@@ -56,6 +56,9 @@ class FakeChildSaKernel : public ike::ChildSaKernel {
 CertPtr make_test_cert(EVP_PKEY* key, const std::string& cn, long serial, const char* san, X509* issuer,
                        EVP_PKEY* issuer_key);
 
+/// SHA-1 of a CA certificate's SubjectPublicKeyInfo (a CERTREQ entry).
+ike::Bytes spki_sha1(X509* ca);
+
 /// Root CA -> intermediate CA -> two end entities left (SAN left.lab +
 /// left_ip) and right (SAN right.lab + right_ip), all ECDSA P-384.
 struct IkeTestPki {
@@ -63,11 +66,15 @@ struct IkeTestPki {
   KeyPtr root_key, inter_key, left_key, right_key;
   CertPtr root, inter, left, right;
   /// SHA-1 of the root's SubjectPublicKeyInfo (a CERTREQ entry).
-  ike::Bytes root_spki_sha1() const;
+  ike::Bytes root_spki_sha1() const { return spki_sha1(root.get()); }
   /// The product's validator (ike::PeerValidator, peer_auth.h) trusting
   /// exactly `root`.
   ike::PeerCertValidator validator() const;
 };
+
+/// One IKE proposal (number 1, no SPI): the AES-CBC (gcm false) or AES-GCM
+/// (gcm true) suite of ike::default_ike_proposals() with KE group `group`.
+ike::Proposal ike_proposal(bool gcm, std::uint16_t group = ike::transform_id::kGroupEcp384);
 
 ike::X509Ref share(const CertPtr& x);
 ike::PkeyRef share(const KeyPtr& k);
