@@ -411,8 +411,11 @@ Status check_id_matches_cert(const IdPayload& id, X509* cert) {
       if (r != 1) return mismatch;
       return ok_status();
     }
-    case id_type::kIpv4Addr: {
-      if (id.data.size() != 4) return protocol("ID_IPV4_ADDR not 4 bytes");
+    case id_type::kIpv4Addr:
+    case id_type::kIpv6Addr: {
+      const bool v4 = id.id_type == id_type::kIpv4Addr;
+      if (id.data.size() != (v4 ? 4u : 16u))
+        return protocol(v4 ? "ID_IPV4_ADDR not 4 bytes" : "ID_IPV6_ADDR not 16 bytes");
       if (X509_check_ip(cert, id.data.data(), id.data.size(), 0) != 1) return mismatch;
       return ok_status();
     }

@@ -15,6 +15,7 @@
 #include "ike_test_util.h"
 #include "rsa_kat.h"
 #include "storcrypt/ike/crypto.h"
+#include "storcrypt/ike/ike_sa.h"  // id_ip
 #include "storcrypt/testing/test_pki.h"
 
 namespace storcrypt::ike {
@@ -215,6 +216,20 @@ TEST_F(IkeAuth, IdFqdnAndIpv4AgainstSan) {
   EXPECT_FALSE(check_id_matches_cert(id_of(id_type::kKeyId, str("node-a.lab")), cert.get()).ok());
 }
 
+TEST(IkeAuthId, Ipv6IdAgainstSan) {  // id_ip() of an IPv6 address must name a certificate that says it
+  PkeyPtr k = ec_key("P-384");
+  CertPtr c = make_cert(k.get(), "v6", "DNS:v6.lab,IP:2001:db8::1");
+  EXPECT_TRUE(check_id_matches_cert(id_ip(*IpAddress::parse("2001:db8::1")), c.get()).ok());
+  EXPECT_FALSE(check_id_matches_cert(id_ip(*IpAddress::parse("2001:db8::2")), c.get()).ok());
+  Bytes short_v6(15, 0);
+  EXPECT_FALSE(check_id_matches_cert(id_of(id_type::kIpv6Addr, short_v6), c.get()).ok());
+  // The IPv4-mapped form of an IPv4 SAN is a different ID.
+  CertPtr v4 = make_cert(k.get(), "v4", "IP:192.0.2.1");
+  EXPECT_FALSE(check_id_matches_cert(
+                   id_of(id_type::kIpv6Addr, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1}), v4.get())
+                   .ok());
+}
+
 TEST(IkeAuthId, FqdnNeedsSanNotSubjectCnAndNoWildcards) {
   PkeyPtr k = ec_key("P-384");
   CertPtr no_san = make_cert(k.get(), "cn-only.lab", "");
@@ -395,7 +410,8 @@ TEST_F(IkeAuthRsa, PssRoundTripAndIdentifier) {
     EXPECT_NE(sig_of(*a), sig_of(*b));
     EXPECT_TRUE(verify_auth(*b, cert.get(), octets).ok());
     // Only the allowed schemes.
-    const SignatureScheme pss = h == hash_alg::kSha384 ? SignatureScheme::kRsaPssSha384 : SignatureScheme::kRsaPssSha512;
+    const SignatureScheme pss =
+        h == hash_alg::kSha384 ? SignatureScheme::kRsaPssSha384 : SignatureScheme::kRsaPssSha512;
     EXPECT_TRUE(verify_auth(*a, cert.get(), octets, SignatureSchemeSet{pss}).ok());
     EXPECT_FALSE(verify_auth(*a, cert.get(), octets, SignatureSchemeSet{SignatureScheme::kRsaPkcs1Sha384}).ok());
   }

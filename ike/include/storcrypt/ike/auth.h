@@ -17,7 +17,8 @@
 //    produces for the signing context (OSSL_SIGNATURE_PARAM_ALGORITHM_ID).
 //  - CERT payloads with encoding 4 (X.509 certificate, DER).
 //  - The peer's ID must name its certificate: DER_ASN1_DN equal to the subject,
-//    FQDN equal to a SAN dNSName (no wildcards), IPv4 equal to a SAN iPAddress.
+//    FQDN equal to a SAN dNSName (no wildcards), IPv4/IPv6 equal to a SAN
+//    iPAddress.
 //
 // All ASN.1 is parsed by OpenSSL (d2i_X509_ALGOR, d2i_X509, d2i_X509_NAME,
 // X509_check_host/ip). Handles are borrowed: the caller owns every X509 and
@@ -133,7 +134,7 @@ Result<X509Ptr> parse_cert_payload(const CertPayload& payload);
 
 /// ID payload naming `cert` by its subject (ID_DER_ASN1_DN).
 Result<IdPayload> id_from_subject(X509* cert);
-/// Status::ok when the peer's ID (DER_ASN1_DN, FQDN or IPv4) matches its
+/// Status::ok when the peer's ID (DER_ASN1_DN, FQDN, IPv4 or IPv6) matches its
 /// certificate's subject or a SAN; kProtocol "ID does not match certificate"
 /// otherwise (also for ID types we do not accept).
 Status check_id_matches_cert(const IdPayload& id, X509* cert);
