@@ -6,15 +6,15 @@ _storcrypt() {
     _init_completion || return
 
     local globals="--socket --json --timeout --help --version"
-    local nouns="system event cert truststore volume keymedia policy key address ipsec drive ear"
-    local noun="" verb="" i w
+    local nouns="system event cert truststore volume keymedia policy key address ipsec drive ear ike"
+    local noun="" verb="" sub="" i w
     for ((i = 1; i < cword; i++)); do
         w=${words[i]}
         case $w in
             --socket|--timeout) ((i++)); continue ;;
             -*) continue ;;
         esac
-        if [[ -z $noun ]]; then noun=$w; elif [[ -z $verb ]]; then verb=$w; fi
+        if [[ -z $noun ]]; then noun=$w; elif [[ -z $verb ]]; then verb=$w; elif [[ -z $sub ]]; then sub=$w; fi
     done
 
     case $prev in
@@ -36,6 +36,10 @@ _storcrypt() {
         --key-type) COMPREPLY=($(compgen -W "ec-p384 rsa-3072 rsa-4096" -- "$cur")); return ;;
         --use) COMPREPLY=($(compgen -W "ipsec restapi kmip ipsec,kmip ipsec,restapi,kmip" -- "$cur")); return ;;
         --out) _filedir; return ;;
+        --local-ts|--remote-ts|--id|--remote-id) return ;;
+        --ike-proposal) COMPREPLY=($(compgen -W "aes256-sha384-ecp384,aes256gcm16-prfsha384-ecp384 aes256gcm16-prfsha384-ecp384" -- "$cur")); return ;;
+        --esp-proposal) COMPREPLY=($(compgen -W "aes256gcm16-ecp384 aes256gcm16" -- "$cur")); return ;;
+        --start) COMPREPLY=($(compgen -W "none start" -- "$cur")); return ;;
     esac
 
     if [[ -z $noun ]]; then
@@ -56,6 +60,7 @@ _storcrypt() {
         ipsec) verbs="enable disable default status" ;;
         drive) verbs="list show lock unlock erase revert" ;;
         ear) verbs="enable disable status rekey" ;;
+        ike) verbs="peer list show" ;;
     esac
     if [[ -z $verb ]]; then
         COMPREPLY=($(compgen -W "$verbs --help" -- "$cur"))
@@ -93,6 +98,9 @@ _storcrypt() {
             if [[ $cur != -* ]]; then _filedir; return; fi ;;
         "ipsec default")
             if [[ $cur != -* ]]; then COMPREPLY=($(compgen -W "IPv6Only BYPASS DENY DENYALL" -- "$cur")); return; fi ;;
+        "ike peer")
+            if [[ -z $sub ]]; then COMPREPLY=($(compgen -W "add remove show list up down --help" -- "$cur")); return; fi
+            [[ $sub == add ]] && opts+=" --remote --local --local-ts --remote-ts --id --remote-id --ike-proposal --esp-proposal --start" ;;
         "drive erase") opts+=" --yes" ;;
         "drive revert") opts+=" --psid --yes" ;;
         "ear enable") opts+=" --key-provider" ;;

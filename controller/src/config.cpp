@@ -1,5 +1,7 @@
 #include "storcrypt/controller/config.h"
 
+#include "storcrypt/common/ip.h"
+
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -98,11 +100,39 @@ Result<Config> parse_config(std::string_view text, std::string_view origin) {
                                  parse_number<size_t>(value, 1024, 64LL << 20, origin, line_no, key));
     } else if (key == "worker_threads") {
       STORCRYPT_ASSIGN_OR_RETURN(c.worker_threads, parse_number<int>(value, 1, 64, origin, line_no, key));
+    } else if (key == "ike_listen") {
+      std::vector<IpAddress> seen_addrs;
+      std::string_view rest = value;
+      while (true) {
+        size_t comma = rest.find(',');
+        std::string_view item = trim(rest.substr(0, comma));
+        auto a = IpAddress::parse(item, key);
+        if (!a.ok()) {
+          return bad(origin, line_no, key,
+                     "'" + std::string(item) + "' is not an IP address (give addresses separated by commas, e.g. "
+                     "0.0.0.0,:: for all)");
+        }
+        for (const auto& s : seen_addrs)
+          if (s == *a) return bad(origin, line_no, key, "'" + std::string(item) + "' is given twice");
+        seen_addrs.push_back(*a);
+        if (comma == std::string_view::npos) break;
+        rest = rest.substr(comma + 1);
+      }
+      c.ike_listen = std::string(value);
+    } else if (key == "ike_port") {
+      STORCRYPT_ASSIGN_OR_RETURN(c.ike_port, parse_number<int>(value, 1, 65535, origin, line_no, key));
+    } else if (key == "ike_natt_port") {
+      STORCRYPT_ASSIGN_OR_RETURN(c.ike_natt_port, parse_number<int>(value, 1, 65535, origin, line_no, key));
     } else {
       return bad(origin, line_no, key,
                  "unknown key (known: state_directory, socket_path, socket_group, log_level, "
-                 "request_timeout_seconds, max_request_bytes, worker_threads)");
+                 "request_timeout_seconds, max_request_bytes, worker_threads, ike_listen, ike_port, ike_natt_port)");
     }
+  }
+  if (c.ike_port == c.ike_natt_port) {
+    return Error(ErrorCode::kInvalidInput,
+                 std::string(origin) + ": ike_port and ike_natt_port are both " + std::to_string(c.ike_port), kFix,
+                 "xConfigInvalid");
   }
   return c;
 }

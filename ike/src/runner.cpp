@@ -78,6 +78,9 @@ void Runner::loop() {
       if (stop_) return;
       for (int fd : io_.poll_fds()) pfds.push_back(pollfd{fd, POLLIN, 0});
     }
+    // A transport without descriptors (an in-memory one in tests) cannot wake
+    // poll(): its receive() is polled on every pass instead.
+    const bool fdless = pfds.empty();
     pfds.push_back(pollfd{wake_fd_, POLLIN, 0});
     const auto now = std::chrono::steady_clock::now();
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
@@ -85,7 +88,7 @@ void Runner::loop() {
     const int n = ::poll(pfds.data(), pfds.size(), timeout);
     std::lock_guard lock(mu_);
     if (stop_) return;
-    if (n > 0) {
+    if (n > 0 || fdless) {
       // Drain what is waiting (bounded, so a flood cannot starve tick()).
       for (int i = 0; i < 256; ++i) {
         auto d = io_.receive();

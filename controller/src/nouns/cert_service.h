@@ -3,6 +3,8 @@
 // by later modules (ipsec, kmip) through Context::service<CertService>().
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -21,10 +23,15 @@ class CertService {
     std::lock_guard lock(mu_);
     return fn(store_);
   }
+  /// Changes whenever the truststore is changed through the API (consumers
+  /// that cache a view of it, e.g. the IKE peer validator, rebuild it).
+  std::uint64_t trust_generation() const { return trust_generation_.load(); }
+  void trust_changed() { ++trust_generation_; }
 
  private:
   std::mutex mu_;
   certs::CertStore store_;
+  std::atomic<std::uint64_t> trust_generation_{0};
 };
 
 /// The CertService of ctx, created on first use at <state>/certs.

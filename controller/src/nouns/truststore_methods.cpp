@@ -39,6 +39,7 @@ Status register_truststore_methods(Dispatcher& d, Context& ctx) {
                          std::string pem = p.str("pem");
                          STORCRYPT_ASSIGN_OR_RETURN(
                              auto added, svc->with([&](certs::CertStore& s) { return s.trust_add(pem, uses); }));
+                         svc->trust_changed();
                          return json{{"entries", entries_json(added)}};
                        }}));
   STORCRYPT_TRY(d.add({"truststore.list",
@@ -58,6 +59,7 @@ Status register_truststore_methods(Dispatcher& d, Context& ctx) {
                        [svc](const Params& p) -> Result<json> {
                          std::string fp = p.str("fingerprint");
                          STORCRYPT_TRY(svc->with([&](certs::CertStore& s) { return s.trust_remove(fp); }));
+                         svc->trust_changed();
                          return json{{"removed", fp}};
                        }}));
   return ok_status();

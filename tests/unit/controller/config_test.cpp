@@ -74,6 +74,33 @@ INSTANTIATE_TEST_SUITE_P(
                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
                 "longer than 107 bytes"}));
 
+TEST(Config, IkeKeys) {
+  auto d = parse_config("", "t.conf");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->ike_listen, "0.0.0.0,::");
+  EXPECT_EQ(d->ike_port, 500);
+  EXPECT_EQ(d->ike_natt_port, 4500);
+  auto c = parse_config("ike_listen = 192.0.2.1, 2001:db8::1\nike_port = 1500\nike_natt_port = 14500\n", "t.conf");
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  EXPECT_EQ(c->ike_listen, "192.0.2.1, 2001:db8::1");
+  EXPECT_EQ(c->ike_port, 1500);
+  EXPECT_EQ(c->ike_natt_port, 14500);
+  const std::pair<const char*, const char*> bad[] = {
+      {"ike_listen = 192.0.2.300\n", "t.conf:1: ike_listen: '192.0.2.300' is not an IP address"},
+      {"ike_listen = 192.0.2.1,192.0.2.1\n", "'192.0.2.1' is given twice"},
+      {"ike_listen = 192.0.2.1,\n", "'' is not an IP address"},
+      {"ike_port = 0\n", "ike_port: 0 is out of range (1..65535)"},
+      {"ike_natt_port = 70000\n", "ike_natt_port: 70000 is out of range"},
+      {"ike_port = 4500\n", "ike_port and ike_natt_port are both 4500"},
+  };
+  for (const auto& [text, msg] : bad) {
+    auto r = parse_config(text, "t.conf");
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_NE(r.error().message().find(msg), std::string::npos) << text << ": " << r.error().message();
+    EXPECT_EQ(r.error().name(), "xConfigInvalid");
+  }
+}
+
 TEST(Config, LoadMissingFile) {
   test::TempDir dir;
   auto d = load_config(dir.file("none.conf"), false);
@@ -110,6 +137,9 @@ TEST(Config, ShippedExampleIsValidAndMatchesDefaults) {
   EXPECT_EQ(c->request_timeout_seconds, d.request_timeout_seconds);
   EXPECT_EQ(c->max_request_bytes, d.max_request_bytes);
   EXPECT_EQ(c->worker_threads, d.worker_threads);
+  EXPECT_EQ(c->ike_listen, d.ike_listen);
+  EXPECT_EQ(c->ike_port, d.ike_port);
+  EXPECT_EQ(c->ike_natt_port, d.ike_natt_port);
 }
 
 }  // namespace

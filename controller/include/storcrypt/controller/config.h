@@ -12,6 +12,9 @@
 //   request_timeout_seconds = 30              # 1..3600
 //   max_request_bytes = 1048576               # 1024..67108864
 //   worker_threads = 2                        # 1..64
+//   ike_listen = 0.0.0.0,::                   # IKE: addresses to listen on (0.0.0.0 / :: = all)
+//   ike_port = 500                            # IKE: UDP port, 1..65535
+//   ike_natt_port = 4500                      # IKE NAT-T: UDP port, 1..65535, not ike_port
 #pragma once
 
 #include <cstddef>
@@ -33,6 +36,11 @@ struct Config {
   int request_timeout_seconds = 30;
   size_t max_request_bytes = 1 << 20;
   int worker_threads = 2;
+  /// IKE (storcrypt ike): addresses, comma-separated, each an IPv4 or IPv6
+  /// address, no duplicates (validated by parse_config).
+  std::string ike_listen = "0.0.0.0,::";
+  int ike_port = 500;
+  int ike_natt_port = 4500;
 };
 
 /// Parse configuration text; origin names the source in error messages.
