@@ -134,10 +134,12 @@ TEST_F(IkeNouns, TwoNodesBringUpAPeerWithTheCnsaSuite) {
   trust(left, right);
   trust(right, left);
   EXPECT_FALSE(left.ok("ike.list")["running"]);
-  json added = left.ok("ike.peer.add", peer_params("right", "192.0.2.1", "192.0.2.2"));
+  json lp = peer_params("right", "192.0.2.1", "192.0.2.2");
+  lp["id"] = "fqdn:left.lab";  // what right demands with --remote-id
+  json added = left.ok("ike.peer.add", lp);
   EXPECT_EQ(added["peer"]["ike_proposal"], "aes256-sha384-ecp384,aes256gcm16-prfsha384-ecp384");
   EXPECT_EQ(added["peer"]["esp_proposal"], "aes256gcm16-ecp384");
-  EXPECT_EQ(added["peer"]["id"], "dn");
+  EXPECT_EQ(added["peer"]["id"], "fqdn:left.lab");
   EXPECT_EQ(added["peer"]["state"], "down");
   json rp = peer_params("left", "192.0.2.2", "192.0.2.1");
   rp["remote_id"] = "fqdn:left.lab";
