@@ -129,12 +129,13 @@ class IkeCli : public ::testing::Test {
   /// `to` trusts `from`'s internal root for ipsec (exported to a file, added from it).
   void trust(Node& to, Node& from) {
     const std::string pem = from.file("root.pem");
-    from.ok({"cert", "export-root", "--out", pem});
+    ProcessResult ex = from.cli({"cert", "export-root", "--out", pem});  // --out is written by the human form
+    ASSERT_EQ(ex.exit_code, 0) << ex.err;
     to.ok({"truststore", "add", pem, "--use", "ipsec"});
   }
   void add_peers() {
     left_->ok({"ike", "peer", "add", "right", "--remote", "192.0.2.2", "--local", "192.0.2.1", "--local-ts",
-               "192.0.2.1/32", "--remote-ts", "192.0.2.2/32"});
+               "192.0.2.1/32", "--remote-ts", "192.0.2.2/32", "--id", "ip:192.0.2.1"});
     right_->ok({"ike", "peer", "add", "left", "--remote", "192.0.2.1", "--local-ts", "192.0.2.2/32",
                 "--remote-ts", "192.0.2.1/32", "--remote-id", "ip:192.0.2.1"});
   }
