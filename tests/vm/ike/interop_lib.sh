@@ -9,7 +9,9 @@
 # Direct topology (ike_net_direct):
 #   198.51.100.1/24 [A] 192.0.2.1 va ---- veth ---- vb 192.0.2.2 [B] 203.0.113.1/24
 #   (A also has 198.18.1.1/24, B 198.18.2.1/24: a second tunnel for charon<->charon)
-# NAT topology (ike_net_nat): A behind N, which masquerades (random ports) to B:
+# NAT topology (ike_net_nat): A behind N, which masquerades to B and maps
+# A's UDP 500 to 1500 and 4500 to 14500 (fixed, so a reply to any other port
+# fails, and two racing packets of one flow cannot get two mappings):
 #   [A] 192.0.2.1 va -- na 192.0.2.126 [N] 192.0.2.129 nb -- vb 192.0.2.130 [B]
 # The protected subnets sit on dummy interfaces; routes send them to the peer
 # with the protected address as source, so only the XFRM policies decide.
@@ -53,7 +55,13 @@ ike_dump() {
     ip netns list | grep -q "^$ns" || continue
     echo "--- ip xfrm state ($ns)"; ip -n "$ns" xfrm state | grep -Ev '^\s+(aead|enc|auth-trunc) ' || true
     echo "--- ip xfrm policy ($ns)"; ip -n "$ns" xfrm policy | head -40 || true
+    echo "--- SA counters ($ns)"; ip -s -n "$ns" xfrm state | grep -E '^src|proto esp|encap|packets' || true
+    echo "--- xfrm_stat ($ns)"; ip netns exec "$ns" awk '$2 != 0' /proc/net/xfrm_stat || true
   done
+  if ip netns list | grep -q "^$N"; then
+    echo "--- conntrack ($N)"; ip netns exec "$N" cat /proc/net/nf_conntrack 2>/dev/null || true
+    echo "--- nft ($N)"; ip netns exec "$N" nft list ruleset || true
+  fi
 }
 
 # ---- PKI: as an admin would make it with the openssl CLI ----
@@ -120,7 +128,9 @@ ike_net_nat() {
 table ip nat {
   chain post {
     type nat hook postrouting priority srcnat; policy accept;
-    oifname "nb" counter masquerade random
+    oifname "nb" udp sport 500 counter snat to 192.0.2.129:1500
+    oifname "nb" udp sport 4500 counter snat to 192.0.2.129:14500
+    oifname "nb" counter masquerade
   }
 }
 EOF
@@ -133,20 +143,20 @@ EOF
 ike_wire_counters() {
   ip netns exec "$B" nft -f - <<EOF
 table netdev wire {
-  counter esp {}
-  counter espinudp {}
-  counter cleartext {}
+  counter wire_esp {}
+  counter wire_espinudp {}
+  counter wire_cleartext {}
   chain in {
     type filter hook ingress device "$B_DEV" priority 0; policy accept;
-    ip protocol esp counter name esp
-    udp dport != 500 udp sport != 500 udp length > 40 @th,64,32 != 0 counter name espinudp
-    ip saddr { 198.51.100.0/24, 198.18.1.0/24 } meta secpath missing counter name cleartext
+    ip protocol esp counter name wire_esp
+    udp dport != 500 udp sport != 500 udp length > 40 @th,64,32 != 0 counter name wire_espinudp
+    ip saddr { 198.51.100.0/24, 198.18.1.0/24 } meta secpath missing counter name wire_cleartext
   }
 }
 EOF
 }
 wire() {  # wire esp|espinudp|cleartext -> packets
-  ip netns exec "$B" nft list counter netdev wire "$1" | sed -n 's/.*packets \([0-9]*\).*/\1/p'
+  ip netns exec "$B" nft list counter netdev wire "wire_$1" | sed -n 's/.*packets \([0-9]*\).*/\1/p'
 }
 
 # ---- our peer ----
