@@ -10,7 +10,8 @@
 #     ESP on B's wire, no protected packet in clear.
 #  2. Our teardown (SIGTERM on A: DELETE, B drops its side) leaves nothing of
 #     ours in either kernel and charon's SAs and policies byte for byte as they
-#     were; charon's tunnel still carries traffic.
+#     were; charon's tunnel still carries traffic. Control: without our tunnel
+#     a ping crosses in clear and the wire counters see it (they can fail).
 #  3. A again with GCM IKE only (--ike gcm): AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_384
 #     on both sides, traffic passes.
 set -euo pipefail
@@ -97,6 +98,13 @@ wait_line b '^event down ' 10 || fail "B did not see A's DELETE"
 grep -q '^event down ' "$W/a.out" || fail "A: no down event"
 no_ike_objects "$A"; no_ike_objects "$B"
 ok "our SAs and policies gone from both kernels"
+# Negative control for the wire counters: without our tunnel the same ping
+# goes in clear, and B's counters must say so.
+e0=$(wire esp) c0=$(wire cleartext)
+ping_from "$A" 198.51.100.1 203.0.113.1 || fail "control ping in clear got no answer"
+[ "$(wire cleartext)" -gt "$c0" ] || fail "the cleartext counter missed a ping in clear"
+[ "$(wire esp)" = "$e0" ] || fail "ESP counted without a tunnel"
+ok "control: without the tunnel a ping crosses in clear and B's wire counters see it"
 [ "$(charon_objects "$A")" = "$before_a" ] || fail "charon's XFRM objects in A changed: $(diff <(echo "$before_a") <(charon_objects "$A"))"
 [ "$(charon_objects "$B")" = "$before_b" ] || fail "charon's XFRM objects in B changed: $(diff <(echo "$before_b") <(charon_objects "$B"))"
 charon_sas ca | grep -q "INSTALLED, TUNNEL" || fail "charon A lost its CHILD_SA"
