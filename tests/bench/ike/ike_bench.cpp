@@ -100,7 +100,8 @@ int main(int argc, char** argv) {
   }
   // One validator per side, as two nodes would have (each caches its peer's chains).
   auto validator_a = std::make_shared<const PeerValidator>(std::move(validator).value());
-  auto validator_b = std::make_shared<const PeerValidator>(std::move(PeerValidator::from_certificates(anchors)).value());
+  auto validator_b =
+      std::make_shared<const PeerValidator>(std::move(PeerValidator::from_certificates(anchors)).value());
 
   Counter ca, cb;
   auto start = [&](const std::string& ns, Counter& c) {
@@ -160,7 +161,8 @@ int main(int argc, char** argv) {
       for (int k = 1; k <= n; ++k) (void)e.terminate("p" + std::to_string(k));
       return 0;
     });
-    if (!ca.wait(&Counter::down, n, std::chrono::seconds(120)) || !cb.wait(&Counter::down, n, std::chrono::seconds(60))) {
+    if (!ca.wait(&Counter::down, n, std::chrono::seconds(120)) ||
+        !cb.wait(&Counter::down, n, std::chrono::seconds(60))) {
       std::fprintf(stderr, "ike_bench: round %d: teardown incomplete\n", round);
       return 1;
     }

@@ -21,11 +21,11 @@
 //         packets_in=N packets_out=N bytes_in=N bytes_out=N
 //   end
 // Errors go to stderr with exit status 1; bad arguments exit 2.
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -262,7 +262,8 @@ int main(int argc, char** argv) {
   app.add_option("--chain", chain, "intermediate CA certificates sent along (PEM)");
   app.add_option("--key", key, "our private key (unencrypted PEM file)")->required();
   app.add_option("--ca", ca, "trust anchors (self-signed root CA PEM)")->required();
-  app.add_option("--remote-id", remote_id, "the ID the peer must use: fqdn:NAME or ip:ADDR (default: any its cert names)");
+  app.add_option("--remote-id", remote_id,
+                 "the ID the peer must use: fqdn:NAME or ip:ADDR (default: any its cert names)");
   app.add_option("--ike", ike, "IKE proposals: default (cbc then gcm), cbc, gcm")
       ->check(CLI::IsMember({"default", "cbc", "gcm"}));
   app.add_option("--esp", esp, "ESP proposal: gcm (aes256gcm16) or cbc (aes256-sha384)")
