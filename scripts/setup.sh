@@ -17,6 +17,8 @@ PACKAGES=(
   # real peers and independent readers
   charon-systemd strongswan-swanctl libstrongswan-standard-plugins python3-pykmip python3 cryptsetup-bin
   iproute2 util-linux e2fsprogs procps psmisc jq xxd
+  # NAT between the sites of the IKE interop vm test (nftables masquerade)
+  nftables
   # man(1): the man-page render test (controller_docs_test) checks storcrypt(8)/storcryptd(8)
   man-db
   # foreign signatures the at-rest guards must refuse (tests/vm: an LVM PV on a loop device)
