@@ -72,11 +72,11 @@ Result<std::string> read_file(const std::filesystem::path& path) {
 }
 
 Result<SecretBytes> read_secret(const std::filesystem::path& path) {
-  SecretBytes out;
-  STORCRYPT_TRY(read_into(path, [&](const char* p, std::size_t n) {
-    out.append(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(p), n));
-  }));
-  return out;
+  auto r = read_secret_file(path);
+  if (r.ok()) return r;
+  if (r.error().code() == ErrorCode::kNotFound)
+    return cert_error(ErrorCode::kNotFound, "xCertStateIo", path.string() + " does not exist");
+  return std::move(r).error().with_name("xCertStateIo");
 }
 
 bool file_exists(const std::filesystem::path& path) {

@@ -22,6 +22,34 @@ constexpr std::size_t kTmpRandomBytes = 4;
 std::string shown(const fs::path& p) { return printable(p.native()); }
 }  // namespace
 
+Result<SecretBytes> read_secret_file(const fs::path& path, std::size_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return errno_error(errno, "opening " + shown(path));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return errno_error(errno, "reading " + shown(path));
+  if (static_cast<std::uint64_t>(st.st_size) > max_bytes)
+    return Error(ErrorCode::kInvalidInput, shown(path) + " is larger than " + std::to_string(max_bytes) + " bytes");
+  // Sized once from fstat (+1 to see growth): reads land in place, no reallocation copies the bytes.
+  SecretBytes out(static_cast<std::size_t>(st.st_size) + 1);
+  std::size_t n = 0;
+  for (;;) {
+    if (n == out.size()) {
+      if (out.size() > max_bytes)
+        return Error(ErrorCode::kInvalidInput, shown(path) + " is larger than " + std::to_string(max_bytes) + " bytes");
+      out.resize(out.size() * 2);  // the file grew while read (the allocator wipes the old buffer)
+    }
+    ssize_t r = ::read(fd.get(), out.data() + n, out.size() - n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return errno_error(errno, "reading " + shown(path));
+    }
+    if (r == 0) break;
+    n += static_cast<std::size_t>(r);
+  }
+  out.resize(n);
+  return out;
+}
+
 Status write_all(int fd, std::span<const std::uint8_t> data, const fs::path& what) {
   while (!data.empty()) {
     ssize_t w = ::write(fd, data.data(), data.size());

@@ -23,6 +23,10 @@ std::size_t generation_line(std::string_view text) {
   return nl == std::string_view::npos ? 0 : nl + 1;
 }
 
+std::string_view as_text(const SecretBytes& b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
 std::string sha256_hex(std::string_view text) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
@@ -69,11 +73,9 @@ Status IpsecStore::set_setting(const std::string& key, const std::string& value)
 Result<std::vector<pol::NamedKey>> IpsecStore::load_keys() {
   std::error_code ec;
   if (!std::filesystem::exists(keys_path_, ec)) return std::vector<pol::NamedKey>();
-  STORCRYPT_ASSIGN_OR_RETURN(std::string text, pol::read_file(keys_path_));
-  std::size_t skip = generation_line(text);
-  SecretBytes plain(reinterpret_cast<const std::uint8_t*>(text.data()) + skip, text.size() - skip);
-  secure_wipe(text);
-  auto parsed = pol::parse_key_payload(plain.view());
+  STORCRYPT_ASSIGN_OR_RETURN(SecretBytes text, read_secret_file(keys_path_));
+  std::size_t skip = generation_line(as_text(text));
+  auto parsed = pol::parse_key_payload(text.view().subspan(skip));
   if (!parsed.ok()) return std::move(parsed).error().context(keys_path_);
   return parsed;
 }
@@ -93,11 +95,11 @@ Status IpsecStore::save_keys(const pol::KeyStore& keys, const std::string& gener
 Result<std::string> IpsecStore::key_generation() {
   std::error_code ec;
   if (!std::filesystem::exists(keys_path_, ec)) return std::string();
-  STORCRYPT_ASSIGN_OR_RETURN(std::string text, pol::read_file(keys_path_));
-  std::size_t n = generation_line(text);
-  std::string g = n ? text.substr(kGenerationTag.size(), n - 1 - kGenerationTag.size()) : std::string();
-  secure_wipe(text);
-  return g;
+  // The rest of the file is key material: read into wiped memory, copy out only the first line.
+  STORCRYPT_ASSIGN_OR_RETURN(SecretBytes text, read_secret_file(keys_path_));
+  std::string_view t = as_text(text);
+  std::size_t n = generation_line(t);
+  return n ? std::string(t.substr(kGenerationTag.size(), n - 1 - kGenerationTag.size())) : std::string();
 }
 
 std::string IpsecStore::list_digest(const pol::PolicyList& l) { return sha256_hex(pol::export_policies(l)); }

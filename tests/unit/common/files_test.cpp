@@ -89,5 +89,34 @@ TEST_F(AtomicWrite, NonTextPathsAreEscapedInMessages) {
   EXPECT_NE(st.error().message().find("no\\xffdir"), std::string::npos) << st.error().message();
 }
 
+TEST_F(AtomicWrite, ReadSecretFileReadsEveryByteAndNamesWhatIsWrong) {
+  std::string content = "#generation op-7\n";
+  for (int i = 0; i < 5000; ++i) content += static_cast<char>(i * 37);  // binary, larger than one read
+  const fs::path p = dir_ / "keys";
+  ASSERT_TRUE(write_file_atomic(p, content).ok());
+  auto got = read_secret_file(p);
+  ASSERT_TRUE(got.ok()) << got.error().to_string();
+  ASSERT_EQ(got->size(), content.size());
+  EXPECT_TRUE(std::equal(content.begin(), content.end(), reinterpret_cast<const char*>(got->data())));
+
+  ASSERT_TRUE(write_file_atomic(dir_ / "empty", "").ok());
+  auto empty = read_secret_file(dir_ / "empty");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+
+  auto missing = read_secret_file(dir_ / "absent");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+  EXPECT_NE(missing.error().message().find("absent"), std::string::npos) << missing.error().message();
+
+  auto big = read_secret_file(p, 100);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().code(), ErrorCode::kInvalidInput);
+  EXPECT_NE(big.error().message().find("larger than 100 bytes"), std::string::npos) << big.error().message();
+  // A read error (a directory) is named, not taken for an empty file.
+  auto dir = read_secret_file(dir_);
+  ASSERT_FALSE(dir.ok());
+}
+
 }  // namespace
 }  // namespace storcrypt

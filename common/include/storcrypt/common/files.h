@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "storcrypt/common/result.h"
+#include "storcrypt/common/secret.h"
 
 namespace storcrypt {
 
@@ -32,6 +33,12 @@ std::optional<std::string> atomic_write_target(std::string_view file_name);
 
 /// fsync a directory (after creating, renaming or removing entries in it).
 Status fsync_directory(const std::filesystem::path& dir);
+
+/// Read a file that holds key material straight into SecretBytes: no
+/// std::string, stream buffer or growing copy ever holds a byte of it (those
+/// are freed unwiped and stay in the heap, where a core dump finds them).
+/// At most `max_bytes`; errors as errno_error (ENOENT -> not found).
+Result<SecretBytes> read_secret_file(const std::filesystem::path& path, std::size_t max_bytes = 1 << 20);
 
 /// Write all of `data` to fd (retrying short writes and EINTR); `what`
 /// names the file in the error.
