@@ -249,20 +249,20 @@ Result<std::optional<pol::ApplyStats>> IpsecService::put_keys(std::vector<pol::N
     else
       added.push_back(k.name);
   }
-  auto restore = [&] {
+  auto undo_in_memory = [&] {
     for (const auto& n : added) (void)keys_.remove(n);
     for (auto& o : previous) (void)keys_.add(std::move(o), true);
   };
   for (auto& k : keys) {
     if (Status st = keys_.add(std::move(k), true); !st.ok()) {
-      restore();
+      undo_in_memory();
       return st.error();
     }
   }
   const bool enforced = enabled_ && uses_any(committed_, names);
   auto op = begin(kKeysOp, {{"names", std::vector<std::string>(names.begin(), names.end())}, {"enforced", enforced}});
   if (!op.ok()) {
-    restore();
+    undo_in_memory();
     return std::move(op).error();
   }
   // The file records this change's generation: after a crash, recovery knows whether this write happened.
@@ -271,7 +271,7 @@ Result<std::optional<pol::ApplyStats>> IpsecService::put_keys(std::vector<pol::N
   if (enforced) {
     auto st = reenforce();
     if (!st.ok()) {
-      restore();
+      undo_in_memory();
       (void)reenforce();  // the kernel back to the old values (best effort)
       return op->undone(std::move(st).error());
     }
@@ -279,7 +279,7 @@ Result<std::optional<pol::ApplyStats>> IpsecService::put_keys(std::vector<pol::N
     STORCRYPT_TRY(op->step("kernel-applied"));
   }
   if (Status saved = store_->save_keys(keys_, generation); !saved.ok()) {
-    restore();
+    undo_in_memory();
     if (enforced) (void)reenforce();  // the kernel back to the stored values (best effort)
     return op->undone(saved.error());
   }
