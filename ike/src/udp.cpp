@@ -32,6 +32,17 @@ namespace {
 
 constexpr std::size_t kRecvBuf = 65536 + 16;
 
+/// Write one control message (the only one) into m's control buffer.
+template <class Info>
+void put_cmsg(msghdr& m, int level, int type, const Info& info) {
+  m.msg_controllen = CMSG_SPACE(sizeof(Info));
+  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = level;
+  c->cmsg_type = type;
+  c->cmsg_len = CMSG_LEN(sizeof(Info));
+  std::memcpy(CMSG_DATA(c), &info, sizeof info);
+}
+
 union SockAddr {
   sockaddr sa;
   sockaddr_in v4;
@@ -218,23 +229,13 @@ Status UdpTransport::send(const Datagram& d) {
     // A wildcard socket: choose the source address per datagram.
     m.msg_control = ctl.data();
     if (d.local.addr.family == Family::kIPv4) {
-      m.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
-      cmsghdr* c = CMSG_FIRSTHDR(&m);
-      c->cmsg_level = IPPROTO_IP;
-      c->cmsg_type = IP_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
       in_pktinfo pi{};
       std::memcpy(&pi.ipi_spec_dst, d.local.addr.bytes.data(), 4);
-      std::memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      put_cmsg(m, IPPROTO_IP, IP_PKTINFO, pi);
     } else {
-      m.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
-      cmsghdr* c = CMSG_FIRSTHDR(&m);
-      c->cmsg_level = IPPROTO_IPV6;
-      c->cmsg_type = IPV6_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
       in6_pktinfo pi{};
       std::memcpy(&pi.ipi6_addr, d.local.addr.bytes.data(), 16);
-      std::memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      put_cmsg(m, IPPROTO_IPV6, IPV6_PKTINFO, pi);
     }
   }
   ssize_t n;
@@ -249,7 +250,8 @@ Status UdpTransport::send(const Datagram& d) {
 }
 
 Result<std::optional<Datagram>> UdpTransport::receive() {
-  std::vector<std::uint8_t> buf(kRecvBuf);
+  std::vector<std::uint8_t>& buf = recv_buf_;
+  buf.resize(kRecvBuf);  // allocated once, reused for every datagram
   for (std::size_t i = 0; i < socks_.size(); ++i) {
     const std::size_t at = (next_ + i) % socks_.size();
     const Sock& s = socks_[at];

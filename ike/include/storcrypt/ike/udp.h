@@ -78,6 +78,7 @@ class UdpTransport : public Transport {
   UdpOptions opts_;
   std::vector<Sock> socks_;
   std::size_t next_ = 0;  ///< round-robin start for receive()
+  std::vector<std::uint8_t> recv_buf_;  ///< receive()'s buffer, allocated once
 };
 
 }  // namespace storcrypt::ike
