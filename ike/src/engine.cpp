@@ -126,6 +126,12 @@ Status Engine::delete_child(const std::string& name, std::uint32_t spi_in) {
   return sa->delete_child(spi_in);
 }
 
+Status Engine::rekey_child(const std::string& name, std::uint32_t spi_in) {
+  IkeSa* sa = established_sa(name);
+  if (!sa) return Error(ErrorCode::kConflict, "peer " + name + " has no established IKE SA");
+  return sa->rekey_child(spi_in);
+}
+
 Status Engine::ping(const std::string& name) {
   IkeSa* sa = established_sa(name);
   if (!sa) return Error(ErrorCode::kConflict, "peer " + name + " has no established IKE SA");

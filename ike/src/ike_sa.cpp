@@ -1,5 +1,6 @@
 #include "storcrypt/ike/ike_sa.h"
 
+#include <fmt/format.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -382,6 +383,8 @@ std::string_view event_kind_name(EventKind k) {
       return "child-up";
     case EventKind::kChildDown:
       return "child-down";
+    case EventKind::kChildRekeyed:
+      return "child-rekeyed";
     case EventKind::kChildFailed:
       return "child-failed";
   }
@@ -509,16 +512,38 @@ void IkeSa::fail(EventKind kind, std::string reason) {
 void IkeSa::remove_child(std::size_t index, bool emit_event) {
   Child c = std::move(children_[index]);
   children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(index));
+  if (c.superseded_by != 0) {
+    // Rekeyed: its two SAs only; the reqid's policies carry the successor.
+    (void)env_.kernel->remove_sa(c.slot.reqid, local_.addr, c.slot.spi_in);
+    (void)env_.kernel->remove_sa(c.slot.reqid, remote_.addr, c.spi_out);
+    return;
+  }
   (void)env_.kernel->remove(c.slot, local_.addr, remote_.addr, c.spi_out);
   if (emit_event) emit(EventKind::kChildDown, {}, c.slot.spi_in, c.spi_out);
 }
 
 void IkeSa::remove_all_children() {
+  // Superseded CHILD_SAs first (SAs only), then the live ones (SAs and policies).
+  for (std::size_t i = children_.size(); i-- > 0;)
+    if (children_[i].superseded_by != 0) remove_child(i, false);
   while (!children_.empty()) remove_child(children_.size() - 1, true);
   if (pending_child_) {
-    (void)env_.kernel->remove(pending_child_->slot, local_.addr, remote_.addr, 0);
+    release(pending_child_->slot, pending_child_->rekey_of != 0);
     pending_child_.reset();
   }
+}
+
+void IkeSa::release(const ChildSaSlot& slot, bool rekey) {
+  if (rekey)
+    (void)env_.kernel->remove_sa(slot.reqid, local_.addr, slot.spi_in);
+  else
+    (void)env_.kernel->remove(slot, local_.addr, remote_.addr, 0);
+}
+
+IkeSa::Child* IkeSa::child_by_spi_in(std::uint32_t spi_in) {
+  for (Child& c : children_)
+    if (c.slot.spi_in == spi_in) return &c;
+  return nullptr;
 }
 
 // ---------------------------------------------------------------------------
@@ -853,11 +878,8 @@ Result<std::monostate> IkeSa::authenticate_peer(const Message& m) {
                                            "; only 14 (RFC 7427 ECDSA P-384/SHA-384) is accepted");
   auto octets = auth_octets(prf_, peer_init_, init ? ni_ : nr_, init ? sk_pr_ : sk_pi_, *id);
   if (!octets) return octets.error();
-  if (auto s = verify_auth(*auth, ee, *octets); !s) {  // the CNSA schemes only
-    const std::string& msg = s.error().message();
-    return Error(ErrorCode::kProtocol,
-                 msg.find("AUTH signature invalid") != std::string::npos ? msg : "AUTH signature invalid: " + msg);
-  }
+  // The CNSA schemes only; verify_auth's reasons are final (auth.h).
+  if (auto s = verify_auth(*auth, ee, *octets); !s) return s.error();
   if (!cfg_.validate_peer) return Error(ErrorCode::kProtocol, "peer certificate not trusted: no validator configured");
   std::vector<X509*> inter;
   for (std::size_t i = 1; i < certs.size(); ++i) inter.push_back(certs[i].get());
@@ -922,12 +944,13 @@ void IkeSa::on_auth_response(const Message& m) {
 
 Status IkeSa::install_child(const ChildSaSlot& slot, std::uint32_t spi_out, const Suite& suite,
                             const SecretBytes* pfs_shared, const Bytes& ni, const Bytes& nr,
-                            std::vector<TsRange> local_ts, std::vector<TsRange> remote_ts) {
+                            std::vector<TsRange> local_ts, std::vector<TsRange> remote_ts, bool we_initiated,
+                            std::uint32_t rekey_of) {
   auto sizes = esp_key_sizes(suite.encr, suite.encr_key_bits, suite.integ);
   if (!sizes) return sizes.error();
   auto keys = derive_child_sa_keys(prf_, sk_d_, pfs_shared, ni, nr, *sizes);
   if (!keys) return keys.error();
-  const bool init = role_ == IkeRole::kInitiator;
+  const bool init = we_initiated;
   ChildSaSpec spec;
   spec.slot = slot;
   spec.spi_out = spi_out;
@@ -943,17 +966,76 @@ Status IkeSa::install_child(const ChildSaSlot& slot, std::uint32_t spi_out, cons
   spec.remote_ts = remote_ts;
   spec.lifetime = cfg_.child_lifetime;
   spec.replay_window = cfg_.replay_window;
-  if (auto s = env_.kernel->install(spec); !s) return s;
-  children_.push_back(Child{slot, spi_out, suite, std::move(local_ts), std::move(remote_ts), spec.encap});
-  emit(EventKind::kChildUp, {}, slot.spi_in, spi_out);
+  if (rekey_of == 0) {
+    if (auto s = env_.kernel->install(spec); !s) return s;
+    children_.push_back(Child{slot, spi_out, suite, std::move(local_ts), std::move(remote_ts), spec.encap});
+    emit(EventKind::kChildUp, {}, slot.spi_in, spi_out);
+    return ok_status();
+  }
+  // A rekey: the old CHILD_SA's policies stay and carry the new SAs.
+  Child* old = child_by_spi_in(rekey_of);
+  if (!old) return Error(ErrorCode::kNotFound, "the CHILD_SA being rekeyed is gone");
+  if (auto s = env_.kernel->install_sa(spec, SaDirection::kIn); !s) return s;
+  Child c{slot, spi_out, suite, std::move(local_ts), std::move(remote_ts), spec.encap};
+  if (init) {
+    // The peer (responder) installed its new inbound SA before it answered.
+    if (auto s = env_.kernel->install_sa(spec, SaDirection::kOut); !s) {
+      (void)env_.kernel->remove_sa(slot.reqid, local_.addr, slot.spi_in);
+      return s;
+    }
+  } else {
+    // The peer installs its inbound SA when our answer arrives: send with
+    // the new key only once it deletes the old CHILD_SA (or after a grace).
+    c.pending_out = std::make_unique<ChildSaSpec>(std::move(spec));
+  }
+  old = child_by_spi_in(rekey_of);
+  old->superseded_by = slot.spi_in;
+  old->rekeying = false;
+  const std::uint32_t old_in = old->slot.spi_in, old_out = old->spi_out;
+  children_.push_back(std::move(c));
+  emit(EventKind::kChildRekeyed, fmt::format("replaces the CHILD_SA with SPIs in 0x{:08x} out 0x{:08x}", old_in, old_out),
+       slot.spi_in, spi_out);
   return ok_status();
 }
 
+void IkeSa::finish_rekey_outbound(Child& c) {
+  if (!c.pending_out) return;
+  std::unique_ptr<ChildSaSpec> spec = std::move(c.pending_out);
+  c.pending_out_since.reset();
+  if (auto s = env_.kernel->install_sa(*spec, SaDirection::kOut); !s)
+    emit(EventKind::kChildFailed, "installing the outbound SA of a rekeyed CHILD_SA: " + s.error().message(),
+         c.slot.spi_in, c.spi_out);
+}
+
 void IkeSa::accept_child(const Message& m, PendingChild pc, const Bytes& ni, const Bytes& nr) {
+  Child* old = pc.rekey_of ? child_by_spi_in(pc.rekey_of) : nullptr;
+  if (old) old->rekeying = false;
   auto refuse = [&](std::string reason) {
-    (void)env_.kernel->remove(pc.slot, local_.addr, remote_.addr, 0);
+    release(pc.slot, pc.rekey_of != 0);
     emit(EventKind::kChildFailed, std::move(reason), pc.slot.spi_in);
   };
+  if (pc.rekey_of != 0 && !old) {
+    release(pc.slot, true);
+    return;  // the CHILD_SA being rekeyed went meanwhile (the peer deleted it)
+  }
+  if (const NotifyPayload* e = first_error(m); e && old && e->type == notify::kTemporaryFailure) {
+    // A collision (the peer is rekeying it too) or a busy peer: try again soon.
+    release(pc.slot, true);
+    old->retry_rekey = true;
+    return;
+  }
+  if (const NotifyPayload* e = first_error(m); e && old && e->type == notify::kChildSaNotFound) {
+    // The peer has no such CHILD_SA (RFC 7296 §2.25): ours carries nothing any more.
+    release(pc.slot, true);
+    emit(EventKind::kChildFailed, "peer has no CHILD_SA to rekey (CHILD_SA_NOT_FOUND); removed ours", old->slot.spi_in,
+         old->spi_out);
+    for (std::size_t i = 0; i < children_.size(); ++i)
+      if (&children_[i] == old) {
+        remove_child(i, true);
+        break;
+      }
+    return;
+  }
   if (const NotifyPayload* e = first_error(m)) {
     std::string why = "peer refused the CHILD_SA: " + notify_name(e->type);
     if (e->type == notify::kNoProposalChosen) why += " (we offered " + describe(pc.offered) + ")";
@@ -985,9 +1067,11 @@ void IkeSa::accept_child(const Message& m, PendingChild pc, const Bytes& ni, con
     pfs = std::move(*shared);
   }
   if (auto s = install_child(pc.slot, *spi_out, *suite, pfs ? &*pfs : nullptr, ni, nr, std::move(local_ts),
-                             std::move(remote_ts));
+                             std::move(remote_ts), true, pc.rekey_of);
       !s)
     return refuse("installing the CHILD_SA: " + s.error().message());
+  // Rekeyed: the old CHILD_SA goes next (RFC 7296 §2.8: its initiator deletes it).
+  if (pc.rekey_of != 0) queued_.push_front({Op::kDeleteChild, pc.rekey_of});
 }
 
 void IkeSa::respond_child(const Message& m, const Bytes& ni_in, const Bytes& nr_in, bool create_child_sa,
@@ -1003,8 +1087,25 @@ void IkeSa::respond_child(const Message& m, const Bytes& ni_in, const Bytes& nr_
     out.push_back(Payload::notification(type, std::move(data)));
     emit(EventKind::kChildFailed, std::move(reason));
   };
-  if (create_child_sa && m.find_notify(notify::kRekeySa))
-    return refuse(notify::kNoAdditionalSas, "peer asked to rekey a CHILD_SA; rekeying is not supported yet");
+  // A rekey names the CHILD_SA by the SPI the peer receives on: our outbound SPI.
+  Child* old = nullptr;
+  if (const NotifyPayload* rk = create_child_sa ? m.find_notify(notify::kRekeySa) : nullptr) {
+    auto spi = spi32(rk->spi);
+    for (Child& c : children_)
+      if (spi && c.spi_out == *spi && c.superseded_by == 0) old = &c;
+    if (!old) {
+      out.push_back(Payload::notification(notify::kChildSaNotFound, {}, ProtocolId::kEsp, rk->spi));
+      emit(EventKind::kChildFailed, "peer asked to rekey a CHILD_SA we do not have (its inbound SPI " +
+                                        (spi ? fmt::format("0x{:08x}", *spi) : std::string("malformed")) + ")");
+      return;
+    }
+    if (old->rekeying || old->deleting) {
+      // Both sides rekey it at once (the retry of one side wins), or we are
+      // closing it (RFC 7296 §2.25.1): refuse for now.
+      out.push_back(Payload::notification(notify::kTemporaryFailure));
+      return;
+    }
+  }
   auto ours = numbered(cfg_.esp_proposals, ProtocolId::kEsp, {}, create_child_sa);
   auto chosen = choose_proposal(*sa, ours);
   if (!chosen)
@@ -1047,11 +1148,14 @@ void IkeSa::respond_child(const Message& m, const Bytes& ni_in, const Bytes& nr_
       pfs = std::move(*shared);
     }
   }
-  auto slot = env_.kernel->reserve(local_.addr, remote_.addr);
+  const std::uint32_t rekey_of = old ? old->slot.spi_in : 0;
+  auto slot = old ? env_.kernel->reserve_rekey(old->slot, local_.addr, remote_.addr)
+                  : env_.kernel->reserve(local_.addr, remote_.addr);
   if (!slot)
     return refuse(notify::kNoProposalChosen, "reserving the CHILD_SA in the kernel: " + slot.error().message());
-  if (auto s = install_child(*slot, *spi_out, *suite, pfs ? &*pfs : nullptr, ni, nr, local_ts, remote_ts); !s) {
-    (void)env_.kernel->remove(*slot, local_.addr, remote_.addr, 0);
+  if (auto s = install_child(*slot, *spi_out, *suite, pfs ? &*pfs : nullptr, ni, nr, local_ts, remote_ts, false, rekey_of);
+      !s) {
+    release(*slot, rekey_of != 0);
     return refuse(notify::kNoProposalChosen, "installing the CHILD_SA: " + s.error().message());
   }
   Proposal answer = *chosen;
@@ -1079,6 +1183,17 @@ Status IkeSa::delete_child(std::uint32_t spi_in) {
   if (std::none_of(children_.begin(), children_.end(), [&](const Child& c) { return c.slot.spi_in == spi_in; }))
     return Error(ErrorCode::kNotFound, "no CHILD_SA with inbound SPI " + std::to_string(spi_in));
   queue({Op::kDeleteChild, spi_in});
+  return ok_status();
+}
+
+Status IkeSa::rekey_child(std::uint32_t spi_in) {
+  if (state_ != IkeState::kEstablished) return Error(ErrorCode::kConflict, "IKE SA is not established");
+  const Child* c = child_by_spi_in(spi_in);
+  if (!c) return Error(ErrorCode::kNotFound, fmt::format("no CHILD_SA with inbound SPI 0x{:08x}", spi_in));
+  if (c->superseded_by != 0 || c->rekeying)
+    return Error(ErrorCode::kConflict, fmt::format("CHILD_SA 0x{:08x} is being rekeyed already", spi_in));
+  if (c->deleting) return Error(ErrorCode::kConflict, fmt::format("CHILD_SA 0x{:08x} is being deleted", spi_in));
+  queue({Op::kRekeyChild, spi_in});
   return ok_status();
 }
 
@@ -1130,34 +1245,46 @@ void IkeSa::pump() {
         }
         PendingChild pc;
         pc.slot = *slot;
-        pc.offered = esp_offer(slot->spi_in, true);
-        std::uint16_t group = 0;
-        for (const Transform& t : pc.offered.front().transforms)
-          if (t.type == TransformType::kKe) group = t.id;
-        auto n = random_bytes(32);
-        if (!n) continue;
-        pc.nonce = std::move(*n);
-        inner.push_back(Payload::sa(SaPayload{pc.offered}));
-        inner.push_back(Payload::nonce(pc.nonce));
-        if (group != 0) {
-          auto k = KeyExchange::generate(group);
-          if (!k) {
-            (void)env_.kernel->remove(pc.slot, local_.addr, remote_.addr, 0);
-            emit(EventKind::kChildFailed, "PFS key generation: " + k.error().message());
-            continue;
-          }
-          inner.push_back(Payload::ke(KePayload{group, 0, k->public_value()}));
-          pc.ke = std::move(*k);
+        auto offer = child_offer(pc, cfg_.local_ts, cfg_.remote_ts);
+        if (!offer) {
+          release(pc.slot, false);
+          emit(EventKind::kChildFailed, offer.error().message());
+          continue;
         }
-        inner.push_back(Payload::of(PayloadType::kTsi, ts_payload(cfg_.local_ts)));
-        inner.push_back(Payload::of(PayloadType::kTsr, ts_payload(cfg_.remote_ts)));
         pending_child_ = std::move(pc);
-        (void)send_request(ExchangeType::kCreateChildSa, std::move(inner), q.op, 0);
+        (void)send_request(ExchangeType::kCreateChildSa, std::move(*offer), q.op, 0);
+        break;
+      }
+      case Op::kRekeyChild: {
+        Child* old = child_by_spi_in(q.spi);
+        if (!old || old->superseded_by != 0 || old->deleting) continue;  // gone, rekeyed or closing meanwhile
+        auto slot = env_.kernel->reserve_rekey(old->slot, local_.addr, remote_.addr);
+        if (!slot) {
+          emit(EventKind::kChildFailed, "reserving the rekeyed CHILD_SA in the kernel: " + slot.error().message(),
+               q.spi);
+          continue;
+        }
+        PendingChild pc;
+        pc.slot = *slot;
+        pc.rekey_of = q.spi;
+        auto offer = child_offer(pc, old->local_ts, old->remote_ts);
+        if (!offer) {
+          release(pc.slot, true);
+          emit(EventKind::kChildFailed, offer.error().message(), q.spi);
+          continue;
+        }
+        // REKEY_SA names the CHILD_SA by the SPI we receive on (RFC 7296 §1.3.3).
+        offer->insert(offer->begin(),
+                      Payload::notification(notify::kRekeySa, {}, ProtocolId::kEsp, spi_bytes(q.spi)));
+        old->rekeying = true;
+        pending_child_ = std::move(pc);
+        (void)send_request(ExchangeType::kCreateChildSa, std::move(*offer), q.op, q.spi);
         break;
       }
       case Op::kDeleteChild: {
-        if (std::none_of(children_.begin(), children_.end(), [&](const Child& c) { return c.slot.spi_in == q.spi; }))
-          continue;  // gone meanwhile
+        Child* c = child_by_spi_in(q.spi);
+        if (!c) continue;  // gone meanwhile
+        c->deleting = true;
         DeletePayload del;
         del.protocol = ProtocolId::kEsp;
         del.spi_size = 4;
@@ -1182,6 +1309,29 @@ void IkeSa::pump() {
   }
 }
 
+Result<std::vector<Payload>> IkeSa::child_offer(PendingChild& pc, const std::vector<TsRange>& local_ts,
+                                                const std::vector<TsRange>& remote_ts) {
+  pc.offered = esp_offer(pc.slot.spi_in, true);
+  std::uint16_t group = 0;
+  for (const Transform& t : pc.offered.front().transforms)
+    if (t.type == TransformType::kKe) group = t.id;
+  auto n = random_bytes(32);
+  if (!n) return Error(ErrorCode::kInternal, "CHILD_SA nonce: the random generator failed");
+  pc.nonce = std::move(*n);
+  std::vector<Payload> inner;
+  inner.push_back(Payload::sa(SaPayload{pc.offered}));
+  inner.push_back(Payload::nonce(pc.nonce));
+  if (group != 0) {
+    auto k = KeyExchange::generate(group);
+    if (!k) return Error(ErrorCode::kInternal, "PFS key generation: " + k.error().message());
+    inner.push_back(Payload::ke(KePayload{group, 0, k->public_value()}));
+    pc.ke = std::move(*k);
+  }
+  inner.push_back(Payload::of(PayloadType::kTsi, ts_payload(local_ts)));
+  inner.push_back(Payload::of(PayloadType::kTsr, ts_payload(remote_ts)));
+  return inner;
+}
+
 Status IkeSa::send_request(ExchangeType ex, std::vector<Payload> inner, Op op, std::uint32_t spi) {
   auto bytes = seal(header(ex, false, next_request_id_), inner);
   if (!bytes) return bytes.error();
@@ -1198,13 +1348,15 @@ Status IkeSa::send_request(ExchangeType ex, std::vector<Payload> inner, Op op, s
 void IkeSa::on_response(const Message& m, const Outstanding& req) {
   if (req.exchange == ExchangeType::kIkeAuth) return on_auth_response(m);
   switch (req.op) {
-    case Op::kCreateChild: {
+    case Op::kCreateChild:
+    case Op::kRekeyChild: {
       if (!pending_child_) return;
       PendingChild pc = std::move(*pending_child_);
       pending_child_.reset();
       const auto* nr = body_of<NoncePayload>(m, PayloadType::kNonce);
       if (!nr && !first_error(m)) {
-        (void)env_.kernel->remove(pc.slot, local_.addr, remote_.addr, 0);
+        release(pc.slot, pc.rekey_of != 0);
+        if (Child* old = pc.rekey_of ? child_by_spi_in(pc.rekey_of) : nullptr) old->rekeying = false;
         emit(EventKind::kChildFailed, "peer's CREATE_CHILD_SA answer has no nonce", pc.slot.spi_in);
         return;
       }
@@ -1256,6 +1408,10 @@ void IkeSa::on_informational_request(const Message& m, std::vector<Payload>& out
       if (!v) continue;
       for (std::size_t i = 0; i < children_.size(); ++i)
         if (children_[i].spi_out == *v) {
+          // The peer deletes the CHILD_SA it rekeyed: its new inbound SA is
+          // in, so ours sends with the new key from now on.
+          if (Child* next = children_[i].superseded_by ? child_by_spi_in(children_[i].superseded_by) : nullptr)
+            finish_rekey_outbound(*next);
           ours.spis.push_back(spi_bytes(children_[i].slot.spi_in));
           remove_child(i, true);
           break;
@@ -1385,8 +1541,36 @@ void IkeSa::receive(const Datagram& d, const Message& m) {
   pump();
 }
 
+void IkeSa::rekey_timers(std::chrono::steady_clock::time_point now) {
+  auto jitter = [](std::chrono::milliseconds span) {
+    std::uint32_t r = 0;
+    RAND_bytes(reinterpret_cast<unsigned char*>(&r), sizeof r);
+    return span.count() > 0 ? std::chrono::milliseconds(r % static_cast<std::uint32_t>(span.count())) : span;
+  };
+  std::vector<std::uint32_t> due;
+  for (Child& c : children_) {
+    if (c.pending_out) {
+      if (!c.pending_out_since) c.pending_out_since = now;
+      if (now - *c.pending_out_since >= kRekeyOutboundGrace) finish_rekey_outbound(c);
+    }
+    if (c.superseded_by != 0 || c.rekeying || c.deleting) continue;
+    if (c.retry_rekey) {
+      c.retry_rekey = false;
+      c.rekey_at = now + std::chrono::milliseconds(500) + jitter(std::chrono::milliseconds(1500));
+    }
+    if (!c.rekey_at && cfg_.child_rekey_time.count() > 0)
+      c.rekey_at = now + cfg_.child_rekey_time - jitter(cfg_.child_rekey_time / 10);
+    if (c.rekey_at && now >= *c.rekey_at) {
+      c.rekey_at.reset();
+      due.push_back(c.slot.spi_in);
+    }
+  }
+  for (std::uint32_t spi : due) (void)rekey_child(spi);
+}
+
 void IkeSa::tick(std::chrono::steady_clock::time_point now) {
   if (terminal()) return;
+  if (state_ == IkeState::kEstablished) rekey_timers(now);
   if (role_ == IkeRole::kResponder && state_ == IkeState::kInitDone) {
     if (!half_open_since_) half_open_since_ = now;
     if (now - *half_open_since_ >= cfg_.retransmit.half_open)

@@ -311,6 +311,16 @@ Result<ChildSaSlot> XfrmChildSaKernel::reserve(const IpAddress& local, const IpA
     return invalid(fmt::format("reserve: local {} and remote {} must be two addresses of one family", local.to_string(),
                                remote.to_string()));
   STORCRYPT_ASSIGN_OR_RETURN(std::uint32_t reqid, next_reqid());
+  auto slot = allocate(reqid, local, remote);
+  if (!slot.ok()) {
+    cursor_ = reqid - nl::kIkeReqidMin;  // the reqid stays free: offer it again next time
+    return slot;
+  }
+  used_.insert(reqid);
+  return slot;
+}
+
+Result<ChildSaSlot> XfrmChildSaKernel::allocate(std::uint32_t reqid, const IpAddress& local, const IpAddress& remote) {
   nl::SpiRequest req;
   req.src = remote;
   req.dst = local;
@@ -319,12 +329,54 @@ Result<ChildSaSlot> XfrmChildSaKernel::reserve(const IpAddress& local, const IpA
   req.reqid = reqid;
   req.mark = mark();
   auto spi = xfrm_.allocate_spi(req);
-  if (!spi.ok()) {
-    cursor_ = reqid - nl::kIkeReqidMin;  // the reqid stays free: offer it again next time
-    return std::move(spi).error().context("reserving an inbound SPI for " + reqid_text(reqid));
-  }
-  used_.insert(reqid);
+  if (!spi.ok()) return std::move(spi).error().context("reserving an inbound SPI for " + reqid_text(reqid));
   return ChildSaSlot{reqid, *spi};
+}
+
+Result<ChildSaSlot> XfrmChildSaKernel::reserve_rekey(const ChildSaSlot& old, const IpAddress& local,
+                                                     const IpAddress& remote) {
+  STORCRYPT_TRY(require_ike_reqid(old.reqid));
+  if (local.family != remote.family || local.is_any() || remote.is_any())
+    return invalid(fmt::format("reserve_rekey: local {} and remote {} must be two addresses of one family",
+                               local.to_string(), remote.to_string()));
+  return allocate(old.reqid, local, remote);
+}
+
+Status XfrmChildSaKernel::install_sa(const ChildSaSpec& spec, SaDirection dir) {
+  STORCRYPT_TRY(require_ike_reqid(spec.slot.reqid));
+  const bool in = dir == SaDirection::kIn;
+  const std::string what =
+      fmt::format("installing the rekeyed {} SA 0x{:08x} of CHILD_SA {}", in ? "inbound" : "outbound",
+                  in ? spec.slot.spi_in : spec.spi_out, reqid_text(spec.slot.reqid));
+  auto objs = child_sa_objects(spec);
+  if (!objs.ok()) return std::move(objs).error().context(what);
+  nl::Sa& sa = in ? objs->in : objs->out;
+  sa.mark = mark();
+  Status st = ok_status();
+  if (in) {
+    st = xfrm_.update_sa(sa);  // replaces the larval SA of reserve_rekey()
+    if (not_found(st)) st = xfrm_.add_sa(sa);
+  } else {
+    st = xfrm_.add_sa(sa);
+  }
+  if (!st.ok()) return std::move(st).error().context(what);
+  return ok_status();
+}
+
+Status XfrmChildSaKernel::remove_sa(std::uint32_t reqid, const IpAddress& dst, std::uint32_t spi) {
+  STORCRYPT_TRY(require_ike_reqid(reqid));
+  if (spi < nl::kMinSpi) return ok_status();
+  const nl::SaId id{dst, spi, nl::XfrmProto::kEsp, mark()};
+  const std::string what = "removing SA " + id.to_string() + " of CHILD_SA " + reqid_text(reqid);
+  auto cur = xfrm_.get_sa(id);
+  if (!cur.ok()) {
+    Status st(std::move(cur).error());
+    return not_found(st) ? ok_status() : Status(std::move(st).error().context(what));
+  }
+  if (cur->sa.reqid != reqid)
+    return Error(ErrorCode::kConflict, fmt::format("{}: it belongs to reqid 0x{:x}; left alone", what, cur->sa.reqid));
+  if (Status st = xfrm_.delete_sa(id); !st.ok() && !not_found(st)) return std::move(st).error().context(what);
+  return ok_status();
 }
 
 Status XfrmChildSaKernel::install(const ChildSaSpec& spec) {

@@ -152,6 +152,7 @@ class IkeService::EventPump {
         break;
       case ike::EventKind::kChildUp:
       case ike::EventKind::kChildDown:
+      case ike::EventKind::kChildRekeyed:
         break;  // shown by `ike list`; not an event-log matter
     }
   }
@@ -209,6 +210,12 @@ Result<ike::PeerConfig> IkeService::engine_config(const IkePeerSpec& spec) {
   c.remote_id = r.remote_id;
   c.ike_proposals = std::move(r.ike_proposals);
   c.esp_proposals = std::move(r.esp_proposals);
+  // Keys roll over hourly (strongSwan's default rekey_time), make-before-break;
+  // a CHILD_SA whose rekeys keep failing dies in the kernel 6 minutes later
+  // (strongSwan's life_time = 110 % of rekey_time): its policies then drop the
+  // traffic, they never send it in clear.
+  c.child_rekey_time = std::chrono::hours(1);
+  c.child_lifetime.hard_add = std::chrono::minutes(66);
   // Our certificate, its chain (without self-signed roots: the peer has them) and key.
   Status s = deps_.certs->with([&](certs::CertStore& store) -> Status {
     auto chain = store.endpoint_chain();

@@ -36,6 +36,10 @@ struct SinkTransport : Transport {
 struct NoKernel : ChildSaKernel {
   Result<ChildSaSlot> reserve(const IpAddress&, const IpAddress&) override { return ChildSaSlot{0x6c000, 0xc0000001}; }
   Status install(const ChildSaSpec&) override { std::abort(); }
+  // No CHILD_SA is ever installed without authentication, so none can be rekeyed.
+  Result<ChildSaSlot> reserve_rekey(const ChildSaSlot&, const IpAddress&, const IpAddress&) override { std::abort(); }
+  Status install_sa(const ChildSaSpec&, SaDirection) override { std::abort(); }
+  Status remove_sa(std::uint32_t, const IpAddress&, std::uint32_t) override { return ok_status(); }
   Status remove(const ChildSaSlot&, const IpAddress&, const IpAddress&, std::uint32_t) override { return ok_status(); }
   Result<ChildSaCounters> counters(const ChildSaSlot&, const IpAddress&, const IpAddress&, std::uint32_t) override {
     return ChildSaCounters{};

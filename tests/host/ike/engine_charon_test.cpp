@@ -173,21 +173,7 @@ class EngineCharon : public ::testing::Test {
     ASSERT_EQ(charon_->error(), "") << charon_->log();
   }
 
-  PeerConfig our_config() {
-    PeerConfig c;
-    c.name = "charon";
-    c.local_addr = ip("192.0.2.1");
-    c.remote_addr = ip("192.0.2.2");
-    c.local_cert = storcrypt::testing::share(pki_.left);
-    c.local_key = storcrypt::testing::share(pki_.left_key);
-    c.local_intermediates = {storcrypt::testing::share(pki_.inter)};
-    c.remote_id = id_fqdn("right.lab");
-    c.certreq_authorities = {pki_.root_spki_sha1()};
-    c.local_ts = {range("198.51.100.0", "198.51.100.255")};
-    c.remote_ts = {range("203.0.113.0", "203.0.113.255")};
-    c.validate_peer = pki_.validator();
-    return c;
-  }
+  PeerConfig our_config() { return pki_.left_config("charon"); }
 
   // Run the engine until `done` or `seconds` pass.
   bool pump(const std::function<bool()>& done, int seconds = 15) {

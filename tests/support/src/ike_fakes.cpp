@@ -35,18 +35,24 @@ ike::ChildSaSpec clone_spec(const ike::ChildSaSpec& s) {
   return c;
 }
 
-Result<ike::ChildSaSlot> FakeChildSaKernel::reserve(const IpAddress&, const IpAddress&) {
-  ike::ChildSaSlot slot;
-  slot.reqid = next_reqid++;
+std::uint32_t FakeChildSaKernel::new_spi() {
+  std::uint32_t spi = 0;
   do {
     if (next_spi != 0) {
-      slot.spi_in = next_spi++;
+      spi = next_spi++;
     } else {
       std::uint32_t r = 0;
       RAND_bytes(reinterpret_cast<unsigned char*>(&r), sizeof r);
-      slot.spi_in = 0xc0000000u | (r & 0x3fffffffu);
+      spi = 0xc0000000u | (r & 0x3fffffffu);
     }
-  } while (reserved.count(slot.spi_in) || installed.count(slot.spi_in));
+  } while (reserved.count(spi) || installed.count(spi) || sas.count(spi));
+  return spi;
+}
+
+Result<ike::ChildSaSlot> FakeChildSaKernel::reserve(const IpAddress&, const IpAddress&) {
+  ike::ChildSaSlot slot;
+  slot.reqid = next_reqid++;
+  slot.spi_in = new_spi();
   reserved[slot.spi_in] = slot;
   reserve_log.push_back(slot);
   return slot;
@@ -55,16 +61,26 @@ Result<ike::ChildSaSlot> FakeChildSaKernel::reserve(const IpAddress&, const IpAd
 Status FakeChildSaKernel::install(const ike::ChildSaSpec& spec) {
   if (fail_install) return Error(ErrorCode::kKernel, "fake kernel: install refused");
   if (!reserved.count(spec.slot.spi_in)) return Error(ErrorCode::kKernel, "fake kernel: SPI not reserved");
+  if (policies.count(spec.slot.reqid)) return Error(ErrorCode::kKernel, "fake kernel: policies of the reqid exist");
   reserved.erase(spec.slot.spi_in);
+  sas[spec.slot.spi_in] = Sa{spec.slot.reqid, ike::SaDirection::kIn, ++seq_};
+  sas[spec.spi_out] = Sa{spec.slot.reqid, ike::SaDirection::kOut, ++seq_};
+  policies[spec.slot.reqid] = 1;
   installed.emplace(spec.slot.spi_in, clone_spec(spec));
   install_log.push_back(clone_spec(spec));
   return ok_status();
 }
 
-Status FakeChildSaKernel::remove(const ike::ChildSaSlot& slot, const IpAddress&, const IpAddress&, std::uint32_t) {
+Status FakeChildSaKernel::remove(const ike::ChildSaSlot& slot, const IpAddress&, const IpAddress&,
+                                 std::uint32_t spi_out) {
   removed.push_back(slot.spi_in);
   reserved.erase(slot.spi_in);
   installed.erase(slot.spi_in);
+  for (std::uint32_t spi : {slot.spi_in, spi_out}) {
+    auto it = sas.find(spi);
+    if (it != sas.end() && it->second.reqid == slot.reqid) sas.erase(it);
+  }
+  policies.erase(slot.reqid);
   return ok_status();
 }
 
@@ -75,6 +91,52 @@ Result<ike::ChildSaCounters> FakeChildSaKernel::counters(const ike::ChildSaSlot&
   c.bytes_in = 100;
   c.packets_in = 1;
   return c;
+}
+
+Result<ike::ChildSaSlot> FakeChildSaKernel::reserve_rekey(const ike::ChildSaSlot& old, const IpAddress&,
+                                                          const IpAddress&) {
+  if (!policies.count(old.reqid)) return Error(ErrorCode::kKernel, "fake kernel: rekey of a reqid without policies");
+  ike::ChildSaSlot slot{old.reqid, new_spi()};
+  reserved[slot.spi_in] = slot;
+  reserve_log.push_back(slot);
+  return slot;
+}
+
+Status FakeChildSaKernel::install_sa(const ike::ChildSaSpec& spec, ike::SaDirection dir) {
+  if (fail_install) return Error(ErrorCode::kKernel, "fake kernel: install refused");
+  if (!policies.count(spec.slot.reqid)) return Error(ErrorCode::kKernel, "fake kernel: no policies for the reqid");
+  if (dir == ike::SaDirection::kIn) {
+    if (!reserved.count(spec.slot.spi_in)) return Error(ErrorCode::kKernel, "fake kernel: SPI not reserved");
+    reserved.erase(spec.slot.spi_in);
+    sas[spec.slot.spi_in] = Sa{spec.slot.reqid, dir, ++seq_};
+  } else {
+    if (sas.count(spec.spi_out)) return Error(ErrorCode::kKernel, "fake kernel: outbound SPI exists");
+    sas[spec.spi_out] = Sa{spec.slot.reqid, dir, ++seq_};
+  }
+  installed.insert_or_assign(spec.slot.spi_in, clone_spec(spec));
+  sa_log.emplace_back(dir, dir == ike::SaDirection::kIn ? spec.slot.spi_in : spec.spi_out);
+  return ok_status();
+}
+
+Status FakeChildSaKernel::remove_sa(std::uint32_t reqid, const IpAddress&, std::uint32_t spi) {
+  reserved.erase(spi);
+  auto it = sas.find(spi);
+  if (it == sas.end()) return ok_status();
+  if (it->second.reqid != reqid) return Error(ErrorCode::kConflict, "fake kernel: SA of another reqid");
+  if (it->second.dir == ike::SaDirection::kIn) installed.erase(spi);
+  sas.erase(it);
+  return ok_status();
+}
+
+std::uint32_t FakeChildSaKernel::sending_spi(std::uint32_t reqid) const {
+  std::uint32_t spi = 0;
+  std::uint64_t best = 0;
+  for (const auto& [s, sa] : sas)
+    if (sa.reqid == reqid && sa.dir == ike::SaDirection::kOut && sa.seq > best) {
+      best = sa.seq;
+      spi = s;
+    }
+  return spi;
 }
 
 CertPtr make_test_cert(EVP_PKEY* key, const std::string& cn, long serial, const char* san, X509* issuer,
@@ -99,6 +161,40 @@ IkeTestPki::IkeTestPki(const std::string& left_ip, const std::string& right_ip)
   left = make_test_cert(left_key.get(), "left.lab", 3, lsan.c_str(), inter.get(), inter_key.get());
   right = make_test_cert(right_key.get(), "right.lab", 4, rsan.c_str(), inter.get(), inter_key.get());
 }
+
+namespace {
+ike::TsRange range(const char* a, const char* b) {
+  return ike::TsRange{0, 0, 65535, *IpAddress::parse(a), *IpAddress::parse(b)};
+}
+}  // namespace
+
+ike::PeerConfig IkeTestPki::side_config(bool left_side, const std::string& peer_name) const {
+  const char* left_net[] = {"198.51.100.0", "198.51.100.255"};
+  const char* right_net[] = {"203.0.113.0", "203.0.113.255"};
+  ike::PeerConfig c;
+  c.name = peer_name;
+  c.local_addr = *IpAddress::parse(left_side ? "192.0.2.1" : "192.0.2.2");
+  c.remote_addr = *IpAddress::parse(left_side ? "192.0.2.2" : "192.0.2.1");
+  c.local_cert = share(left_side ? left : right);
+  c.local_key = share(left_side ? left_key : right_key);
+  c.local_intermediates = {share(inter)};
+  if (left_side) {
+    c.remote_id = ike::id_fqdn("right.lab");
+    c.certreq_authorities = {root_spki_sha1()};
+  } else {
+    c.local_id = ike::id_fqdn("right.lab");
+  }
+  const char** mine = left_side ? left_net : right_net;
+  const char** theirs = left_side ? right_net : left_net;
+  c.local_ts = {range(mine[0], mine[1])};
+  c.remote_ts = {range(theirs[0], theirs[1])};
+  c.validate_peer = validator();
+  return c;
+}
+
+ike::PeerConfig IkeTestPki::left_config(const std::string& peer_name) const { return side_config(true, peer_name); }
+
+ike::PeerConfig IkeTestPki::right_config(const std::string& peer_name) const { return side_config(false, peer_name); }
 
 ike::Proposal ike_proposal(bool gcm, std::uint16_t group) {
   const std::uint16_t encr = gcm ? ike::transform_id::kEncrAesGcm16 : ike::transform_id::kEncrAesCbc;

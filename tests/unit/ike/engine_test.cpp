@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <set>
 #include <string>
 
 #include "storcrypt/ike/message.h"
@@ -50,34 +52,16 @@ bool same_key(const SecretBytes& a, const SecretBytes& b) {
 
 class EngineTest : public ::testing::Test {
  protected:
-  PeerConfig left_cfg() {
-    PeerConfig c;
-    c.name = "right";  // left's name for its peer
-    c.local_addr = ip("192.0.2.1");
-    c.remote_addr = ip("192.0.2.2");
-    c.local_cert = storcrypt::testing::share(pki.left);
-    c.local_key = storcrypt::testing::share(pki.left_key);
-    c.local_intermediates = {storcrypt::testing::share(pki.inter)};
-    c.remote_id = id_fqdn("right.lab");
-    c.certreq_authorities = {pki.root_spki_sha1()};
-    c.local_ts = {range("198.51.100.0", "198.51.100.255")};
-    c.remote_ts = {range("203.0.113.0", "203.0.113.255")};
-    c.validate_peer = pki.validator();
-    return c;
-  }
-  PeerConfig right_cfg() {
-    PeerConfig c;
-    c.name = "left";
-    c.local_addr = ip("192.0.2.2");
-    c.remote_addr = ip("192.0.2.1");
-    c.local_cert = storcrypt::testing::share(pki.right);
-    c.local_key = storcrypt::testing::share(pki.right_key);
-    c.local_intermediates = {storcrypt::testing::share(pki.inter)};
-    c.local_id = id_fqdn("right.lab");
-    c.local_ts = {range("203.0.113.0", "203.0.113.255")};
-    c.remote_ts = {range("198.51.100.0", "198.51.100.255")};
-    c.validate_peer = pki.validator();
-    return c;
+  PeerConfig left_cfg() { return pki.left_config("right"); }  // left's name for its peer: "right"
+  PeerConfig right_cfg() { return pki.right_config("left"); }
+  // Deliver left's first request to right; right's one answer, parsed.
+  Result<Message> right_answers_first_request() {
+    right->engine.receive(as_received(left->transport.sent.front()));
+    left->transport.sent.pop_front();
+    if (right->transport.sent.size() != 1)
+      return Error(ErrorCode::kInternal,
+                   "right answered with " + std::to_string(right->transport.sent.size()) + " datagrams, not 1");
+    return parse(right->transport.sent.front().data);
   }
   void setup(PeerConfig l, PeerConfig r, EngineOptions right_options = {}) {
     left = std::make_unique<Side>();
@@ -335,11 +319,8 @@ TEST_F(EngineTest, InvalidKePayloadRetryWithTheAskedGroup) {
   setup(std::move(l), std::move(r));
   ASSERT_TRUE(left->engine.initiate("right").ok());
   // The first answer is INVALID_KE_PAYLOAD naming group 19.
-  right->engine.receive(as_received(left->transport.sent.front()));
-  left->transport.sent.pop_front();
-  ASSERT_EQ(right->transport.sent.size(), 1u);
-  auto answer = parse(right->transport.sent.front().data);
-  ASSERT_TRUE(answer.ok());
+  auto answer = right_answers_first_request();
+  ASSERT_TRUE(answer.ok()) << answer.error().to_string();
   const NotifyPayload* n = answer->find_notify(notify::kInvalidKePayload);
   ASSERT_NE(n, nullptr);
   EXPECT_EQ(*decode_invalid_ke(n->data), transform_id::kGroupEcp256);
@@ -375,11 +356,8 @@ TEST_F(EngineTest, CookieIsAnswered) {
   o.require_cookies = true;
   setup(left_cfg(), right_cfg(), o);
   ASSERT_TRUE(left->engine.initiate("right").ok());
-  right->engine.receive(as_received(left->transport.sent.front()));
-  left->transport.sent.pop_front();
-  ASSERT_EQ(right->transport.sent.size(), 1u);
-  auto answer = parse(right->transport.sent.front().data);
-  ASSERT_TRUE(answer.ok());
+  auto answer = right_answers_first_request();
+  ASSERT_TRUE(answer.ok()) << answer.error().to_string();
   ASSERT_NE(answer->find_notify(notify::kCookie), nullptr);
   EXPECT_TRUE(right->engine.list().empty());  // stateless: no SA yet
   run();
@@ -813,6 +791,193 @@ TEST_F(EngineTest, PeerManagement) {
   run();  // the DELETE reaches right
   EXPECT_TRUE(right->engine.list().empty());
   EXPECT_TRUE(right->kernel.installed.empty());
+}
+
+
+// ---------------------------------------------------------------------------
+// CHILD_SA rekey (RFC 7296 §2.8), make-before-break
+
+class RekeyTest : public EngineTest {
+ protected:
+  void SetUp() override {
+    auto l = left_cfg();
+    auto r = right_cfg();
+    for (PeerConfig* c : {&l, &r})  // PFS on rekey, as the CNSA default suite asks
+      c->esp_proposals.front().transforms.push_back(Transform::make(TransformType::kKe, transform_id::kGroupEcp384));
+    setup(std::move(l), std::move(r));
+    up();
+    ASSERT_EQ(left->kernel.installed.size(), 1u);
+    old_in = left->kernel.installed.begin()->first;
+    old_out = left->kernel.installed.begin()->second.spi_out;
+    reqid = left->kernel.installed.begin()->second.slot.reqid;
+    right_reqid = right->kernel.installed.begin()->second.slot.reqid;
+  }
+  // Deliver exactly one datagram from `from` to `to`: the oldest, or the newest (UDP may reorder).
+  void deliver(Side& from, Side& to, bool newest = false) {
+    ASSERT_FALSE(from.transport.sent.empty());
+    Datagram d = newest ? from.transport.sent.back() : from.transport.sent.front();
+    if (newest)
+      from.transport.sent.pop_back();
+    else
+      from.transport.sent.pop_front();
+    to.engine.receive(as_received(d));
+  }
+  // Both sides hold exactly one CHILD_SA pair (two SAs each, one policy set), mirrored.
+  void expect_one_pair() {
+    EXPECT_EQ(left->kernel.installed.size(), 1u) << dump();
+    EXPECT_EQ(right->kernel.installed.size(), 1u) << dump();
+    EXPECT_EQ(left->kernel.sas.size(), 2u);
+    EXPECT_EQ(right->kernel.sas.size(), 2u);
+    EXPECT_TRUE(left->kernel.reserved.empty());
+    EXPECT_TRUE(right->kernel.reserved.empty());
+    EXPECT_EQ(left->kernel.policies.size(), 1u);
+    EXPECT_EQ(right->kernel.policies.size(), 1u);
+    expect_mirrored(left->kernel, right->kernel);
+    ASSERT_EQ(left->engine.list().size(), 1u);
+    EXPECT_EQ(left->engine.list()[0].children.size(), 1u);
+    EXPECT_EQ(right->engine.list()[0].children.size(), 1u);
+  }
+  std::uint32_t old_in = 0, old_out = 0, reqid = 0, right_reqid = 0;
+};
+
+TEST_F(RekeyTest, NewSasUnderTheOldReqidInboundFirstOldOnesGoAfterTheDelete) {
+  const SecretBytes old_key = left->kernel.installed.at(old_in).out.encr.clone();
+  left->events.clear();
+  right->events.clear();
+  ASSERT_TRUE(left->engine.rekey_child("right", old_in).ok());
+  // Left's CREATE_CHILD_SA with REKEY_SA reaches right: right installs only its new inbound SA.
+  deliver(*left, *right);
+  ASSERT_EQ(right->kernel.sa_log.size(), 1u) << dump();
+  EXPECT_EQ(right->kernel.sa_log[0].first, SaDirection::kIn);
+  EXPECT_EQ(right->kernel.sending_spi(right_reqid), old_in) << "right must keep sending with the old SA";
+  EXPECT_EQ(right->kernel.policies.size(), 1u);
+  // The answer reaches left: its new inbound, then outbound SA; it sends with the new one and deletes the old.
+  deliver(*right, *left);
+  ASSERT_EQ(left->kernel.sa_log.size(), 2u) << dump();
+  EXPECT_EQ(left->kernel.sa_log[0].first, SaDirection::kIn);
+  EXPECT_EQ(left->kernel.sa_log[1].first, SaDirection::kOut);
+  const std::uint32_t new_out = left->kernel.sa_log[1].second;
+  const std::uint32_t new_in = left->kernel.sa_log[0].second;
+  EXPECT_NE(new_out, old_out);
+  EXPECT_EQ(left->kernel.sending_spi(reqid), new_out);
+  EXPECT_EQ(left->kernel.sas.count(old_in), 1u) << "the old inbound SA stays until the DELETE is answered";
+  ASSERT_EQ(left->kernel.installed.at(new_in).slot.reqid, reqid) << "a rekey keeps the reqid (its policies)";
+  EXPECT_EQ(left->kernel.installed.at(new_in).suite.ke, transform_id::kGroupEcp384);
+  EXPECT_FALSE(same_key(left->kernel.installed.at(new_in).out.encr, old_key));
+  // Left's DELETE of the old CHILD_SA reaches right: now right sends with the new SA; old SAs go.
+  deliver(*left, *right);
+  EXPECT_EQ(right->kernel.sending_spi(right_reqid), new_in);
+  EXPECT_EQ(right->kernel.sas.count(old_out), 0u);
+  run();
+  EXPECT_EQ(left->kernel.sas.count(old_in), 0u);
+  EXPECT_EQ(left->kernel.sas.count(old_out), 0u);
+  expect_one_pair();
+  EXPECT_EQ(left->kernel.installed.begin()->first, new_in);
+  EXPECT_TRUE(left->has(EventKind::kChildRekeyed)) << dump();
+  EXPECT_TRUE(right->has(EventKind::kChildRekeyed)) << dump();
+  EXPECT_FALSE(left->has(EventKind::kChildDown)) << dump();
+  EXPECT_FALSE(right->has(EventKind::kChildDown)) << dump();
+  EXPECT_FALSE(left->has(EventKind::kChildFailed)) << dump();
+  EXPECT_TRUE(left->kernel.removed.empty()) << "remove() would have taken the reqid's policies";
+}
+
+TEST_F(RekeyTest, ResponderSendsWithTheNewSaAfterTheGraceWhenNoDeleteComes) {
+  ASSERT_TRUE(right->engine.rekey_child("left", right->kernel.installed.begin()->first).ok());
+  deliver(*right, *left);  // left is the responder of this rekey
+  const std::uint32_t before = left->kernel.sending_spi(reqid);
+  EXPECT_EQ(before, old_out);
+  deliver(*left, *right);
+  right->transport.sent.clear();  // right's DELETE of the old CHILD_SA is lost
+  const auto t0 = std::chrono::steady_clock::now();
+  left->engine.tick(t0);
+  left->engine.tick(t0 + kRekeyOutboundGrace - std::chrono::seconds(1));
+  EXPECT_EQ(left->kernel.sending_spi(reqid), old_out);
+  left->engine.tick(t0 + kRekeyOutboundGrace);
+  std::uint32_t new_out = 0;
+  for (const auto& [spi_in, spec] : left->kernel.installed)
+    if (spi_in != old_in) new_out = spec.spi_out;
+  ASSERT_NE(new_out, 0u) << dump();
+  EXPECT_EQ(left->kernel.sending_spi(reqid), new_out);
+}
+
+TEST_F(RekeyTest, RekeyCrossingThePeersDeleteIsRefusedAndLeavesNothingBehind) {
+  ASSERT_TRUE(left->engine.rekey_child("right", old_in).ok());
+  ASSERT_TRUE(right->engine.delete_child("left", old_out).ok());
+  deliver(*right, *left);  // right's DELETE first: left drops the CHILD_SA
+  deliver(*left, *right);  // then left's rekey request: right is closing it (RFC 7296 §2.25.1)
+  EXPECT_TRUE(right->kernel.sa_log.empty()) << "right must not install a rekeyed SA for a CHILD_SA it closes";
+  run();
+  EXPECT_FALSE(left->has(EventKind::kChildRekeyed)) << dump();
+  EXPECT_FALSE(right->has(EventKind::kChildRekeyed)) << dump();
+  for (Side* s : {left.get(), right.get()}) {
+    EXPECT_TRUE(s->kernel.installed.empty()) << dump();
+    EXPECT_TRUE(s->kernel.sas.empty()) << dump();
+    EXPECT_TRUE(s->kernel.reserved.empty()) << "the rekey's reserved SPI must be given back";
+    EXPECT_TRUE(s->kernel.policies.empty());
+  }
+}
+
+TEST_F(RekeyTest, RekeyOfAChildThePeerNoLongerHasIsChildSaNotFound) {
+  ASSERT_TRUE(left->engine.rekey_child("right", old_in).ok());
+  ASSERT_TRUE(right->engine.delete_child("left", old_out).ok());
+  deliver(*right, *left);        // right's DELETE: left drops the CHILD_SA and answers
+  deliver(*left, *right, true);  // left's answer overtakes its rekey request: right's DELETE is done
+  EXPECT_TRUE(right->kernel.installed.empty()) << dump();
+  deliver(*left, *right);  // the rekey request of a CHILD_SA right no longer has
+  const Event* e = right->find(EventKind::kChildFailed);
+  ASSERT_NE(e, nullptr) << dump();
+  EXPECT_NE(e->reason.find("we do not have"), std::string::npos) << e->reason;
+  run();
+  for (Side* s : {left.get(), right.get()}) {
+    EXPECT_TRUE(s->kernel.installed.empty()) << dump();
+    EXPECT_TRUE(s->kernel.sas.empty()) << dump();
+    EXPECT_TRUE(s->kernel.reserved.empty()) << "the rekey's reserved SPI must be given back";
+    EXPECT_TRUE(s->kernel.policies.empty());
+  }
+}
+
+TEST_F(RekeyTest, CollisionEndsWithExactlyOnePair) {
+  ASSERT_TRUE(left->engine.rekey_child("right", old_in).ok());
+  ASSERT_TRUE(right->engine.rekey_child("left", old_out).ok());
+  run();  // both requests cross: each is answered TEMPORARY_FAILURE
+  EXPECT_EQ(left->kernel.installed.size(), 1u);
+  EXPECT_FALSE(left->has(EventKind::kChildFailed)) << dump();
+  auto t = std::chrono::steady_clock::now();
+  for (int i = 0; i < 400 && !(left->has(EventKind::kChildRekeyed) && left->kernel.sas.size() == 2); ++i) {
+    t += std::chrono::milliseconds(100);
+    left->engine.tick(t);
+    right->engine.tick(t);
+    run();
+  }
+  ASSERT_TRUE(left->has(EventKind::kChildRekeyed)) << dump();
+  expect_one_pair();
+  EXPECT_NE(left->kernel.installed.begin()->first, old_in);
+  EXPECT_FALSE(left->has(EventKind::kChildDown) || right->has(EventKind::kChildDown)) << dump();
+}
+
+TEST_F(RekeyTest, TimedRekeysRepeatWithoutLosingThePair) {
+  left.reset();
+  right.reset();
+  auto l = left_cfg();
+  l.child_rekey_time = std::chrono::seconds(10);
+  setup(std::move(l), right_cfg());
+  up();
+  const std::uint32_t first_reqid = left->kernel.installed.begin()->second.slot.reqid;
+  auto t = std::chrono::steady_clock::now();
+  std::set<std::uint32_t> seen_in{left->kernel.installed.begin()->first};
+  for (int i = 0; i < 600; ++i) {  // 60 s in 100 ms steps
+    t += std::chrono::milliseconds(100);
+    left->engine.tick(t);
+    right->engine.tick(t);
+    run();
+    ASSERT_LE(left->kernel.installed.size(), 1u) << "step " << i << dump();
+    ASSERT_EQ(right->kernel.policies.size(), 1u) << "step " << i;
+    seen_in.insert(left->kernel.installed.begin()->first);
+  }
+  EXPECT_GE(seen_in.size(), 6u) << "one rekey per 9-10 s over 60 s";
+  EXPECT_LE(seen_in.size(), 8u);
+  expect_one_pair();
+  EXPECT_EQ(left->kernel.installed.begin()->second.slot.reqid, first_reqid);
 }
 
 }  // namespace

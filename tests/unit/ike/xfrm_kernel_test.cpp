@@ -438,6 +438,61 @@ TEST(XfrmChildSaKernel, RemoveOfAReservationOnly) {
   EXPECT_NE(b.reqid, 0u);
 }
 
+TEST(XfrmChildSaKernel, RekeyAddsSasUnderTheOldReqidAndRemovesTheOldOnesOneByOne) {
+  Rig r;
+  add_neighbours(r.fake);
+  const std::size_t foreign_sas = r.fake.total_sas();
+  auto a = *r.k->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
+  ChildSaSpec old = spec_for(a);
+  ASSERT_TRUE(r.k->install(old).ok());
+  const auto policies_before = policies_of(r.fake, a.reqid);
+  ASSERT_EQ(policies_before.size(), 3u);
+
+  auto n = r.k->reserve_rekey(a, old.local, old.remote);
+  ASSERT_TRUE(n.ok()) << n.error().to_string();
+  EXPECT_EQ(n->reqid, a.reqid);
+  EXPECT_NE(n->spi_in, a.spi_in);
+  ChildSaSpec next = spec_for(*n);
+  next.spi_out = 0xc0ffee77;
+  next.in.encr = key(36, 0x55);
+  next.out.encr = key(36, 0x66);
+  ASSERT_TRUE(r.k->install_sa(next, SaDirection::kIn).ok());
+  ASSERT_TRUE(r.k->install_sa(next, SaDirection::kOut).ok());
+  EXPECT_EQ(r.fake.dump_sas()->size(), 4u);  // old and new pairs, one reqid
+  const auto both = *r.fake.dump_sas();
+  for (const auto& sa : both) EXPECT_EQ(sa.sa.reqid, a.reqid);
+  auto in_new = r.fake.get_sa(nl::SaId{ip("192.0.2.1"), n->spi_in, nl::XfrmProto::kEsp, {}});
+  ASSERT_TRUE(in_new.ok());
+  EXPECT_TRUE(in_new->sa.enc_key.size() == next.in.encr.size() &&
+              std::equal(next.in.encr.data(), next.in.encr.data() + next.in.encr.size(), in_new->sa.enc_key.data()));
+  EXPECT_EQ(policies_of(r.fake, a.reqid).size(), 3u) << "a rekey touches no policy";
+
+  ASSERT_TRUE(r.k->remove_sa(a.reqid, old.local, a.spi_in).ok());
+  ASSERT_TRUE(r.k->remove_sa(a.reqid, old.remote, old.spi_out).ok());
+  EXPECT_TRUE(r.k->remove_sa(a.reqid, old.remote, old.spi_out).ok()) << "already gone is fine";
+  EXPECT_EQ(r.fake.dump_sas()->size(), 2u);
+  EXPECT_EQ(policies_of(r.fake, a.reqid).size(), 3u);
+  // Charon's SAs (reqid 1, no mark of ours) are out of reach: not found in our scope, left alone.
+  EXPECT_TRUE(r.k->remove_sa(a.reqid, ip("192.0.2.2"), 0xc1000001).ok());
+  EXPECT_EQ(r.k->remove_sa(1, ip("192.0.2.2"), 0xc1000001).error().code(), ErrorCode::kInvalidInput);
+  EXPECT_EQ(r.fake.total_sas(), foreign_sas + 2);
+  // Another CHILD_SA of ours is not removed by a remove_sa naming this reqid.
+  auto b = *r.k->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
+  ChildSaSpec other = spec_for(b);
+  other.local_ts = {ts("198.51.100.0", "198.51.100.0", 6, 22, 22)};  // another CHILD_SA: other selectors
+  ASSERT_TRUE(r.k->install(other).ok());
+  EXPECT_EQ(r.k->remove_sa(a.reqid, ip("192.0.2.1"), b.spi_in).error().code(), ErrorCode::kConflict);
+  ASSERT_TRUE(r.k->remove(b, ip("192.0.2.1"), ip("192.0.2.2"), other.spi_out).ok());
+  EXPECT_EQ(r.fake.total_sas(), foreign_sas + 2);
+
+  // The new pair is the CHILD_SA now: counters and remove() find it.
+  EXPECT_TRUE(r.k->counters(*n, next.local, next.remote, next.spi_out).ok());
+  ASSERT_TRUE(r.k->remove(*n, next.local, next.remote, next.spi_out).ok());
+  EXPECT_EQ(r.fake.dump_sas()->size(), 0u);
+  EXPECT_EQ(r.fake.dump_policies()->size(), 0u);
+  EXPECT_EQ(r.fake.total_sas(), foreign_sas);
+}
+
 TEST(XfrmChildSaKernel, CountersComeFromBothSas) {
   Rig r;
   auto a = *r.k->reserve(ip("192.0.2.1"), ip("192.0.2.2"));

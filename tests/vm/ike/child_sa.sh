@@ -36,6 +36,23 @@ ours=0; theirs=0
 for i in $idx; do if [ "$i" -ge $((0xf8000000)) ]; then ours=$((ours + 1)); else theirs=$((theirs + 1)); fi; done
 [ "$ours" = 3 ] && [ "$theirs" = 1 ] || { echo "indexes: $ours in the IKE range (want 3), $theirs below (want 1)"; exit 1; }
 
+# A rekey (make-before-break): new SAs under the same reqid, the old ones
+# removed one by one, the three policies untouched.
+pols_before=$(ip -n IKE xfrm policy)
+read -r rk_reqid rk_in rk_out <<<"$("$CTL" IKE rekey $reqid $spi_in $spi_out)"
+[ "$rk_reqid" = "$reqid" ] || { echo "rekey changed the reqid: $rk_reqid"; exit 1; }
+[ "$rk_in" != "$spi_in" ] || { echo "rekey reused the inbound SPI"; exit 1; }
+for spi in $rk_in $rk_out; do
+  s=$(ip -n IKE xfrm state | grep -A6 "spi $(printf '0x%08x' $spi) " || true)
+  grep -Eq "aead rfc4106\(gcm\(aes\)\) 0x[0-9a-f]{72} 128" <<<"$s" || { echo "rekeyed SA $spi missing or wrong: $s"; exit 1; }
+  grep -q "reqid $reqid " <<<"$s" || { echo "rekeyed SA $spi has another reqid: $s"; exit 1; }
+done
+for spi in $spi_in $spi_out; do
+  ! ip -n IKE xfrm state | grep -q "spi $(printf '0x%08x' $spi) " || { echo "old SA $spi still there"; exit 1; }
+done
+[ "$(ip -n IKE xfrm policy)" = "$pols_before" ] || { echo "rekey touched the policies"; exit 1; }
+spi_in=$rk_in; spi_out=$rk_out
+
 read -r reqid2 spi_in2 spi_out2 <<<"$("$CTL" IKE install cbc)"
 cbc=$(ip -n IKE xfrm state get src 192.0.2.1 dst 192.0.2.2 proto esp spi $spi_out2)
 grep -Eq "auth-trunc hmac\(sha384\) 0x[0-9a-f]{96} 192" <<<"$cbc" || { echo "no hmac(sha384)/192: $cbc"; exit 1; }

@@ -4,6 +4,8 @@
 //
 //   ikechildctl NETNS install gcm|cbc [encap]   prints "reqid SPI_IN SPI_OUT"
 //   ikechildctl NETNS remove REQID SPI_IN SPI_OUT
+//   ikechildctl NETNS rekey REQID SPI_IN SPI_OUT   (a gcm encap CHILD_SA: new SAs
+//       under the reqid, then the old ones removed; prints "reqid SPI_IN SPI_OUT")
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -69,6 +71,33 @@ int main(int argc, char** argv) {
     s.lifetime.soft_add = std::chrono::seconds(3000);
     s.lifetime.hard_add = std::chrono::seconds(3600);
     if (auto st = (*k)->install(s); !st.ok()) return fail("install", st.error());
+    std::printf("%u %u %u\n", slot->reqid, slot->spi_in, s.spi_out);
+    return 0;
+  }
+  if (cmd == "rekey" && argc == 6) {
+    const ChildSaSlot old{static_cast<std::uint32_t>(std::stoul(argv[3])),
+                          static_cast<std::uint32_t>(std::stoul(argv[4]))};
+    const auto old_out = static_cast<std::uint32_t>(std::stoul(argv[5]));
+    auto slot = (*k)->reserve_rekey(old, local, remote);
+    if (!slot.ok()) return fail("reserve_rekey", slot.error());
+    ChildSaSpec s;
+    s.slot = *slot;
+    s.spi_out = old_out + 1;
+    s.local = local;
+    s.remote = remote;
+    s.suite.protocol = ProtocolId::kEsp;
+    s.suite.encr = transform_id::kEncrAesGcm16;
+    s.suite.encr_key_bits = 256;
+    s.suite.integ = transform_id::kIntegNone;
+    s.suite.esn = transform_id::kEsnNo;
+    for (DirectionKeys* d : {&s.in, &s.out}) d->encr = std::move(*SecretBytes::random(36));
+    s.encap = std::pair<std::uint16_t, std::uint16_t>{4500, 4500};
+    s.local_ts = {ts("198.51.100.0", "198.51.100.255")};
+    s.remote_ts = {ts("203.0.113.0", "203.0.113.255")};
+    if (auto st = (*k)->install_sa(s, SaDirection::kIn); !st.ok()) return fail("install_sa in", st.error());
+    if (auto st = (*k)->install_sa(s, SaDirection::kOut); !st.ok()) return fail("install_sa out", st.error());
+    if (auto st = (*k)->remove_sa(old.reqid, local, old.spi_in); !st.ok()) return fail("remove_sa in", st.error());
+    if (auto st = (*k)->remove_sa(old.reqid, remote, old_out); !st.ok()) return fail("remove_sa out", st.error());
     std::printf("%u %u %u\n", slot->reqid, slot->spi_in, s.spi_out);
     return 0;
   }

@@ -74,6 +74,8 @@ class Engine {
   Status create_child(const std::string& name);
   /// Delete one CHILD_SA (by our inbound SPI) of the peer's IKE SA.
   Status delete_child(const std::string& name, std::uint32_t spi_in);
+  /// Rekey one CHILD_SA (by our inbound SPI) of the peer's IKE SA, make-before-break.
+  Status rekey_child(const std::string& name, std::uint32_t spi_in);
   /// Liveness check on the peer's established IKE SA.
   Status ping(const std::string& name);
 

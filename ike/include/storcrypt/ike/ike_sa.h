@@ -21,8 +21,20 @@
 // NAT (RFC 7296 §2.23): when the NAT_DETECTION hashes disagree, both sides
 // move to port 4500 from IKE_AUTH on and ChildSaSpec::encap carries the ports.
 //
-// Not here yet (designed for, next issue): rekeying (REKEY_SA is answered
-// NO_ADDITIONAL_SAS), DPD timers (ping() is the primitive).
+// CHILD_SA rekeying (RFC 7296 §2.8), make-before-break through the kernel
+// seam's reserve_rekey/install_sa/remove_sa: the new SAs take the old reqid
+// (its policies stay). As initiator: new inbound and outbound SA installed
+// when the answer arrives (the peer has its inbound in by then), then a
+// DELETE of the old CHILD_SA, whose SAs go when it is answered. As
+// responder: the new inbound SA before the answer is sent, the new outbound
+// only when the peer's DELETE of the old one arrives (or after
+// kRekeyOutboundGrace), so no packet is sent with a key the peer cannot yet
+// read. Rekeys start by rekey_child() or by PeerConfig::child_rekey_time.
+// A rekey request for a CHILD_SA we are rekeying ourselves (a collision) is
+// answered TEMPORARY_FAILURE; whoever got TEMPORARY_FAILURE retries after a
+// random 0.5-2 s, so exactly one new pair survives (the §2.8.1 nonce rule is
+// not implemented yet). Not here yet: IKE SA rekey, DPD timers (ping() is
+// the primitive).
 #pragma once
 
 #include <openssl/types.h>
@@ -70,6 +82,10 @@ PkeyRef share_pkey(EVP_PKEY* k);
 /// Retransmission of our outstanding request: the waits before each
 /// retransmission; when the last one has passed without an answer the IKE SA
 /// is given up ("peer did not answer").
+/// How long a rekey responder waits for the peer's DELETE of the old
+/// CHILD_SA before it sends with the new outbound SA anyway.
+inline constexpr std::chrono::seconds kRekeyOutboundGrace{10};
+
 struct RetransmitSchedule {
   std::vector<std::chrono::milliseconds> waits = {std::chrono::seconds(1), std::chrono::seconds(2),
                                                   std::chrono::seconds(4), std::chrono::seconds(8),
@@ -114,6 +130,9 @@ struct PeerConfig {
   /// fragments of at most this size. 0: never fragment.
   std::size_t fragment_size = 1280;
   ChildSaLifetime child_lifetime;
+  /// Rekey every CHILD_SA this long after it was installed, less a random
+  /// jitter of up to 10 %. 0: only on request (rekey_child()).
+  std::chrono::milliseconds child_rekey_time{0};
   std::uint32_t replay_window = 32;
 };
 
@@ -125,6 +144,7 @@ enum class EventKind {
   kChildUp,      ///< a CHILD_SA was installed
   kChildDown,    ///< a CHILD_SA was removed
   kChildFailed,  ///< a CHILD_SA could not be negotiated (the IKE SA stays)
+  kChildRekeyed, ///< a CHILD_SA was replaced by a new one (child SPIs: the new pair; reason names the old)
 };
 std::string_view event_kind_name(EventKind k);
 
@@ -187,6 +207,9 @@ class IkeSa {
   Status create_child();
   /// Delete one CHILD_SA by our inbound SPI (INFORMATIONAL DELETE).
   Status delete_child(std::uint32_t spi_in);
+  /// Rekey one CHILD_SA by our inbound SPI (CREATE_CHILD_SA with REKEY_SA,
+  /// PFS when the ESP proposals carry a KE group). kNotFound / kConflict.
+  Status rekey_child(std::uint32_t spi_in);
   /// Delete the IKE SA and its CHILD_SAs (INFORMATIONAL DELETE). Before it is
   /// established the SA is simply dropped.
   Status close();
@@ -225,6 +248,17 @@ class IkeSa {
     Suite suite;
     std::vector<TsRange> local_ts, remote_ts;
     std::optional<std::pair<std::uint16_t, std::uint16_t>> encap;
+    /// Replaced by a rekey: our inbound SPI of its successor. Its SAs go when
+    /// the DELETE exchange for it ends; its policies (the reqid's) stay.
+    std::uint32_t superseded_by = 0;
+    bool rekeying = false;     ///< our rekey of it is outstanding
+    bool deleting = false;     ///< our DELETE of it is outstanding
+    bool retry_rekey = false;  ///< the peer answered TEMPORARY_FAILURE: retry after a random delay
+    std::optional<std::chrono::steady_clock::time_point> rekey_at;
+    /// Responder of its rekey: the outbound SA, installed when the peer
+    /// deletes the old CHILD_SA (or after kRekeyOutboundGrace).
+    std::unique_ptr<ChildSaSpec> pending_out;
+    std::optional<std::chrono::steady_clock::time_point> pending_out_since;
   };
   /// A CHILD_SA we are negotiating as initiator (IKE_AUTH or CREATE_CHILD_SA).
   struct PendingChild {
@@ -232,8 +266,9 @@ class IkeSa {
     std::vector<Proposal> offered;
     Bytes nonce;  ///< CREATE_CHILD_SA only
     std::optional<KeyExchange> ke;
+    std::uint32_t rekey_of = 0;  ///< our inbound SPI of the CHILD_SA it replaces (0: a new one)
   };
-  enum class Op { kCreateChild, kDeleteChild, kDeleteIke, kPing };
+  enum class Op { kCreateChild, kDeleteChild, kDeleteIke, kPing, kRekeyChild };
   struct QueuedOp {
     Op op;
     std::uint32_t spi = 0;
@@ -271,9 +306,22 @@ class IkeSa {
                      std::vector<Payload>& out);
   /// Initiator: the responder's answer to our CHILD_SA offer.
   void accept_child(const Message& m, PendingChild pending, const Bytes& ni, const Bytes& nr);
+  /// `we_initiated`: we sent the request of this exchange (RFC 7296 §2.17:
+  /// the exchange's initiator -> responder keys come first in KEYMAT, whoever
+  /// started the IKE SA). `rekey_of`: our inbound SPI of the CHILD_SA this
+  /// one replaces (0: none).
   Status install_child(const ChildSaSlot& slot, std::uint32_t spi_out, const Suite& suite,
                        const SecretBytes* pfs_shared, const Bytes& ni, const Bytes& nr, std::vector<TsRange> local_ts,
-                       std::vector<TsRange> remote_ts);
+                       std::vector<TsRange> remote_ts, bool we_initiated, std::uint32_t rekey_of);
+  /// Our CREATE_CHILD_SA offer for `pc` (SA, Ni, KE when the proposal has a group, TSi, TSr).
+  Result<std::vector<Payload>> child_offer(PendingChild& pc, const std::vector<TsRange>& local_ts,
+                                           const std::vector<TsRange>& remote_ts);
+  /// Give back what a CHILD_SA negotiation reserved (a rekey's SPI only: the policies are the old one's).
+  void release(const ChildSaSlot& slot, bool rekey);
+  Child* child_by_spi_in(std::uint32_t spi_in);
+  /// The responder's new outbound SA of a rekey, now.
+  void finish_rekey_outbound(Child& c);
+  void rekey_timers(std::chrono::steady_clock::time_point now);
   void remove_child(std::size_t index, bool emit_event);
   void remove_all_children();
   // Requests of ours

@@ -78,6 +78,9 @@ struct ChildSaSpec {
   std::uint32_t replay_window = 32;
 };
 
+/// One SA of a CHILD_SA.
+enum class SaDirection { kIn, kOut };
+
 /// Counters of an installed CHILD_SA (from the kernel's SA state).
 struct ChildSaCounters {
   std::uint64_t bytes_in = 0, packets_in = 0;
@@ -99,6 +102,23 @@ class ChildSaKernel {
                         std::uint32_t spi_out) = 0;
   virtual Result<ChildSaCounters> counters(const ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
                                            std::uint32_t spi_out) = 0;
+
+  // Rekeying (RFC 7296 §2.8), make-before-break: the new SAs of a rekeyed
+  // CHILD_SA take the old one's reqid, so the policies install() made carry
+  // them unchanged; of two outbound SAs of one reqid the kernel sends with the
+  // newer. The old SAs are removed one by one afterwards.
+
+  /// A new inbound SPI under `old`'s reqid (no policy is touched).
+  virtual Result<ChildSaSlot> reserve_rekey(const ChildSaSlot& old, const IpAddress& local,
+                                            const IpAddress& remote) = 0;
+  /// Install one SA of `spec`, whose slot came from reserve_rekey(): the
+  /// inbound one (replacing the reserved SPI) or the outbound one.
+  virtual Status install_sa(const ChildSaSpec& spec, SaDirection dir) = 0;
+  /// Remove one SA of the CHILD_SA with `reqid` (SPI `spi`, destination
+  /// `dst`): the old SAs after a rekey, or a reserved SPI never installed.
+  /// An SA that carries another reqid is left alone (kConflict); one already
+  /// gone is not an error.
+  virtual Status remove_sa(std::uint32_t reqid, const IpAddress& dst, std::uint32_t spi) = 0;
 };
 
 }  // namespace storcrypt::ike

@@ -71,8 +71,12 @@ class XfrmChildSaKernel : public ChildSaKernel {
                 std::uint32_t spi_out) override;
   Result<ChildSaCounters> counters(const ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
                                    std::uint32_t spi_out) override;
+  Result<ChildSaSlot> reserve_rekey(const ChildSaSlot& old, const IpAddress& local, const IpAddress& remote) override;
+  Status install_sa(const ChildSaSpec& spec, SaDirection dir) override;
+  Status remove_sa(std::uint32_t reqid, const IpAddress& dst, std::uint32_t spi) override;
 
  private:
+  Result<ChildSaSlot> allocate(std::uint32_t reqid, const IpAddress& local, const IpAddress& remote);
   explicit XfrmChildSaKernel(netlink::XfrmApi& xfrm) : xfrm_(xfrm) {}
   Status scan_used();
   Result<std::uint32_t> next_reqid();

@@ -31,6 +31,10 @@ class MemoryTransport : public ike::Transport {
 ike::ChildSaSpec clone_spec(const ike::ChildSaSpec& s);
 
 /// Remembers reservations and installed CHILD_SAs by inbound SPI.
+/// A kernel of SAs and per-reqid policy sets, enough to judge the order of a
+/// make-before-break rekey. `installed` holds one record per CHILD_SA, by its
+/// inbound SPI (a rekeyed CHILD_SA appears once its inbound SA is in and
+/// leaves with its inbound SA).
 class FakeChildSaKernel : public ike::ChildSaKernel {
  public:
   Result<ike::ChildSaSlot> reserve(const IpAddress& local, const IpAddress& remote) override;
@@ -39,15 +43,34 @@ class FakeChildSaKernel : public ike::ChildSaKernel {
                 std::uint32_t spi_out) override;
   Result<ike::ChildSaCounters> counters(const ike::ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
                                         std::uint32_t spi_out) override;
+  Result<ike::ChildSaSlot> reserve_rekey(const ike::ChildSaSlot& old, const IpAddress& local,
+                                         const IpAddress& remote) override;
+  Status install_sa(const ike::ChildSaSpec& spec, ike::SaDirection dir) override;
+  Status remove_sa(std::uint32_t reqid, const IpAddress& dst, std::uint32_t spi) override;
+
+  struct Sa {
+    std::uint32_t reqid = 0;
+    ike::SaDirection dir = ike::SaDirection::kIn;
+    std::uint64_t seq = 0;  ///< order of installation
+  };
+  /// The outbound SA the kernel would send with for `reqid` (the newest), 0 if none.
+  std::uint32_t sending_spi(std::uint32_t reqid) const;
 
   std::map<std::uint32_t, ike::ChildSaSpec> installed;  ///< by spi_in
   std::map<std::uint32_t, ike::ChildSaSlot> reserved;   ///< by spi_in, not (yet) installed
+  std::map<std::uint32_t, Sa> sas;                      ///< every SA, by SPI
+  std::map<std::uint32_t, int> policies;                ///< reqid -> installed policy sets (0 or 1)
   std::vector<std::uint32_t> removed;                   ///< spi_in of every remove() call
   std::vector<ike::ChildSaSlot> reserve_log;            ///< every reservation, in order
   std::vector<ike::ChildSaSpec> install_log;            ///< every successful install, in order
-  bool fail_install = false;
+  std::vector<std::pair<ike::SaDirection, std::uint32_t>> sa_log;  ///< every install_sa(), in order
+  bool fail_install = false;  ///< install() and install_sa() fail
   std::uint32_t next_spi = 0;  ///< 0: random SPIs (0xc0000000 | random)
   std::uint32_t next_reqid = 1;
+
+ private:
+  std::uint32_t new_spi();
+  std::uint64_t seq_ = 0;
 };
 
 /// A certificate with subject O=storcrypt-test,CN=<cn> (test_pki.h's
@@ -70,6 +93,15 @@ struct IkeTestPki {
   /// The product's validator (ike::PeerValidator, peer_auth.h) trusting
   /// exactly `root`.
   ike::PeerCertValidator validator() const;
+  /// The left site (192.0.2.1, protecting 198.51.100.0/24) configured for its
+  /// peer `peer_name`, the right site (192.0.2.2, 203.0.113.0/24, ID
+  /// right.lab): certificate + intermediate, CERTREQ for the root, validator.
+  ike::PeerConfig left_config(const std::string& peer_name) const;
+  /// The right site configured for its peer `peer_name` (the left site).
+  ike::PeerConfig right_config(const std::string& peer_name) const;
+
+ private:
+  ike::PeerConfig side_config(bool left_side, const std::string& peer_name) const;
 };
 
 /// One IKE proposal (number 1, no SPI): the AES-CBC (gcm false) or AES-GCM
