@@ -33,12 +33,12 @@ function(storcrypt_fuzzer)
   endif()
 endfunction()
 
-# storcrypt_vm_test(NAME n SCRIPTS a.sh b.sh ... [TIMEOUT s] [SYSTEMD] [DEPENDS targets...])
+# storcrypt_vm_test(NAME n SCRIPTS a.sh b.sh ... [TIMEOUT s] [SYSTEMD] [RUN_SERIAL] [DEPENDS targets...])
 # SYSTEMD boots the guest with systemd as PID 1 (vmrun.sh --systemd).
 # One boot of the kernel VM (tests/vm/harness/vmrun.sh) running the scenario
 # scripts in order; labelled vm. VM tests never run concurrently (2 cores).
 function(storcrypt_vm_test)
-  cmake_parse_arguments(V "SYSTEMD" "NAME;TIMEOUT" "SCRIPTS;DEPENDS" ${ARGN})
+  cmake_parse_arguments(V "SYSTEMD;RUN_SERIAL" "NAME;TIMEOUT" "SCRIPTS;DEPENDS" ${ARGN})
   if(NOT V_TIMEOUT)
     set(V_TIMEOUT 900)
   endif()
@@ -51,4 +51,8 @@ function(storcrypt_vm_test)
             --build-dir ${PROJECT_BINARY_DIR} --name ${V_NAME} --timeout ${V_TIMEOUT} ${init_flag} ${V_SCRIPTS})
   math(EXPR ctest_timeout "${V_TIMEOUT} + 60")
   set_tests_properties(vm.${V_NAME} PROPERTIES LABELS vm TIMEOUT ${ctest_timeout} RESOURCE_LOCK storcrypt_vm)
+  if(V_RUN_SERIAL)
+    # Timing-sensitive (e.g. probes counted under rekeys): nothing else runs beside the guest.
+    set_tests_properties(vm.${V_NAME} PROPERTIES RUN_SERIAL TRUE)
+  endif()
 endfunction()

@@ -1002,9 +1002,11 @@ void IkeSa::finish_rekey_outbound(Child& c) {
   if (!c.pending_out) return;
   std::unique_ptr<ChildSaSpec> spec = std::move(c.pending_out);
   c.pending_out_since.reset();
-  if (auto s = env_.kernel->install_sa(*spec, SaDirection::kOut); !s)
+  if (auto s = env_.kernel->install_sa(*spec, SaDirection::kOut); !s) {
     emit(EventKind::kChildFailed, "installing the outbound SA of a rekeyed CHILD_SA: " + s.error().message(),
          c.slot.spi_in, c.spi_out);
+    return;
+  }
 }
 
 void IkeSa::accept_child(const Message& m, PendingChild pc, const Bytes& ni, const Bytes& nr) {

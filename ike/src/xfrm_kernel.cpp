@@ -151,9 +151,13 @@ nl::Template tmpl(const ChildSaSpec& spec, bool out) {
     t.src = out ? spec.local : spec.remote;
     t.dst = out ? spec.remote : spec.local;
   }
-  // Like charon (KERNEL_POLICY_SPI): OUT pins the outbound SA, so a second SA
-  // with this reqid can never be picked by mistake; inbound matches by reqid.
-  if (out) t.spi = spec.spi_out;
+  // No SPI in the template, OUT included: templates match the CHILD_SA's SAs
+  // by its reqid (ours alone, ownership range), so a rekey adds SAs under the
+  // same reqid and never touches a policy; of two outbound SAs the kernel
+  // sends with the newer (xfrm_state_find prefers the later add time, and an
+  // added SA bumps the cached bundles' generation). Pinning OUT to one SPI
+  // (charon's KERNEL_POLICY_SPI) would black-hole the rekeyed CHILD_SA.
+  (void)out;
   return t;
 }
 
@@ -360,6 +364,19 @@ Status XfrmChildSaKernel::install_sa(const ChildSaSpec& spec, SaDirection dir) {
     st = xfrm_.add_sa(sa);
   }
   if (!st.ok()) return std::move(st).error().context(what);
+  if (in) return ok_status();
+  // Re-put the OUT policies unchanged: that drops the routes (bundles) the
+  // kernel cached with the old outbound SA, so the next packet takes the new
+  // one (the newest SA of the reqid), while a packet already on its way
+  // still finds the old SA alive. Deleting the old SA instead would fail
+  // that packet (XfrmOutStateInvalid); keeping it without this would keep
+  // it in use until the DELETE, after the peer dropped its inbound copy.
+  for (nl::Policy& p : objs->policies) {
+    if (p.dir != nl::Direction::kOut) continue;
+    p.mark = mark();
+    if (auto u = xfrm_.update_policy(p); !u.ok())
+      return std::move(u).error().context(what + ": switching the OUT policy to it");
+  }
   return ok_status();
 }
 

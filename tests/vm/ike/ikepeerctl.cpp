@@ -2,18 +2,20 @@
 // + Engine), in the foreground, for the kernel-VM interop scenarios
 // (tests/vm/ike/interop*.sh) and the IKE benchmark. It prints one line per
 // Engine event and, after each, the peer's SAs as ike::Engine::list() reports
-// them; it never prints keys. SIGUSR1 prints the SAs again; SIGTERM/SIGINT
+// them; it never prints keys. SIGUSR1 prints the SAs again; SIGUSR2 rekeys
+// every CHILD_SA now (make-before-break; "rekey-refused REASON" when the
+// Engine refuses); SIGTERM/SIGINT
 // terminate the peer's IKE SAs (DELETE), wait for them to go (bounded) and exit 0.
 //
 //   ikepeerctl [--netns NS] --local ADDR --remote ADDR --local-ts CIDR... --remote-ts CIDR...
 //              --cert EE.pem [--chain INTERMEDIATES.pem] --key KEY.pem --ca ROOT.pem
 //              [--remote-id fqdn:NAME|ip:ADDR] [--ike default|cbc|gcm] [--esp gcm|cbc]
-//              [--ike-port 500] [--natt-port 4500] [--initiate]
+//              [--ike-port 500] [--natt-port 4500] [--initiate] [--pfs] [--child-rekey SECONDS]
 //
 // Lines (space-separated key=value after a first word; values without spaces
 // except reason="..." last):
 //   ready listen=ADDR:PORT,...
-//   event up|down|failed|auth-failed|child-up|child-down|child-failed peer=NAME spi_i=HEX16 spi_r=HEX16
+//   event up|down|failed|auth-failed|child-up|child-down|child-rekeyed|child-failed peer=NAME spi_i=HEX16 spi_r=HEX16
 //         [spi_in=HEX8 spi_out=HEX8] [subject="..." issuer="..."] [reason="..."]
 //   sa peer=NAME role=initiator|responder state=STATE ike=AES_CBC-256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384
 //      local=ADDR:PORT remote=ADDR:PORT nat=yes|no children=N
@@ -42,6 +44,7 @@
 #include <vector>
 
 #include "storcrypt/certs/certs.h"
+#include "storcrypt/common/files.h"
 #include "storcrypt/ike/peer_auth.h"
 #include "storcrypt/ike/runner.h"
 
@@ -61,29 +64,6 @@ Result<std::string> read_text(const std::string& path) {
   std::ostringstream s;
   s << f.rdbuf();
   return s.str();
-}
-
-// The private key file, read into wiped memory (never into a std::string).
-Result<SecretBytes> read_secret(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Error(ErrorCode::kNotFound, "cannot read the key file " + path);
-  SecretBytes buf(64 * 1024);
-  std::size_t n = 0;
-  for (;;) {
-    const ssize_t r = ::read(fd, buf.data() + n, buf.size() - n);
-    if (r < 0) {
-      ::close(fd);
-      return Error(ErrorCode::kInternal, "reading the key file " + path);
-    }
-    if (r == 0) break;
-    n += static_cast<std::size_t>(r);
-    if (n == buf.size()) {
-      ::close(fd);
-      return Error(ErrorCode::kInvalidInput, "key file too large: " + path);
-    }
-  }
-  ::close(fd);
-  return SecretBytes(buf.data(), n);
 }
 
 Result<std::vector<certs::Certificate>> read_certs(const std::string& path) {
@@ -250,7 +230,8 @@ int main(int argc, char** argv) {
   std::string netns, local, remote, cert, chain, key, ca, remote_id, ike = "default", esp = "gcm", name = "peer";
   std::vector<std::string> local_ts, remote_ts, listen;
   std::uint16_t ike_port = kIkePort, natt_port = kNatTPort;
-  bool initiate = false;
+  bool initiate = false, pfs = false;
+  unsigned child_rekey = 0;
   app.add_option("--netns", netns, "network namespace (name or path; default: the caller's)");
   app.add_option("--name", name, "peer name in events");
   app.add_option("--local", local, "our address")->required();
@@ -271,6 +252,8 @@ int main(int argc, char** argv) {
   app.add_option("--ike-port", ike_port, "IKE port");
   app.add_option("--natt-port", natt_port, "NAT-T port");
   app.add_flag("--initiate", initiate, "initiate at start");
+  app.add_flag("--pfs", pfs, "ESP proposal with ECP-384 (PFS) for rekeys and additional CHILD_SAs");
+  app.add_option("--child-rekey", child_rekey, "rekey each CHILD_SA after SECONDS (minus up to 10%; 0: never)");
   CLI11_PARSE(app, argc, argv);
 
   PeerConfig cfg;
@@ -300,7 +283,7 @@ int main(int argc, char** argv) {
     for (const auto& c : *inter) cfg.local_intermediates.push_back(share(c));
   }
   {
-    auto pem = read_secret(key);
+    auto pem = read_secret_file(key);  // into wiped memory, never a std::string
     if (!pem.ok()) return fail("--key", pem.error().to_string());
     auto k = certs::PrivateKey::from_pem(*pem);
     if (!k.ok()) return fail("--key", k.error().to_string());
@@ -340,6 +323,10 @@ int main(int argc, char** argv) {
     cfg.ike_proposals = chosen;
   }
   if (esp == "cbc") cfg.esp_proposals = {esp_cbc()};
+  if (pfs)
+    for (Proposal& p : cfg.esp_proposals)
+      p.transforms.push_back(Transform::make(TransformType::kKe, transform_id::kGroupEcp384));
+  cfg.child_rekey_time = std::chrono::seconds(child_rekey);
   cfg.child_lifetime.soft_add = std::chrono::seconds(3000);
   cfg.child_lifetime.hard_add = std::chrono::seconds(3600);
 
@@ -347,7 +334,7 @@ int main(int argc, char** argv) {
   // inherits the blocked mask).
   sigset_t sigs;
   sigemptyset(&sigs);
-  for (int s : {SIGTERM, SIGINT, SIGUSR1}) sigaddset(&sigs, s);
+  for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2}) sigaddset(&sigs, s);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   std::mutex qmu;
@@ -401,6 +388,17 @@ int main(int argc, char** argv) {
     const int sig = sigtimedwait(&sigs, nullptr, &step);
     drain();
     if (sig == SIGUSR1) print_status(r);
+    if (sig == SIGUSR2) {  // rekey every CHILD_SA of the peer now
+      (void)r.with_engine([&](Engine& e) {
+        for (const IkeSaStatus& sa : e.list())
+          for (const ChildSaStatus& c : sa.children) {
+            if (auto st = e.rekey_child(name, c.info.slot.spi_in); !st.ok())
+              std::printf("rekey-refused %s\n", st.error().to_string().c_str());
+          }
+        return 0;
+      });
+      std::fflush(stdout);
+    }
     if (sig == SIGTERM || sig == SIGINT) break;
   }
   // Terminate: DELETE our IKE SAs and wait (bounded) for them to go; what is

@@ -29,6 +29,9 @@ ike_init() {  # ike_init NAME: W, A, B, N, cleanup on exit
   A=$1-a-$$ B=$1-b-$$ N=$1-n-$$
   PIDS=() PEERS=() CHARONS=()
   trap ike_cleanup EXIT
+  # A command that fails outside a check (set -e) names itself.
+  set -E
+  trap 'echo "FAIL: line $LINENO: $BASH_COMMAND exited $?"' ERR
   [ -x "$PEERCTL" ] || { echo "ikepeerctl not built: $PEERCTL"; exit 1; }
   command -v charon-systemd > /dev/null && command -v swanctl > /dev/null \
     || { echo "charon-systemd/swanctl missing: run scripts/setup.sh"; exit 1; }
@@ -279,7 +282,7 @@ connections {
       net {
         local_ts = $7
         remote_ts = $8
-        esp_proposals = aes256gcm16
+        esp_proposals = ${10:-aes256gcm16}
         mode = tunnel
         start_action = none
       }
@@ -322,26 +325,8 @@ esp_sa() {
   grep -q "mode tunnel" <<<"$s" || fail "$1: SA 0x$4 is not in tunnel mode"
   grep -Ev '^\s+(aead|enc|auth-trunc) ' <<<"$s"
 }
-# One ICMP echo from SRC to DST inside NS (raw socket: no ping binary needed).
-ping_from() {  # ping_from NS SRC DST
-  ip netns exec "$1" timeout 10 /usr/bin/python3 -c '
-import os, socket, struct, sys
-def csum(b):
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
-    return ~s & 0xffff
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.settimeout(3)
-s.bind((sys.argv[1], 0))
-ident = os.getpid() & 0xffff
-hdr = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"storcrypt-ike-vm"
-pkt = hdr[:2] + struct.pack("!H", csum(hdr)) + hdr[4:]
-s.sendto(pkt, (sys.argv[2], 0))
-while True:
-    data, src = s.recvfrom(2048)
-    icmp = data[(data[0] & 0x0f) * 4:]
-    if icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident and src[0] == sys.argv[2]:
-        sys.exit(0)
-' "$2" "$3"
-}
+# One ICMP echo from SRC to DST inside NS.
+ping_from() { icmp_echo "$1" "$2" "$3"; }  # ping_from NS SRC DST
 # traffic A_INNER B_INNER PORT: 5 pings A -> B and a 256 KiB TCP transfer whose
 # SHA-256 B returns, all through the tunnel.
 traffic() {
@@ -352,6 +337,26 @@ traffic() {
   head -c 262144 /dev/urandom > "$W/payload"
   send_to "$2" "$3" "$W/payload" || fail "TCP transfer $1 -> $2:$3: digest mismatch or no connection"
   ok "256 KiB over TCP $1 -> $2:$3, SHA-256 matches"
+}
+# esp_flow PORT KIND A_LOCAL A_PEER B_PEER B_LOCAL: traffic() A -> B through
+# the CHILD_SA with SPIs $SPI_OUT (A -> B) and $SPI_IN (B -> A), counted by
+# A's SAs (between A_LOCAL and A_PEER, as A sees the outer addresses) and
+# B's (B_PEER and B_LOCAL: they differ behind a NAT) and as KIND (esp or
+# espinudp) on B's wire; no protected packet may arrive at B in clear.
+esp_flow() {
+  local k0 c0 a_out0 b_in0 b_out0 a_in0
+  k0=$(wire "$2") c0=$(wire cleartext)
+  a_out0=$(sa_packets "$A" "$3" "$4" "$SPI_OUT") b_in0=$(sa_packets "$B" "$5" "$6" "$SPI_OUT")
+  b_out0=$(sa_packets "$B" "$6" "$5" "$SPI_IN") a_in0=$(sa_packets "$A" "$4" "$3" "$SPI_IN")
+  traffic 198.51.100.1 203.0.113.1 "$1"
+  # 5 echo requests + the TCP segments A -> B; 5 replies + acks/digest B -> A.
+  at_least "A out SA packets" $(($(sa_packets "$A" "$3" "$4" "$SPI_OUT") - a_out0)) 10
+  at_least "B in SA packets" $(($(sa_packets "$B" "$5" "$6" "$SPI_OUT") - b_in0)) 10
+  at_least "B out SA packets" $(($(sa_packets "$B" "$6" "$5" "$SPI_IN") - b_out0)) 6
+  at_least "A in SA packets" $(($(sa_packets "$A" "$4" "$3" "$SPI_IN") - a_in0)) 6
+  at_least "$2 packets on B's wire" $(($(wire "$2") - k0)) 10
+  [ "$(wire cleartext)" = "$c0" ] || fail "protected packets arrived at B in clear: $(wire cleartext) (was $c0)"
+  ok "no protected packet in clear on B's wire"
 }
 # sa_packets NS SRC DST SPI -> packets the SA has processed (in or out)
 sa_packets() {
@@ -367,4 +372,38 @@ no_ike_objects() {
     if [ "$r" -ge $((0x6c000)) ] && [ "$r" -le $((0x7bfff)) ]; then left=$((left + 1)); fi
   done
   [ "$left" = 0 ] || fail "$1: $left XFRM objects with our reqids left after teardown"
+}
+# probe_start NS SRC DST: ICMP echoes SRC -> DST at 100/s (numbered) in the
+# background until probe_stop, which leaves "sent N received M" in
+# $W/probe.out once the last replies had 3 s to come back.
+probe_start() {
+  rm -f "$W/probe.stop" "$W/probe.out"
+  ip netns exec "$1" /usr/bin/python3 -c '
+import os, select, socket, struct, sys, time
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.bind((sys.argv[1], 0))
+ident, stop = os.getpid() & 0xffff, sys.argv[3]
+sent, got, nxt, end = 0, set(), time.monotonic(), None
+while end is None or time.monotonic() < end:
+    now = time.monotonic()
+    if end is None and os.path.exists(stop): end = now + 3
+    if end is None and now >= nxt:
+        sent += 1; nxt += 0.01
+        h = struct.pack("!BBHHH", 8, 0, 0, ident, sent & 0xffff) + b"storcrypt-rekey-probe!"  # even length: csum() sums 16-bit words
+        s.sendto(h[:2] + struct.pack("!H", csum(h)) + h[4:], (sys.argv[2], 0))
+    r, _, _ = select.select([s], [], [], max(0.0, min(nxt - time.monotonic(), 0.01)) if end is None else 0.05)
+    if r:
+        d, src = s.recvfrom(2048); i = d[(d[0] & 0x0f) * 4:]
+        if i[0] == 0 and struct.unpack("!H", i[4:6])[0] == ident and src[0] == sys.argv[2]:
+            got.add(struct.unpack("!H", i[6:8])[0])
+print("sent %d received %d" % (sent, len(got)), flush=True)
+' "$2" "$3" "$W/probe.stop" > "$W/probe.out" 2>&1 &
+  PROBE_PID=$!
+  PIDS+=($!)
+}
+probe_stop() {  # not in $(...): it waits for a child of this shell
+  touch "$W/probe.stop"
+  wait "$PROBE_PID" || fail "probe stream failed: $(cat "$W/probe.out")"
 }

@@ -18,7 +18,7 @@ ike_net_nat
 # check_nat_flow A_SPI_IN A_SPI_OUT B_REMOTE_PORT PORT: SAs encapsulated,
 # traffic through, counted.
 check_nat_flow() {
-  local in=$1 out=$2 mport=$3 s e0 u0 c0 a_out0 b_in0 b_out0 a_in0
+  local in=$1 out=$2 mport=$3 s e0
   s=$(esp_sa "$A" 192.0.2.1 192.0.2.130 "$out"); echo "$s"
   grep -q "encap type espinudp sport 4500 dport 4500" <<<"$s" || fail "A's outbound SA is not ESP-in-UDP 4500/4500"
   s=$(esp_sa "$A" 192.0.2.130 192.0.2.1 "$in")
@@ -28,18 +28,10 @@ check_nat_flow() {
   s=$(esp_sa "$B" 192.0.2.129 192.0.2.130 "$out")
   grep -q "encap type espinudp sport $mport dport 4500" <<<"$s" || fail "B's inbound SA is not ESP-in-UDP $mport/4500"
   ok "both kernels: ESP-in-UDP (A 4500/4500, B 4500/$mport), rfc4106(gcm(aes)) 288-bit, tunnel mode"
-  e0=$(wire esp) u0=$(wire espinudp) c0=$(wire cleartext)
-  a_out0=$(sa_packets "$A" 192.0.2.1 192.0.2.130 "$out") b_in0=$(sa_packets "$B" 192.0.2.129 192.0.2.130 "$out")
-  b_out0=$(sa_packets "$B" 192.0.2.130 192.0.2.129 "$in") a_in0=$(sa_packets "$A" 192.0.2.130 192.0.2.1 "$in")
-  traffic 198.51.100.1 203.0.113.1 "$4"
-  at_least "A out SA packets" $(($(sa_packets "$A" 192.0.2.1 192.0.2.130 "$out") - a_out0)) 10
-  at_least "B in SA packets" $(($(sa_packets "$B" 192.0.2.129 192.0.2.130 "$out") - b_in0)) 10
-  at_least "B out SA packets" $(($(sa_packets "$B" 192.0.2.130 192.0.2.129 "$in") - b_out0)) 6
-  at_least "A in SA packets" $(($(sa_packets "$A" 192.0.2.130 192.0.2.1 "$in") - a_in0)) 6
-  at_least "ESP-in-UDP packets on B's wire" $(($(wire espinudp) - u0)) 10
+  e0=$(wire esp)
+  SPI_IN=$in SPI_OUT=$out esp_flow "$4" espinudp 192.0.2.1 192.0.2.130 192.0.2.129 192.0.2.130
   [ "$(wire esp)" = "$e0" ] || fail "bare ESP through the NAT: $(wire esp) (was $e0)"
-  [ "$(wire cleartext)" = "$c0" ] || fail "protected packets arrived at B in clear"
-  ok "no bare ESP, no protected packet in clear on B's wire"
+  ok "no bare ESP on B's wire"
 }
 mapped_port() {  # the NAT's mapping of A's 4500 (conntrack in N)
   ip netns exec "$N" cat /proc/net/nf_conntrack 2>/dev/null \

@@ -73,20 +73,7 @@ check_pair() {  # check_pair IKE_SUITE TAG_A TAG_B: both SA lists, SPIs, kernels
   esp_sa "$B" 192.0.2.1 192.0.2.2 "$SPI_OUT"; esp_sa "$B" 192.0.2.2 192.0.2.1 "$SPI_IN"
   ok "both kernels: rfc4106(gcm(aes)), 288-bit key, 128-bit ICV, tunnel mode"
 }
-check_flow() {  # check_flow PORT
-  local e0 c0 a_out0 b_in0 b_out0 a_in0
-  e0=$(wire esp) c0=$(wire cleartext)
-  a_out0=$(sa_packets "$A" 192.0.2.1 192.0.2.2 "$SPI_OUT") b_in0=$(sa_packets "$B" 192.0.2.1 192.0.2.2 "$SPI_OUT")
-  b_out0=$(sa_packets "$B" 192.0.2.2 192.0.2.1 "$SPI_IN") a_in0=$(sa_packets "$A" 192.0.2.2 192.0.2.1 "$SPI_IN")
-  traffic 198.51.100.1 203.0.113.1 "$1"
-  at_least "A out SA packets" $(($(sa_packets "$A" 192.0.2.1 192.0.2.2 "$SPI_OUT") - a_out0)) 10
-  at_least "B in SA packets" $(($(sa_packets "$B" 192.0.2.1 192.0.2.2 "$SPI_OUT") - b_in0)) 10
-  at_least "B out SA packets" $(($(sa_packets "$B" 192.0.2.2 192.0.2.1 "$SPI_IN") - b_out0)) 6
-  at_least "A in SA packets" $(($(sa_packets "$A" 192.0.2.2 192.0.2.1 "$SPI_IN") - a_in0)) 6
-  at_least "ESP packets on B's wire" $(($(wire esp) - e0)) 10
-  [ "$(wire cleartext)" = "$c0" ] || fail "protected packets arrived at B in clear"
-  ok "no protected packet in clear on B's wire"
-}
+check_flow() { esp_flow "$1" esp 192.0.2.1 192.0.2.2 192.0.2.1 192.0.2.2; }  # check_flow PORT
 check_pair AES_CBC-256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384 a b
 check_flow 5001
 

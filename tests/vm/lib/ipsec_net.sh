@@ -77,24 +77,26 @@ print(c.recv(64).decode())
   [ "$got" = "$want" ]
 }
 
-# ICMP echo A -> 192.0.2.2 with a raw socket (the guest has no ping binary).
+# icmp_echo [NS SRC DST]: one ICMP echo (default: from A to 192.0.2.2, any
+# source) with a raw socket (the guest has no ping binary); 0 when answered.
 icmp_echo() {
-  ip netns exec "$A" timeout 10 /usr/bin/python3 -c '
+  ip netns exec "${1:-$A}" timeout 10 /usr/bin/python3 -c '
 import os, socket, struct, sys
 def csum(b):
     s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
     return ~s & 0xffff
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.settimeout(3)
+if sys.argv[1]: s.bind((sys.argv[1], 0))
 ident = os.getpid() & 0xffff
-hdr = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"storcrypt-policy"
+hdr = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"storcrypt-vm-echo"
 pkt = hdr[:2] + struct.pack("!H", csum(hdr)) + hdr[4:]
-s.sendto(pkt, (sys.argv[1], 0))
+s.sendto(pkt, (sys.argv[2], 0))
 while True:
-    data, _ = s.recvfrom(2048)
+    data, src = s.recvfrom(2048)
     icmp = data[(data[0] & 0x0f) * 4:]
-    if icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
+    if icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident and src[0] == sys.argv[2]:
         sys.exit(0)
-' 192.0.2.2
+' "${2:-}" "${3:-192.0.2.2}"
 }
 
 oseq() {  # oseq NS SRC DST SPI -> outbound sequence number of the SA (decimal)
