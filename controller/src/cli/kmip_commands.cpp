@@ -33,8 +33,8 @@ void print_server(const json& s) {
             << "key provider:     " << (s["keyProviderID"].is_null() ? std::string("none") : plain(s["keyProviderID"]))
             << (s.value("kmipAssignedProviderIsActive", false) ? " (active)" : "") << "\n";
   for (const auto& c : s.value("kmipCaCertificateInfo", json::array()))
-    std::cout << "CA certificate:   " << plain(c["subject"]) << " (until " << format_time(c.value("not_after", int64_t{0}))
-              << ")\n";
+    std::cout << "CA certificate:   " << plain(c["subject"]) << " (until "
+              << format_time(c.value("not_after", int64_t{0})) << ")\n";
   const json& cc = s["kmipClientCertificateInfo"];
   if (cc.is_object())
     std::cout << "client cert:      " << plain(cc["subject"]) << ", issuer " << plain(cc["issuer"]) << " (until "
@@ -64,8 +64,8 @@ struct ServerOpts {
 
 /// Read the certificate files into params; false (and cc.fail) on error.
 bool add_cert_files(ClientContext& cc, const ServerOpts& o, json& p) {
-  for (const auto& [file, key] : {std::pair{&o.ca_file, "kmipCaCertificate"},
-                                  std::pair{&o.client_file, "kmipClientCertificate"}}) {
+  for (const auto& [file, key] :
+       {std::pair{&o.ca_file, "kmipCaCertificate"}, std::pair{&o.client_file, "kmipClientCertificate"}}) {
     if (file->empty()) continue;
     auto pem = read_input_file(*file);
     if (!pem.ok()) {
@@ -81,7 +81,8 @@ void add_server_options(CLI::App* cmd, ServerOpts& o, bool required) {
   auto* name = cmd->add_option("--name", o.name, "Key server name");
   auto* host = cmd->add_option("--hostname", o.hostnames,
                                "Host name or IP address (repeatable, primary first; several only for one cluster)");
-  auto* ca = local_path(cmd->add_option("--ca-cert", o.ca_file, "PEM file: the CA that signed the key server's certificate"));
+  auto* ca =
+      local_path(cmd->add_option("--ca-cert", o.ca_file, "PEM file: the CA that signed the key server's certificate"));
   auto* cl = local_path(cmd->add_option("--client-cert", o.client_file,
                                         "PEM file: this node's client certificate, signed from `kmip-client csr`"));
   cmd->add_option("--port", o.port, "KMIP port (default 5696)")->check(CLI::Range(1, 65535));
@@ -124,8 +125,9 @@ void add_kmip_commands(CLI::App& app, ClientContext& cc) {
     opt("country", so->country);
     opt("emailAddress", so->email);
     cc.run("CreatePublicPrivateKeyPair", p, [](const json& r) {
-      std::cout << "created KMIP client key pair (" << plain(r["keyType"]) << ") for CN=" << plain(r["subject"]["commonName"])
-                << "\nnext: storcrypt kmip-client csr --out client.csr, have it signed, then storcrypt keyserver create\n";
+      std::cout
+          << "created KMIP client key pair (" << plain(r["keyType"]) << ") for CN=" << plain(r["subject"]["commonName"])
+          << "\nnext: storcrypt kmip-client csr --out client.csr, have it signed, then storcrypt keyserver create\n";
     });
   });
   auto csr_out = std::make_shared<std::string>();
@@ -224,7 +226,8 @@ void add_kmip_commands(CLI::App& app, ClientContext& cc) {
   auto* pshow = kpv->add_subcommand("show", "Show a key provider");
   pshow->add_option("id", *pid, "Key provider id")->required();
   pshow->callback([&cc, pid] {
-    cc.run("GetKeyProviderKmip", {{"keyProviderID", *pid}}, [](const json& r) { print_provider(r["kmipKeyProvider"]); });
+    cc.run("GetKeyProviderKmip", {{"keyProviderID", *pid}},
+           [](const json& r) { print_provider(r["kmipKeyProvider"]); });
   });
   kpv->add_subcommand("list", "List the key providers")->callback([&cc] {
     cc.run("ListKeyProvidersKmip", json::object(), [](const json& r) {

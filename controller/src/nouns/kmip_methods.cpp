@@ -39,7 +39,8 @@ Result<std::vector<std::string>> hostnames_param(const Params& p) {
   const json& a = p.json()["kmipKeyServerHostnames"];
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (!a[i].is_string())
-      return Error(ErrorCode::kInvalidInput, "kmipKeyServerHostnames entry " + std::to_string(i + 1) + " is not a string",
+      return Error(ErrorCode::kInvalidInput,
+                   "kmipKeyServerHostnames entry " + std::to_string(i + 1) + " is not a string",
                    "give an array of host names, primary first", "xInvalidParameter");
     out.push_back(a[i].get<std::string>());
   }
@@ -136,34 +137,34 @@ Status register_kmip_methods(Dispatcher& d, Context& ctx) {
         STORCRYPT_ASSIGN_OR_RETURN(auto created, s.create_server(std::move(ks), &warnings));
         return with_warnings(json{{"keyServerID", created.id}, {"kmipKeyServer", s.server_json(created)}}, warnings);
       }));
-  STORCRYPT_TRY(m.add(
-      "ModifyKeyServerKmip", "change a key server (e.g. renew its certificates in place)",
-      {server_id,
-       {"keyServerName", ParamType::kString, false, "new name"},
-       {"kmipKeyServerName", ParamType::kString, false, "alias of keyServerName"},
-       {"kmipKeyServerHostnames", ParamType::kArray, false, "host names, primary first"},
-       {"kmipKeyServerPort", ParamType::kInteger, false, "port"},
-       {"kmipCaCertificate", ParamType::kString, false, "PEM CA certificate(s)"},
-       {"kmipClientCertificate", ParamType::kString, false, "PEM client certificate"}},
-      true, [](KmipService& s, const Params& p) -> Result<json> {
-        STORCRYPT_ASSIGN_OR_RETURN(int64_t id, p.id("keyServerID"));
-        KmipKeyServerChanges c;
-        c.name = name_param(p);
-        if (p.has("kmipKeyServerHostnames")) {
-          STORCRYPT_ASSIGN_OR_RETURN(auto h, hostnames_param(p));
-          c.hostnames = std::move(h);
-        }
-        if (p.has("kmipKeyServerPort")) {
-          STORCRYPT_ASSIGN_OR_RETURN(int port, port_param(p));
-          c.port = port;
-        }
-        if (p.has("kmipCaCertificate")) c.ca_pem = certs::normalize_pem_text(p.str("kmipCaCertificate"));
-        if (p.has("kmipClientCertificate"))
-          c.client_cert_pem = certs::normalize_pem_text(p.str("kmipClientCertificate"));
-        std::vector<std::string> warnings;
-        STORCRYPT_ASSIGN_OR_RETURN(auto ks, s.modify_server(id, c, &warnings));
-        return with_warnings(json{{"kmipKeyServer", s.server_json(ks)}}, warnings);
-      }));
+  STORCRYPT_TRY(m.add("ModifyKeyServerKmip", "change a key server (e.g. renew its certificates in place)",
+                      {server_id,
+                       {"keyServerName", ParamType::kString, false, "new name"},
+                       {"kmipKeyServerName", ParamType::kString, false, "alias of keyServerName"},
+                       {"kmipKeyServerHostnames", ParamType::kArray, false, "host names, primary first"},
+                       {"kmipKeyServerPort", ParamType::kInteger, false, "port"},
+                       {"kmipCaCertificate", ParamType::kString, false, "PEM CA certificate(s)"},
+                       {"kmipClientCertificate", ParamType::kString, false, "PEM client certificate"}},
+                      true, [](KmipService& s, const Params& p) -> Result<json> {
+                        STORCRYPT_ASSIGN_OR_RETURN(int64_t id, p.id("keyServerID"));
+                        KmipKeyServerChanges c;
+                        c.name = name_param(p);
+                        if (p.has("kmipKeyServerHostnames")) {
+                          STORCRYPT_ASSIGN_OR_RETURN(auto h, hostnames_param(p));
+                          c.hostnames = std::move(h);
+                        }
+                        if (p.has("kmipKeyServerPort")) {
+                          STORCRYPT_ASSIGN_OR_RETURN(int port, port_param(p));
+                          c.port = port;
+                        }
+                        if (p.has("kmipCaCertificate"))
+                          c.ca_pem = certs::normalize_pem_text(p.str("kmipCaCertificate"));
+                        if (p.has("kmipClientCertificate"))
+                          c.client_cert_pem = certs::normalize_pem_text(p.str("kmipClientCertificate"));
+                        std::vector<std::string> warnings;
+                        STORCRYPT_ASSIGN_OR_RETURN(auto ks, s.modify_server(id, c, &warnings));
+                        return with_warnings(json{{"kmipKeyServer", s.server_json(ks)}}, warnings);
+                      }));
   STORCRYPT_TRY(m.add("DeleteKeyServerKmip", "delete a key server (refused while assigned to a provider)", {server_id},
                       true, [](KmipService& s, const Params& p) -> Result<json> {
                         STORCRYPT_ASSIGN_OR_RETURN(int64_t id, p.id("keyServerID"));
@@ -191,19 +192,22 @@ Status register_kmip_methods(Dispatcher& d, Context& ctx) {
                         return json{{"kmipKeyServers", arr}};
                       }));
   // The tests do network I/O: the service's lock is held only to take a snapshot.
-  STORCRYPT_TRY(d.add({"TestKeyServerKmip",
-                       "TLS handshake and a harmless KMIP request (Discover Versions, Query) to every host name",
-                       {server_id}, false, [st](const Params& p) -> Result<json> {
-                         STORCRYPT_ASSIGN_OR_RETURN(KmipService * s, kmip_service(*st));
-                         STORCRYPT_ASSIGN_OR_RETURN(int64_t id, p.id("keyServerID"));
-                         KmipKeyServer ks;
-                         {
-                           std::lock_guard lock(s->mu);
-                           STORCRYPT_ASSIGN_OR_RETURN(ks, s->server(id));
-                         }
-                         STORCRYPT_ASSIGN_OR_RETURN(json r, s->probe_servers({ks}));
-                         return json{{"keyServerID", id}, {"keyServerName", ks.name}, {"ok", true}, {"hostnames", r[0]["hostnames"]}};
-                       }}));
+  STORCRYPT_TRY(d.add(
+      {"TestKeyServerKmip",
+       "TLS handshake and a harmless KMIP request (Discover Versions, Query) to every host name",
+       {server_id},
+       false,
+       [st](const Params& p) -> Result<json> {
+         STORCRYPT_ASSIGN_OR_RETURN(KmipService * s, kmip_service(*st));
+         STORCRYPT_ASSIGN_OR_RETURN(int64_t id, p.id("keyServerID"));
+         KmipKeyServer ks;
+         {
+           std::lock_guard lock(s->mu);
+           STORCRYPT_ASSIGN_OR_RETURN(ks, s->server(id));
+         }
+         STORCRYPT_ASSIGN_OR_RETURN(json r, s->probe_servers({ks}));
+         return json{{"keyServerID", id}, {"keyServerName", ks.name}, {"ok", true}, {"hostnames", r[0]["hostnames"]}};
+       }}));
 
   // ---- key providers
   STORCRYPT_TRY(m.add("CreateKeyProviderKmip", "create a key provider (a group of key servers)",
@@ -224,13 +228,13 @@ Status register_kmip_methods(Dispatcher& d, Context& ctx) {
                         STORCRYPT_ASSIGN_OR_RETURN(auto kp, s.provider(id));
                         return json{{"kmipKeyProvider", s.provider_json(kp)}};
                       }));
-  STORCRYPT_TRY(m.add("ListKeyProvidersKmip", "the key providers", {}, false,
-                      [](KmipService& s, const Params&) -> Result<json> {
-                        STORCRYPT_ASSIGN_OR_RETURN(auto list, s.providers());
-                        json arr = json::array();
-                        for (const auto& kp : list) arr.push_back(s.provider_json(kp));
-                        return json{{"kmipKeyProviders", arr}};
-                      }));
+  STORCRYPT_TRY(
+      m.add("ListKeyProvidersKmip", "the key providers", {}, false, [](KmipService& s, const Params&) -> Result<json> {
+        STORCRYPT_ASSIGN_OR_RETURN(auto list, s.providers());
+        json arr = json::array();
+        for (const auto& kp : list) arr.push_back(s.provider_json(kp));
+        return json{{"kmipKeyProviders", arr}};
+      }));
   STORCRYPT_TRY(m.add("AddKeyServerToProviderKmip", "assign a key server to a provider (idempotent)",
                       {provider_id, server_id}, true, [](KmipService& s, const Params& p) -> Result<json> {
                         STORCRYPT_ASSIGN_OR_RETURN(int64_t pid, p.id("keyProviderID"));
@@ -246,8 +250,11 @@ Status register_kmip_methods(Dispatcher& d, Context& ctx) {
                         STORCRYPT_ASSIGN_OR_RETURN(auto kp, s.remove_server_from_provider(pid, sid));
                         return json{{"kmipKeyProvider", s.provider_json(kp)}};
                       }));
-  STORCRYPT_TRY(d.add({"TestKeyProviderKmip", "test every key server of a provider (TestKeyServerKmip on each)",
-                       {provider_id}, false, [st](const Params& p) -> Result<json> {
+  STORCRYPT_TRY(d.add({"TestKeyProviderKmip",
+                       "test every key server of a provider (TestKeyServerKmip on each)",
+                       {provider_id},
+                       false,
+                       [st](const Params& p) -> Result<json> {
                          STORCRYPT_ASSIGN_OR_RETURN(KmipService * s, kmip_service(*st));
                          STORCRYPT_ASSIGN_OR_RETURN(int64_t id, p.id("keyProviderID"));
                          std::vector<KmipKeyServer> list;

@@ -18,7 +18,8 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kCsrFix = "create the key pair with CreatePublicPrivateKeyPair (storcrypt kmip-client create-keypair)";
+constexpr const char* kCsrFix =
+    "create the key pair with CreatePublicPrivateKeyPair (storcrypt kmip-client create-keypair)";
 
 Error invalid(const std::string& field, const std::string& what, const std::string& fix) {
   return Error(ErrorCode::kInvalidInput, field + " " + what, fix, "xInvalidParameter");
@@ -46,8 +47,12 @@ bool valid_host(const std::string& h) {
 }
 
 json subject_json(const certs::SubjectFields& s) {
-  return json{{"commonName", s.common_name}, {"organization", s.organization}, {"organizationalUnit", s.unit},
-              {"locality", s.locality},     {"state", s.state},               {"country", s.country},
+  return json{{"commonName", s.common_name},
+              {"organization", s.organization},
+              {"organizationalUnit", s.unit},
+              {"locality", s.locality},
+              {"state", s.state},
+              {"country", s.country},
               {"emailAddress", s.email}};
 }
 
@@ -104,20 +109,23 @@ Error kmip_server_error(const Error& e, const std::string& where) {
     case kmip::FailureCategory::kTlsError:
       name = "xKeyServerSslError";
       code = ErrorCode::kTls;
-      fix = "check kmipCaCertificate (the CA that signed the key server's certificate) and that the host name is "
-            "in the server's certificate; renew it with ModifyKeyServerKmip (storcrypt keyserver modify --ca-cert)";
+      fix =
+          "check kmipCaCertificate (the CA that signed the key server's certificate) and that the host name is "
+          "in the server's certificate; renew it with ModifyKeyServerKmip (storcrypt keyserver modify --ca-cert)";
       break;
     case kmip::FailureCategory::kAuthenticationFailed:
       name = "xKeyServerAuthFailed";
       code = ErrorCode::kPermission;
-      fix = "the key server does not accept this node's identity: the client certificate needs extended key usage "
-            "clientAuth and must be authorized on the key server; install a new one with ModifyKeyServerKmip";
+      fix =
+          "the key server does not accept this node's identity: the client certificate needs extended key usage "
+          "clientAuth and must be authorized on the key server; install a new one with ModifyKeyServerKmip";
       break;
     case kmip::FailureCategory::kInvalidCredentials:
       name = "xKeyServerInvalidAuth";
       code = ErrorCode::kTls;
-      fix = "the key server refused the client certificate: have the CSR (storcrypt kmip-client csr) signed by a CA "
-            "the key server trusts, with extended key usage clientAuth, and install it with ModifyKeyServerKmip";
+      fix =
+          "the key server refused the client certificate: have the CSR (storcrypt kmip-client csr) signed by a CA "
+          "the key server trusts, with extended key usage clientAuth, and install it with ModifyKeyServerKmip";
       break;
     case kmip::FailureCategory::kServerError:
     case kmip::FailureCategory::kProtocolError:
@@ -155,14 +163,15 @@ KmipProber real_kmip_prober() {
 
 Status KmipService::migrate(Db& db) {
   return db.migrate(
-      "kmip", {{1, "KMIP client, key servers and key providers",
-                "CREATE TABLE kmip_client(id INTEGER PRIMARY KEY CHECK (id = 1), subject TEXT NOT NULL, "
-                "key_type TEXT NOT NULL, created_at INTEGER NOT NULL);"
-                "CREATE TABLE kmip_key_providers(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, "
-                "active INTEGER NOT NULL DEFAULT 0);"
-                "CREATE TABLE kmip_key_servers(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, "
-                "hostnames TEXT NOT NULL, port INTEGER NOT NULL, ca_pem TEXT NOT NULL, client_cert_pem TEXT NOT NULL, "
-                "provider_id INTEGER REFERENCES kmip_key_providers(id), provider_position INTEGER NOT NULL DEFAULT 0);"}});
+      "kmip",
+      {{1, "KMIP client, key servers and key providers",
+        "CREATE TABLE kmip_client(id INTEGER PRIMARY KEY CHECK (id = 1), subject TEXT NOT NULL, "
+        "key_type TEXT NOT NULL, created_at INTEGER NOT NULL);"
+        "CREATE TABLE kmip_key_providers(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, "
+        "active INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE kmip_key_servers(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, "
+        "hostnames TEXT NOT NULL, port INTEGER NOT NULL, ca_pem TEXT NOT NULL, client_cert_pem TEXT NOT NULL, "
+        "provider_id INTEGER REFERENCES kmip_key_providers(id), provider_position INTEGER NOT NULL DEFAULT 0);"}});
 }
 
 // ---------------------------------------------------------------- key pair
@@ -193,11 +202,11 @@ Result<json> KmipService::create_key_pair(const certs::SubjectFields& subject) {
   std::filesystem::create_directories(dir_, ec);
   ::chmod(dir_.c_str(), 0700);
   STORCRYPT_TRY(certs::write_private_key_file(key_path(), key));
-  STORCRYPT_TRY(db_->exec(
-      "INSERT INTO kmip_client(id, subject, key_type, created_at) VALUES(1, ?1, ?2, ?3) "
-      "ON CONFLICT(id) DO UPDATE SET subject = excluded.subject, key_type = excluded.key_type, "
-      "created_at = excluded.created_at",
-      {subject_json(subject).dump(), key.describe(), static_cast<int64_t>(std::time(nullptr))}));
+  STORCRYPT_TRY(
+      db_->exec("INSERT INTO kmip_client(id, subject, key_type, created_at) VALUES(1, ?1, ?2, ?3) "
+                "ON CONFLICT(id) DO UPDATE SET subject = excluded.subject, key_type = excluded.key_type, "
+                "created_at = excluded.created_at",
+                {subject_json(subject).dump(), key.describe(), static_cast<int64_t>(std::time(nullptr))}));
   return json{{"keyType", key.describe()}, {"subject", subject_json(subject)}};
 }
 
@@ -231,8 +240,8 @@ Status KmipService::validate(const KmipKeyServer& s, std::vector<std::string>* w
   for (std::size_t i = 0; i < s.hostnames.size(); ++i) {
     const auto& h = s.hostnames[i];
     if (!valid_host(h))
-      return invalid("kmipKeyServerHostnames", "entry " + std::to_string(i + 1) + " ('" + h +
-                                                   "') is not a host name or IP address",
+      return invalid("kmipKeyServerHostnames",
+                     "entry " + std::to_string(i + 1) + " ('" + h + "') is not a host name or IP address",
                      "give DNS names or IP addresses (letters, digits, '.', '-', ':')");
     if (std::count(s.hostnames.begin(), s.hostnames.end(), h) > 1)
       return invalid("kmipKeyServerHostnames", "names '" + h + "' twice", "list each host name once");
@@ -248,8 +257,8 @@ Status KmipService::validate(const KmipKeyServer& s, std::vector<std::string>* w
     return invalid("kmipClientCertificate", "is not one PEM certificate: " + cert.error().message(),
                    "give the certificate your CA issued for the CSR of GetClientCertificateSignRequest");
   if (!has_key_pair())
-    return Error(ErrorCode::kNotFound, "this node has no KMIP client key pair to match kmipClientCertificate",
-                 kCsrFix, "xSslKeysDoNotExist");
+    return Error(ErrorCode::kNotFound, "this node has no KMIP client key pair to match kmipClientCertificate", kCsrFix,
+                 "xSslKeysDoNotExist");
   auto key = certs::read_private_key_file(key_path());
   if (!key.ok())
     return Error(ErrorCode::kInternal, "reading the KMIP client key pair failed: " + key.error().message(), kCsrFix,
@@ -262,10 +271,11 @@ Status KmipService::validate(const KmipKeyServer& s, std::vector<std::string>* w
   if (info.is_ca)
     return invalid("kmipClientCertificate", "is a CA certificate",
                    "give the end-entity certificate issued for this node's CSR");
-  if (warnings && std::find(info.ext_key_usage.begin(), info.ext_key_usage.end(), "clientAuth") ==
-                      info.ext_key_usage.end())
-    warnings->push_back("kmipClientCertificate has no extended key usage clientAuth: KMIP servers such as PyKMIP "
-                        "refuse it (TestKeyServerKmip shows xKeyServerAuthFailed)");
+  if (warnings &&
+      std::find(info.ext_key_usage.begin(), info.ext_key_usage.end(), "clientAuth") == info.ext_key_usage.end())
+    warnings->push_back(
+        "kmipClientCertificate has no extended key usage clientAuth: KMIP servers such as PyKMIP "
+        "refuse it (TestKeyServerKmip shows xKeyServerAuthFailed)");
   return ok_status();
 }
 
@@ -273,8 +283,8 @@ Result<KmipKeyServer> KmipService::create_server(KmipKeyServer s, std::vector<st
   STORCRYPT_TRY(validate(s, warnings));
   STORCRYPT_ASSIGN_OR_RETURN(auto same, db_->query("SELECT id FROM kmip_key_servers WHERE name = ?1", {s.name}));
   if (!same.empty())
-    return Error(ErrorCode::kConflict, "a key server named '" + s.name + "' exists (keyServerID " +
-                                           std::to_string(same[0].integer(0)) + ")",
+    return Error(ErrorCode::kConflict,
+                 "a key server named '" + s.name + "' exists (keyServerID " + std::to_string(same[0].integer(0)) + ")",
                  "choose another keyServerName or modify that key server", "xKeyServerNameExists");
   int64_t id = 0;
   STORCRYPT_TRY(db_->transaction([&]() -> Status {
@@ -299,13 +309,13 @@ Result<KmipKeyServer> KmipService::modify_server(int64_t id, const KmipKeyServer
   STORCRYPT_ASSIGN_OR_RETURN(auto same,
                              db_->query("SELECT id FROM kmip_key_servers WHERE name = ?1 AND id != ?2", {s.name, id}));
   if (!same.empty())
-    return Error(ErrorCode::kConflict, "a key server named '" + s.name + "' exists (keyServerID " +
-                                           std::to_string(same[0].integer(0)) + ")",
+    return Error(ErrorCode::kConflict,
+                 "a key server named '" + s.name + "' exists (keyServerID " + std::to_string(same[0].integer(0)) + ")",
                  "choose another keyServerName", "xKeyServerNameExists");
-  STORCRYPT_TRY(db_->exec(
-      "UPDATE kmip_key_servers SET name = ?1, hostnames = ?2, port = ?3, ca_pem = ?4, client_cert_pem = ?5 "
-      "WHERE id = ?6",
-      {s.name, json(s.hostnames).dump(), static_cast<int64_t>(s.port), s.ca_pem, s.client_cert_pem, id}));
+  STORCRYPT_TRY(
+      db_->exec("UPDATE kmip_key_servers SET name = ?1, hostnames = ?2, port = ?3, ca_pem = ?4, client_cert_pem = ?5 "
+                "WHERE id = ?6",
+                {s.name, json(s.hostnames).dump(), static_cast<int64_t>(s.port), s.ca_pem, s.client_cert_pem, id}));
   return server(id);
 }
 
@@ -352,9 +362,10 @@ Result<KmipKeyProvider> KmipService::create_provider(const std::string& name) {
     return invalid("keyProviderName", "must be 1 to 64 characters", "give the key provider a short name, e.g. kmip");
   STORCRYPT_ASSIGN_OR_RETURN(auto same, db_->query("SELECT id FROM kmip_key_providers WHERE name = ?1", {name}));
   if (!same.empty())
-    return Error(ErrorCode::kConflict, "a key provider named '" + name + "' exists (keyProviderID " +
-                                           std::to_string(same[0].integer(0)) + ")",
-                 "choose another keyProviderName", "xKeyProviderNameExists");
+    return Error(
+        ErrorCode::kConflict,
+        "a key provider named '" + name + "' exists (keyProviderID " + std::to_string(same[0].integer(0)) + ")",
+        "choose another keyProviderName", "xKeyProviderNameExists");
   int64_t id = 0;
   STORCRYPT_TRY(db_->transaction([&]() -> Status {
     STORCRYPT_TRY(db_->exec("INSERT INTO kmip_key_providers(name) VALUES(?1)", {name}));
@@ -376,9 +387,10 @@ Status KmipService::delete_provider(int64_t id) {
     return Error(ErrorCode::kConflict, "key provider " + std::to_string(id) + " is active: it supplies keys in use",
                  "disable encryption at rest with this provider first (DisableEncryptionAtRest)", "xKeyProviderActive");
   return db_->transaction([&]() -> Status {
-    STORCRYPT_TRY(db_->exec("UPDATE kmip_key_servers SET provider_id = NULL, provider_position = 0 "
-                            "WHERE provider_id = ?1",
-                            {id}));
+    STORCRYPT_TRY(
+        db_->exec("UPDATE kmip_key_servers SET provider_id = NULL, provider_position = 0 "
+                  "WHERE provider_id = ?1",
+                  {id}));
     return db_->exec("DELETE FROM kmip_key_providers WHERE id = ?1", {id});
   });
 }
@@ -430,11 +442,11 @@ Result<KmipKeyProvider> KmipService::remove_server_from_provider(int64_t provide
   STORCRYPT_ASSIGN_OR_RETURN(KmipKeyProvider p, provider(provider_id));
   STORCRYPT_ASSIGN_OR_RETURN(KmipKeyServer s, server(server_id));
   if (!s.provider_id || *s.provider_id != provider_id)
-    return Error(ErrorCode::kInvalidInput,
-                 "key server " + std::to_string(server_id) + " is not assigned to key provider " +
-                     std::to_string(provider_id),
-                 "see the provider's keyServerIDs (storcrypt keyprovider show " + std::to_string(provider_id) + ")",
-                 "xKeyServerNotAssignedToProvider");
+    return Error(
+        ErrorCode::kInvalidInput,
+        "key server " + std::to_string(server_id) + " is not assigned to key provider " + std::to_string(provider_id),
+        "see the provider's keyServerIDs (storcrypt keyprovider show " + std::to_string(provider_id) + ")",
+        "xKeyServerNotAssignedToProvider");
   if (p.active && p.server_ids.size() == 1)
     return Error(ErrorCode::kConflict,
                  "key server " + std::to_string(server_id) + " is the last key server of active key provider " +
@@ -471,8 +483,8 @@ Result<json> KmipService::probe_servers(const std::vector<KmipKeyServer>& server
       KmipProbeTarget t{h, static_cast<std::uint16_t>(s.port), (pd.path / "ca.pem").string(),
                         (pd.path / "client.pem").string(), key_path().string()};
       auto r = prober_.probe(t);
-      std::string where = "key server " + std::to_string(s.id) + " ('" + s.name + "') at " + h + ":" +
-                          std::to_string(s.port);
+      std::string where =
+          "key server " + std::to_string(s.id) + " ('" + s.name + "') at " + h + ":" + std::to_string(s.port);
       if (!r.ok()) return kmip_server_error(r.error(), where);
       json hj = *r;
       hj["hostname"] = h;

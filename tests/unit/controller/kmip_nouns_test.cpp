@@ -28,9 +28,9 @@ namespace tp = storcrypt::testing;
 struct FakeKmip {
   std::mutex mu;
   std::vector<KmipProbeTarget> calls;
-  std::vector<std::string> ca_seen;     ///< content of ca_file during the call
-  std::vector<bool> files_present;      ///< ca, cert and key files existed during the call
-  std::map<std::string, Error> fail;    ///< by hostname
+  std::vector<std::string> ca_seen;   ///< content of ca_file during the call
+  std::vector<bool> files_present;    ///< ca, cert and key files existed during the call
+  std::map<std::string, Error> fail;  ///< by hostname
 };
 
 std::function<void(Context&)> fake_prober(std::shared_ptr<FakeKmip> f) {
@@ -44,7 +44,10 @@ std::function<void(Context&)> fake_prober(std::shared_ptr<FakeKmip> f) {
       f->files_present.push_back(std::filesystem::exists(t.ca_file) && std::filesystem::exists(t.cert_file) &&
                                  std::filesystem::exists(t.key_file));
       if (auto it = f->fail.find(t.hostname); it != f->fail.end()) return it->second;
-      return json{{"kmipVersion", "1.2"}, {"operations", 20}, {"vendor", "fake"}, {"tlsVersion", "TLSv1.2"},
+      return json{{"kmipVersion", "1.2"},
+                  {"operations", 20},
+                  {"vendor", "fake"},
+                  {"tlsVersion", "TLSv1.2"},
                   {"cipher", "FAKE"}};
     };
     ctx.set_service(p);
@@ -138,12 +141,12 @@ TEST_F(KmipNouns, KeyPairAndCsr) {
   EXPECT_FALSE(bad.error().fix().empty());
 
   json r = node_->ok("CreatePublicPrivateKeyPair", {{"commonName", "node-a"},
-                                                     {"organization", "Example"},
-                                                     {"organizationalUnit", "Storage"},
-                                                     {"locality", "Berlin"},
-                                                     {"state", "Berlin"},
-                                                     {"country", "DE"},
-                                                     {"emailAddress", "ops@example.com"}});
+                                                    {"organization", "Example"},
+                                                    {"organizationalUnit", "Storage"},
+                                                    {"locality", "Berlin"},
+                                                    {"state", "Berlin"},
+                                                    {"country", "DE"},
+                                                    {"emailAddress", "ops@example.com"}});
   EXPECT_EQ(r["keyType"], "ec-p384");
   EXPECT_EQ(r.dump().find("PRIVATE"), std::string::npos);
   struct stat st {};
@@ -174,7 +177,8 @@ TEST_F(KmipNouns, KeyPairAndCsr) {
 
 TEST_F(KmipNouns, CsrGenerationFailsOnADamagedKey) {
   make_pair_and_cert();
-  std::ofstream(svc().key_path(), std::ios::trunc) << "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n";
+  std::ofstream(svc().key_path(), std::ios::trunc)
+      << "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n";
   auto r = node_->call("GetClientCertificateSignRequest");
   EXPECT_EQ(error_name(r), "xCsrGenerationFailed");
   EXPECT_NE(r.error().fix().find("CreatePublicPrivateKeyPair"), std::string::npos);
@@ -195,8 +199,10 @@ TEST_F(KmipNouns, KeyServerValidationNamesTheField) {
   expect_invalid("no hostnames", with(p, "kmipKeyServerHostnames", json::array()), "kmipKeyServerHostnames");
   expect_invalid("empty hostname", with(p, "kmipKeyServerHostnames", json::array({""})), "kmipKeyServerHostnames");
   expect_invalid("bad hostname", with(p, "kmipKeyServerHostnames", json::array({"kms 1"})), "kmipKeyServerHostnames");
-  expect_invalid("hostname twice", with(p, "kmipKeyServerHostnames", json::array({"a", "a"})), "kmipKeyServerHostnames");
-  expect_invalid("hostname not a string", with(p, "kmipKeyServerHostnames", json::array({1})), "kmipKeyServerHostnames");
+  expect_invalid("hostname twice", with(p, "kmipKeyServerHostnames", json::array({"a", "a"})),
+                 "kmipKeyServerHostnames");
+  expect_invalid("hostname not a string", with(p, "kmipKeyServerHostnames", json::array({1})),
+                 "kmipKeyServerHostnames");
   expect_invalid("port", with(p, "kmipKeyServerPort", 70000), "kmipKeyServerPort");
   expect_invalid("CA garbage", with(p, "kmipCaCertificate", "not a certificate"), "kmipCaCertificate");
   expect_invalid("client garbage", with(p, "kmipClientCertificate", "junk"), "kmipClientCertificate");
@@ -338,9 +344,12 @@ TEST_F(KmipNouns, TestKeyServerAndProvider) {
 
   // Each failure category of the KMIP client becomes the Element error name.
   const std::vector<std::pair<std::string, std::string>> mapping = {
-      {"xKmipUnavailable", "xKeyServerUnavailable"},     {"xKmipTlsError", "xKeyServerSslError"},
-      {"xKmipAuthenticationFailed", "xKeyServerAuthFailed"}, {"xKmipInvalidCredentials", "xKeyServerInvalidAuth"},
-      {"xKmipServerError", "xKeyServerFailed"},          {"xKmipProtocolError", "xKeyServerFailed"}};
+      {"xKmipUnavailable", "xKeyServerUnavailable"},
+      {"xKmipTlsError", "xKeyServerSslError"},
+      {"xKmipAuthenticationFailed", "xKeyServerAuthFailed"},
+      {"xKmipInvalidCredentials", "xKeyServerInvalidAuth"},
+      {"xKmipServerError", "xKeyServerFailed"},
+      {"xKmipProtocolError", "xKeyServerFailed"}};
   for (const auto& [from, to] : mapping) {
     SCOPED_TRACE(from);
     {
