@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -178,6 +179,23 @@ TEST_F(KmipNouns, KeyPairAndCsr) {
   EXPECT_EQ(X509_REQ_verify(req, pub.get()), 1);  // signed by the pair's key
   char buf[512];
   X509_NAME_oneline(X509_REQ_get_subject_name(req), buf, sizeof buf);
+  // The CSR asks for extended key usage clientAuth only.
+  STACK_OF(X509_EXTENSION)* exts = X509_REQ_get_extensions(req);
+  bool client_auth = false, server_auth = false;
+  for (int i = 0; i < sk_X509_EXTENSION_num(exts); ++i) {
+    X509_EXTENSION* e = sk_X509_EXTENSION_value(exts, i);
+    if (OBJ_obj2nid(X509_EXTENSION_get_object(e)) != NID_ext_key_usage) continue;
+    auto* eku = static_cast<EXTENDED_KEY_USAGE*>(X509V3_EXT_d2i(e));
+    for (int j = 0; eku && j < sk_ASN1_OBJECT_num(eku); ++j) {
+      int nid = OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, j));
+      client_auth |= nid == NID_client_auth;
+      server_auth |= nid == NID_server_auth;
+    }
+    EXTENDED_KEY_USAGE_free(eku);
+  }
+  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+  EXPECT_TRUE(client_auth);
+  EXPECT_FALSE(server_auth);
   X509_REQ_free(req);
   std::string subject = buf;
   for (const char* part : {"CN=node-a", "O=Example", "OU=Storage", "L=Berlin", "C=DE", "ops@example.com"})
