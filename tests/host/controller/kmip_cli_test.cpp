@@ -6,11 +6,16 @@
 // (xKeyServerSslError), a client certificate without clientAuth
 // (xKeyServerAuthFailed), a client certificate from a CA the server does not
 // trust (xKeyServerInvalidAuth), and the server stopped (xKeyServerUnavailable).
+// A TLS server that answers with TTLV that is not a KMIP response (a small
+// Python ssl server) gives xKeyServerFailed.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
+#include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "../kmip/pykmip_fixture.h"
 #include "daemon_fixture.h"
@@ -22,6 +27,7 @@ namespace {
 using nlohmann::json;
 using storcrypt::testing::ProcessResult;
 using storcrypt::testing::run;
+using storcrypt::testing::sh;
 namespace kt = storcrypt::kmip::testing;
 
 class KmipDaemon : public storcrypt::testing::Daemon {
@@ -46,6 +52,14 @@ class KmipDaemon : public storcrypt::testing::Daemon {
     return out;
   }
   std::string error_of(const json& j) { return j["ok"] == false ? j["error"]["name"].get<std::string>() : "(ok)"; }
+
+  /// Key pair, CSR signed by the test CA; the certificate's path.
+  std::string enrolled_cert() {
+    EXPECT_EQ(cli({"kmip-client", "create-keypair", "--cn", "storcrypt-node"}).exit_code, 0);
+    const std::string csr = dir_ + "/node.csr";
+    EXPECT_EQ(cli({"kmip-client", "csr", "--out", csr}).exit_code, 0);
+    return sign(csr, "ca", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n", dir_ + "/node.pem");
+  }
 
   kt::TestPki pki_;
   int serial_ = 0;
@@ -147,6 +161,56 @@ TEST_F(KmipDaemon, KeyServerAgainstPyKmip) {
   ASSERT_EQ(cli({"keyprovider", "delete", pid}).exit_code, 0);
   r = cli({"keyserver", "list"});
   EXPECT_NE(r.out.find("no key servers"), std::string::npos) << r.out;
+}
+
+// A TLS server (the PyKMIP server's certificate) that answers every request
+// with a TTLV Request Message header instead of a Response Message.
+TEST_F(KmipDaemon, ServerThatSpeaksNoKmip) {
+  start();
+  const std::string script = dir_ + "/notkmip.py", port_file = dir_ + "/notkmip.port";
+  std::ofstream(script) << "import socket, ssl, sys\n"
+                           "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+                           "ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+                           "s = socket.socket()\n"
+                           "s.bind(('127.0.0.1', 0))\n"
+                           "s.listen(8)\n"
+                           "open(sys.argv[3] + '.tmp', 'w').write(str(s.getsockname()[1]))\n"
+                           "import os; os.rename(sys.argv[3] + '.tmp', sys.argv[3])\n"
+                           "while True:\n"
+                           "    c, _ = s.accept()\n"
+                           "    try:\n"
+                           "        t = ctx.wrap_socket(c, server_side=True)\n"
+                           "        t.recv(8)\n"
+                           "        t.sendall(bytes([0x42, 0x00, 0x78, 0x01, 0, 0, 0, 0]))\n"
+                           "        t.close()\n"
+                           "    except Exception:\n"
+                           "        c.close()\n";
+  ProcessResult bg = sh("python3 " + script + " " + pki_.server_cert + " " + pki_.server_key + " " + port_file +
+                        " >/dev/null 2>&1 & echo $!");
+  ASSERT_EQ(bg.exit_code, 0);
+  struct Reap {  // the Python server goes whatever happens below
+    pid_t pid;
+    ~Reap() {
+      ::kill(pid, SIGKILL);
+      int st = 0;
+      ::waitpid(pid, &st, 0);
+    }
+  } server{static_cast<pid_t>(std::stol(bg.out))};
+  std::string port;
+  for (int i = 0; i < 500 && port.empty(); ++i) {
+    std::ifstream in(port_file);
+    std::getline(in, port);
+    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(port.empty()) << "the Python TLS server did not start";
+
+  const std::string cert = enrolled_cert();
+  json c = cli_json({"keyserver", "create", "--name", "notkmip", "--hostname", "127.0.0.1", "--port", port, "--ca-cert",
+                     pki_.ca, "--client-cert", cert});
+  ASSERT_EQ(c["ok"], true) << c.dump();
+  json e = cli_json({"keyserver", "test", std::to_string(c["result"]["keyServerID"].get<int64_t>())});
+  EXPECT_EQ(error_of(e), "xKeyServerFailed") << e.dump();
+  EXPECT_NE(e["error"]["message"].get<std::string>().find("expected Response Message"), std::string::npos) << e.dump();
 }
 
 }  // namespace
