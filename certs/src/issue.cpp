@@ -110,7 +110,8 @@ Result<X509Ptr> issue_certificate(const IssueParams& p) {
   return x;
 }
 
-Result<ReqPtr> build_csr(const X509_NAME* subject, EVP_PKEY* key, const SubjectAltNames& sans) {
+Result<ReqPtr> build_csr(const X509_NAME* subject, EVP_PKEY* key, const SubjectAltNames& sans,
+                         std::string_view ext_key_usage) {
   ReqPtr req(X509_REQ_new());
   if (!req) return openssl_error("allocating a CSR");
   if (X509_REQ_set_version(req.get(), X509_REQ_VERSION_1) != 1 || X509_REQ_set_subject_name(req.get(), subject) != 1 ||
@@ -120,7 +121,7 @@ Result<ReqPtr> build_csr(const X509_NAME* subject, EVP_PKEY* key, const SubjectA
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, nullptr, nullptr, req.get(), nullptr, 0);
   std::vector<std::pair<int, std::string>> wanted = {{NID_key_usage, "critical,digitalSignature"},
-                                                     {NID_ext_key_usage, "serverAuth,clientAuth"}};
+                                                     {NID_ext_key_usage, std::string(ext_key_usage)}};
   if (EVP_PKEY_is_a(key, "RSA")) wanted[0].second += ",keyEncipherment";
   std::string san = san_conf(sans);
   if (!san.empty()) wanted.emplace_back(NID_subject_alt_name, san);
@@ -148,3 +149,20 @@ std::string csr_to_pem(X509_REQ* req) {
 }
 
 }  // namespace storcrypt::certs::detail
+
+namespace storcrypt::certs {
+
+Result<std::string> make_csr_pem(const PrivateKey& key, const SubjectFields& subject, std::string_view ext_key_usage,
+                                 const SubjectAltNames& sans) {
+  if (!key.valid())
+    return detail::cert_error(ErrorCode::kInvalidInput, "xCertNoKey", "no private key to make a CSR for",
+                              "create the key pair first");
+  STORCRYPT_TRY(validate_sans(sans));
+  STORCRYPT_ASSIGN_OR_RETURN(auto name, detail::build_name(subject));
+  STORCRYPT_ASSIGN_OR_RETURN(auto req, detail::build_csr(name.get(), key.native(), sans, ext_key_usage));
+  std::string pem = detail::csr_to_pem(req.get());
+  if (pem.empty()) return detail::openssl_error("encoding the CSR");
+  return pem;
+}
+
+}  // namespace storcrypt::certs

@@ -22,7 +22,9 @@ struct IssueParams {
 };
 Result<X509Ptr> issue_certificate(const IssueParams& p);
 
-Result<ReqPtr> build_csr(const X509_NAME* subject, EVP_PKEY* key, const SubjectAltNames& sans);
+/// `ext_key_usage`: OpenSSL short names, comma-separated (the extension request).
+Result<ReqPtr> build_csr(const X509_NAME* subject, EVP_PKEY* key, const SubjectAltNames& sans,
+                         std::string_view ext_key_usage = "serverAuth,clientAuth");
 std::string csr_to_pem(X509_REQ* req);
 
 /// SANs actually used: the given ones, or the CN as a DNS name when none

@@ -99,4 +99,14 @@ Result<std::string> PrivateKey::public_key_pem() const {
 
 std::string PrivateKey::describe() const { return detail::describe_pkey(pkey_); }
 
+Result<PrivateKey> read_private_key_file(const std::filesystem::path& path) {
+  STORCRYPT_ASSIGN_OR_RETURN(SecretBytes pem, detail::read_secret(path));
+  return PrivateKey::from_pem(pem);
+}
+
+Status write_private_key_file(const std::filesystem::path& path, const PrivateKey& key) {
+  STORCRYPT_ASSIGN_OR_RETURN(SecretBytes pem, key.to_pem());
+  return detail::write_secret_atomic(path, pem);
+}
+
 }  // namespace storcrypt::certs

@@ -7,6 +7,7 @@ _storcrypt() {
 
     local globals="--socket --json --timeout --help --version"
     local nouns="system event cert truststore volume keymedia policy key address ipsec drive ear ike"
+    nouns+=" kmip-client keyserver keyprovider"
     local noun="" verb="" sub="" i w
     for ((i = 1; i < cword; i++)); do
         w=${words[i]}
@@ -40,6 +41,8 @@ _storcrypt() {
         --ike-proposal) COMPREPLY=($(compgen -W "aes256-sha384-ecp384,aes256gcm16-prfsha384-ecp384 aes256gcm16-prfsha384-ecp384" -- "$cur")); return ;;
         --esp-proposal) COMPREPLY=($(compgen -W "aes256gcm16-ecp384 aes256gcm16" -- "$cur")); return ;;
         --start) COMPREPLY=($(compgen -W "none start" -- "$cur")); return ;;
+        --ca-cert|--client-cert) _filedir; return ;;
+        --hostname|--port|--provider) return ;;
     esac
 
     if [[ -z $noun ]]; then
@@ -61,6 +64,9 @@ _storcrypt() {
         drive) verbs="list show lock unlock erase revert" ;;
         ear) verbs="enable disable status rekey" ;;
         ike) verbs="peer list show" ;;
+        kmip-client) verbs="create-keypair csr" ;;
+        keyserver) verbs="create modify delete show list test" ;;
+        keyprovider) verbs="create delete show list test add-server remove-server" ;;
     esac
     if [[ -z $verb ]]; then
         COMPREPLY=($(compgen -W "$verbs --help" -- "$cur"))
@@ -104,6 +110,11 @@ _storcrypt() {
         "drive erase") opts+=" --yes" ;;
         "drive revert") opts+=" --psid --yes" ;;
         "ear enable") opts+=" --key-provider" ;;
+        "kmip-client create-keypair") opts+=" --cn --common-name --org --organization --unit --locality --state --country --email" ;;
+        "kmip-client csr") opts+=" --out" ;;
+        "keyserver create"|"keyserver modify") opts+=" --name --hostname --port --ca-cert --client-cert" ;;
+        "keyserver list") opts+=" --provider" ;;
+        "keyprovider create") opts+=" --name" ;;
         "cert install"|"truststore add")
             [[ $verb == add ]] && opts+=" --use"
             if [[ $cur != -* ]]; then _filedir; return; fi ;;

@@ -22,6 +22,7 @@ Status register_all_methods(Dispatcher& d, Context& ctx) {
   STORCRYPT_TRY(register_drive_methods(d, ctx));
   STORCRYPT_TRY(register_ear_methods(d, ctx));
   STORCRYPT_TRY(register_ike_methods(d, ctx));
+  STORCRYPT_TRY(register_kmip_methods(d, ctx));
   return ok_status();
 }
 
@@ -39,6 +40,7 @@ void add_all_commands(CLI::App& app, ClientContext& cc) {
   add_drive_commands(app, cc);
   add_ear_commands(app, cc);
   add_ike_commands(app, cc);
+  add_kmip_commands(app, cc);
   // Last: every argument of every verb above must be text (client.h).
   require_text_arguments(app, cc);
 }

@@ -181,7 +181,12 @@ std::set<std::string> completion_nouns(const std::string& script) {
   std::smatch m;
   static const std::regex re(R"re(local nouns="([^"]*)")re");
   if (!std::regex_search(script, m, re)) return {};
-  return words(m[1]);
+  std::set<std::string> out = words(m[1]);
+  // Later lines `nouns+=" ..."` add nouns (so a new noun is an added line).
+  static const std::regex more(R"re(\n\s*nouns\+="([^"]*)")re");
+  for (auto it = std::sregex_iterator(script.begin(), script.end(), more); it != std::sregex_iterator(); ++it)
+    for (const auto& w : words((*it)[1])) out.insert(w);
+  return out;
 }
 
 /// `noun) verbs="..." ;;` of the completion script.

@@ -184,6 +184,20 @@ struct SubjectAltNames {
 Status validate_subject(const SubjectFields& s);
 Status validate_sans(const SubjectAltNames& s);
 
+/// A PKCS#10 CSR (PEM) for `key` (signed by it) with the validated `subject`
+/// (xCertBadSubject naming the field), requesting keyUsage digitalSignature
+/// (plus keyEncipherment for RSA) and `ext_key_usage` (OpenSSL short names,
+/// comma-separated), e.g. the KMIP client CSR. Built with OpenSSL's X509_REQ
+/// APIs.
+Result<std::string> make_csr_pem(const PrivateKey& key, const SubjectFields& subject,
+                                 std::string_view ext_key_usage = "clientAuth", const SubjectAltNames& sans = {});
+
+/// Read an unencrypted PEM private key file into SecretBytes (wiped) and
+/// parse it (xCertStateIo when unreadable, xCertGarbage when not a key).
+Result<PrivateKey> read_private_key_file(const std::filesystem::path& path);
+/// Write `key` as PKCS#8 PEM to `path`: mode 0600, atomic, fsync'ed.
+Status write_private_key_file(const std::filesystem::path& path, const PrivateKey& key);
+
 // ---------------------------------------------------------- expiry classes
 
 enum class ExpiryClass {

@@ -26,6 +26,7 @@ Status register_ipsec_methods(Dispatcher& d, Context& ctx);
 Status register_drive_methods(Dispatcher& d, Context& ctx);
 Status register_ear_methods(Dispatcher& d, Context& ctx);
 Status register_ike_methods(Dispatcher& d, Context& ctx);
+Status register_kmip_methods(Dispatcher& d, Context& ctx);
 
 /// Every noun's methods (called once by storcryptd at start-up).
 Status register_all_methods(Dispatcher& d, Context& ctx);
@@ -44,6 +45,7 @@ void add_ipsec_commands(CLI::App& app, ClientContext& cc);
 void add_drive_commands(CLI::App& app, ClientContext& cc);
 void add_ear_commands(CLI::App& app, ClientContext& cc);
 void add_ike_commands(CLI::App& app, ClientContext& cc);
+void add_kmip_commands(CLI::App& app, ClientContext& cc);
 
 /// Every noun's commands (called once by storcrypt's main).
 void add_all_commands(CLI::App& app, ClientContext& cc);

@@ -1,0 +1,162 @@
+// storcrypt controller, external key management over KMIP (issue 17, first
+// slice): the client key pair and its CSR, key servers and key providers,
+// behind the Element API methods registered in kmip_methods.cpp.
+//
+// State:
+//   <state>/kmip/client-key.pem   the client private key (0600, PKCS#8 PEM);
+//                                 read into SecretBytes, never logged, never
+//                                 part of a response
+//   SQLite component "kmip":
+//     kmip_client(id=1, subject JSON, key_type, created_at)
+//     kmip_key_providers(id, name UNIQUE, active)
+//     kmip_key_servers(id, name UNIQUE, hostnames JSON array (priority
+//       order), port, ca_pem, client_cert_pem, provider_id, provider_position)
+//   A key server belongs to at most one provider; a provider's servers are
+//   kept in the order they were added.
+//
+// Rules (errors named as the Element API names them):
+//   CreatePublicPrivateKeyPair   xKeyPairInUse while a key server holding a
+//                                client certificate of the pair is assigned
+//                                to a provider
+//   GetClientCertificateSignRequest  xSslKeysDoNotExist / xCsrGenerationFailed
+//   DeleteKeyServerKmip          xKeyServerHasProviderAssigned
+//   DeleteKeyProviderKmip        xKeyProviderActive
+//   RemoveKeyServerFromProviderKmip  xKeyServerLastForActiveProvider
+//   TestKeyServerKmip / TestKeyProviderKmip: the KMIP client's failure
+//     category as the error name: xKeyServerUnavailable (connect),
+//     xKeyServerSslError (TLS: server certificate untrusted, no common
+//     version/cipher), xKeyServerAuthFailed (TLS worked, the server refused
+//     our identity), xKeyServerInvalidAuth (the server refused our
+//     certificate during the handshake, or our credentials are unusable),
+//     xKeyServerFailed (the server answered with an error / spoke no KMIP);
+//     TestKeyProviderKmip on a provider without servers:
+//     xKeyProviderConfigurationError.
+// "Active" (a provider that supplies keys in use) is set by the encryption at
+// rest module through set_provider_active(); no API method sets it yet.
+//
+// Thread safety: public members are called with `mu` held, except probe()
+// which does network I/O and is called without it (on a snapshot).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "storcrypt/certs/certs.h"
+#include "storcrypt/common/result.h"
+#include "storcrypt/controller/db.h"
+
+namespace storcrypt::controller {
+
+/// One endpoint to test: TLS handshake with the client certificate, then a
+/// harmless KMIP request (Discover Versions + Query). Files are PEM.
+struct KmipProbeTarget {
+  std::string hostname;
+  std::uint16_t port = 5696;
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+};
+
+/// The seam tests replace (Context::set_service before registration): probe
+/// one endpoint; on failure an Error of the KMIP client (its name is the
+/// failure category, e.g. "xKmipUnavailable", see storcrypt/kmip/client.h).
+/// The result describes the server (negotiated version, vendor).
+struct KmipProber {
+  std::function<Result<nlohmann::json>(const KmipProbeTarget&)> probe;
+};
+/// The real prober (storcrypt::kmip::Client).
+KmipProber real_kmip_prober();
+
+struct KmipKeyServer {
+  int64_t id = 0;
+  std::string name;
+  std::vector<std::string> hostnames;  ///< priority order
+  int port = 5696;
+  std::string ca_pem;           ///< one or more certificates
+  std::string client_cert_pem;  ///< signed from our CSR
+  std::optional<int64_t> provider_id;
+};
+
+struct KmipKeyProvider {
+  int64_t id = 0;
+  std::string name;
+  bool active = false;
+  std::vector<int64_t> server_ids;  ///< in the order added
+};
+
+/// Changes of ModifyKeyServerKmip (unset: unchanged).
+struct KmipKeyServerChanges {
+  std::optional<std::string> name;
+  std::optional<std::vector<std::string>> hostnames;
+  std::optional<int> port;
+  std::optional<std::string> ca_pem;
+  std::optional<std::string> client_cert_pem;
+};
+
+class KmipService {
+ public:
+  KmipService(Db* db, std::filesystem::path dir, KmipProber prober)
+      : db_(db), dir_(std::move(dir)), prober_(std::move(prober)) {}
+
+  std::mutex mu;  // every public member except probe_servers() is called with mu held
+
+  static Status migrate(Db& db);
+  Status load() { return migrate(*db_); }
+
+  // ---- client identity
+  /// New key pair (EC P-384) replacing the old one; returns the key type
+  /// and subject.
+  Result<nlohmann::json> create_key_pair(const certs::SubjectFields& subject);
+  /// PEM CSR of the current key pair (clientAuth).
+  Result<std::string> csr_pem() const;
+  bool has_key_pair() const;
+  std::filesystem::path key_path() const { return dir_ / "client-key.pem"; }
+
+  // ---- key servers
+  /// Validates every field; warnings (e.g. no clientAuth EKU) are returned.
+  Result<KmipKeyServer> create_server(KmipKeyServer s, std::vector<std::string>* warnings);
+  Result<KmipKeyServer> modify_server(int64_t id, const KmipKeyServerChanges& c, std::vector<std::string>* warnings);
+  Status delete_server(int64_t id);
+  Result<KmipKeyServer> server(int64_t id) const;
+  Result<std::vector<KmipKeyServer>> servers(std::optional<int64_t> provider_id = std::nullopt) const;
+
+  // ---- key providers
+  Result<KmipKeyProvider> create_provider(const std::string& name);
+  Status delete_provider(int64_t id);
+  Result<KmipKeyProvider> provider(int64_t id) const;
+  Result<std::vector<KmipKeyProvider>> providers() const;
+  /// Idempotent when the server is already in this provider.
+  Result<KmipKeyProvider> add_server_to_provider(int64_t provider_id, int64_t server_id);
+  Result<KmipKeyProvider> remove_server_from_provider(int64_t provider_id, int64_t server_id);
+  /// For encryption at rest (EnableEncryptionAtRest / Disable...).
+  Status set_provider_active(int64_t id, bool active);
+
+  // ---- tests (network I/O: call without mu, on a snapshot)
+  /// Probe every hostname of every server, in order. Ok with per-hostname
+  /// results, or the first failure as an xKeyServer* error naming the server
+  /// and host.
+  Result<nlohmann::json> probe_servers(const std::vector<KmipKeyServer>& servers) const;
+
+  /// JSON of a server / provider (certificates are public; no key material).
+  nlohmann::json server_json(const KmipKeyServer& s) const;
+  nlohmann::json provider_json(const KmipKeyProvider& p) const;
+
+ private:
+  Status validate(const KmipKeyServer& s, std::vector<std::string>* warnings) const;
+  Result<bool> provider_active(int64_t id) const;
+
+  Db* db_;
+  std::filesystem::path dir_;
+  KmipProber prober_;
+};
+
+/// Map an Error of the KMIP client to the Element API error name (see above).
+Error kmip_server_error(const Error& e, const std::string& where);
+
+}  // namespace storcrypt::controller

@@ -1,0 +1,216 @@
+// Host tier, issue 17: a real storcryptd and a real PyKMIP server
+// (/usr/bin/pykmip-server, mutual TLS 1.2), driven only through the storcrypt
+// binary. The node's CSR is signed with the openssl command by the test CA
+// PyKMIP trusts; TestKeyServerKmip then succeeds, and fails with the error
+// naming the cause for each condition made real here: a wrong CA
+// (xKeyServerSslError), a client certificate without clientAuth
+// (xKeyServerAuthFailed), a client certificate from a CA the server does not
+// trust (xKeyServerInvalidAuth), and the server stopped (xKeyServerUnavailable).
+// A TLS server that answers with TTLV that is not a KMIP response (a small
+// Python ssl server) gives xKeyServerFailed.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "../kmip/pykmip_fixture.h"
+#include "daemon_fixture.h"
+#include "storcrypt/testing/environment.h"
+#include "storcrypt/testing/process.h"
+
+namespace {
+
+using nlohmann::json;
+using storcrypt::testing::ProcessResult;
+using storcrypt::testing::run;
+using storcrypt::testing::sh;
+namespace kt = storcrypt::kmip::testing;
+
+class KmipDaemon : public storcrypt::testing::Daemon {
+ protected:
+  void SetUp() override {
+    Daemon::SetUp();
+    std::string why;
+    STORCRYPT_REQUIRE(kt::pykmip_available(why), why);
+    std::string err;
+    pki_ = kt::make_pki(err);
+    ASSERT_TRUE(err.empty()) << err;
+  }
+
+  /// Sign the node's CSR with `ca` (file prefix in the PKI dir) and the extension text.
+  std::string sign(const std::string& csr, const std::string& ca, const std::string& ext, const std::string& out) {
+    std::string extf = out + ".ext";
+    std::ofstream(extf) << ext;
+    ProcessResult r = run({"openssl", "x509", "-req", "-in", csr, "-CA", pki_.dir + "/" + ca + ".pem", "-CAkey",
+                           pki_.dir + "/" + ca + ".key", "-set_serial", std::to_string(100 + serial_++), "-days", "2",
+                           "-out", out, "-extfile", extf});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return out;
+  }
+  std::string error_of(const json& j) { return j["ok"] == false ? j["error"]["name"].get<std::string>() : "(ok)"; }
+
+  /// Key pair, CSR signed by the test CA; the certificate's path.
+  std::string enrolled_cert() {
+    EXPECT_EQ(cli({"kmip-client", "create-keypair", "--cn", "storcrypt-node"}).exit_code, 0);
+    const std::string csr = dir_ + "/node.csr";
+    EXPECT_EQ(cli({"kmip-client", "csr", "--out", csr}).exit_code, 0);
+    return sign(csr, "ca", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n", dir_ + "/node.pem");
+  }
+
+  kt::TestPki pki_;
+  int serial_ = 0;
+};
+
+const char* kClientExt = "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n";
+const char* kNoEkuExt = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n";
+
+TEST_F(KmipDaemon, KeyServerAgainstPyKmip) {
+  start();
+  kt::PyKmipServer srv;
+  std::string err;
+  ASSERT_TRUE(srv.start(pki_, err)) << err;
+  const std::string port = std::to_string(srv.port());
+
+  // No key pair yet.
+  EXPECT_EQ(error_of(cli_json({"kmip-client", "csr"})), "xSslKeysDoNotExist");
+
+  ProcessResult r = cli({"kmip-client", "create-keypair", "--cn", "storcrypt-node", "--org", "storcrypt-test"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  struct stat st {};
+  ASSERT_EQ(::stat((state_ + "/kmip/client-key.pem").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  const std::string csr = dir_ + "/node.csr";
+  r = cli({"kmip-client", "csr", "--out", csr});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run({"openssl", "req", "-in", csr, "-noout", "-verify", "-subject"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("storcrypt-node"), std::string::npos) << r.out;
+
+  const std::string good = sign(csr, "ca", kClientExt, dir_ + "/node.pem");
+  const std::string noeku = sign(csr, "ca", kNoEkuExt, dir_ + "/node-noeku.pem");
+  const std::string foreign = sign(csr, "other-ca", kClientExt, dir_ + "/node-foreign.pem");
+
+  json c = cli_json({"keyserver", "create", "--name", "kms1", "--hostname", "127.0.0.1", "--port", port, "--ca-cert",
+                     pki_.ca, "--client-cert", good});
+  ASSERT_EQ(c["ok"], true) << c.dump();
+  const std::string id = std::to_string(c["result"]["keyServerID"].get<int64_t>());
+
+  r = cli({"keyserver", "test", id});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << "\nPyKMIP log: " << srv.log_path();
+  EXPECT_NE(r.out.find("127.0.0.1: ok, KMIP"), std::string::npos) << r.out;
+  json t = cli_json({"keyserver", "test", id});
+  ASSERT_EQ(t["ok"], true) << t.dump();
+  EXPECT_EQ(t["result"]["hostnames"][0]["tlsVersion"], "TLSv1.2");
+
+  json p = cli_json({"keyprovider", "create", "--name", "kmip"});
+  ASSERT_EQ(p["ok"], true) << p.dump();
+  const std::string pid = std::to_string(p["result"]["keyProviderID"].get<int64_t>());
+  ASSERT_EQ(cli({"keyprovider", "add-server", pid, id}).exit_code, 0);
+  r = cli({"keyprovider", "test", pid});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+
+  // Rules through the CLI.
+  json del = cli_json({"keyserver", "delete", id});
+  EXPECT_EQ(error_of(del), "xKeyServerHasProviderAssigned");
+  EXPECT_EQ(del["exit_code"], 4);
+  EXPECT_EQ(error_of(cli_json({"kmip-client", "create-keypair", "--cn", "x"})), "xKeyPairInUse");
+
+  // Wrong CA: we reject the server's certificate.
+  ASSERT_EQ(cli({"keyserver", "modify", id, "--ca-cert", pki_.other_ca}).exit_code, 0);
+  json e = cli_json({"keyserver", "test", id});
+  EXPECT_EQ(error_of(e), "xKeyServerSslError") << e.dump();
+  EXPECT_EQ(e["exit_code"], 8);
+  ASSERT_EQ(cli({"keyserver", "modify", id, "--ca-cert", pki_.ca}).exit_code, 0);
+
+  // No clientAuth: accepted with a warning, TLS works, PyKMIP refuses every request.
+  r = cli({"keyserver", "modify", id, "--client-cert", noeku});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("clientAuth"), std::string::npos) << r.err;
+  e = cli_json({"keyserver", "test", id});
+  EXPECT_EQ(error_of(e), "xKeyServerAuthFailed") << e.dump();
+
+  // Client certificate from a CA PyKMIP does not trust: refused in the handshake.
+  ASSERT_EQ(cli({"keyserver", "modify", id, "--client-cert", foreign}).exit_code, 0);
+  e = cli_json({"keyserver", "test", id});
+  EXPECT_EQ(error_of(e), "xKeyServerInvalidAuth") << e.dump();
+
+  // Renewed in place: works again.
+  ASSERT_EQ(cli({"keyserver", "modify", id, "--client-cert", good}).exit_code, 0);
+  ASSERT_EQ(cli({"keyserver", "test", id}).exit_code, 0);
+
+  // The listing carries certificates, never the key.
+  r = cli({"--json", "keyserver", "list"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.find("PRIVATE"), std::string::npos);
+  EXPECT_NE(r.out.find("BEGIN CERTIFICATE"), std::string::npos);
+
+  // Server stopped.
+  srv.kill_now();
+  e = cli_json({"keyserver", "test", id});
+  EXPECT_EQ(error_of(e), "xKeyServerUnavailable") << e.dump();
+  EXPECT_EQ(e["exit_code"], 5);
+  EXPECT_EQ(error_of(cli_json({"keyprovider", "test", pid})), "xKeyServerUnavailable");
+
+  // Clean up through the API.
+  ASSERT_EQ(cli({"keyprovider", "remove-server", pid, id}).exit_code, 0);
+  ASSERT_EQ(cli({"keyserver", "delete", id}).exit_code, 0);
+  ASSERT_EQ(cli({"keyprovider", "delete", pid}).exit_code, 0);
+  r = cli({"keyserver", "list"});
+  EXPECT_NE(r.out.find("no key servers"), std::string::npos) << r.out;
+}
+
+// A TLS server (the PyKMIP server's certificate) that answers every request
+// with a TTLV Request Message header instead of a Response Message.
+TEST_F(KmipDaemon, ServerThatSpeaksNoKmip) {
+  start();
+  const std::string script = dir_ + "/notkmip.py", port_file = dir_ + "/notkmip.port";
+  std::ofstream(script) << "import socket, ssl, sys\n"
+                           "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+                           "ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+                           "s = socket.socket()\n"
+                           "s.bind(('127.0.0.1', 0))\n"
+                           "s.listen(8)\n"
+                           "open(sys.argv[3] + '.tmp', 'w').write(str(s.getsockname()[1]))\n"
+                           "import os; os.rename(sys.argv[3] + '.tmp', sys.argv[3])\n"
+                           "while True:\n"
+                           "    c, _ = s.accept()\n"
+                           "    try:\n"
+                           "        t = ctx.wrap_socket(c, server_side=True)\n"
+                           "        t.recv(8)\n"
+                           "        t.sendall(bytes([0x42, 0x00, 0x78, 0x01, 0, 0, 0, 0]))\n"
+                           "        t.close()\n"
+                           "    except Exception:\n"
+                           "        c.close()\n";
+  ProcessResult bg = sh("python3 " + script + " " + pki_.server_cert + " " + pki_.server_key + " " + port_file +
+                        " >/dev/null 2>&1 & echo $!");
+  ASSERT_EQ(bg.exit_code, 0);
+  struct Reap {  // the Python server goes whatever happens below
+    pid_t pid;
+    ~Reap() {
+      ::kill(pid, SIGKILL);
+      int st = 0;
+      ::waitpid(pid, &st, 0);
+    }
+  } server{static_cast<pid_t>(std::stol(bg.out))};
+  std::string port;
+  for (int i = 0; i < 500 && port.empty(); ++i) {
+    std::ifstream in(port_file);
+    std::getline(in, port);
+    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(port.empty()) << "the Python TLS server did not start";
+
+  const std::string cert = enrolled_cert();
+  json c = cli_json({"keyserver", "create", "--name", "notkmip", "--hostname", "127.0.0.1", "--port", port, "--ca-cert",
+                     pki_.ca, "--client-cert", cert});
+  ASSERT_EQ(c["ok"], true) << c.dump();
+  json e = cli_json({"keyserver", "test", std::to_string(c["result"]["keyServerID"].get<int64_t>())});
+  EXPECT_EQ(error_of(e), "xKeyServerFailed") << e.dump();
+  EXPECT_NE(e["error"]["message"].get<std::string>().find("expected Response Message"), std::string::npos) << e.dump();
+}
+
+}  // namespace
