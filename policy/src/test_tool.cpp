@@ -125,6 +125,7 @@ constexpr int kDims = 4;  // local address, remote address, local port/type, rem
 constexpr std::size_t kLeafMax = 4;
 constexpr std::size_t kMaxSlabs = 64;
 constexpr int kMaxDepth = 12;
+constexpr double kSplitGain = 0.5;
 constexpr std::uint8_t kLeaf = 0xff;
 
 struct Span {
@@ -135,6 +136,16 @@ struct Span {
 struct Shape {
   std::uint32_t eff = 0;
   std::uint32_t off[kDims + 1] = {};  // spans[off[d], off[d + 1]) for dimension d
+};
+
+/// A shape's hull per dimension, in one cache-friendly record: the leaf scan
+/// reads only this, and the spans only for entries with several spans.
+/// The fields checked first (remote address and ports) share a cache line.
+struct Hull {
+  U128 ra = 0, rb = 0;  // remote address
+  std::uint16_t rpa = 0, rpb = 0, lpa = 0, lpb = 0;
+  U128 la = 0, lb = 0;  // local address
+  bool exact = true;    // one span per dimension: the hull is the shape
 };
 
 struct Node {
@@ -156,6 +167,7 @@ struct TestIndex::Impl {
   std::optional<Error> unresolved;  // an undefined address selector: every test() fails with it
   std::vector<Span> spans;
   std::vector<Shape> shapes;
+  std::vector<Hull> hulls;  // parallel to shapes
   std::vector<Node> nodes;
   std::vector<U128> cuts;               // split nodes: segment starts (the first is the dimension's 0)
   std::vector<std::uint32_t> children;  // parallel to cuts
@@ -163,6 +175,7 @@ struct TestIndex::Impl {
   std::uint32_t root[2][2][256] = {};   // [direction][family][protocol] -> node
   std::size_t budget = 0;               // remaining entry references splits may store
   std::size_t max_leaf = 0;
+  int max_depth = 0;
 
   bool covers(const Shape& sh, int d, U128 v) const {
     for (std::uint32_t k = sh.off[d]; k < sh.off[d + 1]; ++k)
@@ -174,7 +187,13 @@ struct TestIndex::Impl {
       if (spans[k].lo <= r.hi && r.lo <= spans[k].hi) return true;
     return false;
   }
-  bool contains(const Shape& sh, const Point& p) const {
+  bool contains(std::uint32_t id, const Point& p) const {
+    const Hull& h = hulls[id];
+    if (p[1] < h.ra || p[1] > h.rb || p[3] < h.rpa || p[3] > h.rpb || p[2] < h.lpa || p[2] > h.lpb ||
+        p[0] < h.la || p[0] > h.lb)
+      return false;
+    if (h.exact) return true;
+    const Shape& sh = shapes[id];
     for (int d = 0; d < kDims; ++d)
       if (!covers(sh, d, p[d])) return false;
     return true;
@@ -186,9 +205,17 @@ struct TestIndex::Impl {
   }
 
   // Segment of node `nd` holding value v.
+  // (the last cut <= v; the first cut is the node's region start, <= v).
+  // Branch-free: the comparisons of a random flow do not predict.
   std::uint32_t segment(const Node& nd, U128 v) const {
     const U128* b = cuts.data() + nd.first;
-    return static_cast<std::uint32_t>(std::upper_bound(b, b + nd.count, v) - b) - 1;
+    std::uint32_t lo = 0, len = nd.count;
+    while (len > 1) {
+      const std::uint32_t half = len / 2;
+      lo = b[lo + half] <= v ? lo + half : lo;
+      len -= half;
+    }
+    return lo;
   }
 
   std::optional<std::uint32_t> empty_leaf;  // shared by every empty segment
@@ -207,11 +234,13 @@ struct TestIndex::Impl {
   // make it a leaf. Slab boundaries are quantiles of the entries' span
   // boundaries inside the region; an entry goes to every slab it overlaps.
   std::uint32_t build(const std::vector<std::uint32_t>& list, const Box& region, int depth) {
+    max_depth = std::max(max_depth, depth);
     if (list.size() <= kLeafMax || depth >= kMaxDepth) return leaf(list);
     const std::size_t want = std::clamp<std::size_t>(list.size() / 2, 2, kMaxSlabs);
     int best = -1;
     std::vector<U128> best_cuts;
     std::size_t best_total = 0;
+    double best_cost = 0;
     for (int d = 0; d < kDims; ++d) {
       const Span r = region[d];
       std::vector<U128> pts;
@@ -231,25 +260,35 @@ struct TestIndex::Impl {
         const U128 v = pts[j * pts.size() / slabs];
         if (v != c.back()) c.push_back(v);
       }
-      std::size_t total = 0;
+      // Cost: the expected size of the slab a query lands in when queries
+      // fall where the entries are (sum of squared slab sizes / sum of sizes);
+      // an unweighted mean would favour splitting off empty space.
+      std::vector<std::int64_t> diff(c.size() + 1, 0);
       for (std::uint32_t id : list) {
         const Shape& sh = shapes[id];
         for (std::uint32_t k = sh.off[d]; k < sh.off[d + 1]; ++k) {
           if (spans[k].hi < r.lo || spans[k].lo > r.hi) continue;
-          auto lo = std::upper_bound(c.begin(), c.end(), std::max(spans[k].lo, r.lo)) - 1;
-          auto hi = std::upper_bound(c.begin(), c.end(), std::min(spans[k].hi, r.hi));
-          total += static_cast<std::size_t>(hi - lo);
+          diff[static_cast<std::size_t>(std::upper_bound(c.begin(), c.end(), std::max(spans[k].lo, r.lo)) - c.begin() - 1)]++;
+          diff[static_cast<std::size_t>(std::upper_bound(c.begin(), c.end(), std::min(spans[k].hi, r.hi)) - c.begin())]--;
         }
       }
-      // the fewest entries per slab on average: total / c.size(), compared as cross products
-      if (best < 0 || total * best_cuts.size() < best_total * c.size()) {
+      double total = 0, squares = 0;
+      std::int64_t run = 0;
+      for (std::size_t j = 0; j < c.size(); ++j) {
+        run += diff[j];
+        total += static_cast<double>(run);
+        squares += static_cast<double>(run) * static_cast<double>(run);
+      }
+      const double cost = total > 0 ? squares / total : 0;
+      if (best < 0 || cost < best_cost) {
         best = d;
         best_cuts = std::move(c);
-        best_total = total;
+        best_cost = cost;
+        best_total = static_cast<std::size_t>(total);
       }
     }
-    // Split only when a slab holds at most 3/4 of the entries on average.
-    if (best < 0 || best_total * 4 > list.size() * best_cuts.size() * 3 || best_total > budget) return leaf(list);
+    // Split only when that slab holds at most 3/4 of the entries.
+    if (best < 0 || best_cost > kSplitGain * static_cast<double>(list.size()) || best_total > budget) return leaf(list);
     budget -= best_total;
     const int d = best;
     const Span r = region[d];
@@ -310,7 +349,15 @@ struct TestIndex::Impl {
 };
 
 namespace {
-Point point_of(const Packet& pkt) { return {pkt.local.value(), pkt.remote.value(), pkt.local_port, pkt.remote_port}; }
+U128 value_of(const IpAddress& a) {  // IpAddress::value(), inline
+  U128 v = 0;
+  const int n = a.family == Family::kIPv4 ? 4 : 16;
+  for (int i = 0; i < n; ++i) v = (v << 8) | a.bytes[static_cast<std::size_t>(i)];
+  return v;
+}
+Point point_of(const Packet& pkt) {
+  return {value_of(pkt.local), value_of(pkt.remote), pkt.local_port, pkt.remote_port};
+}
 }  // namespace
 
 TestIndex::TestIndex(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -352,6 +399,18 @@ std::shared_ptr<const TestIndex> TestIndex::build(const PolicyList& list, const 
       sh.off[4] = static_cast<std::uint32_t>(m->spans.size());
       by[dir][family_slot(f)].push_back(static_cast<std::uint32_t>(m->shapes.size()));
       m->shapes.push_back(sh);
+      Hull h;
+      const auto& sp = m->spans;
+      h.la = sp[sh.off[0]].lo;
+      h.lb = sp[sh.off[1] - 1].hi;
+      h.ra = sp[sh.off[1]].lo;
+      h.rb = sp[sh.off[2] - 1].hi;
+      h.lpa = static_cast<std::uint16_t>(sp[sh.off[2]].lo);
+      h.lpb = static_cast<std::uint16_t>(sp[sh.off[3] - 1].hi);
+      h.rpa = static_cast<std::uint16_t>(sp[sh.off[3]].lo);
+      h.rpb = static_cast<std::uint16_t>(sp[sh.off[4] - 1].hi);
+      for (int d = 0; d < kDims; ++d) h.exact = h.exact && sh.off[d + 1] - sh.off[d] == 1;
+      m->hulls.push_back(h);
     }
   }
   m->budget = 64 * m->shapes.size() + (1u << 20);
@@ -389,10 +448,10 @@ Decision TestIndex::first_match(const Packet& pkt) const {
   const Point p = point_of(pkt);
   if (const Node* leaf = m.leaf_of(pkt, p)) {
     for (std::uint32_t k = leaf->first; k < leaf->first + leaf->count; ++k) {
-      const Shape& sh = m.shapes[m.ids[k]];
-      if (!m.contains(sh, p)) continue;
-      const EffectivePolicy& e = m.eff[sh.eff];
-      return {e.policy.disposition, e.origin, e.policy.name, sh.eff};
+      if (!m.contains(m.ids[k], p)) continue;
+      const std::uint32_t i = m.shapes[m.ids[k]].eff;
+      const EffectivePolicy& e = m.eff[i];
+      return {e.policy.disposition, e.origin, e.policy.name, i};
     }
   }
   return {Disposition::kBypass, Origin::kDefault, "(no policy: BYPASS)", std::nullopt};
@@ -404,8 +463,7 @@ std::vector<std::size_t> TestIndex::all_matches(const Packet& pkt) const {
   std::vector<std::size_t> out;
   if (const Node* leaf = m.leaf_of(pkt, p)) {
     for (std::uint32_t k = leaf->first; k < leaf->first + leaf->count; ++k) {
-      const Shape& sh = m.shapes[m.ids[k]];
-      if (m.contains(sh, p)) out.push_back(sh.eff);
+      if (m.contains(m.ids[k], p)) out.push_back(m.shapes[m.ids[k]].eff);
     }
   }
   return out;
@@ -418,7 +476,8 @@ TestIndex::Stats TestIndex::stats() const {
   s.nodes = m.nodes.size();
   s.stored_ids = m.ids.size();
   s.max_leaf = m.max_leaf;
-  s.bytes = m.spans.capacity() * sizeof(Span) + m.shapes.capacity() * sizeof(Shape) +
+  s.depth = static_cast<std::size_t>(m.max_depth);
+  s.bytes = m.spans.capacity() * sizeof(Span) + m.shapes.capacity() * sizeof(Shape) + m.hulls.capacity() * sizeof(Hull) +
             m.nodes.capacity() * sizeof(Node) + m.cuts.capacity() * sizeof(U128) +
             m.children.capacity() * sizeof(std::uint32_t) + m.ids.capacity() * sizeof(std::uint32_t) +
             sizeof(Impl);
@@ -499,10 +558,10 @@ Result<std::vector<TestRow>> TestIndex::test(const TestQuery& q0) const {
     std::vector<std::size_t> user;
     if (const Node* leaf = m.leaf_of(pkt, p)) {
       for (std::uint32_t k = leaf->first; k < leaf->first + leaf->count; ++k) {
-        const Shape& sh = m.shapes[m.ids[k]];
-        if (!m.contains(sh, p)) continue;
-        if (!decider) decider = sh.eff;
-        if (eff[sh.eff].origin == Origin::kUser) user.push_back(sh.eff);
+        if (!m.contains(m.ids[k], p)) continue;
+        const std::uint32_t i = m.shapes[m.ids[k]].eff;
+        if (!decider) decider = i;
+        if (eff[i].origin == Origin::kUser) user.push_back(i);
       }
     }
     std::vector<TestRow> rows;

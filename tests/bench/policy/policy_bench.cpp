@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 #include <vector>
@@ -109,30 +110,43 @@ FlowFigures single_flows(int n, const PolicyList& list, const EnforcementOptions
     pkts.push_back(p);
   }
   const auto& eff = index.effective();
+  // Each figure is the best of several passes (the machine is shared: a
+  // pass that lost the CPU says nothing about either method).
+  constexpr int kPasses = 5;
   std::vector<Decision> want;
-  auto t = Clock::now();
-  for (const Packet& p : pkts) want.push_back(first_match(eff, p));
-  f.brute_ns = ms_since(t) * 1e6 / kFlows;
-
-  const int rounds = 200;
   std::size_t sink = 0;
-  t = Clock::now();
-  for (int r = 0; r < rounds; ++r)
-    for (const Packet& p : pkts) sink += index.first_match(p).effective_index.value_or(0);
-  f.index_ns = ms_since(t) * 1e6 / (static_cast<double>(kFlows) * rounds);
+  f.brute_ns = 1e300;
+  for (int pass = 0; pass < kPasses; ++pass) {
+    want.clear();
+    const auto t = Clock::now();
+    for (const Packet& p : pkts) want.push_back(first_match(eff, p));
+    f.brute_ns = std::min(f.brute_ns, ms_since(t) * 1e6 / kFlows);
+  }
+
+  const int rounds = 40;
+  f.index_ns = 1e300;
+  for (int pass = 0; pass < kPasses; ++pass) {
+    const auto t = Clock::now();
+    for (int r = 0; r < rounds; ++r)
+      for (const Packet& p : pkts) sink += index.first_match(p).effective_index.value_or(0);
+    f.index_ns = std::min(f.index_ns, ms_since(t) * 1e6 / (static_cast<double>(kFlows) * rounds));
+  }
 
   std::vector<TestQuery> qs;
   for (const Packet& p : pkts)
     qs.push_back({p.direction, p.protocol, p.local, p.remote, {p.local_port, p.local_port},
                   {p.remote_port, p.remote_port}});
-  t = Clock::now();
-  for (int r = 0; r < rounds; ++r) {
-    for (const TestQuery& q : qs) {
-      auto rows = test_traffic(list, opt, q);
-      sink += rows.ok() ? rows->front().first_match.size() : 0;
+  f.tool_ns = 1e300;
+  for (int pass = 0; pass < kPasses; ++pass) {
+    const auto t = Clock::now();
+    for (int r = 0; r < rounds; ++r) {
+      for (const TestQuery& q : qs) {
+        auto rows = test_traffic(list, opt, q);
+        sink += rows.ok() ? rows->front().first_match.size() : 0;
+      }
     }
+    f.tool_ns = std::min(f.tool_ns, ms_since(t) * 1e6 / (static_cast<double>(kFlows) * rounds));
   }
-  f.tool_ns = ms_since(t) * 1e6 / (static_cast<double>(kFlows) * rounds);
 
   std::size_t decided = 0;
   for (int i = 0; i < kFlows; ++i) {
@@ -260,15 +274,15 @@ int main() {
     flows.push_back(single_flows(n, list, opt.enforcement, *index, build_ms, first_query_ms, tool_ms, rows->size()));
   }
   std::printf("\nTest tool, single-flow queries (one protocol, address pair, local and remote port), %d random flows;\n"
-              "brute force = first_match() over the effective list, measured in the same run:\n",
+              "brute force = first_match() over the effective list, measured in the same run (best of 5 passes each):\n",
               kFlows);
-  std::printf("%8s %10s %10s %10s %10s %10s %12s %12s %10s %10s %12s %12s\n", "policies", "build", "1st-query",
-              "index-MB", "nodes", "refs", "brute/flow", "index/flow", "ratio", "tool/flow", "tool-ratio",
+  std::printf("%8s %10s %10s %10s %10s %16s %12s %12s %10s %10s %12s %12s\n", "policies", "build", "1st-query",
+              "index-MB", "nodes", "refs/leaf/dp", "brute/flow", "index/flow", "ratio", "tool/flow", "tool-ratio",
               "wide/row");
   for (const FlowFigures& f : flows) {
-    std::printf("%8d %8.1fms %8.1fms %10.2f %10zu %10zu %10.2fus %10.1fns %9.0fx %8.1fns %11.0fx %10.2fus\n", f.n,
+    std::printf("%8d %8.1fms %8.1fms %10.2f %10zu %9zu/%zu/%zu %10.2fus %10.1fns %9.0fx %8.1fns %11.0fx %10.2fus\n", f.n,
                 f.build_ms, f.first_query_ms, static_cast<double>(f.stats.bytes) / 1e6, f.stats.nodes,
-                f.stats.stored_ids, f.brute_ns / 1e3, f.index_ns, f.brute_ns / f.index_ns, f.tool_ns,
+                f.stats.stored_ids, f.stats.max_leaf, f.stats.depth, f.brute_ns / 1e3, f.index_ns, f.brute_ns / f.index_ns, f.tool_ns,
                 f.brute_ns / f.tool_ns, f.wide_ms * 1e3 / static_cast<double>(f.wide_rows));
   }
   std::printf("(index = TestIndex::first_match; tool = test_traffic() with a one-port query, answer rows with names;\n"

@@ -116,6 +116,7 @@ class TestIndex {
     std::size_t nodes = 0;       ///< split and leaf nodes
     std::size_t stored_ids = 0;  ///< entry references in leaves (replication across segments)
     std::size_t max_leaf = 0;    ///< longest leaf list
+    std::size_t depth = 0;       ///< deepest split level
     std::size_t bytes = 0;       ///< memory of the index arrays (not the effective list)
   };
   Stats stats() const;
