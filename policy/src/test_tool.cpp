@@ -125,7 +125,7 @@ constexpr int kDims = 4;  // local address, remote address, local port/type, rem
 constexpr std::size_t kLeafMax = 4;
 constexpr std::size_t kMaxSlabs = 64;
 constexpr int kMaxDepth = 12;
-constexpr double kSplitGain = 0.5;
+constexpr double kSplitGain = 0.75;
 constexpr std::uint8_t kLeaf = 0xff;
 
 struct Span {
@@ -187,7 +187,9 @@ struct TestIndex::Impl {
       if (spans[k].lo <= r.hi && r.lo <= spans[k].hi) return true;
     return false;
   }
-  bool contains(std::uint32_t id, const Point& p) const {
+  // Does the entry at leaf position k contain p?
+  bool contains(std::uint32_t k, const Point& p) const {
+    const std::uint32_t id = ids[k];
     const Hull& h = hulls[id];
     if (p[1] < h.ra || p[1] > h.rb || p[3] < h.rpa || p[3] > h.rpb || p[2] < h.lpa || p[2] > h.lpb ||
         p[0] < h.la || p[0] > h.lb)
@@ -413,7 +415,7 @@ std::shared_ptr<const TestIndex> TestIndex::build(const PolicyList& list, const 
       m->hulls.push_back(h);
     }
   }
-  m->budget = 64 * m->shapes.size() + (1u << 20);
+  m->budget = 64 * m->shapes.size() + (1u << 16);
   for (int dir = 0; dir < 2; ++dir) {
     for (int fam = 0; fam < 2; ++fam) {
       std::vector<std::uint32_t> any_proto;
@@ -448,7 +450,7 @@ Decision TestIndex::first_match(const Packet& pkt) const {
   const Point p = point_of(pkt);
   if (const Node* leaf = m.leaf_of(pkt, p)) {
     for (std::uint32_t k = leaf->first; k < leaf->first + leaf->count; ++k) {
-      if (!m.contains(m.ids[k], p)) continue;
+      if (!m.contains(k, p)) continue;
       const std::uint32_t i = m.shapes[m.ids[k]].eff;
       const EffectivePolicy& e = m.eff[i];
       return {e.policy.disposition, e.origin, e.policy.name, i};
@@ -463,7 +465,7 @@ std::vector<std::size_t> TestIndex::all_matches(const Packet& pkt) const {
   std::vector<std::size_t> out;
   if (const Node* leaf = m.leaf_of(pkt, p)) {
     for (std::uint32_t k = leaf->first; k < leaf->first + leaf->count; ++k) {
-      if (m.contains(m.ids[k], p)) out.push_back(m.shapes[m.ids[k]].eff);
+      if (m.contains(k, p)) out.push_back(m.shapes[m.ids[k]].eff);
     }
   }
   return out;
@@ -558,7 +560,7 @@ Result<std::vector<TestRow>> TestIndex::test(const TestQuery& q0) const {
     std::vector<std::size_t> user;
     if (const Node* leaf = m.leaf_of(pkt, p)) {
       for (std::uint32_t k = leaf->first; k < leaf->first + leaf->count; ++k) {
-        if (!m.contains(m.ids[k], p)) continue;
+        if (!m.contains(k, p)) continue;
         const std::uint32_t i = m.shapes[m.ids[k]].eff;
         if (!decider) decider = i;
         if (eff[i].origin == Origin::kUser) user.push_back(i);
