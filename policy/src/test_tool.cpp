@@ -98,26 +98,28 @@ Decision first_match(const std::vector<EffectivePolicy>& eff, const Packet& pkt)
 //     remote address, local port (ICMP: type), remote port (ICMP: code), each a
 //     sorted list of disjoint spans (named address selectors give several; an
 //     ANY protocol or ANY ports the whole dimension).
-//  3. A bucket is a small decision tree over elementary segments. A split node
-//     cuts one dimension at every span boundary of its entries, so within one
-//     segment each entry either covers the whole segment or none of it; the
-//     child of a segment holds, in list order, the entries covering it, and
-//     never splits that dimension again. The dimension chosen is the one whose
-//     segments hold the fewest entries on average, and only when that is at
-//     most half the node's entries; nodes of <= kLeafMax entries, or with no
-//     dimension left worth splitting, are leaves.
-//  4. A point query descends one segment per level (a binary search over the
-//     node's cuts, at most four levels) and tests the leaf's entries against
-//     the whole box, in list order: the first that contains the flow is the
-//     first match, and with all of them the row lists every matching policy.
-//     A wide query (port ranges) visits every segment its ranges overlap and
-//     collects the entries it meets; the grid below then works on those only.
+//  3. A bucket is a tree of slabs. A split node cuts one dimension of its
+//     region into up to kMaxSlabs slabs at quantiles of its entries' span
+//     boundaries; each child holds, in list order, the entries that overlap
+//     its slab (an entry crossing a boundary is in both). The dimension
+//     chosen is the one whose slabs are smallest where the entries are (sum
+//     of squared slab sizes / sum of sizes: splitting off empty space does
+//     not count), and a node is split only when that is at most kSplitGain of
+//     its entries; nodes of <= kLeafMax entries, or with nothing worth
+//     splitting, or kMaxDepth deep, are leaves.
+//  4. A point query descends one slab per level (a branch-free binary search
+//     over the node's cuts) and tests the leaf's entries in list order against
+//     the point (a hull record per entry; the spans only for entries with
+//     several): the first that contains the flow is the first match, and all
+//     of them are the row's matching policies. A wide query (port ranges)
+//     visits every slab its ranges overlap and collects the entries it meets;
+//     the grid below then works on those only, so its cost follows the
+//     entries in the rectangle and the rows, not the list.
 //
-// Entries are copied into several segments where their spans overlap others'
-// boundaries, so memory depends on how the list overlaps; stats() reports it
-// (and the policy benchmark prints it with the build time). A global budget on
-// stored entry references turns further splits into leaves: answers stay
-// exact, only slower.
+// Entries are copied into every slab they overlap, so memory depends on how
+// the list overlaps; stats() reports it (the policy benchmark prints it with
+// the build time). A budget of stored entry references (64 per entry +
+// 65,536) turns further splits into leaves: answers stay exact, only slower.
 
 namespace {
 
@@ -176,9 +178,9 @@ struct TestIndex::Impl {
   std::vector<std::uint64_t> cuts64;
   std::vector<U128> cuts128;
   std::vector<std::uint32_t> children;
-  std::vector<std::uint32_t> ids;       // leaves: shape indices, ascending (= list order)
-  std::uint32_t root[2][2][256] = {};   // [direction][family][protocol] -> node
-  std::size_t budget = 0;               // remaining entry references splits may store
+  std::vector<std::uint32_t> ids;      // leaves: shape indices, ascending (= list order)
+  std::uint32_t root[2][2][256] = {};  // [direction][family][protocol] -> node
+  std::size_t budget = 0;              // remaining entry references splits may store
   std::size_t max_leaf = 0;
   int max_depth = 0;
 
@@ -196,8 +198,8 @@ struct TestIndex::Impl {
   bool contains(std::uint32_t k, const Point& p) const {
     const std::uint32_t id = ids[k];
     const Hull& h = hulls[id];
-    if (p[1] < h.ra || p[1] > h.rb || p[3] < h.rpa || p[3] > h.rpb || p[2] < h.lpa || p[2] > h.lpb ||
-        p[0] < h.la || p[0] > h.lb)
+    if (p[1] < h.ra || p[1] > h.rb || p[3] < h.rpa || p[3] > h.rpb || p[2] < h.lpa || p[2] > h.lpb || p[0] < h.la ||
+        p[0] > h.lb)
       return false;
     if (h.exact) return true;
     const Shape& sh = shapes[id];
@@ -282,8 +284,10 @@ struct TestIndex::Impl {
         const Shape& sh = shapes[id];
         for (std::uint32_t k = sh.off[d]; k < sh.off[d + 1]; ++k) {
           if (spans[k].hi < r.lo || spans[k].lo > r.hi) continue;
-          diff[static_cast<std::size_t>(std::upper_bound(c.begin(), c.end(), std::max(spans[k].lo, r.lo)) - c.begin() - 1)]++;
-          diff[static_cast<std::size_t>(std::upper_bound(c.begin(), c.end(), std::min(spans[k].hi, r.hi)) - c.begin())]--;
+          diff[static_cast<std::size_t>(std::upper_bound(c.begin(), c.end(), std::max(spans[k].lo, r.lo)) - c.begin() -
+                                        1)]++;
+          diff[static_cast<std::size_t>(std::upper_bound(c.begin(), c.end(), std::min(spans[k].hi, r.hi)) -
+                                        c.begin())]--;
         }
       }
       double total = 0, squares = 0;
@@ -497,10 +501,10 @@ TestIndex::Stats TestIndex::stats() const {
   s.stored_ids = m.ids.size();
   s.max_leaf = m.max_leaf;
   s.depth = static_cast<std::size_t>(m.max_depth);
-  s.bytes = m.spans.capacity() * sizeof(Span) + m.shapes.capacity() * sizeof(Shape) + m.hulls.capacity() * sizeof(Hull) +
-            m.nodes.capacity() * sizeof(Node) + m.cuts64.capacity() * sizeof(std::uint64_t) + m.cuts128.capacity() * sizeof(U128) +
-            m.children.capacity() * sizeof(std::uint32_t) + m.ids.capacity() * sizeof(std::uint32_t) +
-            sizeof(Impl);
+  s.bytes = m.spans.capacity() * sizeof(Span) + m.shapes.capacity() * sizeof(Shape) +
+            m.hulls.capacity() * sizeof(Hull) + m.nodes.capacity() * sizeof(Node) +
+            m.cuts64.capacity() * sizeof(std::uint64_t) + m.cuts128.capacity() * sizeof(U128) +
+            m.children.capacity() * sizeof(std::uint32_t) + m.ids.capacity() * sizeof(std::uint32_t) + sizeof(Impl);
   return s;
 }
 
@@ -602,8 +606,7 @@ Result<std::vector<TestRow>> TestIndex::test(const TestQuery& q0) const {
     const Point p = point_of(pkt);
     const Box box{Span{p[0], p[0]}, Span{p[1], p[1]}, Span{q.local_ports.lo, q.local_ports.hi},
                   Span{q.remote_ports.lo, q.remote_ports.hi}};
-    m.collect(m.root[q.direction == Direction::kOutbound ? 1 : 0][family_slot(q.local.family)][q.protocol], box,
-              found);
+    m.collect(m.root[q.direction == Direction::kOutbound ? 1 : 0][family_slot(q.local.family)][q.protocol], box, found);
     std::sort(found.begin(), found.end());
     found.erase(std::unique(found.begin(), found.end()), found.end());
     for (std::uint32_t id : found) {

@@ -10,9 +10,9 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <algorithm>
 #include <cstdlib>
 #include <random>
 #include <vector>
@@ -134,8 +134,8 @@ FlowFigures single_flows(int n, const PolicyList& list, const EnforcementOptions
 
   std::vector<TestQuery> qs;
   for (const Packet& p : pkts)
-    qs.push_back({p.direction, p.protocol, p.local, p.remote, {p.local_port, p.local_port},
-                  {p.remote_port, p.remote_port}});
+    qs.push_back(
+        {p.direction, p.protocol, p.local, p.remote, {p.local_port, p.local_port}, {p.remote_port, p.remote_port}});
   f.tool_ns = 1e300;
   for (int pass = 0; pass < kPasses; ++pass) {
     const auto t = Clock::now();
@@ -273,21 +273,24 @@ int main() {
     std::printf("; test tool %.0fx faster than brute force\n", brute_ms / tool_ms);
     flows.push_back(single_flows(n, list, opt.enforcement, *index, build_ms, first_query_ms, tool_ms, rows->size()));
   }
-  std::printf("\nTest tool, single-flow queries (one protocol, address pair, local and remote port), %d random flows;\n"
-              "brute force = first_match() over the effective list, measured in the same run (best of 5 passes each):\n",
-              kFlows);
+  std::printf(
+      "\nTest tool, single-flow queries (one protocol, address pair, local and remote port), %d random flows;\n"
+      "brute force = first_match() over the effective list, measured in the same run (best of 5 passes each):\n",
+      kFlows);
   std::printf("%8s %10s %10s %10s %10s %16s %12s %12s %10s %10s %12s %12s\n", "policies", "build", "1st-query",
               "index-MB", "nodes", "refs/leaf/dp", "brute/flow", "index/flow", "ratio", "tool/flow", "tool-ratio",
               "wide/row");
   for (const FlowFigures& f : flows) {
-    std::printf("%8d %8.1fms %8.1fms %10.2f %10zu %9zu/%zu/%zu %10.2fus %10.1fns %9.0fx %8.1fns %11.0fx %10.2fus\n", f.n,
-                f.build_ms, f.first_query_ms, static_cast<double>(f.stats.bytes) / 1e6, f.stats.nodes,
-                f.stats.stored_ids, f.stats.max_leaf, f.stats.depth, f.brute_ns / 1e3, f.index_ns, f.brute_ns / f.index_ns, f.tool_ns,
-                f.brute_ns / f.tool_ns, f.wide_ms * 1e3 / static_cast<double>(f.wide_rows));
+    std::printf("%8d %8.1fms %8.1fms %10.2f %10zu %9zu/%zu/%zu %10.2fus %10.1fns %9.0fx %8.1fns %11.0fx %10.2fus\n",
+                f.n, f.build_ms, f.first_query_ms, static_cast<double>(f.stats.bytes) / 1e6, f.stats.nodes,
+                f.stats.stored_ids, f.stats.max_leaf, f.stats.depth, f.brute_ns / 1e3, f.index_ns,
+                f.brute_ns / f.index_ns, f.tool_ns, f.brute_ns / f.tool_ns,
+                f.wide_ms * 1e3 / static_cast<double>(f.wide_rows));
   }
-  std::printf("(index = TestIndex::first_match; tool = test_traffic() with a one-port query, answer rows with names;\n"
-              " wide/row = the 1-65535 ranged query above divided by the rows it returns; refs = entry references\n"
-              " stored in the index's leaves; goal at 10,000 policies: ratio >= 5000x)\n");
+  std::printf(
+      "(index = TestIndex::first_match; tool = test_traffic() with a one-port query, answer rows with names;\n"
+      " wide/row = the 1-65535 ranged query above divided by the rows it returns; refs = entry references\n"
+      " stored in the index's leaves; goal at 10,000 policies: ratio >= 5000x)\n");
   if (!netns) std::printf("(kernel install not measured: needs root to create a private network namespace)\n");
   return 0;
 }

@@ -35,8 +35,7 @@ PolicyList random_list(Gen& g, int n) {
       std::vector<AddressSpec> entries;
       const int k = 1 + g.pick(3);
       while (static_cast<int>(entries.size()) < k) {
-        AddressSpec e =
-            g.address_spec(fam ? fam : std::optional<Family>(g.chance(50) ? Family::kIPv4 : Family::kIPv6));
+        AddressSpec e = g.address_spec(fam ? fam : std::optional<Family>(g.chance(50) ? Family::kIPv4 : Family::kIPv6));
         if (!e.is_any()) entries.push_back(e);
       }
       const std::string name = "SET" + std::to_string(i) + (side == &p.selector.local ? "L" : "R");
@@ -99,7 +98,11 @@ TEST(TestIndex, SingleFlowsEqualBruteForceOnLargeRandomLists) {
       ASSERT_EQ(index->all_matches(pkt), b.all) << "list " << li << " packet " << pi;
 
       // The public entry point (the list's cached index) gives the same row.
-      TestQuery q{pkt.direction, pkt.protocol, pkt.local, pkt.remote, {pkt.local_port, pkt.local_port},
+      TestQuery q{pkt.direction,
+                  pkt.protocol,
+                  pkt.local,
+                  pkt.remote,
+                  {pkt.local_port, pkt.local_port},
                   {pkt.remote_port, pkt.remote_port}};
       auto rows = test_traffic(list, opt, q);
       ASSERT_TRUE(rows.ok());
@@ -148,9 +151,7 @@ TEST(TestIndex, WideQueriesTileAndAgreeWithBruteForce) {
                (r.remote_ports.hi - r.remote_ports.lo + 1);
       // Corners and a few inner points of every row agree with brute force.
       for (int k = 0; k < 6; ++k) {
-        auto inner = [&](PortRange pr) {
-          return static_cast<std::uint16_t>(pr.lo + g.pick(pr.hi - pr.lo + 1));
-        };
+        auto inner = [&](PortRange pr) { return static_cast<std::uint16_t>(pr.lo + g.pick(pr.hi - pr.lo + 1)); };
         pkt.local_port = k < 2 ? r.local_ports.lo : k < 4 ? r.local_ports.hi : inner(r.local_ports);
         pkt.remote_port = k == 4 ? inner(r.remote_ports) : k % 2 ? r.remote_ports.lo : r.remote_ports.hi;
         const Brute b = brute(eff, pkt);
@@ -158,7 +159,8 @@ TEST(TestIndex, WideQueriesTileAndAgreeWithBruteForce) {
         ASSERT_EQ(r.bypass, b.bypass);
         ASSERT_EQ(r.discard, b.discard);
         ASSERT_EQ(r.protect, b.protect) << "point " << pkt.local_port << "," << pkt.remote_port << " proto "
-                                        << int(pkt.protocol) << "\n" << format_test_rows(q, *rows);
+                                        << int(pkt.protocol) << "\n"
+                                        << format_test_rows(q, *rows);
       }
     }
     ASSERT_EQ(cells, static_cast<std::uint64_t>(q.local_ports.hi - q.local_ports.lo + 1) *
@@ -175,8 +177,8 @@ TEST(TestIndex, EditsAndOptionsAreNeverAnsweredFromAStaleIndex) {
   p.selector.remote_ports = PortSpec::of(80, 80);
   p.disposition = Disposition::kDiscard;
   ASSERT_TRUE(list.add(p).ok());
-  TestQuery q{Direction::kOutbound, proto::kTcp, IpAddress::v4(0xc0000201), IpAddress::v4(0xc0000202), {1000, 1000},
-              {80, 80}};
+  TestQuery q{Direction::kOutbound,      proto::kTcp,  IpAddress::v4(0xc0000201),
+              IpAddress::v4(0xc0000202), {1000, 1000}, {80, 80}};
   auto first = [&](const PolicyList& l, const EnforcementOptions& o) {
     auto rows = test_traffic(l, o, q);
     return rows.ok() && rows->size() == 1 ? (*rows)[0].first_match : std::string("?");
