@@ -307,6 +307,7 @@ Status PolicyList::insert(std::size_t pos, Policy p) {
   }
   STORCRYPT_TRY(check_new(p, {}));
   policies_.insert(policies_.begin() + static_cast<std::ptrdiff_t>(pos), std::move(p));
+  edited();
   return ok_status();
 }
 
@@ -320,6 +321,7 @@ Status PolicyList::move(std::string_view name, std::size_t pos) {
   Policy p = std::move(policies_[*i]);
   policies_.erase(policies_.begin() + static_cast<std::ptrdiff_t>(*i));
   policies_.insert(policies_.begin() + static_cast<std::ptrdiff_t>(pos), std::move(p));
+  edited();
   return ok_status();
 }
 
@@ -336,6 +338,7 @@ Status PolicyList::modify(std::string_view name, Policy p) {
   if (!i) return not_found(name);
   STORCRYPT_TRY(check_new(p, name));
   policies_[*i] = std::move(p);
+  edited();
   return ok_status();
 }
 
@@ -343,6 +346,7 @@ Status PolicyList::remove(std::string_view name) {
   auto i = index_of(name);
   if (!i) return not_found(name);
   policies_.erase(policies_.begin() + static_cast<std::ptrdiff_t>(*i));
+  edited();
   return ok_status();
 }
 
@@ -380,6 +384,7 @@ Status PolicyList::add_addresses(const std::string& name, const std::vector<Addr
   auto& list = addresses_[name];
   for (const AddressSpec& e : entries)
     if (std::find(list.begin(), list.end(), e) == list.end()) list.push_back(e);
+  edited();
   return ok_status();
 }
 
@@ -407,6 +412,7 @@ Status PolicyList::remove_addresses(std::string_view name) {
                  "change or remove those policies first", "xAddressInUse");
   }
   addresses_.erase(it);
+  edited();
   return ok_status();
 }
 
@@ -430,6 +436,7 @@ Result<PolicyList> PolicyList::resolved() const {
                  "xAddressUndefined");
   }
   PolicyList out = *this;
+  out.edited();
   for (Policy& p : out.policies_) {
     p.selector.local = resolve_address(p.selector.local, addresses_);
     p.selector.remote = resolve_address(p.selector.remote, addresses_);

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -134,6 +136,16 @@ Status check_policy(const Policy& p);
 /// never ANY or another name), in the order given, without duplicates.
 using AddressSets = std::map<std::string, std::vector<AddressSpec>>;
 
+class TestIndex;  // storcrypt/policy/test_tool.h
+
+/// Where a PolicyList keeps the test tool's index (built on first use by
+/// test_traffic(); copies of an unchanged list share it, every edit starts a
+/// new slot). Not part of the list's value.
+struct TestIndexSlot {
+  std::mutex mu;
+  std::shared_ptr<const TestIndex> index;  ///< guarded by mu
+};
+
 /// The editable (uncommitted) ordered list, with the named address selectors
 /// its policies may use (they travel with it: stored, committed, exported and
 /// imported together). Positions are 0-based.
@@ -175,12 +187,19 @@ class PolicyList {
   /// a name that is not defined is an error (kInvalidInput, xAddressUndefined).
   Result<PolicyList> resolved() const;
 
-  friend bool operator==(const PolicyList&, const PolicyList&) = default;
+  /// The test tool's index cache for this content (null only in a moved-from list).
+  TestIndexSlot* test_index_slot() const { return index_slot_.get(); }
+
+  friend bool operator==(const PolicyList& a, const PolicyList& b) {
+    return a.policies_ == b.policies_ && a.addresses_ == b.addresses_;
+  }
 
  private:
   Status check_new(const Policy& p, std::string_view replacing) const;
+  void edited() { index_slot_ = std::make_shared<TestIndexSlot>(); }
   std::vector<Policy> policies_;
   AddressSets addresses_;
+  std::shared_ptr<TestIndexSlot> index_slot_ = std::make_shared<TestIndexSlot>();
 };
 
 /// The named address selector `spec` refers to, with its entries filled in

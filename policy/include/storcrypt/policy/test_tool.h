@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@ struct ControlExemption {
   std::uint8_t protocol = proto::kUdp;
   PortSpec local_ports;
   PortSpec remote_ports;
+  friend bool operator==(const ControlExemption&, const ControlExemption&) = default;
 };
 
 /// IKE udp/500 and udp/4500 (either end), KMIP tcp/5696 (remote end).
@@ -29,6 +31,7 @@ std::vector<ControlExemption> default_control_traffic();
 struct EnforcementOptions {
   DefaultDisposition default_disposition = DefaultDisposition::kIPv6Only;
   std::vector<ControlExemption> control = default_control_traffic();
+  friend bool operator==(const EnforcementOptions&, const EnforcementOptions&) = default;
 };
 
 enum class Origin : std::uint8_t { kUser, kControlExemption, kDefault };
@@ -80,8 +83,50 @@ struct TestRow {
   std::vector<std::string> notes;    ///< advice, e.g. neighbour discovery discarded
 };
 
-/// Answer a test query against an (uncommitted) list.
+/// Answer a test query against an (uncommitted) list. The answer comes from
+/// the list's TestIndex, built on the first query for this content and these
+/// options and kept with the list (PolicyList::test_index_slot()) until it is
+/// edited: a single-flow query then costs O(log n + matches), a wide one in
+/// proportion to the policies it meets and the rows it returns.
 Result<std::vector<TestRow>> test_traffic(const PolicyList& list, const EnforcementOptions& opt, const TestQuery& q);
+
+/// The test tool's index over one effective list (see test_tool.cpp for the
+/// structure). Immutable once built; safe to share between threads.
+class TestIndex {
+ public:
+  /// Index `list` as enforced with `opt`. An undefined address selector is
+  /// kept as the error every test() returns (first_match() then never matches
+  /// the undefined name, as effective_policies() does).
+  static std::shared_ptr<const TestIndex> build(const PolicyList& list, const EnforcementOptions& opt);
+  ~TestIndex();
+  TestIndex(const TestIndex&) = delete;
+  TestIndex& operator=(const TestIndex&) = delete;
+
+  const EnforcementOptions& options() const;
+  const std::vector<EffectivePolicy>& effective() const;
+  /// Same answer as policy::first_match(effective(), pkt).
+  Decision first_match(const Packet& pkt) const;
+  /// Positions in effective() of every entry matching pkt, ascending.
+  std::vector<std::size_t> all_matches(const Packet& pkt) const;
+  /// Same answer as test_traffic(list, options(), q).
+  Result<std::vector<TestRow>> test(const TestQuery& q) const;
+
+  struct Stats {
+    std::size_t entries = 0;     ///< effective entries indexed (per family they can match)
+    std::size_t nodes = 0;       ///< split and leaf nodes
+    std::size_t stored_ids = 0;  ///< entry references in leaves (replication across segments)
+    std::size_t max_leaf = 0;    ///< longest leaf list
+    std::size_t depth = 0;       ///< deepest split level
+    std::size_t bytes = 0;       ///< memory of the index arrays (not the effective list)
+  };
+  Stats stats() const;
+
+  struct Impl;
+
+ private:
+  explicit TestIndex(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 /// Plain-text table of test rows (for the CLI and logs).
 std::string format_test_rows(const TestQuery& q, const std::vector<TestRow>& rows);
