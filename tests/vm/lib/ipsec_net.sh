@@ -88,7 +88,7 @@ def csum(b):
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.settimeout(3)
 if sys.argv[1]: s.bind((sys.argv[1], 0))
 ident = os.getpid() & 0xffff
-hdr = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"storcrypt-vm-echo"
+hdr = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"storcrypt-vm-echo!"  # even length: csum() sums 16-bit words
 pkt = hdr[:2] + struct.pack("!H", csum(hdr)) + hdr[4:]
 s.sendto(pkt, (sys.argv[2], 0))
 while True:
