@@ -159,30 +159,8 @@ TEST(Equivalence, NamedAddressSelectorsAgree) {
     const int n = 1 + g.pick(8);
     for (int i = 0; i < n; ++i) {
       Policy p = g.policy(i);
-      for (AddressSpec* side : {&p.selector.local, &p.selector.remote}) {
-        if (!g.chance(50)) continue;
-        const std::optional<Family> fam = side->family();
-        std::vector<AddressSpec> entries;
-        const int k = 1 + g.pick(3);
-        while (static_cast<int>(entries.size()) < k) {
-          AddressSpec e = g.address_spec(fam ? fam : std::optional<Family>(g.chance(50) ? Family::kIPv4
-                                                                                       : Family::kIPv6));
-          if (!e.is_any()) entries.push_back(e);
-        }
-        const std::string name = "SET" + std::to_string(i) + (side == &p.selector.local ? "L" : "R");
-        Policy candidate = p;
-        AddressSpec& target = side == &p.selector.local ? candidate.selector.local : candidate.selector.remote;
-        target = AddressSpec::named(name);
-        PolicyList probe;
-        ASSERT_TRUE(probe.add_addresses(name, entries).ok());
-        Policy resolved = candidate;
-        resolved.selector.local = resolve_address(resolved.selector.local, probe.addresses());
-        resolved.selector.remote = resolve_address(resolved.selector.remote, probe.addresses());
-        if (!check_policy(resolved).ok() || selector_count(resolved) > 2048) continue;
-        ASSERT_TRUE(list.add_addresses(name, entries).ok());
-        p = candidate;
-        ++named;
-      }
+      for (bool local : {true, false})
+        if (g.name_side(list, p, i, local, 50, 2048)) ++named;
       ASSERT_TRUE(list.add(p).ok());
     }
     ASSERT_TRUE(list.undefined_addresses().empty());

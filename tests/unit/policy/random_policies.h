@@ -1,7 +1,10 @@
 // Seeded random policies and packets for property tests.
 #pragma once
 
+#include <cstdint>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "storcrypt/policy/compiler.h"
 #include "storcrypt/policy/model.h"
@@ -132,6 +135,34 @@ class Gen {
       pkt.remote_port = port();
     }
     return pkt;
+  }
+
+  /// With `percent` chance, `p`'s local (or remote) selector becomes a name
+  /// ("SET<index>L"/"R", defined in `list`) for 1-3 random entries of its
+  /// family, when the policy stays valid and within `max_selectors` kernel
+  /// selectors; true when it did.
+  bool name_side(PolicyList& list, Policy& p, int index, bool local, int percent,
+                 std::size_t max_selectors = SIZE_MAX) {
+    if (!chance(percent)) return false;
+    const std::optional<Family> fam = (local ? p.selector.local : p.selector.remote).family();
+    std::vector<AddressSpec> entries;
+    const int k = 1 + pick(3);
+    while (static_cast<int>(entries.size()) < k) {
+      AddressSpec e = address_spec(fam ? fam : std::optional<Family>(chance(50) ? Family::kIPv4 : Family::kIPv6));
+      if (!e.is_any()) entries.push_back(e);
+    }
+    const std::string name = "SET" + std::to_string(index) + (local ? "L" : "R");
+    Policy candidate = p;
+    (local ? candidate.selector.local : candidate.selector.remote) = AddressSpec::named(name);
+    PolicyList probe;
+    if (!probe.add_addresses(name, entries).ok()) return false;
+    Policy resolved = candidate;
+    resolved.selector.local = resolve_address(resolved.selector.local, probe.addresses());
+    resolved.selector.remote = resolve_address(resolved.selector.remote, probe.addresses());
+    if (!check_policy(resolved).ok() || selector_count(resolved) > max_selectors) return false;
+    if (!list.add_addresses(name, entries).ok()) return false;
+    p = candidate;
+    return true;
   }
 
  private:

@@ -29,27 +29,7 @@ PolicyList random_list(Gen& g, int n) {
       s.protection = p.protection;
       if (check_policy(s).ok()) p = s;
     }
-    for (AddressSpec* side : {&p.selector.local, &p.selector.remote}) {
-      if (!g.chance(10)) continue;
-      const std::optional<Family> fam = side->family();
-      std::vector<AddressSpec> entries;
-      const int k = 1 + g.pick(3);
-      while (static_cast<int>(entries.size()) < k) {
-        AddressSpec e = g.address_spec(fam ? fam : std::optional<Family>(g.chance(50) ? Family::kIPv4 : Family::kIPv6));
-        if (!e.is_any()) entries.push_back(e);
-      }
-      const std::string name = "SET" + std::to_string(i) + (side == &p.selector.local ? "L" : "R");
-      Policy candidate = p;
-      (side == &p.selector.local ? candidate.selector.local : candidate.selector.remote) = AddressSpec::named(name);
-      PolicyList probe;
-      if (!probe.add_addresses(name, entries).ok()) continue;
-      Policy resolved = candidate;
-      resolved.selector.local = resolve_address(resolved.selector.local, probe.addresses());
-      resolved.selector.remote = resolve_address(resolved.selector.remote, probe.addresses());
-      if (!check_policy(resolved).ok()) continue;
-      EXPECT_TRUE(list.add_addresses(name, entries).ok());
-      p = candidate;
-    }
+    for (bool local : {true, false}) g.name_side(list, p, i, local, 10);
     EXPECT_TRUE(list.add(p).ok());
   }
   return list;
