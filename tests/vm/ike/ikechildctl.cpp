@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
     if (!slot.ok()) return fail("reserve_rekey", slot.error());
     ChildSaSpec s;
     s.slot = *slot;
-    s.spi_out = old_out + 1;
+    s.spi_out = 0xd0000000u | (old.reqid & 0xffff);  // apart from install's 0xc000xxxx (the next CHILD_SA's)
     s.local = local;
     s.remote = remote;
     s.suite.protocol = ProtocolId::kEsp;
