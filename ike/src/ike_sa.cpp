@@ -513,9 +513,10 @@ void IkeSa::remove_child(std::size_t index, bool emit_event) {
   Child c = std::move(children_[index]);
   children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(index));
   if (c.superseded_by != 0) {
-    // Rekeyed: its two SAs only; the reqid's policies carry the successor.
-    (void)env_.kernel->remove_sa(c.slot.reqid, local_.addr, c.slot.spi_in);
+    // Rekeyed: its two SAs only (the reqid's policies carry the successor);
+    // the inbound one after kRekeyedInboundLinger, for packets in flight.
     (void)env_.kernel->remove_sa(c.slot.reqid, remote_.addr, c.spi_out);
+    lingering_.push_back(LingeringSa{c.slot.reqid, c.slot.spi_in, std::nullopt});
     return;
   }
   (void)env_.kernel->remove(c.slot, local_.addr, remote_.addr, c.spi_out);
@@ -527,6 +528,8 @@ void IkeSa::remove_all_children() {
   for (std::size_t i = children_.size(); i-- > 0;)
     if (children_[i].superseded_by != 0) remove_child(i, false);
   while (!children_.empty()) remove_child(children_.size() - 1, true);
+  for (const LingeringSa& l : lingering_) (void)env_.kernel->remove_sa(l.reqid, local_.addr, l.spi_in);
+  lingering_.clear();
   if (pending_child_) {
     release(pending_child_->slot, pending_child_->rekey_of != 0);
     pending_child_.reset();
@@ -1570,8 +1573,18 @@ void IkeSa::rekey_timers(std::chrono::steady_clock::time_point now) {
   for (std::uint32_t spi : due) (void)rekey_child(spi);
 }
 
+void IkeSa::expire_lingering(std::chrono::steady_clock::time_point now) {
+  std::erase_if(lingering_, [&](LingeringSa& l) {
+    if (!l.since) l.since = now;
+    if (now - *l.since < kRekeyedInboundLinger) return false;
+    (void)env_.kernel->remove_sa(l.reqid, local_.addr, l.spi_in);
+    return true;
+  });
+}
+
 void IkeSa::tick(std::chrono::steady_clock::time_point now) {
   if (terminal()) return;
+  expire_lingering(now);
   if (state_ == IkeState::kEstablished) rekey_timers(now);
   if (role_ == IkeRole::kResponder && state_ == IkeState::kInitDone) {
     if (!half_open_since_) half_open_since_ = now;

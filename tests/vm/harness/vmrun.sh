@@ -115,6 +115,10 @@ guest="$rundir/guest.sh"
   echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
   echo "export STORCRYPT_BUILD_DIR='$build_dir' STORCRYPT_SOURCE_DIR='$source_dir' STORCRYPT_IN_VM=1 HOME=/root"
   echo "export CI='${CI:-}' STORCRYPT_REQUIRE_ALL='${STORCRYPT_REQUIRE_ALL:-}'"
+  # Scenario knobs (e.g. STORCRYPT_IKE_REKEYS=100) reach the guest as set on the host.
+  for v in $(compgen -e | grep -E '^STORCRYPT_IKE_' || true); do
+    printf 'export %s=%q\n' "$v" "${!v}"
+  done
   # A fresh tmpfs on /tmp for the scenarios; the build and source trees stay
   # visible at their own paths even when they live under the host's /tmp.
   echo 'mkdir -p /run/hosttmp && mount --bind /tmp /run/hosttmp && mount -t tmpfs t /tmp'

@@ -25,7 +25,8 @@
 // seam's reserve_rekey/install_sa/remove_sa: the new SAs take the old reqid
 // (its policies stay). As initiator: new inbound and outbound SA installed
 // when the answer arrives (the peer has its inbound in by then), then a
-// DELETE of the old CHILD_SA, whose SAs go when it is answered. As
+// DELETE of the old CHILD_SA: its outbound SA goes when it is answered, its
+// inbound SA kRekeyedInboundLinger later (packets in flight). As
 // responder: the new inbound SA before the answer is sent, the new outbound
 // only when the peer's DELETE of the old one arrives (or after
 // kRekeyOutboundGrace), so no packet is sent with a key the peer cannot yet
@@ -85,6 +86,11 @@ PkeyRef share_pkey(EVP_PKEY* k);
 /// How long a rekey responder waits for the peer's DELETE of the old
 /// CHILD_SA before it sends with the new outbound SA anyway.
 inline constexpr std::chrono::seconds kRekeyOutboundGrace{10};
+/// How long the inbound SA of a rekeyed (superseded) CHILD_SA stays in the
+/// kernel after its DELETE exchange: a packet the peer sent with the old key
+/// just before it switched may still be on the wire (strongSwan's
+/// delete_rekeyed_delay is 5 s too). Its outbound SA goes at once.
+inline constexpr std::chrono::seconds kRekeyedInboundLinger{5};
 
 struct RetransmitSchedule {
   std::vector<std::chrono::milliseconds> waits = {std::chrono::seconds(1), std::chrono::seconds(2),
@@ -268,6 +274,13 @@ class IkeSa {
     std::optional<KeyExchange> ke;
     std::uint32_t rekey_of = 0;  ///< our inbound SPI of the CHILD_SA it replaces (0: a new one)
   };
+  /// The inbound SA of a superseded CHILD_SA, removed kRekeyedInboundLinger
+  /// after its CHILD_SA went (the clock starts at the next tick).
+  struct LingeringSa {
+    std::uint32_t reqid = 0;
+    std::uint32_t spi_in = 0;
+    std::optional<std::chrono::steady_clock::time_point> since;
+  };
   enum class Op { kCreateChild, kDeleteChild, kDeleteIke, kPing, kRekeyChild };
   struct QueuedOp {
     Op op;
@@ -322,6 +335,7 @@ class IkeSa {
   /// The responder's new outbound SA of a rekey, now.
   void finish_rekey_outbound(Child& c);
   void rekey_timers(std::chrono::steady_clock::time_point now);
+  void expire_lingering(std::chrono::steady_clock::time_point now);
   void remove_child(std::size_t index, bool emit_event);
   void remove_all_children();
   // Requests of ours
@@ -378,6 +392,7 @@ class IkeSa {
 
   std::optional<PendingChild> pending_child_;
   std::vector<Child> children_;
+  std::vector<LingeringSa> lingering_;
   std::string peer_subject_, peer_issuer_;
   bool peer_initial_contact_ = false;
   std::optional<std::chrono::steady_clock::time_point> half_open_since_;
