@@ -65,6 +65,7 @@ Status Engine::remove_peer(const std::string& name) {
     }
   std::erase_if(sas_, [&](const auto& kv) { return kv.second->config().name == name; });
   peers_.erase(name);
+  restarts_.erase(name);
   return ok_status();
 }
 
@@ -97,6 +98,7 @@ Status Engine::initiate(const std::string& name) {
 
 Status Engine::terminate(const std::string& name) {
   if (!peers_.count(name)) return Error(ErrorCode::kNotFound, "no peer " + name);
+  restarts_.erase(name);
   bool any = false;
   for (auto& [spi, sa] : sas_)
     if (sa->config().name == name && !sa->terminal()) {
@@ -232,8 +234,22 @@ void Engine::receive(const Datagram& d) {
 }
 
 void Engine::tick(std::chrono::steady_clock::time_point now) {
-  for (auto& [spi, sa] : sas_) sa->tick(now);
+  constexpr auto kUnderWay = std::chrono::steady_clock::time_point::max();
+  for (auto& [spi, sa] : sas_) {
+    sa->tick(now);
+    const std::string& name = sa->config().name;
+    if (sa->state() == IkeState::kEstablished) {
+      restarts_.erase(name);
+    } else if (sa->terminal() && sa->config().dpd_action == PeerConfig::DeadPeerAction::kRestart) {
+      if (sa->peer_dead())
+        restarts_[name] = now;
+      else if (auto r = restarts_.find(name); r != restarts_.end() && r->second == kUnderWay)
+        r->second = now + kRestartRetry;  // the attempt failed (its own event says why)
+    }
+  }
   reap();
+  for (auto& [name, at] : restarts_)
+    if (at != kUnderWay && now >= at) at = initiate(name).ok() ? kUnderWay : now + kRestartRetry;
 }
 
 void Engine::reap() {

@@ -1483,6 +1483,7 @@ void IkeSa::receive(const Datagram& d, const Message& m) {
   // RFC 7296 §2.21.2: a message that fails the integrity check is dropped silently.
   auto opened = in_->open(d.data);
   if (!opened) return;
+  heard_ = true;  // authentic: the peer is alive
   const std::uint32_t id = m.header.message_id;
   const bool response = m.header.is_response();
   if (response) {
@@ -1582,10 +1583,33 @@ void IkeSa::expire_lingering(std::chrono::steady_clock::time_point now) {
   });
 }
 
+void IkeSa::dead_peer_check(std::chrono::steady_clock::time_point now) {
+  if (cfg_.dpd_delay.count() <= 0) return;
+  if (heard_ || !quiet_since_) {
+    heard_ = false;
+    quiet_since_ = now;
+    return;
+  }
+  if (outstanding_ || now - *quiet_since_ < cfg_.dpd_delay) return;  // an answer to what is out proves life too
+  // Quiet on IKE: ESP from the peer proves it alive as well (RFC 7296 §2.4).
+  std::uint64_t esp_in = 0;
+  for (const Child& c : children_)
+    if (auto n = env_.kernel->counters(c.slot, local_.addr, remote_.addr, c.spi_out)) esp_in += n->bytes_in;
+  quiet_since_ = now;
+  if (esp_in != esp_in_seen_) {
+    esp_in_seen_ = esp_in;
+    return;
+  }
+  queue({Op::kPing, 0});
+}
+
 void IkeSa::tick(std::chrono::steady_clock::time_point now) {
   if (terminal()) return;
   expire_lingering(now);
-  if (state_ == IkeState::kEstablished) rekey_timers(now);
+  if (state_ == IkeState::kEstablished) {
+    rekey_timers(now);
+    dead_peer_check(now);
+  }
   if (role_ == IkeRole::kResponder && state_ == IkeState::kInitDone) {
     if (!half_open_since_) half_open_since_ = now;
     if (now - *half_open_since_ >= cfg_.retransmit.half_open)
@@ -1612,8 +1636,12 @@ void IkeSa::tick(std::chrono::steady_clock::time_point now) {
     emit(EventKind::kDown, "deleted by us (peer did not answer our DELETE)");
     return;
   }
-  if (state_ == IkeState::kEstablished)
-    return fail(EventKind::kFailed, "peer did not answer (" + sends + "): IKE SA considered dead");
+  if (state_ == IkeState::kEstablished) {
+    peer_dead_ = true;
+    return fail(EventKind::kFailed,
+                "peer did not answer (" + sends + "): IKE SA considered dead" +
+                    (cfg_.dpd_action == PeerConfig::DeadPeerAction::kRestart ? ", restarting it" : ""));
+  }
   fail(EventKind::kFailed, std::string("peer did not answer our ") +
                                (state_ == IkeState::kInitSent ? "IKE_SA_INIT" : "IKE_AUTH") + " (" + sends + ")");
 }

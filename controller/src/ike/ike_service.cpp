@@ -216,6 +216,10 @@ Result<ike::PeerConfig> IkeService::engine_config(const IkePeerSpec& spec) {
   // traffic, they never send it in clear.
   c.child_rekey_time = std::chrono::hours(1);
   c.child_lifetime.hard_add = std::chrono::minutes(66);
+  // A peer silent for 30 s (no IKE message, no ESP byte) is asked; one that
+  // does not answer within the retransmission schedule is declared dead: its
+  // CHILD_SAs are removed and the down event says so.
+  c.dpd_delay = std::chrono::seconds(30);
   // Our certificate, its chain (without self-signed roots: the peer has them) and key.
   Status s = deps_.certs->with([&](certs::CertStore& store) -> Status {
     auto chain = store.endpoint_chain();

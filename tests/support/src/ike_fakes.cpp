@@ -88,8 +88,8 @@ Result<ike::ChildSaCounters> FakeChildSaKernel::counters(const ike::ChildSaSlot&
                                                          const IpAddress&, std::uint32_t) {
   if (!installed.count(slot.spi_in)) return Error(ErrorCode::kNotFound, "fake kernel: no such CHILD_SA");
   ike::ChildSaCounters c;
-  c.bytes_in = 100;
-  c.packets_in = 1;
+  c.bytes_in = bytes_in;
+  c.packets_in = bytes_in / 100;
   return c;
 }
 

@@ -1005,5 +1005,103 @@ TEST_F(RekeyTest, TimedRekeysRepeatWithoutLosingThePair) {
   EXPECT_EQ(left->kernel.installed.begin()->second.slot.reqid, first_reqid);
 }
 
+// Dead peer detection (RFC 7296 §2.4): PeerConfig::dpd_delay / dpd_action.
+class DpdTest : public EngineTest {
+ protected:
+  void start(PeerConfig::DeadPeerAction action) {
+    auto l = left_cfg();
+    l.dpd_delay = std::chrono::seconds(30);
+    l.dpd_action = action;
+    l.retransmit.waits = {std::chrono::seconds(1), std::chrono::seconds(2), std::chrono::seconds(4)};
+    setup(std::move(l), right_cfg());
+    up();
+    t = std::chrono::steady_clock::now();
+    left->engine.tick(t);  // the quiet period starts
+  }
+  // Advance left's clock by `d` in 1 s ticks; returns how many datagrams left sent meanwhile (kept queued).
+  std::size_t advance(std::chrono::seconds d) {
+    const std::size_t before = left->transport.sent.size();
+    for (auto end = t + d; t < end;) {
+      t += std::chrono::seconds(1);
+      left->engine.tick(t);
+    }
+    return left->transport.sent.size() - before;
+  }
+  std::chrono::steady_clock::time_point t;
+};
+
+TEST_F(DpdTest, AQuietPeerIsAskedAndStaysUpWhenItAnswers) {
+  start(PeerConfig::DeadPeerAction::kNone);
+  EXPECT_EQ(advance(std::chrono::seconds(29)), 0u) << "no check before dpd_delay";
+  // The first check (30 s) finds the CHILD_SA's counters new (taken as life); the next one (60 s) asks.
+  EXPECT_EQ(advance(std::chrono::seconds(30)), 0u);
+  EXPECT_EQ(advance(std::chrono::seconds(1)), 1u) << "one empty INFORMATIONAL after 30 s of silence";
+  auto m = parse(left->transport.sent.front().data);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->header.exchange, static_cast<std::uint8_t>(ExchangeType::kInformational));
+  run();
+  EXPECT_EQ(advance(std::chrono::seconds(29)), 0u) << "the answer starts a new quiet period";
+  EXPECT_FALSE(left->has(EventKind::kDown)) << dump();
+  EXPECT_EQ(left->kernel.installed.size(), 1u);
+}
+
+TEST_F(DpdTest, EspFromThePeerCountsAsLife) {
+  start(PeerConfig::DeadPeerAction::kNone);
+  for (int i = 0; i < 10; ++i) {
+    left->kernel.bytes_in += 1500;  // ESP arrived on the CHILD_SA
+    EXPECT_EQ(advance(std::chrono::seconds(30)), 0u) << "interval " << i;
+  }
+  // Now silence on ESP too: the next check asks.
+  EXPECT_EQ(advance(std::chrono::seconds(29)), 0u);
+  EXPECT_EQ(advance(std::chrono::seconds(1)), 1u);
+}
+
+TEST_F(DpdTest, ADeadPeerIsDeclaredDownAndItsChildSasRemoved) {
+  start(PeerConfig::DeadPeerAction::kNone);
+  advance(std::chrono::seconds(60));
+  ASSERT_EQ(left->transport.sent.size(), 1u);
+  left->transport.sent.clear();  // the peer is gone
+  advance(std::chrono::seconds(10));  // 1 + 2 + 4 s of retransmissions, then give up
+  const Event* e = left->find(EventKind::kDown);
+  ASSERT_NE(e, nullptr) << dump();
+  EXPECT_NE(e->reason.find("considered dead"), std::string::npos) << e->reason;
+  EXPECT_TRUE(left->kernel.installed.empty());
+  EXPECT_TRUE(left->kernel.sas.empty());
+  EXPECT_TRUE(left->kernel.policies.empty());
+  left->transport.sent.clear();
+  EXPECT_EQ(advance(std::chrono::seconds(120)), 0u) << "kNone: no new IKE SA";
+  EXPECT_TRUE(left->engine.list().empty());
+}
+
+TEST_F(DpdTest, RestartBringsThePeerBackAndRetriesUntilItAnswers) {
+  start(PeerConfig::DeadPeerAction::kRestart);
+  advance(std::chrono::seconds(60));
+  left->transport.sent.clear();  // the peer is gone
+  advance(std::chrono::seconds(8));
+  ASSERT_NE(left->find(EventKind::kDown), nullptr) << dump();
+  EXPECT_NE(left->find(EventKind::kDown)->reason.find("restarting"), std::string::npos);
+  // At once a new IKE_SA_INIT; unanswered, it fails and the next attempt follows kRestartRetry later.
+  ASSERT_GE(left->transport.sent.size(), 1u);
+  auto first = parse(left->transport.sent.back().data);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->header.exchange, static_cast<std::uint8_t>(ExchangeType::kIkeSaInit));
+  left->transport.sent.clear();
+  advance(std::chrono::seconds(10));  // the attempt gives up
+  ASSERT_NE(left->find(EventKind::kFailed), nullptr) << dump();
+  left->transport.sent.clear();
+  EXPECT_EQ(advance(std::chrono::seconds(kRestartRetry.count() - 5)), 0u) << "no attempt before kRestartRetry";
+  EXPECT_GE(advance(std::chrono::seconds(5)), 1u) << "the next attempt";
+  // The peer is back (right still holds the old IKE SA: INITIAL_CONTACT replaces it).
+  left->events.clear();
+  run();
+  EXPECT_TRUE(left->has(EventKind::kUp)) << dump();
+  EXPECT_EQ(left->kernel.installed.size(), 1u);
+  right->engine.tick(t);
+  ASSERT_EQ(right->engine.list().size(), 1u) << "the peer's old IKE SA went with INITIAL_CONTACT";
+  expect_mirrored(left->kernel, right->kernel);
+  left->transport.sent.clear();
+  EXPECT_EQ(advance(std::chrono::seconds(29)), 0u) << "up again: no further attempts";
+}
+
 }  // namespace
 }  // namespace storcrypt::ike

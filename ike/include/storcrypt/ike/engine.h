@@ -105,6 +105,15 @@ class Engine {
   std::map<std::uint64_t, std::unique_ptr<IkeSa>> sas_;  ///< by our SPI
   std::deque<Event> events_;
   std::function<void(const Event&)> callback_;
+  /// Peers to restart after they were found dead (dpd_action kRestart): when
+  /// the next attempt is due (time_point::max(): an attempt is under way).
+  /// An attempt that does not come up is retried kRestartRetry later; the
+  /// entry goes once an IKE SA of the peer is established, or with
+  /// terminate()/remove_peer().
+  std::map<std::string, std::chrono::steady_clock::time_point> restarts_;
 };
+
+/// How long after a failed restart attempt the next one starts.
+inline constexpr std::chrono::seconds kRestartRetry{30};
 
 }  // namespace storcrypt::ike

@@ -34,8 +34,8 @@
 // A rekey request for a CHILD_SA we are rekeying ourselves (a collision) is
 // answered TEMPORARY_FAILURE; whoever got TEMPORARY_FAILURE retries after a
 // random 0.5-2 s, so exactly one new pair survives (the §2.8.1 nonce rule is
-// not implemented yet). Not here yet: IKE SA rekey, DPD timers (ping() is
-// the primitive).
+// not implemented yet). Dead peer detection: PeerConfig::dpd_delay and
+// dpd_action. Not here yet: IKE SA rekey.
 #pragma once
 
 #include <openssl/types.h>
@@ -140,6 +140,15 @@ struct PeerConfig {
   /// jitter of up to 10 %. 0: only on request (rekey_child()).
   std::chrono::milliseconds child_rekey_time{0};
   std::uint32_t replay_window = 32;
+  /// Dead peer detection (RFC 7296 §2.4): when nothing came from the peer
+  /// for this long (no IKE message, no ESP byte on any CHILD_SA), an empty
+  /// INFORMATIONAL is sent; when the retransmission schedule passes without
+  /// an answer the peer is dead: its CHILD_SAs are removed and kDown says so.
+  /// 0: no checks of our own (we still answer the peer's).
+  std::chrono::milliseconds dpd_delay{0};
+  /// What follows a dead peer: kRestart makes the engine initiate a new IKE
+  /// SA to it (whatever our role was), kNone leaves it down.
+  enum class DeadPeerAction { kNone, kRestart } dpd_action = DeadPeerAction::kNone;
 };
 
 enum class EventKind {
@@ -243,6 +252,8 @@ class IkeSa {
   /// True once after the peer authenticated with INITIAL_CONTACT (RFC 7296
   /// §2.4): the engine then drops the other IKE SAs of this peer.
   bool take_initial_contact() { return std::exchange(peer_initial_contact_, false); }
+  /// The IKE SA ended because the peer stopped answering (dead peer).
+  bool peer_dead() const { return peer_dead_; }
   /// Whether a request of ours is outstanding (window 1).
   bool request_outstanding() const { return outstanding_.has_value(); }
   std::vector<ChildSaInfo> children() const;
@@ -336,6 +347,7 @@ class IkeSa {
   void finish_rekey_outbound(Child& c);
   void rekey_timers(std::chrono::steady_clock::time_point now);
   void expire_lingering(std::chrono::steady_clock::time_point now);
+  void dead_peer_check(std::chrono::steady_clock::time_point now);
   void remove_child(std::size_t index, bool emit_event);
   void remove_all_children();
   // Requests of ours
@@ -396,6 +408,12 @@ class IkeSa {
   std::string peer_subject_, peer_issuer_;
   bool peer_initial_contact_ = false;
   std::optional<std::chrono::steady_clock::time_point> half_open_since_;
+  // Dead peer detection: an authenticated message arrived since the last
+  // tick; since when the peer has been quiet; inbound ESP bytes seen then.
+  bool heard_ = false;
+  bool peer_dead_ = false;
+  std::optional<std::chrono::steady_clock::time_point> quiet_since_;
+  std::uint64_t esp_in_seen_ = 0;
 };
 
 }  // namespace storcrypt::ike
