@@ -13,8 +13,8 @@
 #  2. ours (A) rekeying against charon (B): the same checks; charon's list
 #     shows one INSTALLED CHILD_SA whose SPIs are ours crosswise.
 #  3. charon (B) rekeying (swanctl --rekey) against ours (A): the same
-#     (only with STORCRYPT_IKE_REKEY_CHARON_INITIATES=1: its first VM run hung
-#     and is not yet understood).
+#     (only with STORCRYPT_IKE_REKEY_CHARON_INITIATES=1: in both VM runs so
+#     far it ran into the guest's timeout; not yet understood).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/interop_lib.sh"
 ike_init iker
@@ -140,7 +140,7 @@ charon_stop site-b
 no_ike_objects "$A"
 
 if [ "${STORCRYPT_IKE_REKEY_CHARON_INITIATES:-0}" != 1 ]; then
-  echo "IKE CHILD_SA rekeys under traffic OK (scenario 3, charon initiating, runs with STORCRYPT_IKE_REKEY_CHARON_INITIATES=1: it hung in its first VM run, not yet understood)"
+  echo "IKE CHILD_SA rekeys under traffic OK (scenario 3, charon initiating, runs with STORCRYPT_IKE_REKEY_CHARON_INITIATES=1: it ran into the guest's timeout so far, not yet understood)"
   exit 0
 fi
 echo "== 3. charon (B) rekeys against ours (A): swanctl --rekey, ECP-384 PFS"
