@@ -279,6 +279,8 @@ AutoUnlockHooks unlock_hooks(std::shared_ptr<AtRestService> svc, EventLog* event
     std::lock_guard lock(svc->mu);
     Status st = svc->vm().open(v.device);
     if (st.ok()) return st;
+    // A volume keyed from a KMIP key provider: the error names the key servers.
+    if (auto vi = svc->vm().show(v.device); vi.ok() && vi->provider_kind != svc->provider().kind()) return st;
     std::size_t present = 0, configured = 0;
     for (const auto& m : svc->provider().scan()) {
       ++configured;
