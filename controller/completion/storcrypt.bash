@@ -80,7 +80,7 @@ _storcrypt() {
         "cert create") opts+=" --cn --common-name --country --state --locality --org --organization --unit --email --dns --ip --key-type --days --self-signed" ;;
         "cert csr") opts+=" --cn --common-name --country --state --locality --org --organization --unit --email --dns --ip --key-type --out" ;;
         "cert export-root") opts+=" --out" ;;
-        "volume create") opts+=" --key-id --unencrypted --force"
+        "volume create") opts+=" --key-id --key-provider --unencrypted --force"
             if [[ $cur != -* ]]; then _filedir; return; fi ;;
         "volume adopt")
             if [[ $cur != -* ]]; then _filedir; return; fi ;;

@@ -210,6 +210,13 @@ Result<VolumeInfo> VolumeManager::create(const CreateRequest& req, OpReport* rep
                  "give the block device path, e.g. /dev/sdb or /dev/loop0");
   if (providers_.empty() || !providers_[0])
     return Error(ErrorCode::kUnavailable, "no key provider configured", "configure key media or a key server");
+  keys::KeyProvider* prov = providers_[0];
+  if (!req.provider_kind.empty() || !req.provider_id.empty()) {
+    VolumeToken want;
+    want.provider_kind = req.provider_kind;
+    want.provider_id = req.provider_id;
+    STORCRYPT_ASSIGN_OR_RETURN(prov, provider_for(want));
+  }
   std::string key_id = req.key_id;
   if (key_id.empty()) {
     STORCRYPT_ASSIGN_OR_RETURN(SecretBytes rnd, SecretBytes::random(8));
@@ -218,10 +225,10 @@ Result<VolumeInfo> VolumeManager::create(const CreateRequest& req, OpReport* rep
   if (!keys::valid_identifier(key_id))
     return Error(ErrorCode::kInvalidInput, "key id '" + key_id + "' is invalid",
                  "use 1..128 characters [A-Za-z0-9._:-]");
-  STORCRYPT_ASSIGN_OR_RETURN(bool taken, providers_[0]->holds(key_id));
+  STORCRYPT_ASSIGN_OR_RETURN(bool taken, prov->holds(key_id));
   if (taken)
     return Error(ErrorCode::kConflict,
-                 "key id '" + key_id + "' already names a key on " + providers_[0]->kind() + " " + providers_[0]->id(),
+                 "key id '" + key_id + "' already names a key on " + prov->kind() + " " + prov->id(),
                  "give another --key-id, or leave it out to have one generated", "xKeyIdInUse");
   // Never on a device in use (not even with force), never over a storcrypt
   // volume (its keys live on), over anything else only with force.
@@ -247,7 +254,6 @@ Result<VolumeInfo> VolumeManager::create(const CreateRequest& req, OpReport* rep
   if (act)
     return Error(ErrorCode::kConflict, "a mapping named " + req.name + " already exists", "pick another volume name");
 
-  keys::KeyProvider* prov = providers_[0];
   STORCRYPT_ASSIGN_OR_RETURN(std::string uuid, random_uuid());
   nlohmann::json p = {{"device", req.device}, {"name", req.name},        {"key_id", key_id},
                       {"uuid", uuid},         {"provider_kind", prov->kind()}, {"provider_id", prov->id()}};

@@ -51,6 +51,19 @@ void print_report(const json& r) {
   print_warnings(r);
 }
 
+/// EnableEncryptionAtRest / DisableEncryptionAtRest: the KMIP key provider's
+/// result (with the drives' report when they were changed too), or the drives'.
+void print_ear_result(const json& r) {
+  if (!r.contains("keyProviderID")) {
+    print_report(r);
+    return;
+  }
+  std::cout << "encryption at rest: " << (r.value("enabled", false) ? "enabled" : "disabled") << ", KMIP key provider "
+            << plain(r["keyProviderID"]) << "\n";
+  if (r.contains("drives") && r["drives"].is_object()) print_report(r["drives"]);
+  print_warnings(r);
+}
+
 }  // namespace
 
 void add_drive_commands(CLI::App& app, ClientContext& cc) {
@@ -114,21 +127,37 @@ void add_drive_commands(CLI::App& app, ClientContext& cc) {
 }
 
 void add_ear_commands(CLI::App& app, ClientContext& cc) {
-  auto* noun = app.add_subcommand("ear", "Encryption at rest of the self-encrypting drives");
+  auto* noun = app.add_subcommand("ear", "Encryption at rest: the volumes' KMIP key provider, self-encrypting drives");
   noun->require_subcommand(1);
   auto provider = std::make_shared<std::string>();
-  auto* enable = noun->add_subcommand("enable", "Set the access key on every self-encrypting drive (EnableEncryptionAtRest)");
-  enable->add_option("--key-provider", *provider, "Key provider id (default: the configured one)");
+  auto* enable = noun->add_subcommand(
+      "enable",
+      "With --key-provider ID of a KMIP key provider: new volumes keep their keys on it; else set the access key on "
+      "every self-encrypting drive (EnableEncryptionAtRest)");
+  enable->add_option("--key-provider", *provider,
+                     "KMIP key provider id (storcrypt keyprovider list); default: the drives, with the key media");
   enable->callback([&cc, provider] {
     json p = json::object();
     if (!provider->empty()) p["keyProviderID"] = *provider;
-    cc.run("EnableEncryptionAtRest", p, print_report);
+    cc.run("EnableEncryptionAtRest", p, print_ear_result);
   });
-  auto* disable = noun->add_subcommand("disable", "Turn locking off on every drive, data intact (DisableEncryptionAtRest)");
-  disable->callback([&cc] { cc.run("DisableEncryptionAtRest", json::object(), print_report); });
+  auto* disable = noun->add_subcommand(
+      "disable",
+      "Stop keying new volumes from the KMIP key provider (refused while volumes use it); turn locking off on every "
+      "drive, data intact (DisableEncryptionAtRest)");
+  disable->callback([&cc] { cc.run("DisableEncryptionAtRest", json::object(), print_ear_result); });
   auto* status = noun->add_subcommand("status", "Enabled or not, key provider, AK generation, drives");
   status->callback([&cc] {
     cc.run("ear.status", json::object(), [](const json& r) {
+      if (r.contains("volumes")) {
+        const json& v = r["volumes"];
+        std::cout << "volumes' key source:         ";
+        if (v.value("enabled", false))
+          std::cout << "KMIP key provider " << plain(v["provider"]["id"]) << " (" << plain(v["provider"]["name"])
+                    << "), " << plain(v["volumesKeyed"]) << " volume(s) keyed from it\n";
+        else
+          std::cout << "key media\n";
+      }
       std::cout << "encryption at rest (drives): " << (r.value("enabled", false) ? "enabled" : "disabled") << "\n"
                 << "key provider:                " << plain(r["provider"]["kind"]) << "/" << plain(r["provider"]["id"])
                 << "\n"

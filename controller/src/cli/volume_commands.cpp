@@ -34,11 +34,11 @@ void print_volume(const json& v) {
 }  // namespace
 
 void add_volume_commands(CLI::App& app, ClientContext& cc) {
-  auto* noun = app.add_subcommand("volume", "Encrypted volumes (LUKS2, keys on key media)");
+  auto* noun = app.add_subcommand("volume", "Encrypted volumes (LUKS2, keys on key media or KMIP key servers)");
   noun->require_subcommand(1);
 
   struct Opts {
-    std::string device, name, key_id, volume;
+    std::string device, name, key_id, volume, key_provider;
     bool unencrypted = false, yes = false, force = false;
   };
   auto o = std::make_shared<Opts>();
@@ -47,12 +47,16 @@ void add_volume_commands(CLI::App& app, ClientContext& cc) {
   create->add_option("device", o->device, "Block device, e.g. /dev/sdb")->required();
   create->add_option("name", o->name, "Volume name (/dev/mapper/<name>)")->required();
   create->add_option("--key-id", o->key_id, "Key id (default: generated)");
+  create->add_option("--key-provider", o->key_provider,
+                     "Key provider: a KMIP key provider id, or 'local' for the key media (default: the active "
+                     "provider of EnableEncryptionAtRest, else the key media)");
   create->add_flag("--unencrypted", o->unencrypted, "Ask for an unencrypted volume (refused when always-on)");
   create->add_flag("--force", o->force,
                    "Overwrite a filesystem, partition table or RAID/LVM/LUKS signature (never a device in use)");
   create->callback([&cc, o] {
     json p = {{"device", o->device}, {"name", o->name}};
     if (!o->key_id.empty()) p["key_id"] = o->key_id;
+    if (!o->key_provider.empty()) p["key_provider"] = o->key_provider;
     if (o->unencrypted) p["encrypted"] = false;
     if (o->force) p["force"] = true;
     cc.run("volume.create", p, print_volume);

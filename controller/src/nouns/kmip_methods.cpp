@@ -16,11 +16,6 @@ using nlohmann::json;
 
 namespace {
 
-struct KmipState {
-  std::shared_ptr<KmipService> svc;
-  std::optional<Error> load_error;
-};
-
 Result<KmipService*> kmip_service(KmipState& st) {
   if (st.load_error) return Error(*st.load_error);
   if (!st.svc)
@@ -65,17 +60,7 @@ std::optional<std::string> name_param(const Params& p) {
 }  // namespace
 
 Status register_kmip_methods(Dispatcher& d, Context& ctx) {
-  auto st = std::make_shared<KmipState>();
-  if (ctx.db) {
-    KmipProber prober = real_kmip_prober();
-    if (auto f = ctx.service<KmipProber>()) prober = *f;
-    auto svc = std::make_shared<KmipService>(ctx.db, ctx.config.state_directory + "/kmip", std::move(prober));
-    if (Status s = svc->load(); !s.ok())
-      st->load_error = s.error();
-    else
-      st->svc = svc;
-    ctx.set_service(svc);
-  }
+  auto st = kmip_state_for(ctx);
   ctx.add_doctor_check([st] {
     std::vector<CheckResult> out;
     if (st->load_error) out.push_back({"kmip", "state", "error", st->load_error->message(), st->load_error->fix()});

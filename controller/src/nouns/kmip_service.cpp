@@ -137,6 +137,23 @@ Error kmip_server_error(const Error& e, const std::string& where) {
   return Error(code, where + ": " + e.message(), fix, name);
 }
 
+std::shared_ptr<KmipState> kmip_state_for(Context& ctx) {
+  if (auto s = ctx.service<KmipState>()) return s;
+  auto st = std::make_shared<KmipState>();
+  if (ctx.db) {
+    KmipProber prober = real_kmip_prober();
+    if (auto f = ctx.service<KmipProber>()) prober = *f;
+    auto svc = std::make_shared<KmipService>(ctx.db, ctx.config.state_directory + "/kmip", std::move(prober));
+    if (Status s = svc->load(); !s.ok())
+      st->load_error = s.error();
+    else
+      st->svc = svc;
+    ctx.set_service(svc);
+  }
+  ctx.set_service(st);
+  return st;
+}
+
 KmipProber real_kmip_prober() {
   KmipProber p;
   p.probe = [](const KmipProbeTarget& t) -> Result<json> {
@@ -386,6 +403,11 @@ Status KmipService::delete_provider(int64_t id) {
   if (active)
     return Error(ErrorCode::kConflict, "key provider " + std::to_string(id) + " is active: it supplies keys in use",
                  "disable encryption at rest with this provider first (DisableEncryptionAtRest)", "xKeyProviderActive");
+  STORCRYPT_ASSIGN_OR_RETURN(int64_t keyed, volumes_keyed_from(id));
+  if (keyed > 0)
+    return Error(ErrorCode::kConflict,
+                 "key provider " + std::to_string(id) + " keeps the keys of " + std::to_string(keyed) + " volume(s)",
+                 "crypto-erase those volumes first (storcrypt volume list shows their provider)", "xKeyProviderActive");
   return db_->transaction([&]() -> Status {
     STORCRYPT_TRY(
         db_->exec("UPDATE kmip_key_servers SET provider_id = NULL, provider_position = 0 "
@@ -461,6 +483,97 @@ Result<KmipKeyProvider> KmipService::remove_server_from_provider(int64_t provide
 Status KmipService::set_provider_active(int64_t id, bool active) {
   STORCRYPT_TRY(provider_active(id));
   return db_->exec("UPDATE kmip_key_providers SET active = ?1 WHERE id = ?2", {static_cast<int64_t>(active), id});
+}
+
+// ---------------------------------------------------------------- keys
+
+Result<std::vector<KmipKeyServer>> KmipService::at_rest_candidate(int64_t id) const {
+  auto p = provider(id);
+  if (!p.ok())
+    return Error(ErrorCode::kNotFound, "no online key provider with keyProviderID " + std::to_string(id),
+                 "list the key providers with ListKeyProvidersKmip (storcrypt keyprovider list)",
+                 "xNoOnlineKeyProviderWithThatID");
+  STORCRYPT_ASSIGN_OR_RETURN(auto active, active_provider());
+  if (active && active->id != id)
+    return Error(
+        ErrorCode::kConflict,
+        "key provider " + std::to_string(active->id) + " ('" + active->name + "') is the active at-rest key provider",
+        "disable encryption at rest first (DisableEncryptionAtRest); one provider is active at a time",
+        "xKeyProviderActive");
+  STORCRYPT_ASSIGN_OR_RETURN(auto list, servers(id));
+  if (list.empty())
+    return Error(
+        ErrorCode::kUnavailable, "key provider " + std::to_string(id) + " has no key servers",
+        "add one with AddKeyServerToProviderKmip (storcrypt keyprovider add-server " + std::to_string(id) + " SERVER)",
+        "xKeyProviderUnavailable");
+  return list;
+}
+
+Result<int64_t> KmipService::volumes_keyed_from(int64_t id) const {
+  auto rows = db_->query("SELECT COUNT(*) FROM dm_volumes WHERE provider_kind = 'kmip' AND provider_id = ?1",
+                         {std::to_string(id)});
+  if (!rows.ok()) {
+    // No volume registry in this database (no at-rest module): no volumes.
+    auto t = db_->query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dm_volumes'");
+    if (t.ok() && t->empty()) return int64_t{0};
+    return std::move(rows).error();
+  }
+  return (*rows)[0].integer(0);
+}
+
+Result<std::optional<KmipKeyProvider>> KmipService::active_provider() const {
+  STORCRYPT_ASSIGN_OR_RETURN(auto rows, db_->query("SELECT id FROM kmip_key_providers WHERE active != 0 ORDER BY id"));
+  if (rows.empty()) return std::optional<KmipKeyProvider>();
+  STORCRYPT_ASSIGN_OR_RETURN(auto p, provider(rows[0].integer(0)));
+  return std::optional<KmipKeyProvider>(std::move(p));
+}
+
+Result<std::string> KmipService::provider_fingerprint(int64_t id) const {
+  STORCRYPT_ASSIGN_OR_RETURN(auto list, servers(id));
+  json j = json::array();
+  for (const auto& s : list) j.push_back(json{s.id, s.hostnames, s.port, s.ca_pem, s.client_cert_pem});
+  std::error_code ec;
+  auto t = std::filesystem::last_write_time(key_path(), ec);
+  j.push_back(ec ? 0 : static_cast<int64_t>(t.time_since_epoch().count()));
+  return j.dump();
+}
+
+Result<std::shared_ptr<keys::KmipKeyProvider>> KmipService::make_key_provider(int64_t id,
+                                                                              const std::string& system_id) const {
+  STORCRYPT_TRY(provider(id));  // exists
+  STORCRYPT_ASSIGN_OR_RETURN(auto list, servers(id));
+  std::vector<keys::KmipServerHandle> handles;
+  for (const auto& s : list) {
+    // The client loads the PEM files when it is created: a private
+    // temporary directory is enough.
+    ProbeDir pd;
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec);
+    std::string tmpl = (dir_ / "client-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr)
+      return Error(ErrorCode::kInternal, "creating a temporary directory in " + dir_.string() + " failed",
+                   "check the state directory", "xInternalError");
+    pd.path = tmpl;
+    STORCRYPT_TRY(write_file_atomic(pd.path / "ca.pem", s.ca_pem, 0600));
+    STORCRYPT_TRY(write_file_atomic(pd.path / "client.pem", s.client_cert_pem, 0600));
+    kmip::ClientConfig c;
+    for (const auto& h : s.hostnames)
+      c.servers.push_back(kmip::ServerEndpoint{h, static_cast<std::uint16_t>(s.port), {}});
+    c.tls.ca_file = (pd.path / "ca.pem").string();
+    c.tls.cert_file = (pd.path / "client.pem").string();
+    c.tls.key_file = key_path().string();
+    c.connect_timeout = std::chrono::milliseconds(5000);
+    c.io_timeout = std::chrono::milliseconds(15000);
+    std::string label = "key server " + std::to_string(s.id) + " ('" + s.name + "')";
+    auto client = kmip::Client::create(std::move(c));
+    if (!client.ok()) return kmip_server_error(client.error(), label);
+    handles.push_back({label, keys::make_kmip_client_ops(std::move(client).value())});
+  }
+  keys::KmipProviderConfig cfg;
+  cfg.provider_id = std::to_string(id);
+  cfg.name_prefix = system_id;
+  cfg.map_error = [](const Error& e, const std::string& where) { return kmip_server_error(e, where); };
+  return std::make_shared<keys::KmipKeyProvider>(std::move(cfg), std::move(handles));
 }
 
 // ---------------------------------------------------------------- tests

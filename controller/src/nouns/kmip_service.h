@@ -20,7 +20,15 @@
 //                                to a provider
 //   GetClientCertificateSignRequest  xSslKeysDoNotExist / xCsrGenerationFailed
 //   DeleteKeyServerKmip          xKeyServerHasProviderAssigned
-//   DeleteKeyProviderKmip        xKeyProviderActive
+//   DeleteKeyProviderKmip        xKeyProviderActive (also while volumes are
+//                                keyed from it)
+//   EnableEncryptionAtRest       xNoOnlineKeyProviderWithThatID,
+//     (keyProviderID of a KMIP   xKeyProviderUnavailable (no key server, or
+//     key provider)              one fails the probe), xKeyProviderActive
+//                                (another provider is active); sets it active
+//   DisableEncryptionAtRest      xKeyProviderHasVolumes while volumes are keyed
+//                                from the active provider (dm-crypt volumes
+//                                cannot fall back to local keys); else inactive
 //   RemoveKeyServerFromProviderKmip  xKeyServerLastForActiveProvider
 //   TestKeyServerKmip / TestKeyProviderKmip: the KMIP client's failure
 //     category as the error name: xKeyServerUnavailable (connect),
@@ -31,8 +39,9 @@
 //     xKeyServerFailed (the server answered with an error / spoke no KMIP);
 //     TestKeyProviderKmip on a provider without servers:
 //     xKeyProviderConfigurationError.
-// "Active" (a provider that supplies keys in use) is set by the encryption at
-// rest module through set_provider_active(); no API method sets it yet.
+// "Active" (the node's at-rest key source: new volumes keep their keys on it)
+// is set by EnableEncryptionAtRest (sed_methods.cpp) and cleared by
+// DisableEncryptionAtRest.
 //
 // Thread safety: public members are called with `mu` held, except probe()
 // which does network I/O and is called without it (on a snapshot).
@@ -50,6 +59,8 @@
 #include "storcrypt/certs/certs.h"
 #include "storcrypt/common/result.h"
 #include "storcrypt/controller/db.h"
+#include "storcrypt/controller/dispatcher.h"
+#include "storcrypt/keys/kmip_provider.h"
 
 namespace storcrypt::controller {
 
@@ -137,6 +148,26 @@ class KmipService {
   /// For encryption at rest (EnableEncryptionAtRest / Disable...).
   Status set_provider_active(int64_t id, bool active);
 
+  // ---- keys (issue 17, encryption at rest)
+  /// The key provider `id` as a keys::KeyProvider (kind "kmip", id the
+  /// decimal provider id): one kmip::Client per key server (its host names in
+  /// order), servers in the provider's order. Key names start with
+  /// `system_id`. Writes the servers' PEM files under the state directory.
+  Result<std::shared_ptr<keys::KmipKeyProvider>> make_key_provider(int64_t id, const std::string& system_id) const;
+  /// EnableEncryptionAtRest with provider `id`, before the probe: the
+  /// provider's key servers. xNoOnlineKeyProviderWithThatID (no such
+  /// provider), xKeyProviderUnavailable (no key servers), xKeyProviderActive
+  /// (another provider is active).
+  Result<std::vector<KmipKeyServer>> at_rest_candidate(int64_t id) const;
+  /// Volumes registered on this node whose key provider `id` keeps their key.
+  Result<int64_t> volumes_keyed_from(int64_t id) const;
+  /// The active provider (at most one), if any.
+  Result<std::optional<KmipKeyProvider>> active_provider() const;
+  /// A fingerprint of what make_key_provider() builds from (servers, their
+  /// order, host names, port, certificates): a cached provider is rebuilt
+  /// when it changes.
+  Result<std::string> provider_fingerprint(int64_t id) const;
+
   // ---- tests (network I/O: call without mu, on a snapshot)
   /// Probe every hostname of every server, in order. Ok with per-hostname
   /// results, or the first failure as an xKeyServer* error naming the server
@@ -155,6 +186,15 @@ class KmipService {
   std::filesystem::path dir_;
   KmipProber prober_;
 };
+
+/// The node's KMIP service, shared by the kmip, volume and ear nouns (created
+/// by whichever registers first; the service is also set as
+/// ctx.service<KmipService>()). svc is null without a database.
+struct KmipState {
+  std::shared_ptr<KmipService> svc;
+  std::optional<Error> load_error;
+};
+std::shared_ptr<KmipState> kmip_state_for(Context& ctx);
 
 /// Map an Error of the KMIP client to the Element API error name (see above).
 Error kmip_server_error(const Error& e, const std::string& where);

@@ -22,6 +22,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "nouns/kmip_service.h"
 #include "storcrypt/controller/auto_unlock.h"
 #include "storcrypt/controller/nouns.h"
 #include "storcrypt/controller/sed.h"
@@ -309,36 +310,154 @@ Status register_drive_methods(Dispatcher& d, Context& ctx) {
   return ok_status();
 }
 
+namespace {
+
+/// keyProviderID of EnableEncryptionAtRest names a KMIP key provider: a
+/// positive integer, or a string of digits (the key media's id is a name).
+std::optional<int64_t> kmip_provider_id(const Params& p) {
+  if (!p.has("keyProviderID")) return std::nullopt;
+  const json& v = p.json()["keyProviderID"];
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (!v.is_string()) return std::nullopt;
+  const std::string t = v.get<std::string>();
+  if (t.empty() || t.size() > 18 || t.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::stoll(t);
+}
+
+/// The volumes' at-rest key source: the active KMIP key provider, if any.
+json volumes_key_source(KmipState& kst) {
+  json r{{"enabled", false}, {"provider", {{"kind", "keymedia"}, {"id", "local"}}}};
+  if (!kst.svc) return r;
+  std::lock_guard lock(kst.svc->mu);
+  auto a = kst.svc->active_provider();
+  if (!a.ok()) {
+    r["error"] = a.error().message();
+    return r;
+  }
+  if (!*a) return r;
+  auto keyed = kst.svc->volumes_keyed_from((*a)->id);
+  r = json{{"enabled", true},
+           {"provider", {{"kind", "kmip"}, {"id", std::to_string((*a)->id)}, {"name", (*a)->name}}},
+           {"volumesKeyed", keyed.ok() ? *keyed : 0}};
+  return r;
+}
+
+/// EnableEncryptionAtRest with a KMIP key provider: probe its key servers,
+/// then make it the active at-rest key source (new volumes keep their keys
+/// on it). Existing key-media volumes stay where they are (no migration yet).
+Result<json> enable_kmip(KmipState& kst, int64_t id) {
+  if (kst.load_error) return Error(*kst.load_error);
+  if (!kst.svc)
+    return Error(ErrorCode::kUnavailable, "KMIP key management is not available (no state database)",
+                 "run storcryptd with a state directory", "xKeyProviderUnavailable");
+  KmipService& k = *kst.svc;
+  std::vector<KmipKeyServer> servers;
+  {
+    std::lock_guard lock(k.mu);
+    STORCRYPT_ASSIGN_OR_RETURN(servers, k.at_rest_candidate(id));
+  }
+  // Network I/O without the lock, like TestKeyProviderKmip.
+  auto probe = k.probe_servers(servers);
+  if (!probe.ok())
+    return Error(probe.error().code(),
+                 "key provider " + std::to_string(id) + " is unavailable: " + probe.error().message() + " (" +
+                     probe.error().name() + ")",
+                 probe.error().fix(), "xKeyProviderUnavailable");
+  std::lock_guard lock(k.mu);
+  STORCRYPT_TRY(k.at_rest_candidate(id));  // still valid after the probe
+  STORCRYPT_TRY(k.set_provider_active(id, true));
+  return json{{"enabled", true},
+              {"keyProviderID", id},
+              {"keyServers", *probe},
+              {"warnings", json::array({"new volumes keep their keys on key provider " + std::to_string(id) +
+                                        "; existing key-media volumes are not migrated (not in this release)"})}};
+}
+
+}  // namespace
+
 Status register_ear_methods(Dispatcher& d, Context& ctx) {
   auto st = sed_state_for(ctx);
+  auto kst = kmip_state_for(ctx);
   ServiceMethods<SedService> m(d, [st] { return resolve(*st); });
-  STORCRYPT_TRY(m.add("EnableEncryptionAtRest",
-                      "set the access key on every self-encrypting drive (take ownership, locking on) and keep "
-                      "enrolling drives found later",
-                      {{"keyProviderID", ParamType::kString, false, "key provider (default: the configured one)"}},
-                      true, [](SedService& s, const Params& p) -> Result<json> {
-                        STORCRYPT_ASSIGN_OR_RETURN(auto rep, s.enable(p.str("keyProviderID")));
-                        json r = report_json(rep);
-                        r["enabled"] = true;
-                        return r;
-                      }));
-  STORCRYPT_TRY(m.add("DisableEncryptionAtRest",
-                      "turn locking off on every owned drive (unlocked, data intact, ownership kept)", {}, true,
-                      [](SedService& s, const Params&) -> Result<json> {
-                        STORCRYPT_ASSIGN_OR_RETURN(auto rep, s.disable());
-                        json r = report_json(rep);
-                        r["enabled"] = false;
-                        return r;
-                      }));
-  STORCRYPT_TRY(m.add("ear.status", "at-rest encryption of the drives: enabled, key provider, AK generation, drives",
-                      {}, false, [](SedService& s, const Params&) -> Result<json> {
+  // A KMIP key provider id: the volumes' key source (kmip_service.h); else the
+  // drives (SedService, with the key media).
+  STORCRYPT_TRY(d.add({"EnableEncryptionAtRest",
+                       "make a KMIP key provider the at-rest key source of new volumes (keyProviderID of a KMIP "
+                       "key provider), or set the access key on every self-encrypting drive and keep enrolling "
+                       "drives found later (no keyProviderID, or the key media's)",
+                       {{"keyProviderID", ParamType::kAny, false,
+                         "KMIP key provider id, or the key media's id (default: the drives with the key media)"}},
+                       true,
+                       [st, kst](const Params& p) -> Result<json> {
+                         if (auto id = kmip_provider_id(p)) return enable_kmip(*kst, *id);
+                         if (p.has("keyProviderID") && !p.json()["keyProviderID"].is_string())
+                           return Error(ErrorCode::kInvalidInput, "keyProviderID must be an id",
+                                        "give a KMIP key provider id (storcrypt keyprovider list)",
+                                        "xInvalidParameter");
+                         STORCRYPT_ASSIGN_OR_RETURN(SedService * s, resolve(*st));
+                         std::lock_guard lock(s->mu);
+                         STORCRYPT_ASSIGN_OR_RETURN(auto rep, s->enable(p.str("keyProviderID")));
+                         json r = report_json(rep);
+                         r["enabled"] = true;
+                         return r;
+                       }}));
+  STORCRYPT_TRY(d.add(
+      {"DisableEncryptionAtRest",
+       "stop using the active KMIP key provider for new volumes (refused while volumes are keyed from it), and turn "
+       "locking off on every owned drive (unlocked, data intact, ownership kept)",
+       {},
+       true,
+       [st, kst](const Params&) -> Result<json> {
+         std::optional<int64_t> kmip_id;
+         if (kst->svc) {
+           KmipService& k = *kst->svc;
+           std::lock_guard lock(k.mu);
+           STORCRYPT_ASSIGN_OR_RETURN(auto active, k.active_provider());
+           if (active) {
+             STORCRYPT_ASSIGN_OR_RETURN(int64_t keyed, k.volumes_keyed_from(active->id));
+             if (keyed > 0)
+               return Error(ErrorCode::kConflict,
+                            "encryption at rest cannot be disabled: " + std::to_string(keyed) +
+                                " volume(s) keep their keys on key provider " + std::to_string(active->id) + " ('" +
+                                active->name + "'), and dm-crypt volumes cannot fall back to local keys",
+                            "crypto-erase those volumes first (storcrypt volume list shows each volume's provider)",
+                            "xKeyProviderHasVolumes");
+             STORCRYPT_TRY(k.set_provider_active(active->id, false));
+             kmip_id = active->id;
+           }
+         }
+         if (kmip_id) {
+           json r{{"enabled", false}, {"keyProviderID", *kmip_id}};
+           // The drives too, when their encryption at rest is on.
+           if (auto s = resolve(*st); s.ok()) {
+             std::lock_guard lock((*s)->mu);
+             STORCRYPT_ASSIGN_OR_RETURN(auto e, (*s)->status());
+             if (e.enabled) {
+               STORCRYPT_ASSIGN_OR_RETURN(auto rep, (*s)->disable());
+               r["drives"] = report_json(rep);
+             }
+           }
+           return r;
+         }
+         STORCRYPT_ASSIGN_OR_RETURN(SedService * s, resolve(*st));
+         std::lock_guard lock(s->mu);
+         STORCRYPT_ASSIGN_OR_RETURN(auto rep, s->disable());
+         json r = report_json(rep);
+         r["enabled"] = false;
+         return r;
+       }}));
+  STORCRYPT_TRY(m.add("ear.status",
+                      "at-rest encryption: the volumes' key source (active KMIP key provider); the drives: enabled, "
+                      "key provider, AK generation, drives",
+                      {}, false, [kst](SedService& s, const Params&) -> Result<json> {
                         STORCRYPT_ASSIGN_OR_RETURN(auto e, s.status());
                         json drives = json::array();
                         for (const auto& r : e.drives) drives.push_back(record_json(r));
                         return json{{"enabled", e.enabled},
                                     {"provider", {{"kind", e.provider_kind}, {"id", e.provider_id}}},
                                     {"ak_generation", e.ak_generation},
-                                    {"drives", drives}};
+                                    {"drives", drives},
+                                    {"volumes", volumes_key_source(*kst)}};
                       }));
   STORCRYPT_TRY(m.add("ear.rekey", "rotate the drives' access key (journalled: never locks the drives out)", {}, true,
                       [](SedService& s, const Params&) -> Result<json> {

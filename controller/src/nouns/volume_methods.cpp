@@ -24,15 +24,18 @@
 
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "nouns/kmip_service.h"
 #include "storcrypt/controller/at_rest.h"
 #include "storcrypt/controller/auto_unlock.h"
 #include "storcrypt/controller/journal_store.h"
 #include "storcrypt/controller/nouns.h"
 #include "storcrypt/dm/volume_manager.h"
 #include "storcrypt/keys/key_media.h"
+#include "storcrypt/keys/kmip_provider.h"
 
 namespace storcrypt::controller {
 
@@ -118,24 +121,54 @@ Result<AtRestSettings> load_settings(const std::string& path) {
   return s;
 }
 
+/// Record a volume in the registry (the last step of create; adopt).
+Status register_volume(Db& db, const dm::VolumeInfo& vi) {
+  return db.exec(
+      "INSERT OR REPLACE INTO dm_volumes(uuid, device, name, key_id, provider_kind, provider_id) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+      {vi.uuid, vi.device, vi.name, vi.key_id, vi.provider_kind, vi.provider_id});
+}
+
 /// The at-rest service: one VolumeManager, serialised (handlers run on worker threads).
 class AtRestService {
  public:
   AtRestService(Db& db, storcrypt::journal::Journal& journal, AtRestSettings s, keys::KeyMediaProvider provider,
-                AtRestKernel kernel)
+                AtRestKernel kernel, std::shared_ptr<KmipState> kmip)
       : db_(db),
         journal_(journal),
         backend_(kernel.backend ? std::move(kernel.backend) : dm::make_libcryptsetup_backend()),
         probe_(kernel.probe ? std::move(kernel.probe) : dm::make_system_probe()),
         provider_(std::move(provider)),
+        kmip_(std::move(kmip)),
         vm_(*backend_, *probe_, {&provider_}, journal, s.volumes, registry(db)) {
+    sync_providers();
     vm_.register_resume_handlers();
   }
 
   std::mutex mu;
   Db& db() { return db_; }
   keys::KeyMediaProvider& provider() { return provider_; }
-  dm::VolumeManager& vm() { return vm_; }
+  /// The volume manager, with the key providers as configured now.
+  dm::VolumeManager& vm() {
+    sync_providers();
+    return vm_;
+  }
+
+  /// The provider of a `key_provider` argument of volume.create: the key
+  /// media ('local' or 'keymedia') or a KMIP key provider id. (kind, id).
+  Result<std::pair<std::string, std::string>> provider_arg(const std::string& arg) {
+    if (arg == provider_.id() || arg == provider_.kind()) return std::make_pair(provider_.kind(), provider_.id());
+    auto unknown = [&] {
+      return Error(ErrorCode::kNotFound, "no online key provider with id '" + arg + "'",
+                   "give a key provider id of ListKeyProvidersKmip (storcrypt keyprovider list), or '" +
+                       provider_.id() + "' for the key media",
+                   "xNoOnlineKeyProviderWithThatID");
+    };
+    if (arg.empty() || arg.size() > 18 || arg.find_first_not_of("0123456789") != std::string::npos) return unknown();
+    sync_providers();
+    if (!kmip_providers_.count(arg)) return unknown();
+    return std::make_pair(std::string(keys::kKmipProviderKind), arg);
+  }
   storcrypt::journal::Journal& journal() { return journal_; }
 
   /// A volume argument: a device path, or the name of a volume created here.
@@ -157,19 +190,67 @@ class AtRestService {
   // The last steps of journalled create and erase (idempotent).
   static dm::VolumeRegistry registry(Db& db) {
     dm::VolumeRegistry r;
-    r.add = [&db](const dm::VolumeInfo& vi) {
-      return db.exec("INSERT OR REPLACE INTO dm_volumes(uuid, device, name, key_id) VALUES(?1, ?2, ?3, ?4)",
-                     {vi.uuid, vi.device, vi.name, vi.key_id});
-    };
+    r.add = [&db](const dm::VolumeInfo& vi) { return register_volume(db, vi); };
     r.remove = [&db](const std::string& uuid) { return db.exec("DELETE FROM dm_volumes WHERE uuid = ?1", {uuid}); };
     return r;
   }
+
+  // The KMIP key providers as keys::KeyProviders (rebuilt when their key
+  // servers change); the active one (EnableEncryptionAtRest) keeps the keys
+  // of new volumes, else the key media do.
+  void sync_providers() {
+    keys::KeyProvider* first = &provider_;
+    std::vector<keys::KeyProvider*> rest;
+    if (kmip_ && kmip_->svc) {
+      KmipService& k = *kmip_->svc;
+      std::lock_guard lock(k.mu);
+      auto list = k.providers();
+      if (!list.ok()) {
+        spdlog::error("KMIP key providers: {}", list.error().to_string());
+      } else {
+        std::map<std::string, Cached> next;
+        for (const auto& p : *list) {
+          const std::string id = std::to_string(p.id);
+          auto fp = k.provider_fingerprint(p.id);
+          if (!fp.ok()) continue;
+          auto it = kmip_providers_.find(id);
+          if (it != kmip_providers_.end() && it->second.fingerprint == *fp) {
+            next[id] = std::move(it->second);
+          } else {
+            auto made = k.make_key_provider(p.id, system_id_);
+            if (!made.ok()) {
+              spdlog::error("KMIP key provider {}: {}", id, made.error().to_string());
+              continue;
+            }
+            next[id] = Cached{*fp, std::move(made).value()};
+          }
+          if (p.active)
+            first = next[id].provider.get();
+          else
+            rest.push_back(next[id].provider.get());
+        }
+        kmip_providers_ = std::move(next);
+      }
+    }
+    std::vector<keys::KeyProvider*> all{first};
+    if (first != &provider_) all.push_back(&provider_);
+    all.insert(all.end(), rest.begin(), rest.end());
+    vm_.set_providers(std::move(all));
+  }
+
+  struct Cached {
+    std::string fingerprint;
+    std::shared_ptr<keys::KmipKeyProvider> provider;
+  };
 
   Db& db_;
   storcrypt::journal::Journal& journal_;
   std::shared_ptr<dm::CryptBackend> backend_;
   std::shared_ptr<dm::DeviceProbe> probe_;
   keys::KeyMediaProvider provider_;
+  std::shared_ptr<KmipState> kmip_;
+  std::string system_id_ = provider_.config().system_id;
+  std::map<std::string, Cached> kmip_providers_;  ///< by provider id
   dm::VolumeManager vm_;
 };
 
@@ -198,6 +279,8 @@ AutoUnlockHooks unlock_hooks(std::shared_ptr<AtRestService> svc, EventLog* event
     std::lock_guard lock(svc->mu);
     Status st = svc->vm().open(v.device);
     if (st.ok()) return st;
+    // A volume keyed from a KMIP key provider: the error names the key servers.
+    if (auto vi = svc->vm().show(v.device); vi.ok() && vi->provider_kind != svc->provider().kind()) return st;
     std::size_t present = 0, configured = 0;
     for (const auto& m : svc->provider().scan()) {
       ++configured;
@@ -272,8 +355,9 @@ std::shared_ptr<AtRestState> state_for(Context& ctx) {
         // Interrupted volume operations are settled by the journal's recovery
         // at start-up (the handlers this registers), before the unlock hook runs.
         auto kernel = ctx.service<AtRestKernel>();
-        st->svc = std::make_shared<AtRestService>(*ctx.db, *ctx.journal, std::move(settings).value(),
-                                                  std::move(prov).value(), kernel ? *kernel : AtRestKernel{});
+        st->svc =
+            std::make_shared<AtRestService>(*ctx.db, *ctx.journal, std::move(settings).value(), std::move(prov).value(),
+                                            kernel ? *kernel : AtRestKernel{}, kmip_state_for(ctx));
       }
     }
   }
@@ -316,7 +400,10 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
                 " JOIN dm_journal d ON o.note = 'dm-journal:' || d.volume_uuid"
                 " WHERE d.step NOT IN ('begin', 'erase-begin');"
                 "UPDATE journal_ops SET note = 'carried over from the dm journal' WHERE note LIKE 'dm-journal:%';"
-                "DROP TABLE dm_journal;"}}));
+                "DROP TABLE dm_journal;"},
+               {3, "the key provider of each volume (kind and id, as its token names it)",
+                "ALTER TABLE dm_volumes ADD COLUMN provider_kind TEXT NOT NULL DEFAULT 'keymedia';"
+                "ALTER TABLE dm_volumes ADD COLUMN provider_id TEXT NOT NULL DEFAULT 'local';"}}));
   }
   auto st = state_for(ctx);
   if (ctx.events) ctx.events->define(volume_locked_event());
@@ -368,10 +455,13 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
   ServiceMethods<AtRestService> methods(d, [st] { return service(*st); });
   const ParamSpec volume_param{"volume", ParamType::kString, true, "volume name or device path"};
   STORCRYPT_TRY(methods.add(
-      "volume.create", "create an encrypted LUKS2 volume whose key is kept on the key media",
+      "volume.create",
+      "create an encrypted LUKS2 volume whose key is kept by a key provider (the key media or a KMIP key provider)",
       {{"device", ParamType::kString, true, "block device path, e.g. /dev/sdb"},
        {"name", ParamType::kString, true, "volume name (/dev/mapper/<name>)"},
        {"key_id", ParamType::kString, false, "key id (default: generated)"},
+       {"key_provider", ParamType::kString, false,
+        "KMIP key provider id, or 'local' for the key media (default: the active provider, else the key media)"},
        {"encrypted", ParamType::kBoolean, false, "false is refused when encryption is always on"},
        {"force", ParamType::kBoolean, false,
         "overwrite a filesystem, partition table or RAID/LVM/LUKS signature (never a device in use)"}},
@@ -379,6 +469,11 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
         dm::OpReport rep;
         dm::CreateRequest req{p.str("device"), p.str("name"), p.str("key_id"), p.boolean("encrypted", true)};
         req.force = p.boolean("force", false);
+        if (p.has("key_provider")) {
+          STORCRYPT_ASSIGN_OR_RETURN(auto kp, s.provider_arg(p.str("key_provider")));
+          req.provider_kind = kp.first;
+          req.provider_id = kp.second;
+        }
         STORCRYPT_ASSIGN_OR_RETURN(auto vi, s.vm().create(req, &rep));  // registers it
         json r = info_json(vi);
         r["warnings"] = warnings_json(rep.warnings);
@@ -477,9 +572,7 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
                        "xVolumeExists");
         STORCRYPT_ASSIGN_OR_RETURN(auto known,
                                    s.db().query("SELECT device FROM dm_volumes WHERE uuid = ?1", {vi.uuid}));
-        STORCRYPT_TRY(
-            s.db().exec("INSERT OR REPLACE INTO dm_volumes(uuid, device, name, key_id) VALUES(?1, ?2, ?3, ?4)",
-                        {vi.uuid, vi.device, vi.name, vi.key_id}));
+        STORCRYPT_TRY(register_volume(s.db(), vi));
         json r = info_json(vi);
         r["adopted"] = known.empty();
         if (!known.empty() && known[0].text(0) != vi.device)

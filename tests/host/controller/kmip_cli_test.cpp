@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -211,6 +212,70 @@ TEST_F(KmipDaemon, ServerThatSpeaksNoKmip) {
   json e = cli_json({"keyserver", "test", std::to_string(c["result"]["keyServerID"].get<int64_t>())});
   EXPECT_EQ(error_of(e), "xKeyServerFailed") << e.dump();
   EXPECT_NE(e["error"]["message"].get<std::string>().find("expected Response Message"), std::string::npos) << e.dump();
+}
+
+// Issue 17: a volume keyed from the provider through the CLI and a real
+// storcryptd restart (a LUKS2 image file: no device-mapper open on the host
+// tier). sed_devices names a device that does not exist so the drive
+// discovery touches no disk of the host.
+TEST_F(KmipDaemon, VolumeKeyedFromTheProviderAcrossARestart) {
+  std::ofstream(dir_ + "/at-rest.json") << json{
+      {"system_id", "node-cli"},
+      {"media_dirs", {dir_ + "/m1"}},
+      {"desired_copies", 1},
+      {"sed_devices",
+       {"/dev/storcrypt-test-no-such-drive"}}}.dump();
+  std::filesystem::create_directories(dir_ + "/m1");
+  const std::string img = dir_ + "/img";
+  std::ofstream(img).close();
+  std::filesystem::resize_file(img, 20u << 20);
+  start();
+  kt::PyKmipServer srv;
+  std::string err;
+  ASSERT_TRUE(srv.start(pki_, err)) << err;
+  const std::string cert = enrolled_cert();
+  json c = cli_json({"keyserver", "create", "--name", "kms1", "--hostname", "127.0.0.1", "--port",
+                     std::to_string(srv.port()), "--ca-cert", pki_.ca, "--client-cert", cert});
+  ASSERT_EQ(c["ok"], true) << c.dump();
+  const std::string sid = std::to_string(c["result"]["keyServerID"].get<int64_t>());
+  json p = cli_json({"keyprovider", "create", "--name", "kmip"});
+  const std::string pid = std::to_string(p["result"]["keyProviderID"].get<int64_t>());
+  ASSERT_EQ(cli({"keyprovider", "add-server", pid, sid}).exit_code, 0);
+
+  EXPECT_EQ(error_of(cli_json({"ear", "enable", "--key-provider", "99"})), "xNoOnlineKeyProviderWithThatID");
+  ProcessResult r = cli({"ear", "enable", "--key-provider", pid});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("encryption at rest: enabled, KMIP key provider " + pid), std::string::npos) << r.out;
+  r = cli({"volume", "create", img, "vol1", "--key-id", "k1"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("kmip/" + pid), std::string::npos) << r.out;
+  r = cli({"ear", "status"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("KMIP key provider " + pid + " (kmip), 1 volume(s) keyed from it"), std::string::npos) << r.out;
+  json dis = cli_json({"ear", "disable"});
+  EXPECT_EQ(error_of(dis), "xKeyProviderHasVolumes");
+  EXPECT_EQ(dis["exit_code"], 4);
+
+  // A new storcryptd process: the key is fetched from PyKMIP by name.
+  stop(SIGTERM);
+  start();
+  json s = cli_json({"volume", "show", "vol1"});
+  ASSERT_EQ(s["ok"], true) << s.dump();
+  EXPECT_EQ(s["result"]["provider"]["kind"], "kmip");
+  r = cli({"volume", "rekey", "vol1"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << "\nPyKMIP log: " << srv.log_path();
+  r = cli({"volume", "erase", "vol1", "--yes"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = cli({"ear", "disable"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("encryption at rest: disabled, KMIP key provider " + pid), std::string::npos) << r.out;
+  // Nothing of the volume is left on the server.
+  auto j = storcrypt::kmip::Client::create(kt::client_config(pki_, {srv.port()})).value();
+  storcrypt::kmip::LocateFilter f;
+  f.object_group = "node-cli-k1";
+  auto left = j->locate(f);
+  ASSERT_TRUE(left.ok()) << left.error().to_string();
+  EXPECT_TRUE(left->empty());
 }
 
 }  // namespace

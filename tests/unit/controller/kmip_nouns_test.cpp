@@ -429,5 +429,77 @@ TEST_F(KmipNouns, TestKeyServerAndProvider) {
   EXPECT_EQ(error_name(node_->call("TestKeyServerKmip", {{"keyServerID", 42}})), "xKeyServerIDDoesNotExist");
 }
 
+// EnableEncryptionAtRest / DisableEncryptionAtRest with a KMIP key provider:
+// the rules, with the fake prober (the volumes' keys on a real PyKMIP are
+// covered by tests/host/kmip/kmip_provider_host_test.cpp).
+TEST_F(KmipNouns, EncryptionAtRestWithAKmipProvider) {
+  std::string cert = make_pair_and_cert();
+  int64_t s1 = create_server("kms1", cert);
+  int64_t p = node_->ok("CreateKeyProviderKmip", {{"keyProviderName", "kmip"}})["keyProviderID"];
+  int64_t other = node_->ok("CreateKeyProviderKmip", {{"keyProviderName", "other"}})["keyProviderID"];
+
+  // Unknown id (integer or string, as the CLI sends it).
+  EXPECT_EQ(error_name(node_->call("EnableEncryptionAtRest", {{"keyProviderID", 99}})),
+            "xNoOnlineKeyProviderWithThatID");
+  EXPECT_EQ(error_name(node_->call("EnableEncryptionAtRest", {{"keyProviderID", "99"}})),
+            "xNoOnlineKeyProviderWithThatID");
+  // No key server: unavailable, nothing probed.
+  auto none = node_->call("EnableEncryptionAtRest", {{"keyProviderID", p}});
+  EXPECT_EQ(error_name(none), "xKeyProviderUnavailable");
+  EXPECT_NE(none.error().fix().find("AddKeyServerToProviderKmip"), std::string::npos);
+  node_->ok("AddKeyServerToProviderKmip", {{"keyProviderID", p}, {"keyServerID", s1}});
+  // A key server that fails the probe: unavailable, naming the server and host; not active.
+  {
+    std::lock_guard lock(fake_->mu);
+    fake_->fail.emplace("kms2.lab", Error(ErrorCode::kUnavailable, "connection refused", "", "xKmipUnavailable"));
+  }
+  auto down = node_->call("EnableEncryptionAtRest", {{"keyProviderID", std::to_string(p)}});
+  EXPECT_EQ(error_name(down), "xKeyProviderUnavailable");
+  EXPECT_NE(down.error().message().find("kms2.lab"), std::string::npos) << down.error().message();
+  EXPECT_NE(down.error().message().find("xKeyServerUnavailable"), std::string::npos) << down.error().message();
+  EXPECT_EQ(node_->ok("GetKeyProviderKmip", {{"keyProviderID", p}})["kmipKeyProvider"]["keyProviderIsActive"], false);
+  {
+    std::lock_guard lock(fake_->mu);
+    fake_->fail.clear();
+  }
+  json en = node_->ok("EnableEncryptionAtRest", {{"keyProviderID", std::to_string(p)}});
+  EXPECT_EQ(en["enabled"], true);
+  EXPECT_EQ(en["keyProviderID"], p);
+  EXPECT_EQ(node_->ok("GetKeyProviderKmip", {{"keyProviderID", p}})["kmipKeyProvider"]["keyProviderIsActive"], true);
+  node_->ok("EnableEncryptionAtRest", {{"keyProviderID", p}});  // again: no change
+  // One active provider at a time.
+  int64_t s2 = node_->ok("CreateKeyServerKmip", server_params("kms2", cert, json::array({"kms3.lab"})))["keyServerID"];
+  node_->ok("AddKeyServerToProviderKmip", {{"keyProviderID", other}, {"keyServerID", s2}});
+  EXPECT_EQ(error_name(node_->call("EnableEncryptionAtRest", {{"keyProviderID", other}})), "xKeyProviderActive");
+  EXPECT_EQ(error_name(node_->call("DeleteKeyProviderKmip", {{"keyProviderID", p}})), "xKeyProviderActive");
+
+  // A volume keyed from the provider (as volume.create registers it): disable refused.
+  ASSERT_TRUE(node_->db
+                  ->exec("INSERT INTO dm_volumes(uuid, device, name, key_id, provider_kind, provider_id) "
+                         "VALUES('u1', '/dev/loop9', 'vol1', 'vol-1', 'kmip', ?1)",
+                         {std::to_string(p)})
+                  .ok());
+  auto dis = node_->call("DisableEncryptionAtRest");
+  EXPECT_EQ(error_name(dis), "xKeyProviderHasVolumes");
+  EXPECT_NE(dis.error().message().find("1 volume(s)"), std::string::npos) << dis.error().message();
+  EXPECT_EQ(node_->ok("GetKeyProviderKmip", {{"keyProviderID", p}})["kmipKeyProvider"]["keyProviderIsActive"], true);
+  ASSERT_TRUE(node_->db->exec("DELETE FROM dm_volumes WHERE uuid = 'u1'").ok());
+  json d = node_->ok("DisableEncryptionAtRest");
+  EXPECT_EQ(d["enabled"], false);
+  EXPECT_EQ(d["keyProviderID"], p);
+  EXPECT_EQ(node_->ok("GetKeyProviderKmip", {{"keyProviderID", p}})["kmipKeyProvider"]["keyProviderIsActive"], false);
+  // Now another provider may become active; an inactive provider that still
+  // keeps volume keys cannot be deleted.
+  node_->ok("EnableEncryptionAtRest", {{"keyProviderID", other}});
+  ASSERT_TRUE(node_->db
+                  ->exec("INSERT INTO dm_volumes(uuid, device, name, key_id, provider_kind, provider_id) "
+                         "VALUES('u2', '/dev/loop8', 'vol2', 'vol-2', 'kmip', ?1)",
+                         {std::to_string(p)})
+                  .ok());
+  EXPECT_EQ(error_name(node_->call("DeleteKeyProviderKmip", {{"keyProviderID", p}})), "xKeyProviderActive");
+  // Disable checks only the active provider's volumes.
+  EXPECT_EQ(node_->ok("DisableEncryptionAtRest")["keyProviderID"], other);
+}
+
 }  // namespace
 }  // namespace storcrypt::controller

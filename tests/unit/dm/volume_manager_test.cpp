@@ -223,6 +223,34 @@ TEST_F(VolumeManagerTest, UnknownProviderIsNamed) {
   EXPECT_NE(st.error().message().find("keymedia/local"), std::string::npos);
 }
 
+// CreateRequest names the provider (volume create --key-provider); the first
+// provider is only the default, and set_providers() changes the list.
+TEST_F(VolumeManagerTest, CreateUsesTheRequestedProvider) {
+  fs::create_directories(root_ / "other");
+  keys::KeyMediaConfig c;
+  c.media_dirs = {root_ / "other"};
+  c.system_id = "node-a";
+  c.provider_id = "other";
+  c.desired_copies = 1;
+  auto other = keys::KeyMediaProvider::create(c).value();
+  auto m = manager();
+  m.set_providers({provider_.get(), &other});
+  CreateRequest req{kDev, "vol1", "key1", true};
+  req.provider_kind = "keymedia";
+  req.provider_id = "nope";
+  auto bad = m.create(req);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().name(), "xKeyProviderMissing");
+  EXPECT_EQ(ops(kCreateKind), 0u);  // refused before anything was written
+  req.provider_id = "other";
+  auto vi = m.create(req);
+  ASSERT_TRUE(vi.ok()) << vi.error().to_string();
+  EXPECT_EQ(vi->provider_id, "other");
+  EXPECT_EQ(key_copies(1), 0u);  // not on the default provider's media
+  EXPECT_TRUE(fs::exists(root_ / "other" / keys::key_file_name({"key1", 1})));
+  EXPECT_TRUE(m.open(kDev).ok());
+}
+
 TEST_F(VolumeManagerTest, InterruptedRekeyOpensWithPreviousKeyAndSaysSo) {
   create_volume();
   crash_on_ = "token-updated";

@@ -44,6 +44,10 @@ struct CreateRequest {
   /// Never overrides "in use" (mounted, held, opened exclusively) and never
   /// overwrites a storcrypt volume (erase it first).
   bool force = false;
+  /// The provider that keeps the new volume's key (kind and id, as recorded
+  /// in the token); empty: the first provider.
+  std::string provider_kind;
+  std::string provider_id;
 };
 
 struct VolumeInfo {
@@ -116,6 +120,9 @@ class VolumeManager {
   /// (xDeviceInUse), already a storcrypt volume (xVolumeExists), or holds any
   /// signature libblkid knows (xDeviceNotBlank) unless req.force.
   Result<VolumeInfo> create(const CreateRequest& req, OpReport* report = nullptr);
+  /// Replace the providers (e.g. key providers configured at run time); the
+  /// first one stores keys of new volumes. Not during an operation.
+  void set_providers(std::vector<keys::KeyProvider*> providers) { providers_ = std::move(providers); }
   /// Open with the key the token names (falls back to the previous key
   /// during an interrupted rekey). `name` empty: the token's name.
   Status open(const std::string& device, const std::string& name = {}, OpReport* report = nullptr);
