@@ -203,12 +203,22 @@ std::vector<PortMask> ports_to_masks(std::vector<PortRange> ranges) {
     prefixes.insert(prefixes.end(), m.begin(), m.end());
   }
   std::vector<PortMask> best = prefixes;
-  if (prefixes.size() > 1) {
+  // One range [lo, hi]: below the highest bit where lo and hi differ, the
+  // halves are "at least lo'" and "at most hi'". When lo' > hi' no pair can
+  // straddle that bit (its lower bits would lie in both), and each half is a
+  // threshold, whose prefix cover is the fewest: nothing to search for.
+  bool search = prefixes.size() > 2 || rs.size() > 1;
+  if (search && rs.size() == 1) {
+    const std::uint32_t lo = rs[0].lo, hi = rs[0].hi;
+    const std::uint32_t below = (std::bit_floor(lo ^ hi)) - 1;
+    search = (lo & below) <= (hi & below);
+  }
+  if (search) {
     // Candidates: maximal pairs inside the set grown from each prefix; then a
     // greedy cover of the set's values (a bitset over its span), in two tie orders.
     std::set<std::pair<std::uint16_t, std::uint16_t>> seen;
     std::vector<PortMask> cand;
-    for (PortMask t : prefixes) primes_from(t, rs, 64, seen, cand);
+    for (PortMask t : prefixes) primes_from(t, rs, 32, seen, cand);
     const std::uint32_t base = rs.front().lo & ~63u;
     const std::size_t words = (static_cast<std::size_t>(rs.back().hi) - base) / 64 + 1;
     std::vector<std::uint64_t> all(words);
@@ -225,7 +235,7 @@ std::vector<PortMask> ports_to_masks(std::vector<PortRange> ranges) {
       bits.reserve(cand.size());
       for (PortMask c : cand) bits.push_back(bits_of(c, base, words));
       // Greedy from each of the first few candidates (ties decide a lot: 1-6).
-      for (std::size_t first = 0; first < std::min<std::size_t>(cand.size(), widest_first ? 8 : 1); ++first) {
+      for (std::size_t first = 0; first < std::min<std::size_t>(cand.size(), widest_first ? 3 : 1); ++first) {
         auto t = greedy_cover(cand, bits, all, first);
         if (t.size() < best.size()) best = std::move(t);
       }
