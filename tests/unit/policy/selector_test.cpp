@@ -124,7 +124,7 @@ std::size_t prefix_pairs(std::vector<PortRange> rs) {
 }
 
 TEST(Decompose, PortSetToFewestMasks) {
-  // Masks need not be contiguous: 1-6 = 0b001..0b110 = 0*1, 1*0, *10 (4 prefixes).
+  // Masks need not be contiguous: 1-6 = 0b001..0b110 = 0*1, 10*, *10 (4 prefixes).
   auto m = ports_to_masks({{1, 6}});
   EXPECT_EQ(m.size(), 3u);
   expect_exact(m, {{1, 6}}, "1-6");

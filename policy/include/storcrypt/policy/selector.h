@@ -103,7 +103,7 @@ std::vector<PortMask> port_range_to_masks(PortRange r);
 /// starting from the ranges' prefix covers, each pair is widened by freeing
 /// mask bits while it stays inside the set, then pairs the others cover are
 /// dropped. Never more pairs than the prefix covers (e.g. 1-6 takes 3 pairs,
-/// 0*1/1*0/*10 in bits, instead of 4 prefixes; 10-11,14-15 takes 1 instead
+/// 0*1/10*/*10 in bits, instead of 4 prefixes; 10-11,14-15 takes 1 instead
 /// of 2); pairs may overlap. Deterministic, sorted by value then mask.
 std::vector<PortMask> ports_to_masks(std::vector<PortRange> ranges);
 
