@@ -123,10 +123,14 @@ Result<Config> parse_config(std::string_view text, std::string_view origin) {
       STORCRYPT_ASSIGN_OR_RETURN(c.ike_port, parse_number<int>(value, 1, 65535, origin, line_no, key));
     } else if (key == "ike_natt_port") {
       STORCRYPT_ASSIGN_OR_RETURN(c.ike_natt_port, parse_number<int>(value, 1, 65535, origin, line_no, key));
+    } else if (key == "policy_warn_kernel_policies") {
+      STORCRYPT_ASSIGN_OR_RETURN(c.policy_warn_kernel_policies,
+                                 parse_number<size_t>(value, 0, 100000000, origin, line_no, key));
     } else {
       return bad(origin, line_no, key,
                  "unknown key (known: state_directory, socket_path, socket_group, log_level, "
-                 "request_timeout_seconds, max_request_bytes, worker_threads, ike_listen, ike_port, ike_natt_port)");
+                 "request_timeout_seconds, max_request_bytes, worker_threads, ike_listen, ike_port, ike_natt_port, "
+                 "policy_warn_kernel_policies)");
     }
   }
   if (c.ike_port == c.ike_natt_port) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <sstream>
@@ -174,11 +175,14 @@ SaEnds sa_ends(const Policy& p) {
   return {remote, local};
 }
 
-std::vector<PortMask> masks_of(const Selector& s, bool local) {
+std::vector<PortMask> masks_of(const Selector& s, bool local, bool minimize) {
   if (!s.protocol || !(protocol_has_ports(*s.protocol) || protocol_is_icmp(*s.protocol))) return {PortMask{0, 0}};
-  const auto ranges = dim_ranges(s, local);
+  PortSpec merged{dim_ranges(s, local)};
+  merged.normalize();  // a spec built in code may list overlapping or adjacent pieces
+  const auto& ranges = merged.ranges;
   // ICMP types/codes are 8-bit: the whole 0-255 range is "any" (mask 0), not 0/0xff00.
   if (protocol_is_icmp(*s.protocol) && ranges.size() == 1 && ranges[0] == PortRange{0, 255}) return {PortMask{0, 0}};
+  if (minimize) return ports_to_masks(ranges);
   std::vector<PortMask> out;
   for (PortRange r : ranges) {
     auto m = port_range_to_masks(r);
@@ -240,15 +244,48 @@ std::string ValidationReport::to_string() const {
   return os.str();
 }
 
-std::size_t selector_count(const Policy& p) {
+std::size_t selector_count(const Policy& p, const CompileOptions& opt) {
   std::size_t total = 0;
+  const std::size_t ports = masks_of(p.selector, true, opt.minimize_port_masks).size() *
+                            masks_of(p.selector, false, opt.minimize_port_masks).size();
   for (Family f : selector_families(p.selector)) {
     std::size_t lp = 0, rp = 0;
     for (const AddressRange& l : p.selector.local.ranges(f)) lp += range_to_prefixes(l).size();
     for (const AddressRange& r : p.selector.remote.ranges(f)) rp += range_to_prefixes(r).size();
-    total += lp * rp * masks_of(p.selector, true).size() * masks_of(p.selector, false).size();
+    total += lp * rp * ports;
   }
   return total;
+}
+
+std::size_t kernel_policy_count(const CompiledPolicySet& set) {
+  // Values of an 8-bit ICMP type/code a pair matches (1 when no bit is fixed: any).
+  auto icmp_values = [](std::uint16_t value, std::uint16_t mask) -> std::size_t {
+    if ((mask & 0xff) == 0) return 1;
+    std::size_t n = 0;
+    for (unsigned v = 0; v < 256; ++v) n += ((v ^ value) & mask) == 0;
+    return n;
+  };
+  std::size_t n = 0;
+  for (const PolicySpec& p : set.policies) {
+    const SelectorSpec& s = p.selector;
+    n += protocol_is_icmp(s.proto) ? icmp_values(s.sport, s.sport_mask) * icmp_values(s.dport, s.dport_mask) : 1;
+  }
+  return n;
+}
+
+std::optional<Diagnostic> kernel_size_warning(const CompiledPolicySet& set, const CompileOptions& opt) {
+  if (opt.warn_kernel_policies == 0) return std::nullopt;
+  const std::size_t n = kernel_policy_count(set);
+  if (n <= opt.warn_kernel_policies) return std::nullopt;
+  char mib[32];
+  std::snprintf(mib, sizeof mib, "%.1f", static_cast<double>(n * kKernelBytesPerPolicy) / (1024.0 * 1024.0));
+  return Diagnostic{Severity::kWarning, "",
+                    "the list compiles to " + std::to_string(n) + " kernel policies (warning limit " +
+                        std::to_string(opt.warn_kernel_policies) + "), which take about " + mib +
+                        " MiB of kernel memory (" + std::to_string(kKernelBytesPerPolicy) +
+                        " bytes each) and make every install and packet lookup slower",
+                    "use prefixes, aligned port ranges or address selectors with fewer pieces, or raise the limit "
+                    "(policy_warn_kernel_policies in storcrypt.conf)"};
 }
 
 ValidationReport validate(const PolicyList& list, const KeyStore& keys, const CompileOptions& opt) {
@@ -280,7 +317,7 @@ ValidationReport validate(const PolicyList& list, const KeyStore& keys, const Co
       error("", st.error().message(), st.error().fix());
       continue;
     }
-    if (std::size_t n = selector_count(p); n > opt.max_selectors_per_policy) {
+    if (std::size_t n = selector_count(p, opt); n > opt.max_selectors_per_policy) {
       error(p.name,
             "expands into " + std::to_string(n) + " kernel selectors (limit " +
                 std::to_string(opt.max_selectors_per_policy) + ")",
@@ -479,8 +516,8 @@ CompiledPolicySet compile(const PolicyList& list, const CompileOptions& opt) {
       }
     }
     const XfrmAction action = p.disposition == Disposition::kDiscard ? XfrmAction::kBlock : XfrmAction::kAllow;
-    const auto lm = masks_of(p.selector, true);
-    const auto rm = masks_of(p.selector, false);
+    const auto lm = masks_of(p.selector, true, opt.minimize_port_masks);
+    const auto rm = masks_of(p.selector, false, opt.minimize_port_masks);
     const bool icmp = p.selector.protocol && protocol_is_icmp(*p.selector.protocol);
     for (Family f : selector_families(p.selector)) {
       std::vector<Prefix> lps, rps;
@@ -530,6 +567,7 @@ Result<CompiledPolicySet> commit(const PolicyList& list, const KeyStore& keys, c
                  "correct the errors listed and commit again", "xPolicyListInvalid");
   }
   CompiledPolicySet set = compile(list, opt);
+  if (auto w = kernel_size_warning(set, opt)) rep.diagnostics.push_back(std::move(*w));
   set.report = std::move(rep);
   return set;
 }

@@ -3,7 +3,10 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
+#include <set>
+#include <tuple>
 
 namespace storcrypt::policy {
 namespace {
@@ -64,6 +67,183 @@ std::vector<PortMask> port_range_to_masks(PortRange r) {
     out.push_back({static_cast<std::uint16_t>(start), static_cast<std::uint16_t>(~low_mask(k) & 0xffff)});
   });
   return out;
+}
+
+namespace {
+
+unsigned free_bits(std::uint16_t mask) { return static_cast<unsigned>(std::popcount(static_cast<unsigned>(~mask & 0xffffu))); }
+
+// Values v in [0, x] with ((v ^ t.value) & t.mask) == 0.
+std::uint32_t count_le(std::uint32_t x, PortMask t) {
+  std::uint32_t n = 0;
+  for (int b = 15; b >= 0; --b) {
+    const std::uint32_t bit = 1u << b;
+    const bool fixed = (t.mask & bit) != 0, one = (t.value & bit) != 0;
+    // Values agreeing with x above b: those with a 0 at b (when allowed) are below x.
+    if (x & bit) {
+      if (!fixed || !one) n += 1u << free_bits(static_cast<std::uint16_t>(t.mask | ~(bit - 1)));
+      if (fixed && !one) return n;
+    } else if (fixed && one) {
+      return n;
+    }
+  }
+  return n + 1;  // x itself
+}
+
+// Every value the pair matches lies in the (sorted, disjoint) ranges.
+bool inside(PortMask t, const std::vector<PortRange>& rs) {
+  std::uint32_t n = 0;
+  for (PortRange r : rs) n += count_le(r.hi, t) - (r.lo ? count_le(r.lo - 1u, t) : 0);
+  return n == (1u << free_bits(t.mask));
+}
+
+bool mask_contains(PortMask outer, PortMask inner) {
+  return (outer.mask & ~inner.mask) == 0 && ((outer.value ^ inner.value) & outer.mask) == 0;
+}
+
+bool mask_overlaps(PortMask a, PortMask b) { return ((a.value ^ b.value) & a.mask & b.mask) == 0; }
+
+// Every value `t` matches is matched by some pair of `by`.
+bool covered(PortMask t, const std::vector<PortMask>& by) {
+  std::vector<PortMask> hit;
+  for (PortMask u : by) {
+    if (mask_contains(u, t)) return true;
+    if (mask_overlaps(u, t)) hit.push_back(u);
+  }
+  for (PortMask u : hit) {
+    // u overlaps t without containing it, so it fixes a bit t leaves free: split t there.
+    const auto split = static_cast<std::uint16_t>(u.mask & ~t.mask);
+    const auto bit = static_cast<std::uint16_t>(split & (~split + 1));
+    const auto m = static_cast<std::uint16_t>(t.mask | bit);
+    return covered({static_cast<std::uint16_t>(t.value & ~bit), m}, hit) &&
+           covered({static_cast<std::uint16_t>(t.value | bit), m}, hit);
+  }
+  return false;
+}
+
+// The maximal pairs inside `rs` reachable from `t` by freeing mask bits (at
+// most about `budget` pairs visited; the low-first and high-first greedy
+// widenings are always among them).
+void primes_from(PortMask t, const std::vector<PortRange>& rs, std::size_t budget, std::set<std::pair<std::uint16_t, std::uint16_t>>& seen,
+                 std::vector<PortMask>& out) {
+  for (bool high_first : {false, true}) {
+    PortMask w = t;
+    for (int i = 0; i < 16; ++i) {
+      const auto bit = static_cast<std::uint16_t>(1u << (high_first ? 15 - i : i));
+      const PortMask x{static_cast<std::uint16_t>(w.value & ~bit), static_cast<std::uint16_t>(w.mask & ~bit)};
+      if ((w.mask & bit) && inside(x, rs)) w = x;
+    }
+    if (seen.insert({w.value, w.mask}).second) out.push_back(w);
+  }
+  std::set<std::pair<std::uint16_t, std::uint16_t>> visited;
+  std::vector<PortMask> stack{t};
+  while (!stack.empty() && visited.size() < budget) {
+    const PortMask cur = stack.back();
+    stack.pop_back();
+    if (!visited.insert({cur.value, cur.mask}).second) continue;
+    bool maximal = true;
+    for (int b = 0; b < 16; ++b) {
+      const auto bit = static_cast<std::uint16_t>(1u << b);
+      if (!(cur.mask & bit)) continue;
+      const PortMask x{static_cast<std::uint16_t>(cur.value & ~bit), static_cast<std::uint16_t>(cur.mask & ~bit)};
+      if (!inside(x, rs)) continue;
+      maximal = false;
+      stack.push_back(x);
+    }
+    if (maximal && seen.insert({cur.value, cur.mask}).second) out.push_back(cur);
+  }
+}
+
+// Bitset of the values in [base, base + 64 * words) a pair matches.
+std::vector<std::uint64_t> bits_of(PortMask t, std::uint32_t base, std::size_t words) {
+  std::vector<std::uint64_t> out(words);
+  const auto free = static_cast<std::uint32_t>(~t.mask & 0xffffu);
+  for (std::uint32_t sub = 0;; sub = (sub - free) & free) {
+    const std::uint32_t v = (t.value | sub) - base;
+    if (v < words * 64) out[v / 64] |= std::uint64_t{1} << (v % 64);
+    if (sub == free) break;
+  }
+  return out;
+}
+
+// Greedy set cover of the set's values by the candidate pairs (in `order`
+// on ties), then drop pairs the others cover.
+std::vector<PortMask> greedy_cover(const std::vector<PortMask>& cand, const std::vector<std::vector<std::uint64_t>>& bits,
+                                   std::vector<std::uint64_t> uncovered, std::size_t first) {
+  std::vector<PortMask> out{cand[first]};
+  for (std::size_t w = 0; w < uncovered.size(); ++w) uncovered[w] &= ~bits[first][w];
+  for (;;) {
+    std::size_t best = cand.size(), best_gain = 0;
+    for (std::size_t i = 0; i < cand.size(); ++i) {
+      std::size_t gain = 0;
+      for (std::size_t w = 0; w < uncovered.size(); ++w) gain += static_cast<std::size_t>(std::popcount(bits[i][w] & uncovered[w]));
+      if (gain > best_gain) best = i, best_gain = gain;
+    }
+    if (best == cand.size()) break;  // all covered
+    out.push_back(cand[best]);
+    for (std::size_t w = 0; w < uncovered.size(); ++w) uncovered[w] &= ~bits[best][w];
+  }
+  for (std::size_t i = out.size(); i-- > 0;) {
+    std::vector<PortMask> others = out;
+    others.erase(others.begin() + static_cast<std::ptrdiff_t>(i));
+    if (covered(out[i], others)) out = std::move(others);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<PortMask> ports_to_masks(std::vector<PortRange> ranges) {
+  PortSpec merged{std::move(ranges)};
+  merged.normalize();
+  const auto& rs = merged.ranges;
+  std::vector<PortMask> prefixes;
+  for (PortRange r : rs) {
+    auto m = port_range_to_masks(r);
+    prefixes.insert(prefixes.end(), m.begin(), m.end());
+  }
+  std::vector<PortMask> best = prefixes;
+  // One range [lo, hi]: below the highest bit where lo and hi differ, the
+  // halves are "at least lo'" and "at most hi'". When lo' > hi' no pair can
+  // straddle that bit (its lower bits would lie in both), and each half is a
+  // threshold, whose prefix cover is the fewest: nothing to search for.
+  bool search = prefixes.size() > 2 || rs.size() > 1;
+  if (search && rs.size() == 1) {
+    const std::uint32_t lo = rs[0].lo, hi = rs[0].hi;
+    const std::uint32_t below = (std::bit_floor(lo ^ hi)) - 1;
+    search = (lo & below) <= (hi & below);
+  }
+  if (search) {
+    // Candidates: maximal pairs inside the set grown from each prefix; then a
+    // greedy cover of the set's values (a bitset over its span), in two tie orders.
+    std::set<std::pair<std::uint16_t, std::uint16_t>> seen;
+    std::vector<PortMask> cand;
+    for (PortMask t : prefixes) primes_from(t, rs, 32, seen, cand);
+    const std::uint32_t base = rs.front().lo & ~63u;
+    const std::size_t words = (static_cast<std::size_t>(rs.back().hi) - base) / 64 + 1;
+    std::vector<std::uint64_t> all(words);
+    for (PortMask t : prefixes) {
+      const auto b = bits_of(t, base, words);
+      for (std::size_t w = 0; w < words; ++w) all[w] |= b[w];
+    }
+    for (bool widest_first : {true, false}) {
+      std::sort(cand.begin(), cand.end(), [&](PortMask a, PortMask b) {
+        return widest_first ? std::tuple(free_bits(b.mask), a.value, a.mask) < std::tuple(free_bits(a.mask), b.value, b.mask)
+                            : std::pair(a.value, a.mask) < std::pair(b.value, b.mask);
+      });
+      std::vector<std::vector<std::uint64_t>> bits;
+      bits.reserve(cand.size());
+      for (PortMask c : cand) bits.push_back(bits_of(c, base, words));
+      // Greedy from each of the first few candidates (ties decide a lot: 1-6).
+      for (std::size_t first = 0; first < std::min<std::size_t>(cand.size(), widest_first ? 3 : 1); ++first) {
+        auto t = greedy_cover(cand, bits, all, first);
+        if (t.size() < best.size()) best = std::move(t);
+      }
+    }
+  }
+  std::sort(best.begin(), best.end(),
+            [](PortMask a, PortMask b) { return std::pair(a.value, a.mask) < std::pair(b.value, b.mask); });
+  return best;
 }
 
 Result<AddressSpec> AddressSpec::parse(std::string_view text) {

@@ -129,6 +129,7 @@ Status IpsecService::edit(const std::function<Status(pol::PolicyList&)>& fn) {
 pol::CompileOptions IpsecService::options(pol::DefaultDisposition d) const {
   pol::CompileOptions o;
   o.enforcement.default_disposition = d;
+  o.warn_kernel_policies = warn_kernel_policies_;
   // Read now (not cached): a commit or enable after an address change installs the current ones.
   if (kernel_.local_addresses) {
     if (auto a = kernel_.local_addresses(); a.ok()) o.local_addresses = std::move(a).value();

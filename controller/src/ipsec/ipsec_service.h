@@ -78,6 +78,8 @@ class IpsecService {
   Status edit(const std::function<Status(policy::PolicyList&)>& fn);
 
   policy::CompileOptions options(policy::DefaultDisposition d) const;
+  /// Commit warns above this many kernel policies (storcrypt.conf policy_warn_kernel_policies; 0: never).
+  void set_warn_kernel_policies(std::size_t n) { warn_kernel_policies_ = n; }
   policy::CompileOptions options() const { return options(default_); }
 
   struct CommitOutcome {
@@ -175,6 +177,7 @@ class IpsecService {
   /// The enforced set's LocalAddress ANY policies -> the node's addresses they were installed for.
   std::map<std::string, std::vector<IpAddress>> enforced_any_local_;
   std::uint64_t generation_ = 0;
+  std::size_t warn_kernel_policies_ = policy::CompileOptions{}.warn_kernel_policies;
   std::optional<Error> restore_error_;
   journal::Journal* journal_ = nullptr;
 };

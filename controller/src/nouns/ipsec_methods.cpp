@@ -91,6 +91,7 @@ std::shared_ptr<IpsecState> ipsec_state(Context& ctx) {
     }
     auto store = std::make_unique<IpsecStore>(*ctx.db, ctx.config.state_directory + "/ipsec-keys");
     auto svc = std::make_shared<IpsecService>(std::move(store), kernel);
+    svc->set_warn_kernel_policies(ctx.config.policy_warn_kernel_policies);
     if (Status s = svc->load(); !s.ok()) {
       st->load_error = s.error();
     } else {

@@ -140,6 +140,20 @@ TEST(Config, ShippedExampleIsValidAndMatchesDefaults) {
   EXPECT_EQ(c->ike_listen, d.ike_listen);
   EXPECT_EQ(c->ike_port, d.ike_port);
   EXPECT_EQ(c->ike_natt_port, d.ike_natt_port);
+  EXPECT_EQ(c->policy_warn_kernel_policies, d.policy_warn_kernel_policies);
+}
+
+TEST(Config, PolicyWarnKernelPolicies) {
+  EXPECT_EQ(Config{}.policy_warn_kernel_policies, 100000u);
+  auto c = parse_config("policy_warn_kernel_policies = 0\n", "t.conf");
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  EXPECT_EQ(c->policy_warn_kernel_policies, 0u);
+  c = parse_config("policy_warn_kernel_policies = 250000\n", "t.conf");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->policy_warn_kernel_policies, 250000u);
+  auto bad = parse_config("policy_warn_kernel_policies = -1\n", "t.conf");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("policy_warn_kernel_policies"), std::string::npos);
 }
 
 }  // namespace

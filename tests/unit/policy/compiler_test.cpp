@@ -193,6 +193,42 @@ TEST(Compile, RangesAndInboundPortOrder) {
   EXPECT_EQ(r[1]->selector.prefixlen_d, 31);
 }
 
+TEST(Compile, PortPiecesMergedAndKernelSizeWarning) {
+  // Ports given as overlapping/adjacent pieces compile like their union;
+  // 10-11,14-15 is one value/mask pair.
+  Policy p = simple("pieces", Direction::kOutbound, Disposition::kBypass, proto::kTcp, "192.0.2.1", "192.0.2.2");
+  p.selector.remote_ports.ranges = {{14, 15}, {10, 11}, {11, 11}};
+  EXPECT_EQ(selector_count(p), 1u);
+  CompileOptions prefix_opt;
+  prefix_opt.minimize_port_masks = false;
+  EXPECT_EQ(selector_count(p, prefix_opt), 2u);
+  PolicyList l;
+  ASSERT_TRUE(l.add(p).ok());
+  ASSERT_TRUE(l.add(simple("in-all", Direction::kInbound, Disposition::kBypass)).ok());
+  auto set = compile(l, CompileOptions{{DefaultDisposition::kBypass}});
+  ASSERT_EQ(set.policies.front().source, "pieces");
+  EXPECT_EQ(set.policies.front().selector.dport, 10);
+  EXPECT_EQ(set.policies.front().selector.dport_mask, 0xfffa);
+  // Over the limit: a warning with the memory, not an error.
+  CompileOptions opt{{DefaultDisposition::kBypass}};
+  EXPECT_EQ(kernel_policy_count(set), set.policies.size());
+  opt.warn_kernel_policies = 1;
+  auto c = commit(l, keys_for_tests(), opt);
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  EXPECT_TRUE(has(c->report, Severity::kWarning, "kernel policies (warning limit 1)")) << c->report.to_string();
+  EXPECT_TRUE(has(c->report, Severity::kWarning, "MiB of kernel memory")) << c->report.to_string();
+  opt.warn_kernel_policies = 0;  // never
+  EXPECT_FALSE(has(commit(l, keys_for_tests(), opt)->report, Severity::kWarning, "kernel policies"));
+  EXPECT_FALSE(has(commit(l, keys_for_tests())->report, Severity::kWarning, "kernel policies"));  // default 100,000
+  // ICMP: one kernel policy per type a pair matches.
+  PolicyList icmp;
+  ASSERT_TRUE(icmp.add(simple("icmp", Direction::kOutbound, Disposition::kBypass, proto::kIcmp, "ANY", "ANY", "0-3"))
+                  .ok());
+  ASSERT_TRUE(icmp.add(simple("in-all", Direction::kInbound, Disposition::kBypass)).ok());
+  auto iset = compile(icmp, CompileOptions{{DefaultDisposition::kBypass}});
+  EXPECT_EQ(kernel_policy_count(iset), iset.policies.size() - 1 + 4);
+}
+
 TEST(Compile, SaAlgorithms) {
   KeyStore ks = keys_for_tests();
   PolicyList l;

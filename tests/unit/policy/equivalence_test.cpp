@@ -116,6 +116,70 @@ TEST(Equivalence, TestToolBruteForceAndKernelRuleAgree) {
   std::printf("protect=%zu discard=%zu default/exempt=%zu selectors=%zu\n", protects, discards, defaults, selectors);
 }
 
+TEST(Equivalence, MergedPortPiecesAndFewestMasksAgree) {
+  // Policies whose port sets are given as several overlapping, adjacent and
+  // unsorted pieces (not normalized), dense where packets land (0-45): the
+  // compiled selectors (fewest value/mask pairs, non-contiguous masks, pairs
+  // may overlap) and the old prefix covers both decide every packet as
+  // brute-force first match does; the new encoding is never larger.
+  constexpr int kLists = 500;
+  constexpr int kPacketsPerList = 20;
+  Gen g(0x3e46e);
+  std::size_t before = 0, after = 0, noncontiguous = 0;
+  for (int li = 0; li < kLists; ++li) {
+    PolicyList list;
+    const int n = 1 + g.pick(8);
+    for (int i = 0; i < n; ++i) {
+      Policy p = g.policy(i);
+      if (p.selector.protocol && protocol_has_ports(*p.selector.protocol)) {
+        for (PortSpec* ps : {&p.selector.local_ports, &p.selector.remote_ports}) {
+          if (g.chance(30)) continue;
+          ps->ranges.clear();
+          const int pieces = 1 + g.pick(4);
+          for (int k = 0; k < pieces; ++k) {
+            const auto lo = static_cast<std::uint16_t>(g.pick(44));
+            const auto hi = static_cast<std::uint16_t>(std::min(45, lo + g.pick(g.chance(20) ? 40 : 6)));
+            ps->ranges.push_back({lo, hi});
+          }
+          if (g.chance(5)) ps->ranges.push_back({1, 65534});
+        }
+      }
+      ASSERT_TRUE(list.add(p).ok());
+    }
+    CompileOptions opt;
+    opt.enforcement.default_disposition = static_cast<DefaultDisposition>(g.pick(4));
+    CompileOptions prefix_opt = opt;
+    prefix_opt.minimize_port_masks = false;
+    const auto eff = effective_policies(list, opt.enforcement);
+    const CompiledPolicySet set = compile(list, opt);
+    const CompiledPolicySet old = compile(list, prefix_opt);
+    after += set.policies.size();
+    before += old.policies.size();
+    for (const PolicySpec& p : set.policies) {
+      for (std::uint16_t m : {p.selector.sport_mask, p.selector.dport_mask}) {
+        const auto inv = static_cast<std::uint16_t>(~m);
+        noncontiguous += (inv & static_cast<std::uint16_t>(inv + 1)) != 0;  // free bits not all at the bottom
+      }
+    }
+    for (int pi = 0; pi < kPacketsPerList; ++pi) {
+      Packet pkt = g.packet();
+      if (protocol_has_ports(pkt.protocol) && g.chance(80)) {
+        pkt.local_port = static_cast<std::uint16_t>(g.pick(48));
+        pkt.remote_port = static_cast<std::uint16_t>(g.pick(48));
+      }
+      const Decision brute = first_match(eff, pkt);
+      for (const CompiledPolicySet* c : {&set, &old}) {
+        const KernelVerdict kern = kernel_eval(c->policies, pkt);
+        ASSERT_EQ(brute.effective_index, kern.effective_index) << "list " << li << " packet " << pi;
+        ASSERT_EQ(brute.disposition, kern.disposition);
+      }
+    }
+  }
+  EXPECT_LE(after, before);
+  EXPECT_GT(noncontiguous, 100u);  // the generator reaches the new masks
+  std::printf("selectors before=%zu after=%zu (non-contiguous masks %zu)\n", before, after, noncontiguous);
+}
+
 TEST(Equivalence, TestToolRangesAgreeWithPointQueries) {
   // A ranged query's rows agree with point queries over the same range.
   Gen g(42);

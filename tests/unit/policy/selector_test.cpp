@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <random>
+
 #include "test_helpers.h"
 
 namespace storcrypt::policy {
@@ -95,6 +99,88 @@ TEST(Decompose, PortRangeToMasks) {
       }
     }
   }
+}
+
+// Union of `ms` == union of `rs` over every 16-bit value; values carry no bits outside their mask.
+void expect_exact(const std::vector<PortMask>& ms, const std::vector<PortRange>& rs, const std::string& what) {
+  for (const PortMask& m : ms) EXPECT_EQ(m.value & ~m.mask, 0) << what;
+  for (std::uint32_t v = 0; v <= 65535; ++v) {
+    const bool want = std::any_of(rs.begin(), rs.end(), [&](PortRange r) { return r.contains(v); });
+    const bool got =
+        std::any_of(ms.begin(), ms.end(), [&](const PortMask& m) { return m.matches(static_cast<std::uint16_t>(v)); });
+    if (want != got) {
+      ADD_FAILURE() << what << ": value " << v << (want ? " missing" : " matched but outside the set");
+      return;
+    }
+  }
+}
+
+std::size_t prefix_pairs(std::vector<PortRange> rs) {
+  PortSpec s{std::move(rs)};
+  s.normalize();
+  std::size_t n = 0;
+  for (PortRange r : s.ranges) n += port_range_to_masks(r).size();
+  return n;
+}
+
+TEST(Decompose, PortSetToFewestMasks) {
+  // Masks need not be contiguous: 1-6 = 0b001..0b110 = 0*1, 10*, *10 (4 prefixes).
+  auto m = ports_to_masks({{1, 6}});
+  EXPECT_EQ(m.size(), 3u);
+  expect_exact(m, {{1, 6}}, "1-6");
+  // Two pieces one free bit apart: 10-11,14-15 = 1*1* (2 prefixes).
+  EXPECT_EQ(ports_to_masks({{10, 11}, {14, 15}}), (std::vector<PortMask>{{10, 0xfffa}}));
+  // Already minimal prefix covers stay as they are.
+  EXPECT_EQ(ports_to_masks({{5000, 5001}}), (std::vector<PortMask>{{5000, 0xfffe}}));
+  EXPECT_EQ(ports_to_masks({{0, 65535}}), (std::vector<PortMask>{{0, 0}}));
+  EXPECT_EQ(ports_to_masks({{1024, 65535}}), port_range_to_masks({1024, 65535}));
+  EXPECT_TRUE(ports_to_masks({}).empty());
+  // 1025-65534: 29 prefixes, fewer pairs (1-65534: 30 prefixes, 16 would do; the greedy cover finds 29).
+  m = ports_to_masks({{1025, 65534}});
+  EXPECT_LE(m.size(), 25u);
+  expect_exact(m, {{1025, 65534}}, "1025-65534");
+  m = ports_to_masks({{1, 65534}});
+  EXPECT_LT(m.size(), 30u);
+  expect_exact(m, {{1, 65534}}, "1-65534");
+  // A single range whose halves below the first differing bit do not overlap
+  // (1000-2999: 1000-1023|1024-2047 and 2048-2999) has no pair straddling that
+  // bit: its prefix cover is already the fewest.
+  EXPECT_EQ(ports_to_masks({{1000, 2999}}), port_range_to_masks({1000, 2999}));
+}
+
+TEST(Decompose, PortPiecesAreMergedBeforeExpansion) {
+  // Overlapping, adjacent and unsorted pieces give what their merged union gives.
+  const std::vector<PortRange> pieces = {{101, 120}, {80, 90}, {85, 100}, {90, 95}};
+  EXPECT_EQ(ports_to_masks(pieces), ports_to_masks({{80, 120}}));
+  expect_exact(ports_to_masks(pieces), pieces, "pieces");
+  EXPECT_EQ(ports_to_masks({{0, 32767}, {32768, 65535}}), (std::vector<PortMask>{{0, 0}}));
+  EXPECT_EQ(ports_to_masks({{8000, 8003}, {8004, 8007}}), (std::vector<PortMask>{{8000, 0xfff8}}));
+}
+
+TEST(Decompose, PortSetsExactAndNeverMoreThanPrefixes) {
+  std::mt19937_64 rng(0x9047);
+  auto pick = [&](std::uint32_t n) { return static_cast<std::uint32_t>(rng() % n); };
+  std::size_t pairs = 0, prefixes_total = 0;
+  for (int i = 0; i < 400; ++i) {
+    std::vector<PortRange> rs;
+    const std::uint32_t n = 1 + pick(4);
+    const std::uint32_t span = i % 4 == 0 ? 256 : i % 4 == 1 ? 64 : i % 4 == 2 ? 4096 : 65536;
+    for (std::uint32_t k = 0; k < n; ++k) {
+      std::uint32_t a = pick(span), b = std::min<std::uint32_t>(span - 1, a + pick(i % 3 == 0 ? span : 40));
+      if (i % 7 == 0) b = span - 1;  // up to the top of the space
+      rs.push_back({static_cast<std::uint16_t>(a), static_cast<std::uint16_t>(b)});
+    }
+    const auto ms = ports_to_masks(rs);
+    std::string what = "set " + std::to_string(i) + ":";
+    for (PortRange r : rs) what += " " + std::to_string(r.lo) + "-" + std::to_string(r.hi);
+    expect_exact(ms, rs, what);
+    const std::size_t pre = prefix_pairs(rs);
+    EXPECT_LE(ms.size(), pre) << what;
+    pairs += ms.size();
+    prefixes_total += pre;
+  }
+  EXPECT_LT(pairs, prefixes_total);  // it does find shorter covers
+  std::printf("value/mask pairs %zu vs prefix cover %zu\n", pairs, prefixes_total);
 }
 
 TEST(PortSpec, ParseListsAndErrors) {

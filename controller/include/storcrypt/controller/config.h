@@ -15,6 +15,7 @@
 //   ike_listen = 0.0.0.0,::                   # IKE: addresses to listen on (0.0.0.0 / :: = all)
 //   ike_port = 500                            # IKE: UDP port, 1..65535
 //   ike_natt_port = 4500                      # IKE NAT-T: UDP port, 1..65535, not ike_port
+//   policy_warn_kernel_policies = 100000      # policy commit warns above this many kernel policies (0: never)
 #pragma once
 
 #include <cstddef>
@@ -41,6 +42,9 @@ struct Config {
   std::string ike_listen = "0.0.0.0,::";
   int ike_port = 500;
   int ike_natt_port = 4500;
+  /// `policy commit` warns (does not fail) when the list compiles to more
+  /// kernel XFRM policies than this, with the kernel memory they take; 0: never.
+  size_t policy_warn_kernel_policies = 100000;
 };
 
 /// Parse configuration text; origin names the source in error messages.

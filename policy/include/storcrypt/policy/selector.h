@@ -93,8 +93,19 @@ struct PortMask {
   friend bool operator==(const PortMask&, const PortMask&) = default;
 };
 
-/// Smallest set of value/mask pairs whose union is exactly [lo, hi].
+/// Smallest set of value/mask pairs whose union is exactly [lo, hi] with
+/// contiguous masks (the prefix cover: aligned power-of-two blocks).
 std::vector<PortMask> port_range_to_masks(PortRange r);
+
+/// Value/mask pairs whose union is exactly the union of `ranges` (any order;
+/// overlapping and adjacent ranges are merged first). The XFRM selector's
+/// port mask need not be contiguous, so a pair may leave any bits free:
+/// starting from the ranges' prefix covers, each pair is widened by freeing
+/// mask bits while it stays inside the set, then pairs the others cover are
+/// dropped. Never more pairs than the prefix covers (e.g. 1-6 takes 3 pairs,
+/// 0*1/10*/*10 in bits, instead of 4 prefixes; 10-11,14-15 takes 1 instead
+/// of 2); pairs may overlap. Deterministic, sorted by value then mask.
+std::vector<PortMask> ports_to_masks(std::vector<PortRange> ranges);
 
 /// Ports (or ICMP types/codes): ANY, or a list of numbers and ranges.
 struct PortSpec {
