@@ -94,6 +94,22 @@ struct ProbeDir {
   }
 };
 
+// A private temporary directory `<dir>/<prefix>-XXXXXX` holding the key
+// server's CA certificate (ca.pem) and our client certificate (client.pem),
+// as the KMIP client loads them from files; removed when `pd` goes.
+Status write_server_pems(const std::filesystem::path& dir, const KmipKeyServer& s, const char* prefix,
+                         ProbeDir& pd) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  std::string tmpl = (dir / (std::string(prefix) + "-XXXXXX")).string();
+  if (::mkdtemp(tmpl.data()) == nullptr)
+    return Error(ErrorCode::kInternal, "creating a temporary directory in " + dir.string() + " failed",
+                 "check the state directory", "xInternalError");
+  pd.path = tmpl;
+  STORCRYPT_TRY(write_file_atomic(pd.path / "ca.pem", s.ca_pem, 0600));
+  return write_file_atomic(pd.path / "client.pem", s.client_cert_pem, 0600);
+}
+
 }  // namespace
 
 Error kmip_server_error(const Error& e, const std::string& where) {
@@ -547,15 +563,7 @@ Result<std::shared_ptr<keys::KmipKeyProvider>> KmipService::make_key_provider(in
     // The client loads the PEM files when it is created: a private
     // temporary directory is enough.
     ProbeDir pd;
-    std::error_code ec;
-    std::filesystem::create_directories(dir_, ec);
-    std::string tmpl = (dir_ / "client-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr)
-      return Error(ErrorCode::kInternal, "creating a temporary directory in " + dir_.string() + " failed",
-                   "check the state directory", "xInternalError");
-    pd.path = tmpl;
-    STORCRYPT_TRY(write_file_atomic(pd.path / "ca.pem", s.ca_pem, 0600));
-    STORCRYPT_TRY(write_file_atomic(pd.path / "client.pem", s.client_cert_pem, 0600));
+    STORCRYPT_TRY(write_server_pems(dir_, s, "client", pd));
     kmip::ClientConfig c;
     for (const auto& h : s.hostnames)
       c.servers.push_back(kmip::ServerEndpoint{h, static_cast<std::uint16_t>(s.port), {}});
@@ -582,15 +590,7 @@ Result<json> KmipService::probe_servers(const std::vector<KmipKeyServer>& server
   json results = json::array();
   for (const auto& s : servers) {
     ProbeDir pd;
-    std::error_code ec;
-    std::filesystem::create_directories(dir_, ec);
-    std::string tmpl = (dir_ / "probe-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr)
-      return Error(ErrorCode::kInternal, "creating a temporary directory in " + dir_.string() + " failed",
-                   "check the state directory", "xInternalError");
-    pd.path = tmpl;
-    STORCRYPT_TRY(write_file_atomic(pd.path / "ca.pem", s.ca_pem, 0600));
-    STORCRYPT_TRY(write_file_atomic(pd.path / "client.pem", s.client_cert_pem, 0600));
+    STORCRYPT_TRY(write_server_pems(dir_, s, "probe", pd));
     json hosts = json::array();
     for (const auto& h : s.hostnames) {
       KmipProbeTarget t{h, static_cast<std::uint16_t>(s.port), (pd.path / "ca.pem").string(),
