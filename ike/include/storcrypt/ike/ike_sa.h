@@ -321,6 +321,10 @@ class IkeSa {
     std::optional<std::chrono::steady_clock::time_point> due;
   };
 
+  /// tests/fuzz/ike/session_fuzzer.cpp plays the peer of an established SA:
+  /// it seals fuzzed payloads with this SA's keys (seal, header, message IDs).
+  friend struct IkeSaFuzzAccess;
+
   IkeSa(PeerConfig cfg, IkeSaEnv env, IkeRole role);
 
   // IKE_SA_INIT
