@@ -532,6 +532,13 @@ void IkeSa::remove_child(std::size_t index, bool emit_event) {
   }
   (void)env_.kernel->remove(c.slot, local_.addr, remote_.addr, c.spi_out);
   if (emit_event) emit(EventKind::kChildDown, {}, c.slot.spi_in, c.spi_out);
+  // The peer's undecided rekey of it (a collision) has nothing left to replace.
+  if (c.collider != 0)
+    for (std::size_t i = 0; i < children_.size(); ++i)
+      if (children_[i].slot.spi_in == c.collider) {
+        remove_child(i, false);
+        break;
+      }
 }
 
 void IkeSa::remove_all_children() {
