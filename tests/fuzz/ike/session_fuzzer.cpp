@@ -86,7 +86,10 @@ bool deliver_one(Side& from, Side& to) {
 }
 
 void run(Side& l, Side& r) {
-  for (int i = 0; i < 40 && (deliver_one(l, r) | deliver_one(r, l)); ++i) {
+  for (int i = 0; i < 40; ++i) {
+    const bool moved_right = deliver_one(l, r);  // both directions every round
+    const bool moved_left = deliver_one(r, l);
+    if (!moved_right && !moved_left) break;
   }
 }
 
