@@ -444,9 +444,8 @@ std::shared_ptr<AtRestState> state_for(Context& ctx) {
         // at start-up (the handlers this registers), before the unlock hook runs.
         auto kernel = ctx.service<AtRestKernel>();
         auto kst = kmip_state_for(ctx);
-        st->svc =
-            std::make_shared<AtRestService>(*ctx.db, *ctx.journal, std::move(settings).value(), std::move(prov).value(),
-                                            kernel ? *kernel : AtRestKernel{}, kst);
+        st->svc = std::make_shared<AtRestService>(*ctx.db, *ctx.journal, std::move(settings).value(),
+                                                  std::move(prov).value(), kernel ? *kernel : AtRestKernel{}, kst);
         kst->migrate_volumes = [w = std::weak_ptr<AtRestService>(st->svc)](int64_t id) -> Result<json> {
           auto svc = w.lock();
           if (!svc) return Error(ErrorCode::kUnavailable, "at-rest encryption is shutting down");
@@ -681,7 +680,8 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
       "the key servers, new keyslot, old keyslot and key-media copies shredded); never back to the key media",
       {{"key_provider", ParamType::kString, false,
         "the active KMIP key provider's id (default: the active one; 'local' is refused)"}},
-      true, [](AtRestService& s, const Params& p) -> Result<json> { return s.migrate_volumes(p.str("key_provider")); }));
+      true,
+      [](AtRestService& s, const Params& p) -> Result<json> { return s.migrate_volumes(p.str("key_provider")); }));
   STORCRYPT_TRY(methods.add(
       "volume.resume", "finish or roll back interrupted volume create/rekey/erase/migrate operations", {}, true,
       [](AtRestService& s, const Params&) -> Result<json> {

@@ -303,7 +303,8 @@ TEST_F(KmipDaemon, MigrationSurvivesSigkillAtEveryStep) {
       {"media_dirs", {dir_ + "/m1"}},
       {"desired_copies", 1},
       {"header_backup_dir", dir_ + "/hdr"},
-      {"sed_devices", {"/dev/storcrypt-test-no-such-drive"}}}.dump();
+      {"sed_devices",
+       {"/dev/storcrypt-test-no-such-drive"}}}.dump();
   std::filesystem::create_directories(dir_ + "/m1");
   std::filesystem::create_directories(dir_ + "/hdr");
   start();
@@ -316,8 +317,8 @@ TEST_F(KmipDaemon, MigrationSurvivesSigkillAtEveryStep) {
   ASSERT_EQ(c["ok"], true) << c.dump();
   json p = cli_json({"keyprovider", "create", "--name", "kmip"});
   const std::string pid = std::to_string(p["result"]["keyProviderID"].get<int64_t>());
-  ASSERT_EQ(cli({"keyprovider", "add-server", pid, std::to_string(c["result"]["keyServerID"].get<int64_t>())}).exit_code,
-            0);
+  ASSERT_EQ(
+      cli({"keyprovider", "add-server", pid, std::to_string(c["result"]["keyServerID"].get<int64_t>())}).exit_code, 0);
   EXPECT_EQ(error_of(cli_json({"ear", "migrate"})), "xNoActiveKeyProvider");
 
   auto name = [](std::size_t i) { return std::string("vol") + (i < 10 ? "0" : "") + std::to_string(i); };
@@ -382,7 +383,8 @@ TEST_F(KmipDaemon, MigrationSurvivesSigkillAtEveryStep) {
     std::size_t first = nvol;  // the first volume still on the key media
     json list = cli_json({"volume", "list"});
     for (const auto& v : list["result"]["volumes"])
-      if (first == nvol && v["provider"]["kind"] == "keymedia") first = std::stoul(v["name"].get<std::string>().substr(3));
+      if (first == nvol && v["provider"]["kind"] == "keymedia")
+        first = std::stoul(v["name"].get<std::string>().substr(3));
     ASSERT_LT(first, nvol) << list.dump();
     kill9();
     std::filesystem::remove(pause_file);
@@ -433,6 +435,7 @@ TEST_F(KmipDaemon, MigrationSurvivesSigkillAtEveryStep) {
   EXPECT_EQ(key_files(), 0u);
   // Keys never move back from the key server (TS7700 rule).
   EXPECT_EQ(error_of(cli_json({"ear", "migrate", "--key-provider", "local"})), "xMigrationNotSupported");
+  EXPECT_EQ(error_of(cli_json({"ear", "migrate", "--key-provider", "99"})), "xKeyProviderNotActive");
   r = cli({"ear", "status"});
   EXPECT_NE(r.out.find(std::to_string(nvol) + " volume(s) keyed from it"), std::string::npos) << r.out;
 }
