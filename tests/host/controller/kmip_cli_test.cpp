@@ -283,7 +283,10 @@ TEST_F(KmipDaemon, VolumeKeyedFromTheProviderAcrossARestart) {
 // Issue 17: online migration of key-media volumes to the active KMIP key
 // provider (ear migrate), with storcryptd killed (SIGKILL) at every
 // journalled point of volume.migrate (STORCRYPT_PAUSE_AT). Each round pauses
-// on the first volume still on the key media; after the kill a new
+// on the first volume still on the key media. Dead, before any recovery, the
+// volume's LUKS2 token names a keyslot that exists, and once it names the
+// provider stock cryptsetup opens the volume with the key from PyKMIP. After
+// the kill a new
 // storcryptd's journal recovery settles it, and every volume's key (from the
 // key media or from PyKMIP, whichever its token names) still opens its
 // keyslot (volume adopt verifies it and writes nothing). The interrupted
@@ -399,6 +402,26 @@ TEST_F(KmipDaemon, MigrationSurvivesSigkillAtEveryStep) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     ASSERT_TRUE(std::filesystem::exists(pause_file)) << "storcryptd never reached volume.migrate:" << point;
     kill9();
+    // Dead, before any recovery: the header names a key that opens it. Once
+    // the token names the provider, stock cryptsetup opens the volume with
+    // the key from PyKMIP; before, the key-media keyslot is still there.
+    {
+      ProcessResult d = run({"cryptsetup", "luksDump", "--dump-json-metadata", img(first)});
+      json md = json::parse(d.out, nullptr, false);
+      ASSERT_FALSE(md.is_discarded()) << d.out << d.err;
+      json tok;
+      for (auto& [_, t] : md["tokens"].items())
+        if (t["type"] == "storcrypt") tok = t;
+      ASSERT_TRUE(tok.is_object()) << d.out;
+      const std::string slot = std::to_string(tok["keyslot"].get<int>());
+      EXPECT_TRUE(md["keyslots"].contains(slot)) << d.out;
+      if (tok["provider"]["kind"] == "kmip") {
+        EXPECT_TRUE(opens_with_server_key(first)) << name(first);
+      } else {
+        EXPECT_EQ(tok["provider"]["kind"], "keymedia");
+        EXPECT_EQ(slot, "0");
+      }
+    }
     start();  // the journal's recovery settles the interrupted migration
     json doc = cli_json({"system", "doctor"});
     for (const auto& ch : doc["result"]["checks"]) {
