@@ -126,11 +126,14 @@ Result<Config> parse_config(std::string_view text, std::string_view origin) {
     } else if (key == "policy_warn_kernel_policies") {
       STORCRYPT_ASSIGN_OR_RETURN(c.policy_warn_kernel_policies,
                                  parse_number<size_t>(value, 0, 100000000, origin, line_no, key));
+    } else if (key == "kmip_watch_interval_seconds") {
+      STORCRYPT_ASSIGN_OR_RETURN(c.kmip_watch_interval_seconds,
+                                 parse_number<int>(value, 1, 86400, origin, line_no, key));
     } else {
       return bad(origin, line_no, key,
                  "unknown key (known: state_directory, socket_path, socket_group, log_level, "
                  "request_timeout_seconds, max_request_bytes, worker_threads, ike_listen, ike_port, ike_natt_port, "
-                 "policy_warn_kernel_policies)");
+                 "policy_warn_kernel_policies, kmip_watch_interval_seconds)");
     }
   }
   if (c.ike_port == c.ike_natt_port) {

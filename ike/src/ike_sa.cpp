@@ -251,6 +251,15 @@ std::vector<TsRange> narrow(const std::vector<TsRange>& proposed, const std::vec
   return out;
 }
 
+/// RFC 7296 §2.8.1: whether the exchange with nonces (a1, a2) used the lowest
+/// of the four nonces of two colliding rekeys, compared octet by octet (a
+/// nonce that is a prefix of another is the lower one).
+bool has_lowest_nonce(const Bytes& a1, const Bytes& a2, const Bytes& b1, const Bytes& b2) {
+  const Bytes& a = std::min(a1, a2);
+  const Bytes& b = std::min(b1, b2);
+  return a < b;
+}
+
 bool within(const TsRange& r, const std::vector<TsRange>& allowed) {
   for (const TsRange& a : allowed) {
     auto i = intersect(r, a);
@@ -512,8 +521,10 @@ void IkeSa::fail(EventKind kind, std::string reason) {
 void IkeSa::remove_child(std::size_t index, bool emit_event) {
   Child c = std::move(children_[index]);
   children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(index));
-  if (c.superseded_by != 0) {
-    // Rekeyed: its two SAs only (the reqid's policies carry the successor);
+  if (c.collision_of != 0)
+    if (Child* old = child_by_spi_in(c.collision_of); old && old->collider == c.slot.spi_in) old->collider = 0;
+  if (c.superseded_by != 0 || c.collision_of != 0) {
+    // Rekeyed, or the redundant one of a collision: its two SAs only (the reqid's policies carry the successor);
     // the inbound one after kRekeyedInboundLinger, for packets in flight.
     (void)env_.kernel->remove_sa(c.slot.reqid, remote_.addr, c.spi_out);
     lingering_.push_back(LingeringSa{c.slot.reqid, c.slot.spi_in, std::nullopt});
@@ -521,12 +532,19 @@ void IkeSa::remove_child(std::size_t index, bool emit_event) {
   }
   (void)env_.kernel->remove(c.slot, local_.addr, remote_.addr, c.spi_out);
   if (emit_event) emit(EventKind::kChildDown, {}, c.slot.spi_in, c.spi_out);
+  // The peer's undecided rekey of it (a collision) has nothing left to replace.
+  if (c.collider != 0)
+    for (std::size_t i = 0; i < children_.size(); ++i)
+      if (children_[i].slot.spi_in == c.collider) {
+        remove_child(i, false);
+        break;
+      }
 }
 
 void IkeSa::remove_all_children() {
   // Superseded CHILD_SAs first (SAs only), then the live ones (SAs and policies).
   for (std::size_t i = children_.size(); i-- > 0;)
-    if (children_[i].superseded_by != 0) remove_child(i, false);
+    if (children_[i].superseded_by != 0 || children_[i].collision_of != 0) remove_child(i, false);
   while (!children_.empty()) remove_child(children_.size() - 1, true);
   for (const LingeringSa& l : lingering_) (void)env_.kernel->remove_sa(l.reqid, local_.addr, l.spi_in);
   lingering_.clear();
@@ -992,10 +1010,22 @@ Status IkeSa::install_child(const ChildSaSlot& slot, std::uint32_t spi_out, cons
     c.pending_out = std::make_unique<ChildSaSpec>(std::move(spec));
   }
   old = child_by_spi_in(rekey_of);
+  if (!init && old->rekeying) {
+    // A collision (§2.8.1): our rekey of it is outstanding too. Which new
+    // CHILD_SA survives is decided when our answer comes (accept_child).
+    c.collision_of = rekey_of;
+    c.collision_ni = ni;
+    c.collision_nr = nr;
+    old->collider = slot.spi_in;
+    children_.push_back(std::move(c));
+    return ok_status();
+  }
   old->superseded_by = slot.spi_in;
   old->rekeying = false;
   const std::uint32_t old_in = old->slot.spi_in, old_out = old->spi_out;
-  children_.push_back(std::move(c));
+  const bool collided = old->collider != 0;
+  children_.push_back(std::move(c));             // (invalidates `old`)
+  if (collided) return ok_status();  // accept_child judges the collision and reports the survivor
   emit(EventKind::kChildRekeyed, fmt::format("replaces the CHILD_SA with SPIs in 0x{:08x} out 0x{:08x}", old_in, old_out),
        slot.spi_in, spi_out);
   return ok_status();
@@ -1020,13 +1050,18 @@ void IkeSa::accept_child(const Message& m, PendingChild pc, const Bytes& ni, con
     emit(EventKind::kChildFailed, std::move(reason), pc.slot.spi_in);
   };
   if (pc.rekey_of != 0 && !old) {
+    // The CHILD_SA being rekeyed went meanwhile (the peer deleted it, e.g.
+    // after a collision it judged in its favour): if the peer made a
+    // CHILD_SA for our request, it waits for us to delete that one.
     release(pc.slot, true);
-    return;  // the CHILD_SA being rekeyed went meanwhile (the peer deleted it)
+    if (!first_error(m) && m.find(PayloadType::kSa)) queued_.push_front({Op::kDeleteOrphan, pc.slot.spi_in});
+    return;
   }
   if (const NotifyPayload* e = first_error(m); e && old && e->type == notify::kTemporaryFailure) {
-    // A collision (the peer is rekeying it too) or a busy peer: try again soon.
+    // The peer is deleting it or busy: try again soon, unless the peer's
+    // own rekey of it crossed ours (that one replaces it).
     release(pc.slot, true);
-    old->retry_rekey = true;
+    old->retry_rekey = old->collider == 0;
     return;
   }
   if (const NotifyPayload* e = first_error(m); e && old && e->type == notify::kChildSaNotFound) {
@@ -1075,8 +1110,35 @@ void IkeSa::accept_child(const Message& m, PendingChild pc, const Bytes& ni, con
                              std::move(remote_ts), true, pc.rekey_of);
       !s)
     return refuse("installing the CHILD_SA: " + s.error().message());
+  if (pc.rekey_of == 0) return;
+  old = child_by_spi_in(pc.rekey_of);
+  Child* col = old->collider ? child_by_spi_in(old->collider) : nullptr;
+  Child* ours = child_by_spi_in(pc.slot.spi_in);
+  old->collider = 0;
+  const std::string replaces = fmt::format("replaces the CHILD_SA with SPIs in 0x{:08x} out 0x{:08x}", old->slot.spi_in,
+                                           old->spi_out);
+  if (col && has_lowest_nonce(ni, nr, col->collision_ni, col->collision_nr)) {
+    // §2.8.1: ours is the redundant one; we delete it, the peer deletes the
+    // old CHILD_SA, whose successor is the peer's (its outbound SA goes in
+    // when that DELETE comes).
+    col->collision_of = 0;
+    old->superseded_by = col->slot.spi_in;
+    ours->superseded_by = col->slot.spi_in;
+    queued_.push_front({Op::kDeleteChild, pc.slot.spi_in});
+    emit(EventKind::kChildRekeyed, replaces + " (rekey collision: the peer's rekey survives)", col->slot.spi_in,
+         col->spi_out);
+    return;
+  }
+  if (col) {
+    // The peer's CHILD_SA is the redundant one: the peer deletes it; we never send with it.
+    col->collision_of = 0;
+    col->superseded_by = pc.slot.spi_in;
+    col->pending_out.reset();
+    col->pending_out_since.reset();
+    emit(EventKind::kChildRekeyed, replaces + " (rekey collision: ours survives)", ours->slot.spi_in, ours->spi_out);
+  }
   // Rekeyed: the old CHILD_SA goes next (RFC 7296 §2.8: its initiator deletes it).
-  if (pc.rekey_of != 0) queued_.push_front({Op::kDeleteChild, pc.rekey_of});
+  queued_.push_front({Op::kDeleteChild, pc.rekey_of});
 }
 
 void IkeSa::respond_child(const Message& m, const Bytes& ni_in, const Bytes& nr_in, bool create_child_sa,
@@ -1104,9 +1166,10 @@ void IkeSa::respond_child(const Message& m, const Bytes& ni_in, const Bytes& nr_
                                         (spi ? fmt::format("0x{:08x}", *spi) : std::string("malformed")) + ")");
       return;
     }
-    if (old->rekeying || old->deleting) {
-      // Both sides rekey it at once (the retry of one side wins), or we are
-      // closing it (RFC 7296 §2.25.1): refuse for now.
+    if (old->deleting || old->collider != 0) {
+      // We are closing it (RFC 7296 §2.25.1), or the peer's rekey of it
+      // crossed ours already: refuse for now. A crossing rekey of ours
+      // (old->rekeying) is answered as usual (§2.8.1).
       out.push_back(Payload::notification(notify::kTemporaryFailure));
       return;
     }
@@ -1298,6 +1361,15 @@ void IkeSa::pump() {
         (void)send_request(ExchangeType::kInformational, std::move(inner), q.op, q.spi);
         break;
       }
+      case Op::kDeleteOrphan: {
+        DeletePayload del;
+        del.protocol = ProtocolId::kEsp;
+        del.spi_size = 4;
+        del.spis = {spi_bytes(q.spi)};
+        inner.push_back(Payload::of(PayloadType::kDelete, del));
+        (void)send_request(ExchangeType::kInformational, std::move(inner), q.op, q.spi);
+        break;
+      }
       case Op::kDeleteIke: {
         DeletePayload del;
         del.protocol = ProtocolId::kIke;
@@ -1382,6 +1454,7 @@ void IkeSa::on_response(const Message& m, const Outstanding& req) {
       emit(EventKind::kDown, "deleted by us");
       return;
     case Op::kPing:
+    case Op::kDeleteOrphan:
       return;
   }
 }
@@ -1413,6 +1486,19 @@ void IkeSa::on_informational_request(const Message& m, std::vector<Payload>& out
       if (!v) continue;
       for (std::size_t i = 0; i < children_.size(); ++i)
         if (children_[i].spi_out == *v) {
+          if (children_[i].collider != 0 && children_[i].superseded_by == 0) {
+            // The peer judged a rekey collision before we did: its CHILD_SA
+            // replaces this one (our own rekey's answer finds it gone).
+            if (Child* col = child_by_spi_in(children_[i].collider)) {
+              col->collision_of = 0;
+              emit(EventKind::kChildRekeyed,
+                   fmt::format("replaces the CHILD_SA with SPIs in 0x{:08x} out 0x{:08x} (rekey collision: the "
+                               "peer's rekey survives)",
+                               children_[i].slot.spi_in, children_[i].spi_out),
+                   col->slot.spi_in, col->spi_out);
+            }
+            children_[i].superseded_by = std::exchange(children_[i].collider, 0);
+          }
           // The peer deletes the CHILD_SA it rekeyed: its new inbound SA is
           // in, so ours sends with the new key from now on.
           if (Child* next = children_[i].superseded_by ? child_by_spi_in(children_[i].superseded_by) : nullptr)
@@ -1555,11 +1641,11 @@ void IkeSa::rekey_timers(std::chrono::steady_clock::time_point now) {
   };
   std::vector<std::uint32_t> due;
   for (Child& c : children_) {
-    if (c.pending_out) {
+    if (c.pending_out && c.collision_of == 0) {
       if (!c.pending_out_since) c.pending_out_since = now;
       if (now - *c.pending_out_since >= kRekeyOutboundGrace) finish_rekey_outbound(c);
     }
-    if (c.superseded_by != 0 || c.rekeying || c.deleting) continue;
+    if (c.superseded_by != 0 || c.rekeying || c.deleting || c.collider != 0 || c.collision_of != 0) continue;
     if (c.retry_rekey) {
       c.retry_rekey = false;
       c.rekey_at = now + std::chrono::milliseconds(500) + jitter(std::chrono::milliseconds(1500));

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nouns/kmip_service.h"
+#include "nouns/kmip_watch.h"
 #include "storcrypt/controller/nouns.h"
 
 namespace storcrypt::controller {
@@ -61,6 +62,7 @@ std::optional<std::string> name_param(const Params& p) {
 
 Status register_kmip_methods(Dispatcher& d, Context& ctx) {
   auto st = kmip_state_for(ctx);
+  start_kmip_fault_watcher(ctx);  // KMIP faults (kmip_watch.h)
   ctx.add_doctor_check([st] {
     std::vector<CheckResult> out;
     if (st->load_error) out.push_back({"kmip", "state", "error", st->load_error->message(), st->load_error->fix()});

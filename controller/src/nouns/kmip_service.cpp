@@ -170,16 +170,16 @@ std::shared_ptr<KmipState> kmip_state_for(Context& ctx) {
   return st;
 }
 
-KmipProber real_kmip_prober() {
+KmipProber real_kmip_prober(std::chrono::milliseconds connect_timeout, std::chrono::milliseconds io_timeout) {
   KmipProber p;
-  p.probe = [](const KmipProbeTarget& t) -> Result<json> {
+  p.probe = [connect_timeout, io_timeout](const KmipProbeTarget& t) -> Result<json> {
     kmip::ClientConfig c;
     c.servers.push_back(kmip::ServerEndpoint{t.hostname, t.port, {}});
     c.tls.ca_file = t.ca_file;
     c.tls.cert_file = t.cert_file;
     c.tls.key_file = t.key_file;
-    c.connect_timeout = std::chrono::milliseconds(5000);
-    c.io_timeout = std::chrono::milliseconds(10000);
+    c.connect_timeout = connect_timeout;
+    c.io_timeout = io_timeout;
     c.session_resumption = false;
     STORCRYPT_ASSIGN_OR_RETURN(auto client, kmip::Client::create(std::move(c)));
     STORCRYPT_ASSIGN_OR_RETURN(kmip::ProtocolVersion v, client->negotiated_version());

@@ -47,6 +47,7 @@
 // which does network I/O and is called without it (on a snapshot).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -81,8 +82,9 @@ struct KmipProbeTarget {
 struct KmipProber {
   std::function<Result<nlohmann::json>(const KmipProbeTarget&)> probe;
 };
-/// The real prober (storcrypt::kmip::Client).
-KmipProber real_kmip_prober();
+/// The real prober (storcrypt::kmip::Client); the fault watcher uses shorter timeouts.
+KmipProber real_kmip_prober(std::chrono::milliseconds connect_timeout = std::chrono::milliseconds(5000),
+                            std::chrono::milliseconds io_timeout = std::chrono::milliseconds(10000));
 
 struct KmipKeyServer {
   int64_t id = 0;

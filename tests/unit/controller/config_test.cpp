@@ -141,6 +141,19 @@ TEST(Config, ShippedExampleIsValidAndMatchesDefaults) {
   EXPECT_EQ(c->ike_port, d.ike_port);
   EXPECT_EQ(c->ike_natt_port, d.ike_natt_port);
   EXPECT_EQ(c->policy_warn_kernel_policies, d.policy_warn_kernel_policies);
+  EXPECT_EQ(c->kmip_watch_interval_seconds, d.kmip_watch_interval_seconds);
+}
+
+TEST(Config, KmipWatchInterval) {
+  EXPECT_EQ(Config{}.kmip_watch_interval_seconds, 60);
+  auto c = parse_config("kmip_watch_interval_seconds = 1\n", "t.conf");
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  EXPECT_EQ(c->kmip_watch_interval_seconds, 1);
+  for (const char* bad : {"kmip_watch_interval_seconds = 0\n", "kmip_watch_interval_seconds = 86401\n"}) {
+    auto b = parse_config(bad, "t.conf");
+    ASSERT_FALSE(b.ok()) << bad;
+    EXPECT_NE(b.error().message().find("kmip_watch_interval_seconds"), std::string::npos);
+  }
 }
 
 TEST(Config, PolicyWarnKernelPolicies) {

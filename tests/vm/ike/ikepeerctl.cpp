@@ -232,6 +232,9 @@ int main(int argc, char** argv) {
   std::uint16_t ike_port = kIkePort, natt_port = kNatTPort;
   bool initiate = false, pfs = false;
   unsigned child_rekey = 0;
+  unsigned dpd = 0;
+  bool dpd_restart = false;
+  std::vector<unsigned> retransmit_ms;
   app.add_option("--netns", netns, "network namespace (name or path; default: the caller's)");
   app.add_option("--name", name, "peer name in events");
   app.add_option("--local", local, "our address")->required();
@@ -254,6 +257,10 @@ int main(int argc, char** argv) {
   app.add_flag("--initiate", initiate, "initiate at start");
   app.add_flag("--pfs", pfs, "ESP proposal with ECP-384 (PFS) for rekeys and additional CHILD_SAs");
   app.add_option("--child-rekey", child_rekey, "rekey each CHILD_SA after SECONDS (minus up to 10%; 0: never)");
+  app.add_option("--dpd", dpd, "dead peer detection: ask a peer silent for SECONDS (0: never)");
+  app.add_flag("--dpd-restart", dpd_restart, "initiate a new IKE SA to a peer found dead");
+  app.add_option("--retransmit", retransmit_ms, "waits before each retransmission, in ms (default 1000 2000 4000 8000 16000)")
+      ->delimiter(',');
   CLI11_PARSE(app, argc, argv);
 
   PeerConfig cfg;
@@ -327,6 +334,12 @@ int main(int argc, char** argv) {
     for (Proposal& p : cfg.esp_proposals)
       p.transforms.push_back(Transform::make(TransformType::kKe, transform_id::kGroupEcp384));
   cfg.child_rekey_time = std::chrono::seconds(child_rekey);
+  cfg.dpd_delay = std::chrono::seconds(dpd);
+  if (dpd_restart) cfg.dpd_action = PeerConfig::DeadPeerAction::kRestart;
+  if (!retransmit_ms.empty()) {
+    cfg.retransmit.waits.clear();
+    for (unsigned ms : retransmit_ms) cfg.retransmit.waits.push_back(std::chrono::milliseconds(ms));
+  }
   cfg.child_lifetime.soft_add = std::chrono::seconds(3000);
   cfg.child_lifetime.hard_add = std::chrono::seconds(3600);
 

@@ -220,6 +220,7 @@ declare -A CHARON_PID
 charon_start() {
   local tag=$1 ns=$2 d=$W/charon-$1
   mkdir -p "$d/swanctl/x509" "$d/swanctl/x509ca" "$d/swanctl/private"
+  rm -f "$d/vici"  # a socket left by an earlier charon of this TAG would pass the wait below at once
   cat > "$d/strongswan.conf" <<EOF
 charon {
   load_modular = yes
@@ -294,7 +295,8 @@ EOF
 swanctl_in() {  # swanctl_in TAG ARGS...
   local tag=$1; shift
   local nsvar="CHARON_NS_$(tr - _ <<<"$tag")"
-  ip netns exec "${!nsvar}" env STRONGSWAN_CONF="$W/charon-$tag/strongswan.conf" swanctl "$@"
+  # bounded: a swanctl on a socket nobody serves would block the scenario until the guest's timeout
+  ip netns exec "${!nsvar}" env STRONGSWAN_CONF="$W/charon-$tag/strongswan.conf" timeout 30 swanctl "$@"
 }
 charon_load() {
   swanctl_in "$1" --load-all --noprompt --file "$W/charon-$1/swanctl/swanctl.conf" > "$W/charon-$1/load.out" 2>&1 \
@@ -312,6 +314,8 @@ charon_stop() {
   local pid=${CHARON_PID[$1]}
   kill -TERM "$pid" 2>/dev/null || true
   local i; for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$W/charon-$1/vici"
 }
 
 # ---- checks ----

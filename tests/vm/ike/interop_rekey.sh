@@ -10,6 +10,10 @@
 #     without an SA (XfrmOutNoStates), no ICV failure (XfrmInStateProtoError),
 #     then exactly one SA pair per side under the first reqid, policies as
 #     they were.
+# 1b. rekey collisions ours <-> ours (RFC 7296 §2.8.1): A and B rekey at once
+#     with 100 ms of netem delay each way, so the requests cross; under the
+#     same traffic checks each side reports one rekey per round (the nonce
+#     rule's survivor) and most rounds are judged as collisions.
 #  2. ours (A) rekeying against charon (B): the same checks; charon's list
 #     shows one INSTALLED CHILD_SA whose SPIs are ours crosswise.
 #  3. charon (B) rekeying (swanctl --rekey) against ours (A): the same
@@ -22,6 +26,7 @@ ike_pki
 ike_net_direct
 REKEYS=${STORCRYPT_IKE_REKEYS:-30}
 CHARON_REKEYS=${STORCRYPT_IKE_CHARON_REKEYS:-10}
+COLLISIONS=${STORCRYPT_IKE_COLLISIONS:-6}
 
 kstats() {  # kstats: the XFRM error counters of both sides, one line
   local ns k
@@ -121,6 +126,34 @@ wait_count b '^event child-rekeyed ' "$REKEYS" 5 || fail "B reported fewer rekey
 ok "B reported every rekey ($(rekeyed b))"
 grep -q '^rekey-refused' "$W/a.out" && fail "A refused a rekey: $(grep '^rekey-refused' "$W/a.out" | head -1)"
 one_pair "$A" "$ra"; one_pair "$B" "$rb"
+
+echo "== 1b. ours <-> ours: $COLLISIONS rekey collisions (both sides rekey at once, 100 ms each way) under traffic"
+modprobe sch_netem 2>/dev/null || true
+tc -n "$A" qdisc add dev va root netem delay 100ms
+tc -n "$B" qdisc add dev vb root netem delay 100ms
+a0=$(rekeyed a) b0=$(rekeyed b)
+collided() {  # rounds both sides have reported
+  local a=$(( $(rekeyed a) - a0 )) b=$(( $(rekeyed b) - b0 ))
+  echo $(( a < b ? a : b ))
+}
+( for i in $(seq "$COLLISIONS"); do
+    kill -USR2 "${OURS_PID[a]}" "${OURS_PID[b]}"
+    for j in $(seq 80); do [ "$(collided)" -ge "$i" ] && break; sleep 0.125; done
+    sleep 1
+  done ) &
+PIDS+=($!)
+under_traffic 5104 collided "$COLLISIONS"
+sleep 1
+[ "$(rekeyed a)" = $((a0 + COLLISIONS)) ] && [ "$(rekeyed b)" = $((b0 + COLLISIONS)) ] \
+  || fail "want one rekey per side per round: A $(( $(rekeyed a) - a0 )), B $(( $(rekeyed b) - b0 ))"
+ca=$(grep -c '^event child-rekeyed .*rekey collision' "$W/a.out" || true)
+cb=$(grep -c '^event child-rekeyed .*rekey collision' "$W/b.out" || true)
+[ "$ca" -ge $((COLLISIONS / 2)) ] && [ "$cb" -ge $((COLLISIONS / 2)) ] \
+  || fail "the rekeys did not cross: collisions judged A $ca, B $cb of $COLLISIONS"
+grep -q '^rekey-refused' "$W/b.out" && fail "B refused a rekey: $(grep '^rekey-refused' "$W/b.out" | head -1)"
+ok "collisions judged by the nonce rule: A $ca, B $cb of $COLLISIONS rounds, one rekey reported per side and round"
+tc -n "$A" qdisc del dev va root; tc -n "$B" qdisc del dev vb root
+one_pair "$A" "$ra"; one_pair "$B" "$rb"
 ours_stop a
 wait_line b '^event down ' 10 || fail "B saw no DELETE"
 ours_stop b
@@ -144,17 +177,17 @@ if [ "${STORCRYPT_IKE_REKEY_CHARON_INITIATES:-0}" != 1 ]; then
   exit 0
 fi
 echo "== 3. charon (B) rekeys against ours (A): swanctl --rekey, ECP-384 PFS"
-charon_start site-b "$B" 500 4500
-charon_conf site-b site-b 192.0.2.2 192.0.2.1 500 "aes256-sha384-ecp384" 203.0.113.0/24 198.51.100.0/24 site-a.lab aes256gcm16-ecp384
-charon_load site-b
+charon_start site-b3 "$B" 500 4500
+charon_conf site-b3 site-b 192.0.2.2 192.0.2.1 500 "aes256-sha384-ecp384" 203.0.113.0/24 198.51.100.0/24 site-a.lab aes256gcm16-ecp384
+charon_load site-b3
 ours_start a3 "$A" 192.0.2.1 192.0.2.2 198.51.100.0/24 203.0.113.0/24 site-a --pfs --initiate
 wait_line a3 '^event child-up ' 60 || fail "no CHILD_SA with charon"
-charon_wait_established site-b 10 || fail "charon shows no installed CHILD_SA"
+charon_wait_established site-b3 10 || fail "charon shows no installed CHILD_SA"
 ra=$(reqid_of "$A")
 save_policies "$A"
 ( for i in $(seq "$CHARON_REKEYS"); do
     [ -e "$W/probe.stop" ] && break
-    swanctl_in site-b --rekey --child net > /dev/null 2>&1 || true
+    swanctl_in site-b3 --rekey --child net > /dev/null 2>&1 || true
     n0=$i; for j in $(seq 40); do [ "$(rekeyed a3)" -ge "$n0" ] && break; sleep 0.25; done
     sleep 1
   done ) &
@@ -163,7 +196,7 @@ a3_rekeys() { rekeyed a3; }
 under_traffic 5103 a3_rekeys "$CHARON_REKEYS"
 sleep 2  # charon's DELETE of the last old CHILD_SA
 one_pair "$A" "$ra"
-sas=$(charon_sas site-b); echo "$sas"
+sas=$(charon_sas site-b3); echo "$sas"
 [ "$(grep -c 'INSTALLED, TUNNEL' <<<"$sas")" = 1 ] || fail "charon holds other than one installed CHILD_SA"
 st=$(ours_status a3); child=$(grep '^child ' <<<"$st")
 cin=$(sed -n 's/^ *in  *\([0-9a-f]\{8\}\).*/\1/p' <<<"$sas" | head -1)
@@ -172,5 +205,5 @@ cout=$(sed -n 's/^ *out *\([0-9a-f]\{8\}\).*/\1/p' <<<"$sas" | head -1)
   || fail "SPIs disagree after the rekeys: ours $child, charon in $cin out $cout"
 ok "after $CHARON_REKEYS charon rekeys: one CHILD_SA on both sides, SPIs crosswise"
 ours_stop a3
-charon_stop site-b
+charon_stop site-b3
 echo "IKE CHILD_SA rekeys under traffic OK"

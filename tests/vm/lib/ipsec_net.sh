@@ -67,10 +67,10 @@ send_to() {  # send_to ADDR PORT [FILE]: like send, to B's server on ADDR
   if [ -z "$payload" ]; then payload=$W/payload.random; head -c 65536 /dev/urandom > "$payload"; fi
   local want; want=$(sha256sum < "$payload" | cut -d' ' -f1)
   local got
-  got=$(ip netns exec "$A" timeout 15 /usr/bin/python3 -c '
+  got=$(ip netns exec "$A" timeout 60 /usr/bin/python3 -c '
 import socket, sys
-c = socket.create_connection((sys.argv[3], int(sys.argv[1])), timeout=5)
-c.settimeout(5)
+c = socket.create_connection((sys.argv[3], int(sys.argv[1])), timeout=20)
+c.settimeout(20)
 c.sendall(open(sys.argv[2], "rb").read()); c.shutdown(socket.SHUT_WR)
 print(c.recv(64).decode())
 ' "$1" "$payload" "$dst" 2>/dev/null) || return 1

@@ -16,6 +16,7 @@
 //   ike_port = 500                            # IKE: UDP port, 1..65535
 //   ike_natt_port = 4500                      # IKE NAT-T: UDP port, 1..65535, not ike_port
 //   policy_warn_kernel_policies = 100000      # policy commit warns above this many kernel policies (0: never)
+//   kmip_watch_interval_seconds = 60          # KMIP fault watcher: key servers tested every N s, 1..86400
 #pragma once
 
 #include <cstddef>
@@ -45,6 +46,9 @@ struct Config {
   /// `policy commit` warns (does not fail) when the list compiles to more
   /// kernel XFRM policies than this, with the kernel memory they take; 0: never.
   size_t policy_warn_kernel_policies = 100000;
+  /// The KMIP fault watcher tests the key servers assigned to a provider and
+  /// checks their certificates this often (events 4010-4024).
+  int kmip_watch_interval_seconds = 60;
 };
 
 /// Parse configuration text; origin names the source in error messages.

@@ -31,11 +31,15 @@
 // only when the peer's DELETE of the old one arrives (or after
 // kRekeyOutboundGrace), so no packet is sent with a key the peer cannot yet
 // read. Rekeys start by rekey_child() or by PeerConfig::child_rekey_time.
-// A rekey request for a CHILD_SA we are rekeying ourselves (a collision) is
-// answered TEMPORARY_FAILURE; whoever got TEMPORARY_FAILURE retries after a
-// random 0.5-2 s, so exactly one new pair survives (the §2.8.1 nonce rule is
-// not implemented yet). Dead peer detection: PeerConfig::dpd_delay and
-// dpd_action. Not here yet: IKE SA rekey.
+// Rekey collisions (RFC 7296 §2.8.1, both sides rekey one CHILD_SA at once):
+// each side answers the other's request as usual, so two new CHILD_SAs come
+// up; the one whose exchange used the lowest of the four nonces (octet by
+// octet) is redundant and deleted by the side that initiated it, and the
+// initiator of the survivor deletes the old one. Both sides judge the same
+// nonces, so exactly one new pair survives. A rekey request for a CHILD_SA
+// we are deleting gets TEMPORARY_FAILURE (§2.25.1); whoever gets
+// TEMPORARY_FAILURE retries after a random 0.5-2 s. Dead peer detection:
+// PeerConfig::dpd_delay and dpd_action. Not here yet: IKE SA rekey.
 #pragma once
 
 #include <openssl/types.h>
@@ -271,6 +275,14 @@ class IkeSa {
     bool rekeying = false;     ///< our rekey of it is outstanding
     bool deleting = false;     ///< our DELETE of it is outstanding
     bool retry_rekey = false;  ///< the peer answered TEMPORARY_FAILURE: retry after a random delay
+    /// §2.8.1: the peer's rekey of this CHILD_SA crossed ours; our inbound
+    /// SPI of the CHILD_SA the peer's request made (0: none).
+    std::uint32_t collider = 0;
+    /// Made by the peer's rekey of `collision_of` while ours of it was
+    /// outstanding, with these nonces (the peer's Ni, our Nr); which of the
+    /// two new CHILD_SAs survives is decided when our answer comes.
+    std::uint32_t collision_of = 0;
+    Bytes collision_ni, collision_nr;
     std::optional<std::chrono::steady_clock::time_point> rekey_at;
     /// Responder of its rekey: the outbound SA, installed when the peer
     /// deletes the old CHILD_SA (or after kRekeyOutboundGrace).
@@ -292,7 +304,9 @@ class IkeSa {
     std::uint32_t spi_in = 0;
     std::optional<std::chrono::steady_clock::time_point> since;
   };
-  enum class Op { kCreateChild, kDeleteChild, kDeleteIke, kPing, kRekeyChild };
+  /// kDeleteOrphan: a DELETE for a CHILD_SA the peer made for a rekey of
+  /// ours whose old CHILD_SA went meanwhile (we installed nothing for it).
+  enum class Op { kCreateChild, kDeleteChild, kDeleteIke, kPing, kRekeyChild, kDeleteOrphan };
   struct QueuedOp {
     Op op;
     std::uint32_t spi = 0;
@@ -306,6 +320,10 @@ class IkeSa {
     std::size_t retransmits = 0;
     std::optional<std::chrono::steady_clock::time_point> due;
   };
+
+  /// tests/fuzz/ike/session_fuzzer.cpp plays the peer of an established SA:
+  /// it seals fuzzed payloads with this SA's keys (seal, header, message IDs).
+  friend struct IkeSaFuzzAccess;
 
   IkeSa(PeerConfig cfg, IkeSaEnv env, IkeRole role);
 
