@@ -62,7 +62,7 @@ _storcrypt() {
         address) verbs="add list remove" ;;
         ipsec) verbs="enable disable default status" ;;
         drive) verbs="list show lock unlock erase revert" ;;
-        ear) verbs="enable disable status rekey" ;;
+        ear) verbs="enable disable status migrate rekey" ;;
         ike) verbs="peer list show" ;;
         kmip-client) verbs="create-keypair csr" ;;
         keyserver) verbs="create modify delete show list test" ;;
@@ -110,6 +110,7 @@ _storcrypt() {
         "drive erase") opts+=" --yes" ;;
         "drive revert") opts+=" --psid --yes" ;;
         "ear enable") opts+=" --key-provider" ;;
+        "ear migrate") opts+=" --key-provider" ;;
         "kmip-client create-keypair") opts+=" --cn --common-name --org --organization --unit --locality --state --country --email" ;;
         "kmip-client csr") opts+=" --out" ;;
         "keyserver create"|"keyserver modify") opts+=" --name --hostname --port --ca-cert --client-cert" ;;

@@ -15,7 +15,10 @@ namespace {
 
 constexpr std::uint64_t kDefaultHeaderArea = 16u << 20;  // LUKS2 default data offset
 
-const std::set<std::string> kVolumeKinds = {kCreateKind, kRekeyKind, kEraseKind};
+// Only volumes keyed from the key media migrate (to an external provider).
+constexpr const char* kKeyMediaKind = "keymedia";
+
+const std::set<std::string> kVolumeKinds = {kCreateKind, kRekeyKind, kEraseKind, kMigrateKind};
 
 // A random (version 4) UUID for the LUKS2 header create writes: chosen before
 // anything is written, so recovery wipes only a header this create wrote.
@@ -103,6 +106,14 @@ const std::vector<std::string>& erase_crash_points() {
   static const std::vector<std::string> p = {"begin",        "slots-destroyed",  "tokens-removed",
                                              "header-wiped", "backups-shredded", "keys-destroyed",
                                              "unregistered"};
+  return p;
+}
+
+const std::vector<std::string>& migrate_crash_points() {
+  static const std::vector<std::string> p = {"begin",          "store-key",     "key-stored",      "add-slot",
+                                             "slot-added",     "set-token",     "token-switched",  "registered",
+                                             "destroy-old",    "old-destroyed", "backup-replaced", "shred-media",
+                                             "media-shredded", "done"};
   return p;
 }
 
@@ -648,11 +659,243 @@ Status VolumeManager::erase_forward(std::int64_t id, const nlohmann::json& data,
   return journal_.finish(id);
 }
 
+// ---- migrate ---------------------------------------------------------------
+
+// One volume's move from the key media to an external provider. The payload
+// names the volume, its token before the move, the target and the new
+// generation and keyslot; never key material.
+struct VolumeManager::Migration {
+  std::int64_t id = 0;
+  std::string device;
+  std::string uuid;
+  int token_id = -1;
+  VolumeToken old_token;
+  std::string to_kind, to_id;
+  std::uint64_t new_gen = 0;
+  int new_slot = -1;
+  SecretBytes new_ak;           ///< empty on resume until fetched
+  std::set<std::string> steps;  ///< recorded before a resume
+
+  keys::KeyRef old_ref() const { return {old_token.key_id, old_token.generation}; }
+  keys::KeyRef new_ref() const { return {old_token.key_id, new_gen}; }
+  VolumeToken target_token() const {
+    VolumeToken t = old_token;
+    t.provider_kind = to_kind;
+    t.provider_id = to_id;
+    t.generation = new_gen;
+    t.keyslot = new_slot;
+    t.previous.reset();
+    return t;
+  }
+  nlohmann::json payload() const {
+    return {{"device", device},   {"uuid", uuid},   {"token_id", token_id},      {"token", token_to_json(old_token)},
+            {"to_kind", to_kind}, {"to_id", to_id}, {"new_generation", new_gen}, {"new_keyslot", new_slot}};
+  }
+  static Result<Migration> from_entry(const journal::Entry& e) {
+    const auto& j = e.payload;
+    for (const char* k : {"device", "uuid", "token", "to_kind", "to_id"})
+      if (!j.contains(k) || !j[k].is_string()) return malformed(e, "migrate");
+    if (!j.contains("token_id") || !j["token_id"].is_number_integer() || !j.contains("new_generation") ||
+        !j["new_generation"].is_number_unsigned() || !j.contains("new_keyslot") ||
+        !j["new_keyslot"].is_number_integer())
+      return malformed(e, "migrate");
+    Migration m;
+    m.id = e.id;
+    m.device = j["device"].get<std::string>();
+    m.uuid = j["uuid"].get<std::string>();
+    m.token_id = j["token_id"].get<int>();
+    STORCRYPT_ASSIGN_OR_RETURN(m.old_token, token_from_json(j["token"].get<std::string>()));
+    m.to_kind = j["to_kind"].get<std::string>();
+    m.to_id = j["to_id"].get<std::string>();
+    m.new_gen = j["new_generation"].get<std::uint64_t>();
+    m.new_slot = j["new_keyslot"].get<int>();
+    m.steps.insert(e.steps.begin(), e.steps.end());
+    return m;
+  }
+};
+
+Status VolumeManager::migrate(const std::string& device, keys::KeyProvider& target, OpReport* report, bool* moved) {
+  if (moved) *moved = false;
+  STORCRYPT_ASSIGN_OR_RETURN(auto hv, load_storcrypt(device, "migrate"));
+  const HeaderInfo& hi = hv.first;
+  const VolumeToken& tok = hv.second.second;
+  STORCRYPT_ASSIGN_OR_RETURN(auto pend, pending_for(hi.uuid));
+  if (pend)
+    return Error(ErrorCode::kConflict, "an interrupted " + *pend + " of " + device + " is pending",
+                 "run 'storcrypt volume resume' first", "xOperationPending");
+  if (tok.previous)
+    return Error(ErrorCode::kConflict, "the token of " + device + " shows an unfinished rekey",
+                 "run 'storcrypt volume resume' first", "xOperationPending");
+  if (tok.provider_kind == target.kind() && tok.provider_id == target.id()) return ok_status();
+  if (tok.provider_kind != kKeyMediaKind)
+    return Error(ErrorCode::kConflict,
+                 "volume " + tok.name + " (" + device + ") keeps its key on " + tok.provider_kind + " provider " +
+                     tok.provider_id +
+                     "; only key-media volumes are migrated, keys never move from an external "
+                     "key provider to another provider or back to local key media (TS7700 rule)",
+                 "leave the volume on its provider; to retire it, copy the data off and crypto-erase it",
+                 "xMigrationNotSupported");
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * from, provider_for(tok));
+
+  Migration m;
+  m.device = device;
+  m.uuid = hi.uuid;
+  m.token_id = hv.second.first;
+  m.old_token = tok;
+  m.to_kind = target.kind();
+  m.to_id = target.id();
+  m.new_gen = tok.generation + 1;
+  for (int s = 0; s < 32 && m.new_slot < 0; ++s)
+    if (std::find(hi.active_keyslots.begin(), hi.active_keyslots.end(), s) == hi.active_keyslots.end()) m.new_slot = s;
+  if (m.new_slot < 0) return no_free_keyslot(device);
+  STORCRYPT_ASSIGN_OR_RETURN(bool taken, target.holds(tok.key_id));
+  if (taken)
+    return Error(ErrorCode::kConflict,
+                 "key id '" + tok.key_id + "' of volume " + tok.name + " already names a key on " + target.kind() +
+                     " provider " + target.id(),
+                 "inspect the key provider's keys; the volume stays on the key media", "xKeyIdInUse");
+
+  STORCRYPT_ASSIGN_OR_RETURN(keys::FetchedKey old, from->fetch(m.old_ref()));
+  add_warnings(report, old.warnings);
+  STORCRYPT_TRY(backend_.verify_key(device, tok.keyslot, old.ak));
+  STORCRYPT_ASSIGN_OR_RETURN(m.new_ak, SecretBytes::random(keys::kAccessKeyBytes));
+
+  STORCRYPT_ASSIGN_OR_RETURN(m.id, journal_.begin(kMigrateKind, m.payload()));
+  // A failing step before the token switch is undone at once (the volume
+  // keeps its key-media key); an interrupted one is settled by resume().
+  auto undo = [&](Error e) -> Error {
+    auto h = backend_.inspect(device);
+    auto rb = h.ok() ? migrate_rollback(m, *h, report) : Status(std::move(h).error());
+    if (!rb.ok()) add_warnings(report, {"undoing the migration failed: " + rb.error().message()});
+    return std::move(e).context("migrating volume " + tok.name);
+  };
+  auto stored = target.store(m.new_ref(), m.new_ak);
+  if (!stored.ok()) return undo(std::move(stored).error());
+  add_warnings(report, stored->warnings);
+  STORCRYPT_TRY(journal_.point(m.id, "store-key"));
+  STORCRYPT_TRY(journal_.step(m.id, "key-stored"));
+  if (auto st = backend_.add_keyslot(device, m.new_slot, old.ak, m.new_ak, cfg_.pbkdf_iterations); !st.ok())
+    return undo(std::move(st).error());
+  STORCRYPT_TRY(journal_.point(m.id, "add-slot"));
+  STORCRYPT_TRY(journal_.step(m.id, "slot-added"));
+  // The token names the target only once the new key demonstrably opens the
+  // new keyslot; one header write switches it.
+  if (auto st = backend_.verify_key(device, m.new_slot, m.new_ak); !st.ok()) return undo(std::move(st).error());
+  if (auto t = backend_.set_token(device, m.token_id, token_to_json(m.target_token())); !t.ok())
+    return undo(std::move(t).error());
+  STORCRYPT_TRY(journal_.point(m.id, "set-token"));
+  STORCRYPT_TRY(journal_.step(m.id, "token-switched"));
+  STORCRYPT_TRY(migrate_forward(m, report));
+  if (moved) *moved = true;
+  return ok_status();
+}
+
+// From "token-switched" on: the volume opens with the target's key; only
+// forward. Every step is idempotent.
+Status VolumeManager::migrate_forward(Migration& m, OpReport* report) {
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(m.device));
+  if (hi.uuid != m.uuid)
+    return Error(ErrorCode::kConflict, m.device + " now holds volume " + hi.uuid + ", not " + m.uuid,
+                 "the device was renamed; resume with the device that holds " + m.uuid);
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * to, provider_for(m.target_token()));
+  if (registry_.add) {
+    STORCRYPT_ASSIGN_OR_RETURN(VolumeInfo vi, show(m.device));
+    STORCRYPT_TRY(registry_.add(vi));
+  }
+  STORCRYPT_TRY(journal_.step(m.id, "registered"));
+  if (m.old_token.keyslot != m.new_slot && std::find(hi.active_keyslots.begin(), hi.active_keyslots.end(),
+                                                     m.old_token.keyslot) != hi.active_keyslots.end()) {
+    // Never destroy the old slot unless the target's key opens the new one.
+    if (m.new_ak.empty()) {
+      STORCRYPT_ASSIGN_OR_RETURN(keys::FetchedKey nk, to->fetch(m.new_ref()));
+      add_warnings(report, nk.warnings);
+      m.new_ak = std::move(nk.ak);
+    }
+    STORCRYPT_TRY(backend_.verify_key(m.device, m.new_slot, m.new_ak));
+    STORCRYPT_TRY(backend_.destroy_keyslot(m.device, m.old_token.keyslot));
+  }
+  STORCRYPT_TRY(journal_.point(m.id, "destroy-old"));
+  STORCRYPT_TRY(journal_.step(m.id, "old-destroyed"));
+  // The header backup still holds the old keyslot: shred it, then take a new one.
+  if (!cfg_.header_backup_dir.empty() && !m.steps.count("backup-replaced")) {
+    fs::path b = cfg_.header_backup_dir / ("storcrypt-" + m.uuid + ".luks2hdr");
+    fs::path t = b;
+    t += ".tmp";
+    STORCRYPT_TRY(keys::shred_file(b));
+    STORCRYPT_TRY(keys::shred_file(t));
+    auto bst = backup_header(m.device, m.uuid);
+    if (!bst.ok()) add_warnings(report, {"header backup failed: " + bst.error().message()});
+  }
+  STORCRYPT_TRY(journal_.step(m.id, "backup-replaced"));
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * from, provider_for(m.old_token));
+  STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport rep, from->destroy_all(m.old_token.key_id));
+  add_warnings(report, rep.warnings);
+  STORCRYPT_TRY(journal_.point(m.id, "shred-media"));
+  STORCRYPT_TRY(journal_.step(m.id, "media-shredded"));
+  return journal_.finish(m.id);
+}
+
+// Before "token-switched": the old keyslot and the key-media key are intact.
+// Put the old token back, destroy the new keyslot and the target's new key.
+// Idempotent.
+Status VolumeManager::migrate_rollback(Migration& m, const HeaderInfo& hi, OpReport* report) {
+  if (hi.uuid != m.uuid)
+    return Error(ErrorCode::kConflict, m.device + " now holds volume " + hi.uuid + ", not " + m.uuid,
+                 "the device was renamed; resume with the device that holds " + m.uuid);
+  auto has_slot = [&](int s) {
+    return std::find(hi.active_keyslots.begin(), hi.active_keyslots.end(), s) != hi.active_keyslots.end();
+  };
+  if (!has_slot(m.old_token.keyslot))
+    return Error(ErrorCode::kInternal,
+                 "migration rollback: old keyslot " + std::to_string(m.old_token.keyslot) + " of " + m.device +
+                     " is gone before the token was switched",
+                 "inspect the header with 'cryptsetup luksDump'; restore the header backup if needed");
+  STORCRYPT_TRY(backend_.set_token(m.device, m.token_id, token_to_json(m.old_token)));
+  if (m.new_slot != m.old_token.keyslot && has_slot(m.new_slot))
+    STORCRYPT_TRY(backend_.destroy_keyslot(m.device, m.new_slot));
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * to, provider_for(m.target_token()));
+  STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport rep, to->retire(m.new_ref()));
+  add_warnings(report, rep.warnings);
+  return journal_.rolled_back(m.id, "interrupted before the volume's token named the new key provider");
+}
+
+Status VolumeManager::resume_migrate(const journal::Entry& e, OpReport* report, std::string* outcome) {
+  STORCRYPT_ASSIGN_OR_RETURN(Migration m, Migration::from_entry(e));
+  if (e.has_step("token-switched")) {
+    *outcome = "completed";
+    return migrate_forward(m, report);
+  }
+  STORCRYPT_ASSIGN_OR_RETURN(keys::KeyProvider * to, provider_for(m.target_token()));
+  STORCRYPT_ASSIGN_OR_RETURN(HeaderInfo hi, backend_.inspect(m.device));
+  if (hi.uuid != m.uuid)
+    return Error(ErrorCode::kConflict, m.device + " now holds volume " + hi.uuid + ", not " + m.uuid,
+                 "the device was renamed; resume with the device that holds " + m.uuid);
+  // Did the new key reach the target, and does it open the new keyslot? An
+  // unreachable target settles nothing (the operation stays pending; the
+  // volume opens with whatever its token names).
+  auto nk = to->fetch(m.new_ref());
+  if (!nk.ok() && nk.error().code() != ErrorCode::kNotFound) return std::move(nk).error();
+  bool has_new =
+      std::find(hi.active_keyslots.begin(), hi.active_keyslots.end(), m.new_slot) != hi.active_keyslots.end();
+  if (nk.ok() && has_new && backend_.verify_key(m.device, m.new_slot, nk->ak).ok()) {
+    STORCRYPT_ASSIGN_OR_RETURN(keys::ProviderReport rep, to->store(m.new_ref(), nk->ak));  // every server
+    add_warnings(report, rep.warnings);
+    STORCRYPT_TRY(backend_.set_token(m.device, m.token_id, token_to_json(m.target_token())));
+    STORCRYPT_TRY(journal_.step(m.id, "token-switched"));
+    m.new_ak = std::move(nk->ak);
+    *outcome = "completed";
+    return migrate_forward(m, report);
+  }
+  *outcome = "rolled-back";
+  return migrate_rollback(m, hi, report);
+}
+
 // ---- resume ----------------------------------------------------------------
 
 Status VolumeManager::resume_one(const journal::Entry& e, OpReport* report, std::string* outcome) {
   if (e.kind == kCreateKind) return resume_create(e, report, outcome);
   if (e.kind == kRekeyKind) return resume_rekey(e, report, outcome);
+  if (e.kind == kMigrateKind) return resume_migrate(e, report, outcome);
   if (e.kind == kEraseKind) {
     const auto& p = e.payload;
     if (!p.contains("device") || !p["device"].is_string() || !p.contains("uuid") || !p["uuid"].is_string())
@@ -682,7 +925,7 @@ Result<ResumeReport> VolumeManager::resume() {
 }
 
 void VolumeManager::register_resume_handlers() {
-  for (const char* kind : {kCreateKind, kRekeyKind, kEraseKind}) {
+  for (const char* kind : {kCreateKind, kRekeyKind, kEraseKind, kMigrateKind}) {
     journal_.register_handler(kind, [this](journal::Journal& j, const journal::Entry& e) -> Status {
       OpReport rep;
       std::string outcome;

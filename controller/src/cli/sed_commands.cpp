@@ -53,6 +53,20 @@ void print_report(const json& r) {
 
 /// EnableEncryptionAtRest / DisableEncryptionAtRest: the KMIP key provider's
 /// result (with the drives' report when they were changed too), or the drives'.
+// ear.migrate's result: one line per volume.
+void print_migration(const json& m) {
+  if (!m.contains("volumes")) return;
+  std::cout << "volumes migrated to KMIP key provider " << plain(m["keyProviderID"]) << ": " << plain(m["migrated"])
+            << "\n";
+  for (const auto& v : m["volumes"]) {
+    std::cout << "  " << plain(v["name"]) << " (" << plain(v["device"]) << "): " << plain(v["outcome"]);
+    if (v.contains("provider")) std::cout << " " << plain(v["provider"]["kind"]) << "/" << plain(v["provider"]["id"]);
+    std::cout << "\n";
+    if (v.contains("warnings"))
+      for (const auto& w : v["warnings"]) std::cout << "    warning: " << plain(w) << "\n";
+  }
+}
+
 void print_ear_result(const json& r) {
   if (!r.contains("keyProviderID")) {
     print_report(r);
@@ -61,6 +75,7 @@ void print_ear_result(const json& r) {
   std::cout << "encryption at rest: " << (r.value("enabled", false) ? "enabled" : "disabled") << ", KMIP key provider "
             << plain(r["keyProviderID"]) << "\n";
   if (r.contains("drives") && r["drives"].is_object()) print_report(r["drives"]);
+  if (r.contains("migration")) print_migration(r["migration"]);
   print_warnings(r);
 }
 
@@ -164,6 +179,18 @@ void add_ear_commands(CLI::App& app, ClientContext& cc) {
                 << "access key generation:       " << plain(r["ak_generation"]) << "\n";
       print_drive_table(r["drives"]);
     });
+  });
+  auto migrate_provider = std::make_shared<std::string>();
+  auto* migrate = noun->add_subcommand(
+      "migrate",
+      "Move every key-media volume's access key to the active KMIP key provider, online and journalled (ear.migrate; "
+      "ear enable --key-provider starts it too); never back to the key media");
+  migrate->add_option("--key-provider", *migrate_provider,
+                      "the active KMIP key provider's id (default: the active one; 'local' is refused)");
+  migrate->callback([&cc, migrate_provider] {
+    json p = json::object();
+    if (!migrate_provider->empty()) p["key_provider"] = *migrate_provider;
+    cc.run("ear.migrate", p, print_migration);
   });
   auto* rekey = noun->add_subcommand("rekey", "Rotate the drives' access key");
   rekey->callback([&cc] {

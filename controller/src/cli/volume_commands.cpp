@@ -119,7 +119,7 @@ void add_volume_commands(CLI::App& app, ClientContext& cc) {
     });
   });
 
-  auto* resume = noun->add_subcommand("resume", "Finish or roll back interrupted create/rekey/erase operations");
+  auto* resume = noun->add_subcommand("resume", "Finish or roll back interrupted create/rekey/erase/migrate operations");
   resume->callback([&cc] {
     cc.run("volume.resume", json::object(), [](const json& r) {
       if (r["operations"].empty()) std::cout << "nothing to resume\n";

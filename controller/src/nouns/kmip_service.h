@@ -195,6 +195,10 @@ class KmipService {
 struct KmipState {
   std::shared_ptr<KmipService> svc;
   std::optional<Error> load_error;
+  /// Set by the at-rest nouns (volume_methods.cpp) when volumes are
+  /// configured: migrate every key-media volume to the active KMIP key
+  /// provider `id` (ear.migrate). Called without KmipService::mu held.
+  std::function<Result<nlohmann::json>(int64_t id)> migrate_volumes;
 };
 std::shared_ptr<KmipState> kmip_state_for(Context& ctx);
 

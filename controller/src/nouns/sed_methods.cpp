@@ -344,7 +344,9 @@ json volumes_key_source(KmipState& kst) {
 
 /// EnableEncryptionAtRest with a KMIP key provider: probe its key servers,
 /// then make it the active at-rest key source (new volumes keep their keys
-/// on it). Existing key-media volumes stay where they are (no migration yet).
+/// on it), then move the existing key-media volumes to it (ear.migrate,
+/// journalled per volume; its outcome is reported under "migration": a
+/// failed migration leaves the provider enabled and every volume openable).
 Result<json> enable_kmip(KmipState& kst, int64_t id) {
   if (kst.load_error) return Error(*kst.load_error);
   if (!kst.svc)
@@ -363,14 +365,24 @@ Result<json> enable_kmip(KmipState& kst, int64_t id) {
                  "key provider " + std::to_string(id) + " is unavailable: " + probe.error().message() + " (" +
                      probe.error().name() + ")",
                  probe.error().fix(), "xKeyProviderUnavailable");
-  std::lock_guard lock(k.mu);
-  STORCRYPT_TRY(k.at_rest_candidate(id));  // still valid after the probe
-  STORCRYPT_TRY(k.set_provider_active(id, true));
-  return json{{"enabled", true},
-              {"keyProviderID", id},
-              {"keyServers", *probe},
-              {"warnings", json::array({"new volumes keep their keys on key provider " + std::to_string(id) +
-                                        "; existing key-media volumes are not migrated (not in this release)"})}};
+  {
+    std::lock_guard lock(k.mu);
+    STORCRYPT_TRY(k.at_rest_candidate(id));  // still valid after the probe
+    STORCRYPT_TRY(k.set_provider_active(id, true));
+  }
+  json r{{"enabled", true}, {"keyProviderID", id}, {"keyServers", *probe}, {"warnings", json::array()}};
+  // The migration takes the at-rest service's lock, then the KMIP one.
+  if (kst.migrate_volumes) {
+    auto m = kst.migrate_volumes(id);
+    if (m.ok()) {
+      r["migration"] = *m;
+    } else {
+      r["migration"] = json{{"error", {{"name", m.error().name()}, {"message", m.error().message()}}}};
+      r["warnings"].push_back("the key provider is enabled, but not every key-media volume moved to it: " +
+                              m.error().message() + "; run 'storcrypt ear migrate' again");
+    }
+  }
+  return r;
 }
 
 }  // namespace

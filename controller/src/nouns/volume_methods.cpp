@@ -19,6 +19,15 @@
 // volume.erase; storcrypt/journal/journal.h); the journal's recovery at
 // start-up settles interrupted ones, or leaves them pending (deferred) when
 // e.g. the key media are absent, for 'storcrypt volume resume'.
+//
+// ear.migrate (storcrypt ear migrate; EnableEncryptionAtRest with a KMIP key
+// provider starts it too) moves every registered key-media volume's access
+// key to the active KMIP key provider, one journalled volume.migrate per
+// volume (dm::VolumeManager::migrate): a SIGKILL at any step leaves every
+// volume openable and the restart's journal recovery finishes or rolls back
+// the interrupted one; 'storcrypt ear migrate' again moves the rest. Keys
+// never move from a KMIP key provider back to the key media (TS7700 rule:
+// key_provider 'local' is refused with xMigrationNotSupported).
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -170,6 +179,85 @@ class AtRestService {
     return std::make_pair(std::string(keys::kKmipProviderKind), arg);
   }
   storcrypt::journal::Journal& journal() { return journal_; }
+
+  /// ear.migrate: every registered key-media volume to the KMIP key provider
+  /// `arg` (empty: the active one; it must be the active one). Volumes
+  /// already keyed from it are left alone; volumes of another KMIP key
+  /// provider are reported and stay. Any volume that did not move makes the
+  /// call an error naming each one (the moved ones stay moved).
+  Result<json> migrate_volumes(const std::string& arg) {
+    if (arg == provider_.id() || arg == provider_.kind())
+      return Error(ErrorCode::kInvalidInput,
+                   "volumes are never migrated to the key media: keys do not move from an external key provider "
+                   "back to local keys (TS7700 rule), and key-media volumes are already there",
+                   "give the active KMIP key provider's id, or leave key_provider out", "xMigrationNotSupported");
+    if (!kmip_ || !kmip_->svc)
+      return Error(ErrorCode::kUnavailable, "KMIP key management is not available (no state database)",
+                   "run storcryptd with a state directory", "xKeyProviderUnavailable");
+    std::string id;
+    {
+      KmipService& k = *kmip_->svc;
+      std::lock_guard lock(k.mu);
+      STORCRYPT_ASSIGN_OR_RETURN(auto active, k.active_provider());
+      if (!active)
+        return Error(ErrorCode::kConflict, "no KMIP key provider is active: there is nowhere to migrate the volumes to",
+                     "enable encryption at rest with a KMIP key provider first (storcrypt ear enable --key-provider "
+                     "ID)",
+                     "xNoActiveKeyProvider");
+      id = std::to_string(active->id);
+      if (!arg.empty() && arg != id)
+        return Error(ErrorCode::kConflict,
+                     "key provider " + arg + " is not the active at-rest key provider (" + id + " is)",
+                     "volumes migrate to the active key provider only: leave key_provider out, or enable that "
+                     "provider first",
+                     "xKeyProviderNotActive");
+    }
+    sync_providers();
+    auto it = kmip_providers_.find(id);
+    if (it == kmip_providers_.end())
+      return Error(ErrorCode::kUnavailable, "key provider " + id + " could not be set up (see the daemon's log)",
+                   "test it with TestKeyProviderKmip (storcrypt keyprovider test " + id + ")",
+                   "xKeyProviderUnavailable");
+    keys::KeyProvider& target = *it->second.provider;
+    STORCRYPT_ASSIGN_OR_RETURN(auto rows, db_.query("SELECT device, name FROM dm_volumes ORDER BY name"));
+    json vols = json::array();
+    std::size_t migrated = 0, failed = 0;
+    std::optional<Error> first;
+    std::string why;
+    for (const auto& r : rows) {
+      json v{{"name", r.text(1)}, {"device", r.text(0)}};
+      auto vi = vm_.show(r.text(0));
+      if (vi.ok() && vi->provider_kind == keys::kKmipProviderKind && vi->provider_id != id) {
+        v["outcome"] = "other-provider";
+        v["provider"] = {{"kind", vi->provider_kind}, {"id", vi->provider_id}};
+        vols.push_back(v);
+        continue;
+      }
+      dm::OpReport rep;
+      bool moved = false;
+      Status st = vi.ok() ? vm_.migrate(r.text(0), target, &rep, &moved) : Status(vi.error());
+      v["warnings"] = json(rep.warnings);
+      if (st.ok()) {
+        v["outcome"] = moved ? "migrated" : "already";
+        migrated += moved;
+      } else {
+        ++failed;
+        v["outcome"] = "failed";
+        v["error"] = {{"name", st.error().name()}, {"message", st.error().message()}};
+        why += (why.empty() ? "" : "; ") + r.text(1) + " (" + r.text(0) + "): " + st.error().message();
+        if (!first) first = st.error();
+      }
+      vols.push_back(v);
+    }
+    if (first)
+      return Error(first->code(),
+                   std::to_string(failed) + " volume(s) not migrated to key provider " + id + " (" +
+                       std::to_string(migrated) + " migrated): " + why,
+                   (first->fix().empty() ? std::string() : first->fix() + "; ") +
+                       "then run 'storcrypt ear migrate' again (each volume stays openable)",
+                   first->name().empty() ? "xMigrationIncomplete" : first->name());
+    return json{{"keyProviderID", std::stoll(id)}, {"migrated", migrated}, {"volumes", vols}};
+  }
 
   /// A volume argument: a device path, or the name of a volume created here.
   Result<std::string> device_of(const std::string& volume) {
@@ -355,9 +443,15 @@ std::shared_ptr<AtRestState> state_for(Context& ctx) {
         // Interrupted volume operations are settled by the journal's recovery
         // at start-up (the handlers this registers), before the unlock hook runs.
         auto kernel = ctx.service<AtRestKernel>();
-        st->svc =
-            std::make_shared<AtRestService>(*ctx.db, *ctx.journal, std::move(settings).value(), std::move(prov).value(),
-                                            kernel ? *kernel : AtRestKernel{}, kmip_state_for(ctx));
+        auto kst = kmip_state_for(ctx);
+        st->svc = std::make_shared<AtRestService>(*ctx.db, *ctx.journal, std::move(settings).value(),
+                                                  std::move(prov).value(), kernel ? *kernel : AtRestKernel{}, kst);
+        kst->migrate_volumes = [w = std::weak_ptr<AtRestService>(st->svc)](int64_t id) -> Result<json> {
+          auto svc = w.lock();
+          if (!svc) return Error(ErrorCode::kUnavailable, "at-rest encryption is shutting down");
+          std::lock_guard lock(svc->mu);
+          return svc->migrate_volumes(std::to_string(id));
+        };
       }
     }
   }
@@ -436,7 +530,7 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
     } else if (!st->svc) {
       out.push_back({"at-rest", "config", "ok", "at-rest encryption not configured (" + st->config_path + ")", ""});
     } else {
-      auto pend = st->svc->journal().pending({dm::kCreateKind, dm::kRekeyKind, dm::kEraseKind});
+      auto pend = st->svc->journal().pending({dm::kCreateKind, dm::kRekeyKind, dm::kEraseKind, dm::kMigrateKind});
       if (pend.ok() && !pend->empty()) {
         std::string why;
         for (const auto& e : *pend)
@@ -581,7 +675,15 @@ Status register_volume_methods(Dispatcher& d, Context& ctx) {
         return r;
       }));
   STORCRYPT_TRY(methods.add(
-      "volume.resume", "finish or roll back interrupted volume create/rekey/erase operations", {}, true,
+      "ear.migrate",
+      "move every key-media volume's access key to the active KMIP key provider, online and journalled (new key on "
+      "the key servers, new keyslot, old keyslot and key-media copies shredded); never back to the key media",
+      {{"key_provider", ParamType::kString, false,
+        "the active KMIP key provider's id (default: the active one; 'local' is refused)"}},
+      true,
+      [](AtRestService& s, const Params& p) -> Result<json> { return s.migrate_volumes(p.str("key_provider")); }));
+  STORCRYPT_TRY(methods.add(
+      "volume.resume", "finish or roll back interrupted volume create/rekey/erase/migrate operations", {}, true,
       [](AtRestService& s, const Params&) -> Result<json> {
         STORCRYPT_ASSIGN_OR_RETURN(auto r, s.vm().resume());
         json items = json::array();

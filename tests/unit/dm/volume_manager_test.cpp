@@ -637,5 +637,242 @@ TEST_F(VolumeManagerTest, FailedCreateStepUndoesWhatItDid) {
   EXPECT_EQ(ops(kCreateKind), 1u);
 }
 
+// ---- migration to an external key provider (issue 17) -------------------------
+
+// An in-memory external provider (kind "kmip"), as the KMIP key provider
+// behaves towards the manager: store is idempotent for the same value and a
+// conflict for another; `down` makes every call fail as an unreachable server.
+class FakeExternalProvider final : public keys::KeyProvider {
+ public:
+  std::string kind() const override { return "kmip"; }
+  std::string id() const override { return "7"; }
+  Result<keys::ProviderReport> store(const keys::KeyRef& r, const SecretBytes& ak) override {
+    STORCRYPT_TRY(up());
+    auto it = keys_.find(name(r));
+    if (it != keys_.end() && !it->second.equals(ak)) return Error(ErrorCode::kConflict, "different value");
+    keys_[name(r)] = ak.clone();
+    return keys::ProviderReport{1, 0, {}};
+  }
+  Result<keys::FetchedKey> fetch(const keys::KeyRef& r) override {
+    STORCRYPT_TRY(up());
+    auto it = keys_.find(name(r));
+    if (it == keys_.end()) return Error(ErrorCode::kNotFound, "no key " + name(r), "", "xKeyNotFound");
+    keys::FetchedKey k;
+    k.ak = it->second.clone();
+    k.valid_copies = 1;
+    return k;
+  }
+  Result<keys::ProviderReport> rekey(const keys::KeyRef&, const keys::KeyRef& n, const SecretBytes& ak) override {
+    return store(n, ak);
+  }
+  Result<keys::ProviderReport> retire(const keys::KeyRef& r) override {
+    STORCRYPT_TRY(up());
+    keys::ProviderReport rep;
+    rep.copies_removed = keys_.erase(name(r));
+    return rep;
+  }
+  Result<keys::ProviderReport> destroy_all(const std::string& key_id) override {
+    STORCRYPT_TRY(up());
+    keys::ProviderReport rep;
+    for (auto it = keys_.begin(); it != keys_.end();)
+      if (it->first.rfind(key_id + "-g", 0) == 0) {
+        it = keys_.erase(it);
+        ++rep.copies_removed;
+      } else {
+        ++it;
+      }
+    return rep;
+  }
+  Result<bool> holds(const std::string& key_id) override {
+    STORCRYPT_TRY(up());
+    for (auto& [n, _] : keys_)
+      if (n.rfind(key_id + "-g", 0) == 0) return true;
+    return false;
+  }
+  std::size_t count() const { return keys_.size(); }
+  bool down = false;
+
+ private:
+  Status up() const {
+    if (down) return Error(ErrorCode::kUnavailable, "key server unreachable", "", "xKeyServerUnavailable");
+    return ok_status();
+  }
+  static std::string name(const keys::KeyRef& r) { return r.key_id + "-g" + std::to_string(r.generation); }
+  std::map<std::string, SecretBytes> keys_;
+};
+
+class MigrateTest : public VolumeManagerTest {
+ protected:
+  VolumeManager manager2() {
+    auto m = manager();
+    m.set_providers({provider_.get(), &kmip_});
+    return m;
+  }
+  Status open_close2() {
+    auto m = manager2();
+    auto st = m.open(kDev);
+    if (st.ok()) {
+      EXPECT_TRUE(m.close("vol1").ok());
+    }
+    return st;
+  }
+  FakeExternalProvider kmip_;
+  std::string uuid_;
+};
+
+TEST_F(MigrateTest, MovesTheKeyOnlineAndShredsTheMediaCopies) {
+  uuid_ = create_volume().uuid;
+  auto m = manager2();
+  ASSERT_TRUE(m.open(kDev).ok());  // in use during the migration
+  bool moved = false;
+  OpReport rep;
+  auto st = m.migrate(kDev, kmip_, &rep, &moved);
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  EXPECT_TRUE(moved);
+  auto vi = m.show(kDev);
+  ASSERT_TRUE(vi.ok());
+  EXPECT_EQ(vi->provider_kind, "kmip");
+  EXPECT_EQ(vi->provider_id, "7");
+  EXPECT_EQ(vi->generation, 2u);
+  EXPECT_EQ(vi->key_id, "key1");
+  EXPECT_EQ(keyslots(), std::vector<int>{1});
+  EXPECT_EQ(key_copies(1), 0u);
+  EXPECT_EQ(kmip_.count(), 1u);
+  EXPECT_EQ(registry_.at(uuid_), "vol1");
+  EXPECT_EQ(ops(kMigrateKind), 1u);
+  EXPECT_TRUE(journal_->pending()->empty());
+  EXPECT_TRUE(fs::exists(root_ / "backup" / ("storcrypt-" + uuid_ + ".luks2hdr")));
+  ASSERT_TRUE(m.close("vol1").ok());
+  ASSERT_TRUE(open_close2().ok());
+  // Again: nothing to do.
+  ASSERT_TRUE(m.migrate(kDev, kmip_, nullptr, &moved).ok());
+  EXPECT_FALSE(moved);
+  EXPECT_EQ(ops(kMigrateKind), 1u);
+}
+
+TEST_F(MigrateTest, ExternalVolumesNeverMove) {
+  CreateRequest req{kDev, "vol1", "key1", true};
+  req.provider_kind = "kmip";
+  req.provider_id = "7";
+  auto m = manager2();
+  ASSERT_TRUE(m.create(req).ok());
+  keys::KeyMediaConfig c;
+  c.media_dirs = media_;
+  c.system_id = "node-a";
+  c.provider_id = "other";
+  auto other = keys::KeyMediaProvider::create(c).value();
+  auto st = m.migrate(kDev, other);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().name(), "xMigrationNotSupported");
+  EXPECT_NE(st.error().message().find("TS7700"), std::string::npos);
+  EXPECT_EQ(ops(kMigrateKind), 0u);
+}
+
+TEST_F(MigrateTest, UnreachableTargetChangesNothing) {
+  uuid_ = create_volume().uuid;
+  kmip_.down = true;
+  auto st = manager2().migrate(kDev, kmip_);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().name(), "xKeyServerUnavailable");
+  EXPECT_EQ(ops(kMigrateKind), 0u);
+  kmip_.down = false;
+  EXPECT_EQ(manager2().show(kDev)->provider_kind, "keymedia");
+  EXPECT_EQ(key_copies(1), 2u);
+}
+
+TEST_F(MigrateTest, FailedKeyslotAddIsUndone) {
+  uuid_ = create_volume().uuid;
+  backend_.fail_next("add_keyslot", Error(ErrorCode::kKernel, "keyslot write failed"));
+  ASSERT_FALSE(manager2().migrate(kDev, kmip_).ok());
+  EXPECT_TRUE(journal_->pending()->empty());
+  EXPECT_EQ(kmip_.count(), 0u);
+  EXPECT_EQ(keyslots(), std::vector<int>{0});
+  EXPECT_EQ(key_copies(1), 2u);
+  ASSERT_TRUE(open_close2().ok());
+}
+
+class MigrateCrash : public MigrateTest, public ::testing::WithParamInterface<std::string> {};
+
+// Killed at any point, the volume opens (with the key its token names) before
+// resume, and after resume it is either still on the key media (nothing on
+// the target, one keyslot) or fully on the target (one keyslot, no media
+// copy, a header backup without the old keyslot).
+TEST_P(MigrateCrash, VolumeOpensAtEveryStepAndResumeConverges) {
+  uuid_ = create_volume().uuid;
+  const int backups = backend_.calls("header_backup");
+  crash_on_ = GetParam();
+  {
+    auto st = manager2().migrate(kDev, kmip_);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.error().message().find("injected crash"), std::string::npos) << st.error().message();
+  }
+  crash_on_.reset();
+  ASSERT_TRUE(open_close2().ok()) << "crash at " << GetParam();
+  auto m = manager2();
+  if (GetParam() != "done") {
+    auto again = m.migrate(kDev, kmip_);
+    ASSERT_FALSE(again.ok());
+    EXPECT_EQ(again.error().name(), "xOperationPending");
+    auto rk = m.rekey(kDev);
+    ASSERT_FALSE(rk.ok());
+    EXPECT_EQ(rk.error().name(), "xOperationPending");
+  }
+  auto res = m.resume();
+  ASSERT_TRUE(res.ok()) << res.error().to_string();
+  ASSERT_TRUE(journal_->pending()->empty());
+  // "add-slot" and "set-token" did their action but did not record it:
+  // resume sees the new key on the target opening the new keyslot and goes
+  // forward too.
+  const std::vector<std::string> back = {"begin", "store-key", "key-stored"};
+  bool fwd = std::find(back.begin(), back.end(), GetParam()) == back.end();
+  if (GetParam() != "done") {
+    ASSERT_EQ(res->items.size(), 1u);
+    EXPECT_EQ(res->items[0].outcome, fwd ? "completed" : "rolled-back") << GetParam();
+  }
+  auto vi = m.show(kDev);
+  ASSERT_TRUE(vi.ok());
+  ASSERT_EQ(keyslots().size(), 1u) << "crash at " << GetParam();
+  EXPECT_EQ(keyslots()[0], vi->keyslot);
+  if (fwd) {
+    EXPECT_EQ(vi->provider_kind, "kmip");
+    EXPECT_EQ(key_copies(1), 0u);
+    EXPECT_EQ(kmip_.count(), 1u);
+    EXPECT_EQ(backend_.calls("header_backup"), backups + 1) << "the backup holding the old keyslot is replaced";
+    EXPECT_TRUE(fs::exists(root_ / "backup" / ("storcrypt-" + uuid_ + ".luks2hdr")));
+  } else {
+    EXPECT_EQ(vi->provider_kind, "keymedia");
+    EXPECT_EQ(key_copies(1), 2u);
+    EXPECT_EQ(kmip_.count(), 0u);
+    EXPECT_EQ(backend_.calls("header_backup"), backups);
+  }
+  ASSERT_TRUE(open_close2().ok());
+  // A rolled-back volume migrates on the next try.
+  ASSERT_TRUE(m.migrate(kDev, kmip_).ok());
+  EXPECT_EQ(m.show(kDev)->provider_kind, "kmip");
+  ASSERT_TRUE(open_close2().ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStep, MigrateCrash, ::testing::ValuesIn(migrate_crash_points()), [](const auto& info) {
+  std::string s = info.param;
+  std::replace(s.begin(), s.end(), '-', '_');
+  return s;
+});
+
+TEST_F(MigrateTest, ResumeWithTheTargetDownStaysPendingAndTheVolumeOpens) {
+  uuid_ = create_volume().uuid;
+  crash_on_ = "slot-added";
+  ASSERT_FALSE(manager2().migrate(kDev, kmip_).ok());
+  crash_on_.reset();
+  kmip_.down = true;
+  ASSERT_FALSE(manager2().resume().ok());
+  EXPECT_EQ(journal_->pending()->size(), 1u);
+  ASSERT_TRUE(open_close2().ok()) << "still on the key media";
+  kmip_.down = false;
+  auto res = manager2().resume();
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->items[0].outcome, "completed");
+  EXPECT_EQ(key_copies(1), 0u);
+}
+
 }  // namespace
 }  // namespace storcrypt::dm

@@ -3,10 +3,12 @@
 //
 // One keyslot per access key (AK, 256 random bits, pbkdf2/1000); the
 // storcrypt LUKS2 token names the provider, key and keyslot. Rekey is
-// add-new-slot -> token -> provider commit -> destroy-old-slot. Create, rekey
-// and erase are operations of the one journal (storcrypt/journal/journal.h,
-// kinds "volume.create", "volume.rekey", "volume.erase"); resume() finishes
-// or rolls back an interrupted one.
+// add-new-slot -> token -> provider commit -> destroy-old-slot. Migrate moves
+// a key-media volume's access key to another (external) provider. Create,
+// rekey, erase and migrate are operations of the one journal
+// (storcrypt/journal/journal.h, kinds "volume.create", "volume.rekey",
+// "volume.erase", "volume.migrate"); resume() finishes or rolls back an
+// interrupted one.
 #pragma once
 
 #include <filesystem>
@@ -83,6 +85,7 @@ struct ResumeReport {
 inline constexpr const char* kCreateKind = "volume.create";
 inline constexpr const char* kRekeyKind = "volume.rekey";
 inline constexpr const char* kEraseKind = "volume.erase";
+inline constexpr const char* kMigrateKind = "volume.migrate";
 
 /// Named points of each operation where a test can stop it (journal pause
 /// and stop hooks; "<kind>:<point>"). Journal steps are recorded durably
@@ -93,12 +96,19 @@ inline constexpr const char* kEraseKind = "volume.erase";
 ///         provider-committed, destroy-old, old-destroyed, token-final, retire-old, done
 /// erase:  begin, slots-destroyed, tokens-removed, header-wiped, backups-shredded,
 ///         keys-destroyed
+/// migrate: begin, store-key, key-stored, add-slot, slot-added, set-token,
+///         token-switched, registered, destroy-old, old-destroyed,
+///         backup-replaced, shred-media, media-shredded, done
+/// Until "token-switched" is recorded migrate rolls back unless the new key
+/// is on the target provider and opens the new keyslot (then the token is
+/// switched and it goes forward); from it on it goes forward.
 /// Until "token-set" is recorded create rolls back (the header this create
 /// wrote wiped, its key copies destroyed); from it on it goes forward
 /// (header backup, registered).
 const std::vector<std::string>& create_crash_points();
 const std::vector<std::string>& rekey_crash_points();
 const std::vector<std::string>& erase_crash_points();
+const std::vector<std::string>& migrate_crash_points();
 
 /// The caller's registry of volumes (the daemon's database). add is the last
 /// step of create, remove the last step of erase; both are repeated by
@@ -145,6 +155,18 @@ class VolumeManager {
   /// token (xNotStorcryptVolume), and while the volume is open (xVolumeOpen)
   /// or the device is in use (xDeviceInUse).
   Status erase(const std::string& device, OpReport* report = nullptr);
+  /// Move the volume's access key from the key media to `target` (an
+  /// external provider, e.g. KMIP), online (the volume may be open and in
+  /// use): new key stored on the target, new keyslot added with it, the token
+  /// switched to the target (and the registry updated), then the old keyslot
+  /// destroyed, the header backup (which holds the old keyslot) shredded and
+  /// taken anew, and every key-media copy of the key shredded. A volume that
+  /// already names `target` is left alone (Ok, `*moved` false). Refused for
+  /// volumes keyed from an external provider (xMigrationNotSupported: keys
+  /// never move from an external provider back to local media, TS7700 rule)
+  /// and while another operation on the volume is pending (xOperationPending).
+  Status migrate(const std::string& device, keys::KeyProvider& target, OpReport* report = nullptr,
+                 bool* moved = nullptr);
   /// A storcrypt volume found by its own token (e.g. after the state database
   /// was lost): refused for foreign LUKS devices (xNotStorcryptVolume) and
   /// unless the key the token names is reachable and opens its keyslot.
@@ -153,6 +175,7 @@ class VolumeManager {
 
  private:
   struct Rekey;
+  struct Migration;
   Result<keys::KeyProvider*> provider_for(const VolumeToken& t);
   Result<std::optional<KeyslotRef>> with_token_key(const VolumeToken& tok, keys::KeyProvider* prov, OpReport* report,
                                                    const std::function<Status(const KeyslotRef&, const SecretBytes& ak)>& use);
@@ -170,6 +193,9 @@ class VolumeManager {
   Status rekey_rollback(Rekey& r, OpReport* report);
   Status erase_forward(std::int64_t id, const nlohmann::json& p, OpReport* report);
   Status resume_rekey(const journal::Entry& e, OpReport* report, std::string* outcome);
+  Status migrate_forward(Migration& m, OpReport* report);
+  Status migrate_rollback(Migration& m, const HeaderInfo& hi, OpReport* report);
+  Status resume_migrate(const journal::Entry& e, OpReport* report, std::string* outcome);
 
   CryptBackend& backend_;
   DeviceProbe& probe_;
