@@ -41,6 +41,7 @@ _storcrypt() {
         --ike-proposal) COMPREPLY=($(compgen -W "aes256-sha384-ecp384,aes256gcm16-prfsha384-ecp384 aes256gcm16-prfsha384-ecp384" -- "$cur")); return ;;
         --esp-proposal) COMPREPLY=($(compgen -W "aes256gcm16-ecp384 aes256gcm16" -- "$cur")); return ;;
         --start) COMPREPLY=($(compgen -W "none start" -- "$cur")); return ;;
+        --dpd-action) COMPREPLY=($(compgen -W "none restart" -- "$cur")); return ;;
         --ca-cert|--client-cert) _filedir; return ;;
         --hostname|--port|--provider) return ;;
     esac
@@ -106,7 +107,7 @@ _storcrypt() {
             if [[ $cur != -* ]]; then COMPREPLY=($(compgen -W "IPv6Only BYPASS DENY DENYALL" -- "$cur")); return; fi ;;
         "ike peer")
             if [[ -z $sub ]]; then COMPREPLY=($(compgen -W "add remove show list up down --help" -- "$cur")); return; fi
-            [[ $sub == add ]] && opts+=" --remote --local --local-ts --remote-ts --id --remote-id --ike-proposal --esp-proposal --start" ;;
+            [[ $sub == add ]] && opts+=" --remote --local --local-ts --remote-ts --id --remote-id --ike-proposal --esp-proposal --start --dpd-action" ;;
         "drive erase") opts+=" --yes" ;;
         "drive revert") opts+=" --psid --yes" ;;
         "ear enable") opts+=" --key-provider" ;;

@@ -32,7 +32,8 @@ void print_peer(const json& p) {
             << "\n"
             << "ike-proposal:  " << plain(p["ike_proposal"]) << "\n"
             << "esp-proposal:  " << plain(p["esp_proposal"]) << "\n"
-            << "start:         " << plain(p["start"]) << "\n";
+            << "start:         " << plain(p["start"]) << "\n"
+            << "dpd-action:    " << plain(p["dpd_action"]) << "\n";
   if (p.contains("last_event") && !p["last_event"].is_null()) {
     const json& e = p["last_event"];
     std::cout << "last event:    " << plain(e["kind"]) << " at " << format_time(e.value("time", int64_t{0}))
@@ -80,7 +81,7 @@ void add_ike_commands(CLI::App& app, ClientContext& cc) {
   peer->require_subcommand(1);
 
   struct AddArgs {
-    std::string name, remote, local, local_ts, remote_ts, id, remote_id, ike, esp, start;
+    std::string name, remote, local, local_ts, remote_ts, id, remote_id, ike, esp, start, dpd_action;
   };
   auto a = std::make_shared<AddArgs>();
   auto* add = peer->add_subcommand("add", "Configure a peer (our certificate: this node's endpoint certificate)");
@@ -97,6 +98,8 @@ void add_ike_commands(CLI::App& app, ClientContext& cc) {
                   "IKE proposals, strongSwan syntax (default aes256-sha384-ecp384,aes256gcm16-prfsha384-ecp384)");
   add->add_option("--esp-proposal", a->esp, "ESP proposals, strongSwan syntax (default aes256gcm16-ecp384)");
   add->add_option("--start", a->start, "none (default) or start: bring the peer up when storcryptd starts");
+  add->add_option("--dpd-action", a->dpd_action,
+                  "none (default) or restart: bring a peer found dead up again (retried every 30 s)");
   add->callback([&cc, a] {
     json p{{"name", a->name}, {"remote", a->remote}, {"local_ts", a->local_ts}, {"remote_ts", a->remote_ts}};
     if (!a->local.empty()) p["local"] = a->local;
@@ -105,6 +108,7 @@ void add_ike_commands(CLI::App& app, ClientContext& cc) {
     if (!a->ike.empty()) p["ike_proposal"] = a->ike;
     if (!a->esp.empty()) p["esp_proposal"] = a->esp;
     if (!a->start.empty()) p["start"] = a->start;
+    if (!a->dpd_action.empty()) p["dpd_action"] = a->dpd_action;
     cc.run("ike.peer.add", p, [](const json& r) { print_peer(r["peer"]); });
   });
 

@@ -164,7 +164,8 @@ json IkePeerSpec::to_json() const {
               {"remote_id", remote_id},
               {"ike_proposal", ike_proposal},
               {"esp_proposal", esp_proposal},
-              {"start", start}};
+              {"start", start},
+              {"dpd_action", dpd_action}};
 }
 
 Result<IkePeerSpec> IkePeerSpec::from_json(const json& j) {
@@ -180,6 +181,7 @@ Result<IkePeerSpec> IkePeerSpec::from_json(const json& j) {
     s.ike_proposal = j.value("ike_proposal", std::string(kDefaultIkeProposal));
     s.esp_proposal = j.value("esp_proposal", std::string(kDefaultEspProposal));
     s.start = j.value("start", "none");
+    s.dpd_action = j.value("dpd_action", "none");
     return s;
   } catch (const json::exception& e) {
     return Error(ErrorCode::kInternal, std::string("stored IKE peer is malformed: ") + e.what(),
@@ -349,6 +351,10 @@ Result<ResolvedPeer> resolve_peer(const IkePeerSpec& s) {
   if (s.start != "none" && s.start != "start")
     return invalid("--start: '" + s.start + "' is not none or start",
                    "--start start brings the peer up when storcryptd starts; none (the default) waits for `ike peer up`");
+  if (s.dpd_action != "none" && s.dpd_action != "restart")
+    return invalid("--dpd-action: '" + s.dpd_action + "' is not none or restart",
+                   "--dpd-action restart brings a peer found dead up again (retried every 30 s); none (the default) "
+                   "leaves it down until `ike peer up`");
   (void)kPeerFix;
   return r;
 }

@@ -44,6 +44,10 @@ struct IkePeerSpec {
   std::string ike_proposal = kDefaultIkeProposal;
   std::string esp_proposal = kDefaultEspProposal;
   std::string start = "none";  ///< none | start (bring up when the daemon starts)
+  /// What follows a dead peer (no answer to the liveness check): none (its
+  /// SAs are removed and it stays down) | restart (a new IKE SA is initiated
+  /// at once and retried every 30 s until the peer answers).
+  std::string dpd_action = "none";
 
   nlohmann::json to_json() const;
   static Result<IkePeerSpec> from_json(const nlohmann::json& j);

@@ -220,6 +220,8 @@ Result<ike::PeerConfig> IkeService::engine_config(const IkePeerSpec& spec) {
   // does not answer within the retransmission schedule is declared dead: its
   // CHILD_SAs are removed and the down event says so.
   c.dpd_delay = std::chrono::seconds(30);
+  c.dpd_action =
+      spec.dpd_action == "restart" ? ike::PeerConfig::DeadPeerAction::kRestart : ike::PeerConfig::DeadPeerAction::kNone;
   // Our certificate, its chain (without self-signed roots: the peer has them) and key.
   Status s = deps_.certs->with([&](certs::CertStore& store) -> Status {
     auto chain = store.endpoint_chain();

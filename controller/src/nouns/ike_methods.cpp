@@ -164,6 +164,7 @@ IkePeerSpec spec_from(const Params& p) {
   if (p.has("ike_proposal")) s.ike_proposal = p.str("ike_proposal");
   if (p.has("esp_proposal")) s.esp_proposal = p.str("esp_proposal");
   if (p.has("start")) s.start = p.str("start");
+  if (p.has("dpd_action")) s.dpd_action = p.str("dpd_action");
   return s;
 }
 
@@ -202,7 +203,9 @@ Status register_ike_methods(Dispatcher& d, Context& ctx) {
        {"remote_id", ParamType::kString, false, "the ID the peer must use: fqdn:NAME, ip:ADDR or dn:DN"},
        {"ike_proposal", ParamType::kString, false, std::string("IKE proposals (default ") + kDefaultIkeProposal + ")"},
        {"esp_proposal", ParamType::kString, false, std::string("ESP proposals (default ") + kDefaultEspProposal + ")"},
-       {"start", ParamType::kString, false, "none (default) or start: bring up when storcryptd starts"}},
+       {"start", ParamType::kString, false, "none (default) or start: bring up when storcryptd starts"},
+       {"dpd_action", ParamType::kString, false,
+        "none (default) or restart: initiate again (every 30 s) when the peer is found dead"}},
       true, [](IkeService& s, const Params& p) -> Result<json> {
         STORCRYPT_ASSIGN_OR_RETURN(auto spec, s.add_peer(spec_from(p)));
         return json{{"peer", peer_json(s, spec)}};

@@ -185,6 +185,7 @@ TEST_F(IkeNouns, PeersPersistAndStartStartBringsThemUpAfterARestart) {
   make_cert(right, "right", "192.0.2.2");
   json lp = peer_params("right", "192.0.2.1", "192.0.2.2");
   lp["start"] = "start";
+  lp["dpd_action"] = "restart";
   lp["ike_proposal"] = "aes256gcm16-prfsha384-ecp384";
   lp["id"] = "ip:192.0.2.1";
   {
@@ -208,6 +209,7 @@ TEST_F(IkeNouns, PeersPersistAndStartStartBringsThemUpAfterARestart) {
   EXPECT_EQ(p["id"], "ip:192.0.2.1");
   EXPECT_EQ(p["ike_proposal"], "aes256gcm16-prfsha384-ecp384");
   EXPECT_EQ(p["start"], "start");
+  EXPECT_EQ(p["dpd_action"], "restart");
   ASSERT_TRUE(eventually([&] { return established(left) && established(right); }));
   EXPECT_EQ(left.ok("ike.list")["sas"][0]["suite"], "aes256gcm16-prfsha384-ecp384");
   // Removed peers stay removed.
@@ -270,6 +272,7 @@ TEST_F(IkeNouns, EveryBadInputIsRefusedWithWhatToDo) {
       {"esp_proposal", "aes256gcm16-aes256", "xIkeBadProposal", "mixes AES-GCM with AES-CBC"},
       {"esp_proposal", "aes256gcm16-ecp384-ecp384", "xIkeBadProposal", "'ecp384' is given twice"},
       {"start", "always", "xIkePeerInvalid", "--start: 'always' is not none or start"},
+      {"dpd_action", "trap", "xIkePeerInvalid", "--dpd-action: 'trap' is not none or restart"},
   };
   for (const Case& c : cases) {
     json p = peer_params("right", "192.0.2.1", "192.0.2.2");
