@@ -1349,19 +1349,13 @@ void IkeSa::pump() {
         (void)send_request(ExchangeType::kCreateChildSa, std::move(*offer), q.op, q.spi);
         break;
       }
-      case Op::kDeleteChild: {
-        Child* c = child_by_spi_in(q.spi);
-        if (!c) continue;  // gone meanwhile
-        c->deleting = true;
-        DeletePayload del;
-        del.protocol = ProtocolId::kEsp;
-        del.spi_size = 4;
-        del.spis = {spi_bytes(q.spi)};
-        inner.push_back(Payload::of(PayloadType::kDelete, del));
-        (void)send_request(ExchangeType::kInformational, std::move(inner), q.op, q.spi);
-        break;
-      }
+      case Op::kDeleteChild:
       case Op::kDeleteOrphan: {
+        if (q.op == Op::kDeleteChild) {
+          Child* c = child_by_spi_in(q.spi);
+          if (!c) continue;  // gone meanwhile
+          c->deleting = true;
+        }
         DeletePayload del;
         del.protocol = ProtocolId::kEsp;
         del.spi_size = 4;

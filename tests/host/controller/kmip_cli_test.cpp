@@ -64,6 +64,22 @@ class KmipDaemon : public storcrypt::testing::Daemon {
     return sign(csr, "ca", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n", dir_ + "/node.pem");
   }
 
+  /// `srv` started; key server kms1 on it (our enrolled certificate) in a
+  /// new key provider "kmip", whose id goes to `pid`.
+  void provider_with_server(kt::PyKmipServer& srv, std::string& pid) {
+    std::string err;
+    ASSERT_TRUE(srv.start(pki_, err)) << err;
+    const std::string cert = enrolled_cert();
+    json c = cli_json({"keyserver", "create", "--name", "kms1", "--hostname", "127.0.0.1", "--port",
+                       std::to_string(srv.port()), "--ca-cert", pki_.ca, "--client-cert", cert});
+    ASSERT_EQ(c["ok"], true) << c.dump();
+    const std::string sid = std::to_string(c["result"]["keyServerID"].get<int64_t>());
+    json p = cli_json({"keyprovider", "create", "--name", "kmip"});
+    ASSERT_EQ(p["ok"], true) << p.dump();
+    pid = std::to_string(p["result"]["keyProviderID"].get<int64_t>());
+    ASSERT_EQ(cli({"keyprovider", "add-server", pid, sid}).exit_code, 0);
+  }
+
   kt::TestPki pki_;
   int serial_ = 0;
 };
@@ -233,16 +249,8 @@ TEST_F(KmipDaemon, VolumeKeyedFromTheProviderAcrossARestart) {
   std::filesystem::resize_file(img, 20u << 20);
   start();
   kt::PyKmipServer srv;
-  std::string err;
-  ASSERT_TRUE(srv.start(pki_, err)) << err;
-  const std::string cert = enrolled_cert();
-  json c = cli_json({"keyserver", "create", "--name", "kms1", "--hostname", "127.0.0.1", "--port",
-                     std::to_string(srv.port()), "--ca-cert", pki_.ca, "--client-cert", cert});
-  ASSERT_EQ(c["ok"], true) << c.dump();
-  const std::string sid = std::to_string(c["result"]["keyServerID"].get<int64_t>());
-  json p = cli_json({"keyprovider", "create", "--name", "kmip"});
-  const std::string pid = std::to_string(p["result"]["keyProviderID"].get<int64_t>());
-  ASSERT_EQ(cli({"keyprovider", "add-server", pid, sid}).exit_code, 0);
+  std::string pid;
+  ASSERT_NO_FATAL_FAILURE(provider_with_server(srv, pid));
 
   EXPECT_EQ(error_of(cli_json({"ear", "enable", "--key-provider", "99"})), "xNoOnlineKeyProviderWithThatID");
   ProcessResult r = cli({"ear", "enable", "--key-provider", pid});
@@ -312,16 +320,8 @@ TEST_F(KmipDaemon, MigrationSurvivesSigkillAtEveryStep) {
   std::filesystem::create_directories(dir_ + "/hdr");
   start();
   kt::PyKmipServer srv;
-  std::string err;
-  ASSERT_TRUE(srv.start(pki_, err)) << err;
-  const std::string cert = enrolled_cert();
-  json c = cli_json({"keyserver", "create", "--name", "kms1", "--hostname", "127.0.0.1", "--port",
-                     std::to_string(srv.port()), "--ca-cert", pki_.ca, "--client-cert", cert});
-  ASSERT_EQ(c["ok"], true) << c.dump();
-  json p = cli_json({"keyprovider", "create", "--name", "kmip"});
-  const std::string pid = std::to_string(p["result"]["keyProviderID"].get<int64_t>());
-  ASSERT_EQ(
-      cli({"keyprovider", "add-server", pid, std::to_string(c["result"]["keyServerID"].get<int64_t>())}).exit_code, 0);
+  std::string pid;
+  ASSERT_NO_FATAL_FAILURE(provider_with_server(srv, pid));
   EXPECT_EQ(error_of(cli_json({"ear", "migrate"})), "xNoActiveKeyProvider");
 
   auto name = [](std::size_t i) { return std::string("vol") + (i < 10 ? "0" : "") + std::to_string(i); };
