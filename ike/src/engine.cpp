@@ -233,26 +233,36 @@ void Engine::receive(const Datagram& d) {
   reap();
 }
 
+namespace {
+// restarts_ values besides a due time: an attempt is under way / one failed
+// (the next tick schedules the retry kRestartRetry later).
+constexpr auto kUnderWay = std::chrono::steady_clock::time_point::max();
+constexpr auto kAttemptFailed = kUnderWay - std::chrono::steady_clock::duration(1);
+}  // namespace
+
 void Engine::tick(std::chrono::steady_clock::time_point now) {
-  constexpr auto kUnderWay = std::chrono::steady_clock::time_point::max();
   for (auto& [spi, sa] : sas_) {
     sa->tick(now);
-    const std::string& name = sa->config().name;
-    if (sa->state() == IkeState::kEstablished) {
-      restarts_.erase(name);
-    } else if (sa->terminal() && sa->config().dpd_action == PeerConfig::DeadPeerAction::kRestart) {
-      if (sa->peer_dead())
-        restarts_[name] = now;
-      else if (auto r = restarts_.find(name); r != restarts_.end() && r->second == kUnderWay)
-        r->second = now + kRestartRetry;  // the attempt failed (its own event says why)
-    }
+    if (sa->state() == IkeState::kEstablished) restarts_.erase(sa->config().name);
+    // A dead peer is restarted at once (this tick).
+    if (sa->terminal() && sa->peer_dead() && sa->config().dpd_action == PeerConfig::DeadPeerAction::kRestart)
+      restarts_[sa->config().name] = now;
   }
   reap();
-  for (auto& [name, at] : restarts_)
-    if (at != kUnderWay && now >= at) at = initiate(name).ok() ? kUnderWay : now + kRestartRetry;
+  for (auto& [name, at] : restarts_) {
+    if (at == kAttemptFailed) at = now + kRestartRetry;
+    if (at < kAttemptFailed && now >= at) at = initiate(name).ok() ? kUnderWay : now + kRestartRetry;
+  }
 }
 
 void Engine::reap() {
+  // A restart attempt that ended (timed out in tick, or refused in receive,
+  // e.g. NO_PROPOSAL_CHOSEN from a peer still loading its configuration) is
+  // retried kRestartRetry later; its own event says why it failed.
+  for (const auto& [spi, sa] : sas_)
+    if (sa->terminal() && !sa->peer_dead())
+      if (auto r = restarts_.find(sa->config().name); r != restarts_.end() && r->second == kUnderWay)
+        r->second = kAttemptFailed;
   std::erase_if(sas_, [](const auto& kv) { return kv.second->terminal(); });
 }
 

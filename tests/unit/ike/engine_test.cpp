@@ -1159,5 +1159,34 @@ TEST_F(DpdTest, RestartBringsThePeerBackAndRetriesUntilItAnswers) {
   EXPECT_EQ(advance(std::chrono::seconds(29)), 0u) << "up again: no further attempts";
 }
 
+// A restart attempt the peer refuses at once (its configuration not loaded
+// yet: NO_PROPOSAL_CHOSEN, handled in receive()) is retried like one that
+// timed out.
+TEST_F(DpdTest, RestartRefusedByThePeerIsRetried) {
+  start(PeerConfig::DeadPeerAction::kRestart);
+  advance(std::chrono::seconds(60));
+  left->transport.sent.clear();  // the peer is gone
+  advance(std::chrono::seconds(8));
+  ASSERT_NE(left->find(EventKind::kDown), nullptr) << dump();
+  ASSERT_GE(left->transport.sent.size(), 1u) << "the first restart attempt";
+  // The peer is back but accepts none of our IKE proposals yet.
+  auto refusing = std::make_unique<Side>();
+  auto rc = right_cfg();
+  rc.ike_proposals = {ike_proposal(true, transform_id::kGroupEcp256)};
+  ASSERT_TRUE(refusing->engine.add_peer(std::move(rc)).ok());
+  refusing->engine.receive(as_received(left->transport.sent.back()));
+  left->transport.sent.clear();
+  ASSERT_EQ(refusing->transport.sent.size(), 1u);
+  left->events.clear();
+  left->engine.receive(as_received(refusing->transport.sent.front()));
+  ASSERT_NE(left->find(EventKind::kFailed), nullptr) << dump();
+  EXPECT_NE(left->find(EventKind::kFailed)->reason.find("no proposal chosen"), std::string::npos) << dump();
+  EXPECT_EQ(advance(std::chrono::seconds(kRestartRetry.count() - 2)), 0u) << "no attempt before kRestartRetry";
+  EXPECT_GE(advance(std::chrono::seconds(3)), 1u) << "the next attempt after a refusal";
+  left->events.clear();
+  run();  // right (the old peer's configuration) answers this one
+  EXPECT_TRUE(left->has(EventKind::kUp)) << dump();
+}
+
 }  // namespace
 }  // namespace storcrypt::ike
