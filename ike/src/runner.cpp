@@ -42,7 +42,12 @@ Result<std::unique_ptr<Runner>> Runner::start(Io io, const RunnerOptions& opts,
                                               std::function<void(const Event&)> on_event) {
   if (!io.transport || !io.kernel || !io.poll_fds || !io.receive)
     return Error(ErrorCode::kInvalidInput, "IKE runner: a transport, a kernel and their poll/receive are needed");
+  // Before the Engine exists: a killed predecessor's SAs go, its policies
+  // stay until replaced or pruned (ChildSaKernel::clear_stale()).
+  auto stale = io.kernel->clear_stale();
+  if (!stale.ok()) return std::move(stale).error().context("IKE runner start-up");
   std::unique_ptr<Runner> r(new Runner());
+  r->stale_ = *stale;
   r->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (r->wake_fd_ < 0)
     return Error(ErrorCode::kUnavailable, std::string("IKE runner: eventfd failed: ") + std::strerror(errno));

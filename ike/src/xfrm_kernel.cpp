@@ -199,6 +199,27 @@ std::uint32_t policy_index(std::uint32_t reqid, std::uint32_t pair, nl::Directio
 
 bool not_found(const Status& st) { return !st.ok() && st.error().code() == ErrorCode::kNotFound; }
 
+/// Same kernel slot: the kernel refuses a second policy of one (selector,
+/// dir, mark, if_id) whatever its priority or index.
+bool same_slot(const nl::Policy& a, const nl::Policy& b) {
+  return a.selector == b.selector && a.dir == b.dir && a.mark == b.mark && a.if_id == b.if_id;
+}
+
+/// The peer a policy of ours protects traffic with: the tunnel's remote end
+/// (OUT: template destination, IN/FWD: template source), or in transport
+/// mode the selector's remote host.
+std::optional<IpAddress> policy_peer(const nl::Policy& p) {
+  const bool out = p.dir == nl::Direction::kOut;
+  for (const nl::Template& t : p.templates) {
+    if (t.mode != nl::Mode::kTunnel) continue;
+    const IpAddress& a = out ? t.dst : t.src;
+    if (!a.is_any()) return a;
+  }
+  const nl::Prefix& host = out ? p.selector.dst : p.selector.src;
+  if (host.len == (host.addr.family == Family::kIPv4 ? 32 : 128)) return host.addr;
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::uint32_t ike_policy_priority(const nl::Selector& sel) {
@@ -315,6 +336,7 @@ Result<ChildSaSlot> XfrmChildSaKernel::reserve(const IpAddress& local, const IpA
     return invalid(fmt::format("reserve: local {} and remote {} must be two addresses of one family", local.to_string(),
                                remote.to_string()));
   STORCRYPT_ASSIGN_OR_RETURN(std::uint32_t reqid, next_reqid());
+  fresh_ = false;
   auto slot = allocate(reqid, local, remote);
   if (!slot.ok()) {
     cursor_ = reqid - nl::kIkeReqidMin;  // the reqid stays free: offer it again next time
@@ -406,11 +428,20 @@ Status XfrmChildSaKernel::install(const ChildSaSpec& spec) {
   for (nl::Sa* s : {&o.in, &o.out}) s->mark = mark();
   for (nl::Policy& p : o.policies) p.mark = mark();
 
-  // Undo log: what was added, removed again in reverse order on failure.
+  // Undo log: what was added, removed again in reverse order on failure;
+  // stale policies this CHILD_SA took over are put back as they were.
   std::vector<nl::SaId> sas_done;
   std::vector<nl::PolicyId> pols_done;
+  std::vector<nl::Policy> taken;  // stale policies replaced (with their kept index)
+  std::vector<nl::PolicyId> taken_ids;
   auto fail = [&](Error e) -> Status {
     std::string leftovers;
+    for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
+      if (auto st = xfrm_.update_policy(*it); !st.ok())
+        leftovers += "; undo failed: " + st.error().message();
+      else
+        stale_.push_back(*it);
+    }
     for (auto it = pols_done.rbegin(); it != pols_done.rend(); ++it)
       if (auto st = xfrm_.delete_policy(*it); !st.ok() && !not_found(st))
         leftovers += "; undo failed: " + st.error().message();
@@ -431,16 +462,36 @@ Status XfrmChildSaKernel::install(const ChildSaSpec& spec) {
   if (st = xfrm_.add_sa(o.out); !st.ok()) return fail(std::move(st).error());
   sas_done.push_back(o.out.id());
   for (const nl::Policy& p : o.policies) {
-    auto idx = xfrm_.add_policy(p);
-    if (!idx.ok()) return fail(std::move(idx).error());
     nl::PolicyId id;
     id.dir = p.dir;
-    id.index = *idx;
     id.mark = p.mark;
+    auto idx = xfrm_.add_policy(p);
+    if (!idx.ok() && idx.error().code() == ErrorCode::kConflict) {
+      // A killed instance's policy of the same selector (its SAs are gone,
+      // so it drops this traffic): replace it in one step, never leaving the
+      // selector without a policy. The kernel keeps the stale index.
+      auto old = std::find_if(stale_.begin(), stale_.end(), [&](const nl::Policy& s) { return same_slot(s, p); });
+      if (old != stale_.end()) {
+        idx = xfrm_.update_policy(p);
+        if (idx.ok()) {
+          taken.push_back(*old);
+          stale_.erase(old);
+          id.index = *idx;
+          taken_ids.push_back(id);
+          continue;
+        }
+      }
+    }
+    if (!idx.ok()) return fail(std::move(idx).error());
+    id.index = *idx;
     pols_done.push_back(id);
   }
   used_.insert(spec.slot.reqid);
   pairs_[spec.slot.reqid] = static_cast<std::uint32_t>(o.policies.size() / 3);
+  if (!taken_ids.empty()) {
+    auto& r = replaced_[spec.slot.reqid];
+    r.insert(r.end(), taken_ids.begin(), taken_ids.end());
+  }
   return ok_status();
 }
 
@@ -465,6 +516,9 @@ Status XfrmChildSaKernel::remove(const ChildSaSlot& slot, const IpAddress& local
       id.mark = mark();
       note(xfrm_.delete_policy(id));
     }
+  // Stale policies it took over at install() (they kept their old index).
+  if (auto r = replaced_.find(slot.reqid); r != replaced_.end())
+    for (const nl::PolicyId& id : r->second) note(xfrm_.delete_policy(id));
   // SAs: only those that carry this CHILD_SA's reqid (a stale SPI must not
   // take another CHILD_SA's SA with it).
   auto drop_sa = [&](const IpAddress& dst, std::uint32_t spi) {
@@ -484,8 +538,53 @@ Status XfrmChildSaKernel::remove(const ChildSaSlot& slot, const IpAddress& local
   drop_sa(remote, spi_out);
   if (first) return std::move(*first);
   pairs_.erase(slot.reqid);
+  replaced_.erase(slot.reqid);
   used_.erase(slot.reqid);
   return ok_status();
+}
+
+Result<StaleObjects> XfrmChildSaKernel::clear_stale() {
+  if (!fresh_)
+    return invalid("clear_stale: this instance already reserved CHILD_SAs; their SAs would be taken for stale",
+                   "call clear_stale() once at start-up, before the first CHILD_SA");
+  if (!scanned_) {  // the stale reqids stay in use: their policies' indexes derive from them
+    if (auto st = scan_used(); !st.ok()) return std::move(st).error().context("listing the reqids in use");
+  }
+  const std::string what = "clearing the CHILD_SAs a previous instance left";
+  auto sas = xfrm_.dump_sas();
+  if (!sas.ok()) return std::move(sas).error().context(what);
+  StaleObjects r;
+  for (const nl::SaState& s : *sas) {
+    Status st = xfrm_.delete_sa(s.sa.id());
+    if (not_found(st)) continue;
+    if (!st.ok()) return std::move(st).error().context(what);
+    ++r.sas_deleted;
+  }
+  auto pols = xfrm_.dump_policies();
+  if (!pols.ok()) return std::move(pols).error().context(what);
+  stale_ = std::move(*pols);
+  r.policies_kept = stale_.size();
+  return r;
+}
+
+Result<std::size_t> XfrmChildSaKernel::prune_stale(const std::vector<IpAddress>& keep) {
+  std::size_t n = 0;
+  for (auto it = stale_.begin(); it != stale_.end();) {
+    const auto peer = policy_peer(*it);
+    if (peer && std::find(keep.begin(), keep.end(), *peer) != keep.end()) {
+      ++it;
+      continue;
+    }
+    nl::PolicyId id;
+    id.dir = it->dir;
+    id.index = it->index;
+    id.mark = it->mark;
+    if (Status st = xfrm_.delete_policy(id); !st.ok() && !not_found(st))
+      return std::move(st).error().context("removing a stale policy of a peer no longer configured");
+    it = stale_.erase(it);
+    ++n;
+  }
+  return n;
 }
 
 Result<ChildSaCounters> XfrmChildSaKernel::counters(const ChildSaSlot& slot, const IpAddress& local,

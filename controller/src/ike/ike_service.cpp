@@ -285,7 +285,20 @@ Status IkeService::ensure_runner() {
   // Every stored peer joins the engine; one that cannot (e.g. no endpoint
   // certificate any more) is retried by `ike peer up`.
   for (const auto& [name, spec] : peers_) (void)engine_add(spec);
+  prune_stale();
   return ok_status();
+}
+
+void IkeService::prune_stale() {
+  // Policies a killed storcryptd left (ike::Runner::stale()) keep dropping
+  // the traffic of peers that are still configured until their new CHILD_SA
+  // replaces them; those of peers no longer configured go now. A failure
+  // leaves them dropping traffic (never in clear) until the next try.
+  if (!runner_) return;
+  std::vector<IpAddress> keep;
+  for (const auto& [name, spec] : peers_)
+    if (auto a = IpAddress::parse(spec.remote, "remote"); a.ok()) keep.push_back(*a);
+  (void)runner_->prune_stale(keep);
 }
 
 bool IkeService::engine_has(const std::string& name) {
@@ -326,6 +339,7 @@ Status IkeService::remove_peer(const std::string& name) {
   STORCRYPT_TRY(deps_.db->exec("DELETE FROM ike_peers WHERE name = ?1", {name}));
   peers_.erase(name);
   if (engine_has(name)) (void)runner_->with_engine([&](ike::Engine& e) { return e.remove_peer(name); });
+  prune_stale();
   return ok_status();
 }
 

@@ -428,6 +428,148 @@ TEST(XfrmChildSaKernel, RemoveRemovesOnlyThatChildSa) {
   EXPECT_EQ(r.fake.total_policies(), foreign_pols);
 }
 
+// Restart after SIGKILL: the dead instance's CHILD_SAs stay in the kernel.
+// The new instance deletes their SAs at once and keeps their policies (the
+// traffic finds no SA: dropped, not sent in clear); a new CHILD_SA of the same
+// selectors takes each policy over in one step (no moment without a policy),
+// and its remove() finds them by the index the kernel kept. Stale policies of
+// peers no longer configured are pruned; neighbours are never touched.
+TEST(XfrmChildSaKernel, RestartClearsStaleSasAndANewChildSaTakesOverTheStalePolicies) {
+  Rig r;
+  add_neighbours(r.fake);
+  const auto foreign_sas = r.fake.total_sas() - r.fake.dump_sas()->size();
+  const auto foreign_pols = r.fake.dump_foreign_policies()->size();
+  auto old = *r.k->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
+  ChildSaSpec so = spec_for(old);
+  ASSERT_TRUE(r.k->install(so).ok());
+  // A second dead CHILD_SA with another peer (no longer configured).
+  auto gone = *r.k->reserve(ip("192.0.2.1"), ip("192.0.2.9"));
+  ChildSaSpec sg = spec_for(gone);
+  sg.remote = ip("192.0.2.9");
+  sg.spi_out = 0xc0ffee09;
+  sg.remote_ts = {ts("203.0.113.128", "203.0.113.255")};
+  sg.local_ts = {ts("198.51.100.128", "198.51.100.255")};
+  ASSERT_TRUE(r.k->install(sg).ok());
+  const std::vector<nl::Policy> stale_old = policies_of(r.fake, old.reqid);
+  ASSERT_EQ(stale_old.size(), 3u);
+
+  // "SIGKILL": the old instance is gone without removing anything.
+  auto k2 = std::move(*XfrmChildSaKernel::create(r.fake));
+  // A new instance that already reserved a CHILD_SA must not call it.
+  {
+    auto k3 = std::move(*XfrmChildSaKernel::create(r.fake));
+    (void)k3->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
+    EXPECT_EQ(k3->clear_stale().error().code(), ErrorCode::kInvalidInput);
+    auto extra = *r.fake.dump_sas();  // k3's larval SA: remove it again
+    for (const auto& s : extra)
+      if (s.sa.reqid != old.reqid && s.sa.reqid != gone.reqid) {
+        ASSERT_TRUE(r.fake.delete_sa(s.sa.id()).ok());
+      }
+  }
+  auto st = k2->clear_stale();
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  EXPECT_EQ(st->sas_deleted, 4u);
+  EXPECT_EQ(st->policies_kept, 6u);
+  EXPECT_EQ(r.fake.dump_sas()->size(), 0u);
+  EXPECT_EQ(r.fake.dump_policies()->size(), 6u);
+  EXPECT_EQ(r.fake.total_sas(), foreign_sas);
+
+  // Only the configured peer's stale policies stay.
+  auto pruned = k2->prune_stale({ip("192.0.2.2")});
+  ASSERT_TRUE(pruned.ok()) << pruned.error().to_string();
+  EXPECT_EQ(*pruned, 3u);
+  EXPECT_EQ(policies_of(r.fake, gone.reqid).size(), 0u);
+  EXPECT_EQ(policies_of(r.fake, old.reqid).size(), 3u);
+
+  // The new CHILD_SA of the same selectors: a fresh reqid (not the stale
+  // one, whose indexes the kept policies hold), the stale policies replaced.
+  // Meanwhile the configured peer's traffic meets the stale OUT policy (no
+  // SA: the kernel drops it, never sends it in clear).
+  auto hit = r.fake.lookup_policy(nl::Direction::kOut, ip("198.51.100.5"), ip("203.0.113.5"), 6, 1000, 2000);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->templates.at(0).reqid, old.reqid);
+  auto fresh = *k2->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
+  EXPECT_NE(fresh.reqid, old.reqid);
+  ChildSaSpec sf = spec_for(fresh);
+  sf.spi_out = 0xc0ffee11;
+  auto inst = k2->install(sf);
+  ASSERT_TRUE(inst.ok()) << inst.error().to_string();
+  EXPECT_EQ(policies_of(r.fake, old.reqid).size(), 0u);
+  auto now = policies_of(r.fake, fresh.reqid);
+  ASSERT_EQ(now.size(), 3u);
+  for (const nl::Policy& p : now) {
+    // Same kernel slot and index as the stale one, our new template.
+    auto was = std::find_if(stale_old.begin(), stale_old.end(),
+                            [&](const nl::Policy& s) { return s.selector == p.selector && s.dir == p.dir; });
+    ASSERT_NE(was, stale_old.end());
+    EXPECT_EQ(p.index, was->index);
+  }
+  EXPECT_EQ(r.fake.dump_sas()->size(), 2u);
+
+  // A second restart before anything was removed: the same again.
+  ASSERT_TRUE(k2->remove(fresh, sf.local, sf.remote, sf.spi_out).ok());
+  EXPECT_EQ(r.fake.dump_policies()->size(), 0u);
+  EXPECT_EQ(r.fake.dump_sas()->size(), 0u);
+  EXPECT_EQ(r.fake.total_sas(), foreign_sas);
+  EXPECT_EQ(r.fake.dump_foreign_policies()->size(), foreign_pols);
+}
+
+// Without clear_stale() (the state before this fix) a restarted instance
+// cannot install a CHILD_SA over its predecessor's policies: the kernel's
+// duplicate check ignores index and priority.
+TEST(XfrmChildSaKernel, WithoutTheStaleScanTheKernelRefusesTheSameSelectors) {
+  Rig r;
+  auto old = *r.k->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
+  ASSERT_TRUE(r.k->install(spec_for(old)).ok());
+  auto k2 = std::move(*XfrmChildSaKernel::create(r.fake));
+  auto fresh = *k2->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
+  ChildSaSpec sf = spec_for(fresh);
+  sf.spi_out = 0xc0ffee11;
+  EXPECT_EQ(k2->install(sf).error().code(), ErrorCode::kConflict);
+  // All or nothing: the old CHILD_SA's policies are untouched.
+  EXPECT_EQ(policies_of(r.fake, old.reqid).size(), 3u);
+  EXPECT_EQ(policies_of(r.fake, fresh.reqid).size(), 0u);
+}
+
+// A new CHILD_SA that fails half-way (here: another daemon holds the FWD
+// policy of the same selector) puts the stale policies it took back.
+TEST(XfrmChildSaKernel, AFailedInstallPutsTheStalePoliciesBack) {
+  Rig r;
+  auto old = *r.k->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
+  ASSERT_TRUE(r.k->install(spec_for(old)).ok());
+  auto stale = policies_of(r.fake, old.reqid);
+  auto fwd = std::find_if(stale.begin(), stale.end(), [](const nl::Policy& p) { return p.dir == nl::Direction::kFwd; });
+  ASSERT_NE(fwd, stale.end());
+  nl::PolicyId fid;
+  fid.dir = fwd->dir;
+  fid.index = fwd->index;
+  ASSERT_TRUE(r.fake.delete_policy(fid).ok());
+  nl::Policy charon = *fwd;
+  charon.index = 0;  // kernel-chosen: not ours
+  charon.templates.at(0).reqid = 1;
+  r.fake.add_foreign_policy(charon);
+  stale.erase(fwd);
+
+  auto k2 = std::move(*XfrmChildSaKernel::create(r.fake));
+  auto cleared = k2->clear_stale();
+  ASSERT_TRUE(cleared.ok());
+  EXPECT_EQ(cleared->policies_kept, 2u);
+  auto fresh = *k2->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
+  ChildSaSpec sf = spec_for(fresh);
+  sf.spi_out = 0xc0ffee11;
+  auto st = k2->install(sf);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code(), ErrorCode::kConflict);
+  // OUT and IN were taken over, then put back exactly as they were.
+  auto back = policies_of(r.fake, old.reqid);
+  ASSERT_EQ(back.size(), 2u);
+  for (const nl::Policy& p : back)
+    EXPECT_NE(std::find(stale.begin(), stale.end(), p), stale.end()) << p.to_string();
+  EXPECT_EQ(policies_of(r.fake, fresh.reqid).size(), 0u);
+  EXPECT_EQ(r.fake.dump_sas()->size(), 0u);
+  EXPECT_EQ(r.fake.dump_foreign_policies()->size(), 1u);
+}
+
 TEST(XfrmChildSaKernel, RemoveOfAReservationOnly) {
   Rig r;
   auto a = *r.k->reserve(ip("192.0.2.1"), ip("192.0.2.2"));

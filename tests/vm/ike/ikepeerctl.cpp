@@ -4,7 +4,10 @@
 // Engine event and, after each, the peer's SAs as ike::Engine::list() reports
 // them; it never prints keys. SIGUSR1 prints the SAs again; SIGUSR2 rekeys
 // every CHILD_SA now (make-before-break; "rekey-refused REASON" when the
-// Engine refuses); SIGTERM/SIGINT
+// Engine refuses); SIGHUP initiates (as --initiate does at start; a restart
+// scenario starts it without and looks at the kernel first); it prints
+// "stale ..." at start (what a killed predecessor left, ike::Runner::stale());
+// SIGTERM/SIGINT
 // terminate the peer's IKE SAs (DELETE), wait for them to go (bounded) and exit 0.
 //
 //   ikepeerctl [--netns NS] --local ADDR --remote ADDR --local-ts CIDR... --remote-ts CIDR...
@@ -347,7 +350,7 @@ int main(int argc, char** argv) {
   // inherits the blocked mask).
   sigset_t sigs;
   sigemptyset(&sigs);
-  for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2}) sigaddset(&sigs, s);
+  for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP}) sigaddset(&sigs, s);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   std::mutex qmu;
@@ -368,8 +371,15 @@ int main(int argc, char** argv) {
   });
   if (!runner.ok()) return fail("starting the IKE runner", runner.error().to_string());
   Runner& r = **runner;
+  const IpAddress peer_addr = cfg.remote_addr;
   if (auto st = r.with_engine([&](Engine& e) { return e.add_peer(std::move(cfg)); }); !st.ok())
     return fail("adding the peer", st.error().to_string());
+  // What a killed predecessor left: its SAs are gone now, its policies (still
+  // dropping traffic) wait for our new CHILD_SA; those of other peers go.
+  auto pruned = r.prune_stale({peer_addr});
+  if (!pruned.ok()) return fail("pruning stale policies", pruned.error().to_string());
+  std::printf("stale sas_deleted=%zu policies_kept=%zu policies_pruned=%zu\n", r.stale().sas_deleted,
+              r.stale().policies_kept, *pruned);
   {
     std::string l = "ready listen=";
     bool first = true;
@@ -401,6 +411,11 @@ int main(int argc, char** argv) {
     const int sig = sigtimedwait(&sigs, nullptr, &step);
     drain();
     if (sig == SIGUSR1) print_status(r);
+    if (sig == SIGHUP) {
+      if (auto st = r.with_engine([&](Engine& e) { return e.initiate(name); }); !st.ok())
+        std::printf("initiate-refused %s\n", st.error().to_string().c_str());
+      std::fflush(stdout);
+    }
     if (sig == SIGUSR2) {  // rekey every CHILD_SA of the peer now
       (void)r.with_engine([&](Engine& e) {
         for (const IkeSaStatus& sa : e.list())

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -87,9 +88,36 @@ struct ChildSaCounters {
   std::uint64_t bytes_out = 0, packets_out = 0;
 };
 
+/// What an earlier instance of the daemon left in the kernel (it was killed
+/// before it could delete its CHILD_SAs): see ChildSaKernel::clear_stale().
+struct StaleObjects {
+  std::size_t sas_deleted = 0;
+  std::size_t policies_kept = 0;  ///< until replaced by a new CHILD_SA or pruned
+};
+
 class ChildSaKernel {
  public:
   virtual ~ChildSaKernel() = default;
+
+  // Restart (the daemon was killed, e.g. SIGKILL, and started again): the
+  // kernel still holds the CHILD_SAs of the dead instance, which nobody will
+  // rekey or delete. Implementations without kernel state keep the defaults.
+
+  /// Once, before the first CHILD_SA: delete every SA of our ranges at once
+  /// (the peer learns of the restart from INITIAL_CONTACT and drops its
+  /// copies) and keep the policies as stale: protected traffic then finds no
+  /// SA and is dropped, never sent in clear. install() replaces a stale policy
+  /// of the same selector atomically (XFRM_MSG_UPDPOLICY); prune_stale()
+  /// removes those of peers that are no longer configured.
+  virtual Result<StaleObjects> clear_stale() { return StaleObjects{}; }
+  /// Delete the stale policies whose peer (the tunnel's remote address, or
+  /// for transport mode the selector's remote host) is not in `keep`.
+  /// Returns how many were deleted.
+  virtual Result<std::size_t> prune_stale(const std::vector<IpAddress>& keep) {
+    (void)keep;
+    return std::size_t{0};
+  }
+
   /// Reserve a reqid and an inbound SPI for a CHILD_SA between `local` and
   /// `remote` (the SPI's larval SA expires on its own if never installed).
   virtual Result<ChildSaSlot> reserve(const IpAddress& local, const IpAddress& remote) = 0;

@@ -10,6 +10,9 @@
 // inside with_engine(), with the mutex held: the callback must not call back
 // into the Runner (queue the event and return).
 //
+// Start-up clears what a killed predecessor left in the kernel before the
+// Engine sees its first peer (stale(), prune_stale()).
+//
 // Destruction stops and joins the thread; it does not delete SAs (a caller
 // that wants peers down calls terminate() first). The daemon (controller/)
 // and the vm test tool (tests/vm/ike/) both compose exactly this.
@@ -70,6 +73,18 @@ class Runner {
   /// What the transport listens on (empty for a caller-made transport).
   std::vector<Endpoint> endpoints() const { return endpoints_; }
 
+  /// What start() found of a killed predecessor (ChildSaKernel::clear_stale():
+  /// its SAs deleted, its policies kept so traffic is dropped, not sent in
+  /// clear, until a new CHILD_SA replaces them).
+  StaleObjects stale() const { return stale_; }
+  /// Delete the stale policies of peers not in `keep` (the remote addresses
+  /// of the configured peers): call it once the peers are added, and after a
+  /// peer is removed. Returns how many were deleted.
+  Result<std::size_t> prune_stale(const std::vector<IpAddress>& keep) {
+    std::lock_guard lock(mu_);
+    return io_.kernel->prune_stale(keep);
+  }
+
  private:
   Runner() = default;
   void loop();
@@ -78,6 +93,7 @@ class Runner {
   Io io_;
   std::unique_ptr<Engine> engine_;
   std::vector<Endpoint> endpoints_;
+  StaleObjects stale_;
   std::chrono::milliseconds tick_{100};
   int wake_fd_ = -1;  ///< eventfd: destruction wakes poll()
   bool stop_ = false;

@@ -26,6 +26,13 @@
 // storcrypt tunnel orders like a charon tunnel of the same selectors. The
 // manual policy list (priorities from 1000) comes first.
 //
+// Restart: clear_stale() deletes the SAs a killed instance left and keeps its
+// policies (so traffic is dropped meanwhile); a new CHILD_SA whose policy
+// meets a stale one of the same selector replaces it with UPDPOLICY, which
+// keeps the stale index: remove() deletes such policies by the index the
+// kernel kept (replaced_). Stale reqids stay in use, so no new CHILD_SA takes
+// a reqid whose index a stale policy still holds.
+//
 // One XfrmChildSaKernel per network namespace: it hands out the reqids of
 // the IKE half (a reqid is free when no owned SA or policy template uses it
 // and this instance has not reserved it). Not thread-safe.
@@ -74,6 +81,8 @@ class XfrmChildSaKernel : public ChildSaKernel {
   Result<ChildSaSlot> reserve_rekey(const ChildSaSlot& old, const IpAddress& local, const IpAddress& remote) override;
   Status install_sa(const ChildSaSpec& spec, SaDirection dir) override;
   Status remove_sa(std::uint32_t reqid, const IpAddress& dst, std::uint32_t spi) override;
+  Result<StaleObjects> clear_stale() override;
+  Result<std::size_t> prune_stale(const std::vector<IpAddress>& keep) override;
 
  private:
   Result<ChildSaSlot> allocate(std::uint32_t reqid, const IpAddress& local, const IpAddress& remote);
@@ -87,6 +96,9 @@ class XfrmChildSaKernel : public ChildSaKernel {
   std::set<std::uint32_t> used_;                  ///< reqids in use (kernel scan + reserved here)
   std::uint32_t cursor_ = 0;                      ///< next reqid to try
   std::map<std::uint32_t, std::uint32_t> pairs_;  ///< reqid -> selector pairs installed
+  bool fresh_ = true;                             ///< no CHILD_SA reserved yet (clear_stale allowed)
+  std::vector<netlink::Policy> stale_;            ///< a killed instance's policies, not replaced yet
+  std::map<std::uint32_t, std::vector<netlink::PolicyId>> replaced_;  ///< reqid -> stale indexes it took over
 };
 
 }  // namespace storcrypt::ike
