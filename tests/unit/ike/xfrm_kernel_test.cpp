@@ -483,11 +483,9 @@ TEST(XfrmChildSaKernel, RestartClearsStaleSasAndANewChildSaTakesOverTheStalePoli
 
   // The new CHILD_SA of the same selectors: a fresh reqid (not the stale
   // one, whose indexes the kept policies hold), the stale policies replaced.
-  // Meanwhile the configured peer's traffic meets the stale OUT policy (no
-  // SA: the kernel drops it, never sends it in clear).
-  auto hit = r.fake.lookup_policy(nl::Direction::kOut, ip("198.51.100.5"), ip("203.0.113.5"), 6, 1000, 2000);
-  ASSERT_TRUE(hit.has_value());
-  EXPECT_EQ(hit->templates.at(0).reqid, old.reqid);
+  // (Meanwhile that peer's traffic meets its stale policies without an SA:
+  // dropped by the kernel, never sent in clear; vm.ike_interop's
+  // interop_restart.sh proves that with real ESP.)
   auto fresh = *k2->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
   EXPECT_NE(fresh.reqid, old.reqid);
   ChildSaSpec sf = spec_for(fresh);
