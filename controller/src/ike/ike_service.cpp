@@ -6,6 +6,8 @@
 
 #include "storcrypt/ike/auth.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <ctime>
 
@@ -43,6 +45,13 @@ std::vector<EventDef> ike_event_defs() {
        "IKE CHILD_SA failed",
        {"no common ESP proposal or traffic selectors", "the kernel refused the SA (no ESP support: esp4/esp6 modules)"},
        {"read the reason in the message", "compare --local-ts/--remote-ts and --esp-proposal on both nodes"}},
+      {kIkeStaleClearedEvent,
+       Severity::kInfo,
+       "IKE cleared the CHILD_SAs of an earlier storcryptd",
+       {"storcryptd ended without taking its tunnels down (SIGKILL, a crash, power loss of the process)"},
+       {"nothing to do: the peers' new CHILD_SAs take the kept policies over (their traffic is dropped, not sent "
+        "in clear, until then)",
+        "a peer that stays down: `storcrypt ike peer show PEER`, then `storcrypt ike peer up PEER`"}},
   };
 }
 
@@ -285,20 +294,33 @@ Status IkeService::ensure_runner() {
   // Every stored peer joins the engine; one that cannot (e.g. no endpoint
   // certificate any more) is retried by `ike peer up`.
   for (const auto& [name, spec] : peers_) (void)engine_add(spec);
-  prune_stale();
+  const ike::StaleObjects stale = runner_->stale();
+  const std::size_t pruned = prune_stale();
+  if (deps_.events && (stale.sas_deleted > 0 || stale.policies_kept > 0)) {
+    json sense{{"sas_deleted", stale.sas_deleted},
+               {"policies_kept", stale.policies_kept - pruned},
+               {"policies_deleted", pruned}};
+    (void)deps_.events->raise(
+        kIkeStaleClearedEvent,
+        fmt::format("IKE start-up: {} SA(s) of an earlier storcryptd deleted; {} of its policies kept (traffic "
+                    "dropped) until the peers' new CHILD_SAs replace them, {} of peers no longer configured deleted",
+                    stale.sas_deleted, stale.policies_kept - pruned, pruned),
+        sense);
+  }
   return ok_status();
 }
 
-void IkeService::prune_stale() {
+std::size_t IkeService::prune_stale() {
   // Policies a killed storcryptd left (ike::Runner::stale()) keep dropping
   // the traffic of peers that are still configured until their new CHILD_SA
   // replaces them; those of peers no longer configured go now. A failure
   // leaves them dropping traffic (never in clear) until the next try.
-  if (!runner_) return;
+  if (!runner_) return 0;
   std::vector<IpAddress> keep;
   for (const auto& [name, spec] : peers_)
     if (auto a = IpAddress::parse(spec.remote, "remote"); a.ok()) keep.push_back(*a);
-  (void)runner_->prune_stale(keep);
+  auto n = runner_->prune_stale(keep);
+  return n.ok() ? *n : 0;
 }
 
 bool IkeService::engine_has(const std::string& name) {

@@ -100,8 +100,9 @@ class IkeService {
   Result<ike::PeerConfig> engine_config(const IkePeerSpec& spec);
   Status engine_add(const IkePeerSpec& spec);
   bool engine_has(const std::string& name);
-  /// Drop the stale policies (ike::Runner::prune_stale) of peers not configured.
-  void prune_stale();
+  /// Drop the stale policies (ike::Runner::prune_stale) of peers not
+  /// configured; returns how many went (0 also when the kernel refused).
+  std::size_t prune_stale();
 
   Deps deps_;
   std::map<std::string, IkePeerSpec> peers_;

@@ -12,10 +12,13 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "node.h"
 #include "storcrypt/controller/ike.h"
+#include "storcrypt/ike/xfrm_kernel.h"
+#include "storcrypt/testing/fake_xfrm.h"
 #include "storcrypt/testing/ike_fakes.h"
 #include "temp_dir.h"
 
@@ -48,17 +51,27 @@ class NetTransport : public ike::Transport {
 };
 
 /// The factory seam: a runner over NetTransport at `self`, or `fail` when set.
+/// With `xfrm`, the runner's kernel is the real XfrmChildSaKernel over that
+/// FakeXfrm (its objects outlive the node: a "restart" finds them).
 std::function<void(Context&)> memory_ike(std::shared_ptr<MemoryNet> net, const std::string& self,
-                                         std::optional<Error> fail = std::nullopt) {
-  return [net, self, fail](Context& ctx) {
+                                         std::optional<Error> fail = std::nullopt,
+                                         std::shared_ptr<netlink::FakeXfrm> xfrm = nullptr) {
+  return [net, self, fail, xfrm](Context& ctx) {
     auto f = std::make_shared<IkeRunnerFactory>();
-    f->start = [net, self, fail](const ike::RunnerOptions& opts,
+    f->start = [net, self, fail, xfrm](const ike::RunnerOptions& opts,
                                  std::function<void(const ike::Event&)> cb) -> Result<std::unique_ptr<ike::Runner>> {
       if (fail) return *fail;
       IpAddress addr = *IpAddress::parse(self);
       ike::Runner::Io io;
       io.transport = std::make_unique<NetTransport>(net, addr);
-      io.kernel = std::make_unique<testing::FakeChildSaKernel>();
+      if (xfrm) {
+        auto k = ike::XfrmChildSaKernel::create(*xfrm);
+        if (!k.ok()) return k.error();
+        io.kernel = std::move(*k);
+        io.keep_alive = xfrm;
+      } else {
+        io.kernel = std::make_unique<testing::FakeChildSaKernel>();
+      }
       io.poll_fds = [] { return std::vector<int>{}; };
       io.receive = [net, self]() -> Result<std::optional<ike::Datagram>> {
         std::lock_guard lock(net->mu);
@@ -218,6 +231,97 @@ TEST_F(IkeNouns, PeersPersistAndStartStartBringsThemUpAfterARestart) {
   EXPECT_TRUE(left.ok("ike.list")["sas"].empty());
   Node again(left_dir.path, true, memory_ike(net, "192.0.2.1"));
   EXPECT_TRUE(again.ok("ike.peer.list")["peers"].empty());
+}
+
+/// The reqids of the policies in `x` (one per policy).
+std::multiset<std::uint32_t> policy_reqids(netlink::FakeXfrm& x) {
+  std::multiset<std::uint32_t> out;
+  for (const auto& p : *x.dump_policies())
+    for (const auto& t : p.templates) out.insert(t.reqid);
+  return out;
+}
+
+/// A CHILD_SA a killed storcryptd left in the kernel (as XfrmChildSaKernel installs it).
+std::uint32_t leave_child_sa(netlink::FakeXfrm& x, const std::string& remote, std::uint32_t spi_out) {
+  auto k = std::move(*ike::XfrmChildSaKernel::create(x));
+  auto slot = *k->reserve(*IpAddress::parse("192.0.2.1"), *IpAddress::parse(remote));
+  ike::ChildSaSpec s;
+  s.slot = slot;
+  s.spi_out = spi_out;
+  s.local = *IpAddress::parse("192.0.2.1");
+  s.remote = *IpAddress::parse(remote);
+  s.suite.protocol = ike::ProtocolId::kEsp;
+  s.suite.encr = ike::transform_id::kEncrAesGcm16;
+  s.suite.encr_key_bits = 256;
+  s.suite.esn = ike::transform_id::kEsnNo;
+  s.in.encr = SecretBytes(36);
+  s.out.encr = SecretBytes(36);
+  auto host = [](const IpAddress& a) { return ike::TsRange{0, 0, 65535, a, a}; };
+  s.local_ts = {host(s.local)};
+  s.remote_ts = {host(s.remote)};
+  s.lifetime.hard_add = std::chrono::seconds(3600);
+  s.replay_window = 64;
+  EXPECT_TRUE(k->install(s).ok());
+  return slot.reqid;
+}
+
+// storcryptd killed with its tunnels up: the kernel keeps their SAs and
+// policies. At the next start the IKE service deletes the SAs, keeps the
+// configured peer's policies until its new CHILD_SA takes them over (same
+// selectors, same indexes), deletes those of a peer no longer configured,
+// and says so (event 2025 with the counts).
+TEST_F(IkeNouns, ARestartAfterSigkillClearsTheDeadInstancesChildSas) {
+  auto kernel = std::make_shared<netlink::FakeXfrm>(netlink::Ownership::ike());
+  const std::uint32_t old_reqid = leave_child_sa(*kernel, "192.0.2.2", 0xc0ffee01);
+  const std::uint32_t other_reqid = leave_child_sa(*kernel, "192.0.2.9", 0xc0ffee09);
+  ASSERT_EQ(kernel->dump_sas()->size(), 4u);
+  ASSERT_EQ(kernel->dump_policies()->size(), 6u);
+  std::set<std::uint32_t> old_indexes;
+  for (const auto& p : *kernel->dump_policies())
+    if (p.templates.at(0).reqid == old_reqid) old_indexes.insert(p.index);
+
+  Node right(right_dir.path, false, memory_ike(net, "192.0.2.2"));
+  make_cert(right, "right", "192.0.2.2");
+  json lp = peer_params("right", "192.0.2.1", "192.0.2.2");
+  lp["start"] = "start";
+  {
+    Node left(left_dir.path, false, memory_ike(net, "192.0.2.1", std::nullopt, kernel));
+    make_cert(left, "left", "192.0.2.1");
+    trust(left, right);
+    trust(right, left);
+    left.ok("ike.peer.add", lp);  // the runner starts here and clears (as after a kill)
+  }
+  right.ok("ike.peer.add", peer_params("left", "192.0.2.2", "192.0.2.1"));
+  // The first clear happened when the peer was added: nothing of the dead
+  // instance's SAs is left, its policies for 192.0.2.2 are, 192.0.2.9's are not.
+  EXPECT_EQ(kernel->dump_sas()->size(), 0u);
+  EXPECT_EQ(policy_reqids(*kernel), (std::multiset<std::uint32_t>{old_reqid, old_reqid, old_reqid}));
+  EXPECT_EQ(policy_reqids(*kernel).count(other_reqid), 0u);
+
+  Node left(left_dir.path, true, memory_ike(net, "192.0.2.1", std::nullopt, kernel));
+  ASSERT_TRUE(eventually([&] { return established(left) && established(right); }));
+  // Exactly the new CHILD_SA: its 2 SAs, its 3 policies in the stale ones' places.
+  auto sas = *kernel->dump_sas();
+  ASSERT_EQ(sas.size(), 2u);
+  const std::uint32_t new_reqid = sas[0].sa.reqid;
+  EXPECT_NE(new_reqid, old_reqid);
+  EXPECT_EQ(policy_reqids(*kernel), (std::multiset<std::uint32_t>{new_reqid, new_reqid, new_reqid}));
+  std::set<std::uint32_t> new_indexes;
+  for (const auto& p : *kernel->dump_policies()) new_indexes.insert(p.index);
+  EXPECT_EQ(new_indexes, old_indexes);
+
+  // Event 2025 at each start: the first found 4 SAs and 6 policies (3 of the
+  // unconfigured peer deleted), the second the 3 kept ones.
+  auto ev = events_of(left, kIkeStaleClearedEvent);
+  ASSERT_EQ(ev.size(), 2u);
+  if (ev[0].id > ev[1].id) std::swap(ev[0], ev[1]);
+  EXPECT_EQ(ev[0].severity, Severity::kInfo);
+  EXPECT_EQ(ev[0].sense, json({{"sas_deleted", 4}, {"policies_kept", 3}, {"policies_deleted", 3}})) << ev[0].message;
+  EXPECT_EQ(ev[1].sense, json({{"sas_deleted", 0}, {"policies_kept", 3}, {"policies_deleted", 0}})) << ev[1].message;
+  // The removal of the peer removes the policies it took over, by their kept indexes.
+  left.ok("ike.peer.remove", {{"name", "right"}});
+  EXPECT_TRUE(eventually([&] { return kernel->dump_policies()->empty() && kernel->dump_sas()->empty(); }))
+      << kernel->dump_policies()->size() << " policies left";
 }
 
 Error add_error(Node& n, const json& params) {

@@ -29,6 +29,7 @@ inline constexpr int kIkeUpEvent = 2021;           ///< IKE SA established
 inline constexpr int kIkeDownEvent = 2022;         ///< IKE SA deleted after it was up
 inline constexpr int kIkeFailedEvent = 2023;       ///< IKE SA setup failed (reason)
 inline constexpr int kIkeChildFailedEvent = 2024;  ///< a CHILD_SA could not be negotiated or installed (reason)
+inline constexpr int kIkeStaleClearedEvent = 2025;  ///< start-up found a killed instance's CHILD_SAs (counts)
 
 /// The seam that starts the Runner: the daemon uses ike::Runner::start(opts,
 /// cb) (real UDP sockets and netlink XFRM); unit tests put an IkeRunnerFactory
