@@ -524,10 +524,15 @@ void IkeSa::remove_child(std::size_t index, bool emit_event) {
   if (c.collision_of != 0)
     if (Child* old = child_by_spi_in(c.collision_of); old && old->collider == c.slot.spi_in) old->collider = 0;
   if (c.superseded_by != 0 || c.collision_of != 0) {
-    // Rekeyed, or the redundant one of a collision: its two SAs only (the reqid's policies carry the successor);
-    // the inbound one after kRekeyedInboundLinger, for packets in flight.
-    (void)env_.kernel->remove_sa(c.slot.reqid, remote_.addr, c.spi_out);
-    lingering_.push_back(LingeringSa{c.slot.reqid, c.slot.spi_in, std::nullopt});
+    // Rekeyed, or the redundant one of a collision: its two SAs only (the reqid's policies carry the successor),
+    // kRekeyedInboundLinger later, for packets in flight. The outbound one at once when nothing sends with a
+    // newer one yet (a successor whose outbound SA waits, or the loser of a collision, which may be the newer).
+    const Child* next = c.superseded_by != 0 ? child_by_spi_in(c.superseded_by) : nullptr;
+    if (c.collision_of == 0 && next && !next->pending_out)
+      lingering_.push_back(LingeringSa{c.slot.reqid, c.spi_out, true, std::nullopt});
+    else
+      (void)env_.kernel->remove_sa(c.slot.reqid, remote_.addr, c.spi_out);
+    lingering_.push_back(LingeringSa{c.slot.reqid, c.slot.spi_in, false, std::nullopt});
     return;
   }
   (void)env_.kernel->remove(c.slot, local_.addr, remote_.addr, c.spi_out);
@@ -546,7 +551,7 @@ void IkeSa::remove_all_children() {
   for (std::size_t i = children_.size(); i-- > 0;)
     if (children_[i].superseded_by != 0 || children_[i].collision_of != 0) remove_child(i, false);
   while (!children_.empty()) remove_child(children_.size() - 1, true);
-  for (const LingeringSa& l : lingering_) (void)env_.kernel->remove_sa(l.reqid, local_.addr, l.spi_in);
+  for (const LingeringSa& l : lingering_) remove_lingering(l);
   lingering_.clear();
   if (pending_child_) {
     release(pending_child_->slot, pending_child_->rekey_of != 0);
@@ -1654,11 +1659,15 @@ void IkeSa::rekey_timers(std::chrono::steady_clock::time_point now) {
   for (std::uint32_t spi : due) (void)rekey_child(spi);
 }
 
+void IkeSa::remove_lingering(const LingeringSa& l) {
+  (void)env_.kernel->remove_sa(l.reqid, l.outbound ? remote_.addr : local_.addr, l.spi);
+}
+
 void IkeSa::expire_lingering(std::chrono::steady_clock::time_point now) {
   std::erase_if(lingering_, [&](LingeringSa& l) {
     if (!l.since) l.since = now;
     if (now - *l.since < kRekeyedInboundLinger) return false;
-    (void)env_.kernel->remove_sa(l.reqid, local_.addr, l.spi_in);
+    remove_lingering(l);
     return true;
   });
 }

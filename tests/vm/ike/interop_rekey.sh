@@ -7,7 +7,8 @@
 #     compared) run A -> B. REKEYS rekeys (default 30; STORCRYPT_IKE_REKEYS=100
 #     for the issue's full run): zero lost probes, every transfer intact, no
 #     ESP packet for an SA a kernel lacks (XfrmInNoStates), no outbound packet
-#     without an SA (XfrmOutNoStates), no ICV failure (XfrmInStateProtoError),
+#     without an SA (XfrmOutNoStates), none sent into an SA deleted under it
+#     (XfrmOutStateInvalid), no ICV failure (XfrmInStateProtoError),
 #     then exactly one SA pair per side under the first reqid, policies as
 #     they were.
 # 1b. rekey collisions ours <-> ours (RFC 7296 §2.8.1): A and B rekey at once
@@ -29,7 +30,7 @@ COLLISIONS=${STORCRYPT_IKE_COLLISIONS:-6}
 kstats() {  # kstats: the XFRM error counters of both sides, one line
   local ns k
   for ns in "$A" "$B"; do
-    for k in XfrmInNoStates XfrmOutNoStates XfrmInStateProtoError XfrmInStateSeqError; do
+    for k in XfrmInNoStates XfrmOutNoStates XfrmOutStateInvalid XfrmInStateProtoError XfrmInStateSeqError; do
       printf '%s=%s ' "$k" "$(xfrm_stat "$ns" "$k")"
     done
   done

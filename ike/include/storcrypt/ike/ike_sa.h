@@ -25,8 +25,9 @@
 // seam's reserve_rekey/install_sa/remove_sa: the new SAs take the old reqid
 // (its policies stay). As initiator: new inbound and outbound SA installed
 // when the answer arrives (the peer has its inbound in by then), then a
-// DELETE of the old CHILD_SA: its outbound SA goes when it is answered, its
-// inbound SA kRekeyedInboundLinger later (packets in flight). As
+// DELETE of the old CHILD_SA: when it is answered its SAs go
+// kRekeyedInboundLinger later (packets in flight; the kernel sends with the
+// newest outbound SA of the reqid meanwhile). As
 // responder: the new inbound SA before the answer is sent, the new outbound
 // only when the peer's DELETE of the old one arrives (or after
 // kRekeyOutboundGrace), so no packet is sent with a key the peer cannot yet
@@ -297,11 +298,15 @@ class IkeSa {
     std::optional<KeyExchange> ke;
     std::uint32_t rekey_of = 0;  ///< our inbound SPI of the CHILD_SA it replaces (0: a new one)
   };
-  /// The inbound SA of a superseded CHILD_SA, removed kRekeyedInboundLinger
-  /// after its CHILD_SA went (the clock starts at the next tick).
+  /// An SA of a superseded CHILD_SA, removed kRekeyedInboundLinger after its
+  /// CHILD_SA went (the clock starts at the next tick): the inbound one, and
+  /// the outbound one when the successor already sends (a packet that took
+  /// it just before the switch is still on its way: deleting the SA under it
+  /// fails that send with EINVAL, XfrmOutStateInvalid).
   struct LingeringSa {
     std::uint32_t reqid = 0;
-    std::uint32_t spi_in = 0;
+    std::uint32_t spi = 0;
+    bool outbound = false;
     std::optional<std::chrono::steady_clock::time_point> since;
   };
   /// kDeleteOrphan: a DELETE for a CHILD_SA the peer made for a rekey of
@@ -365,6 +370,7 @@ class IkeSa {
   void finish_rekey_outbound(Child& c);
   void rekey_timers(std::chrono::steady_clock::time_point now);
   void expire_lingering(std::chrono::steady_clock::time_point now);
+  void remove_lingering(const LingeringSa& l);
   void dead_peer_check(std::chrono::steady_clock::time_point now);
   void remove_child(std::size_t index, bool emit_event);
   void remove_all_children();
