@@ -276,7 +276,7 @@ Result<ike::PeerConfig> IkeService::engine_config(const IkePeerSpec& spec) {
   return c;
 }
 
-Status IkeService::ensure_runner() {
+Status IkeService::ensure_runner(const std::string& adding_remote) {
   if (runner_) return ok_status();
   if (!deps_.factory.start) return Error(ErrorCode::kInternal, "IKE runner factory missing");
   std::weak_ptr<EventPump> weak = pump_;
@@ -295,7 +295,7 @@ Status IkeService::ensure_runner() {
   // certificate any more) is retried by `ike peer up`.
   for (const auto& [name, spec] : peers_) (void)engine_add(spec);
   const ike::StaleObjects stale = runner_->stale();
-  const std::size_t pruned = prune_stale();
+  const std::size_t pruned = prune_stale(adding_remote);
   if (deps_.events && (stale.sas_deleted > 0 || stale.policies_kept > 0)) {
     json sense{{"sas_deleted", stale.sas_deleted},
                {"policies_kept", stale.policies_kept - pruned},
@@ -310,7 +310,7 @@ Status IkeService::ensure_runner() {
   return ok_status();
 }
 
-std::size_t IkeService::prune_stale() {
+std::size_t IkeService::prune_stale(const std::string& also_keep) {
   // Policies a killed storcryptd left (ike::Runner::stale()) keep dropping
   // the traffic of peers that are still configured until their new CHILD_SA
   // replaces them; those of peers no longer configured go now. A failure
@@ -319,6 +319,7 @@ std::size_t IkeService::prune_stale() {
   std::vector<IpAddress> keep;
   for (const auto& [name, spec] : peers_)
     if (auto a = IpAddress::parse(spec.remote, "remote"); a.ok()) keep.push_back(*a);
+  if (auto a = IpAddress::parse(also_keep, "remote"); !also_keep.empty() && a.ok()) keep.push_back(*a);
   auto n = runner_->prune_stale(keep);
   return n.ok() ? *n : 0;
 }
@@ -345,7 +346,7 @@ Result<IkePeerSpec> IkeService::add_peer(IkePeerSpec spec) {
   STORCRYPT_TRY(resolve_peer(spec));
   STORCRYPT_TRY(engine_config(spec));
   STORCRYPT_TRY(validator_->get(true));
-  STORCRYPT_TRY(ensure_runner());
+  STORCRYPT_TRY(ensure_runner(spec.remote));
   STORCRYPT_TRY(engine_add(spec));
   Status stored = deps_.db->exec("INSERT INTO ike_peers(name, spec) VALUES(?1, ?2)", {spec.name, spec.to_json().dump()});
   if (!stored.ok()) {

@@ -96,13 +96,15 @@ class IkeService {
   struct Validator;
   class EventPump;
 
-  Status ensure_runner();
+  /// Start the runner (once); `adding_remote`: the address of a peer being
+  /// added, whose stale policies stay like those of the stored peers.
+  Status ensure_runner(const std::string& adding_remote = "");
   Result<ike::PeerConfig> engine_config(const IkePeerSpec& spec);
   Status engine_add(const IkePeerSpec& spec);
   bool engine_has(const std::string& name);
   /// Drop the stale policies (ike::Runner::prune_stale) of peers not
   /// configured; returns how many went (0 also when the kernel refused).
-  std::size_t prune_stale();
+  std::size_t prune_stale(const std::string& also_keep = "");
 
   Deps deps_;
   std::map<std::string, IkePeerSpec> peers_;

@@ -236,7 +236,8 @@ TEST_F(IkeNouns, PeersPersistAndStartStartBringsThemUpAfterARestart) {
 /// The reqids of the policies in `x` (one per policy).
 std::multiset<std::uint32_t> policy_reqids(netlink::FakeXfrm& x) {
   std::multiset<std::uint32_t> out;
-  for (const auto& p : *x.dump_policies())
+  const auto pols = x.dump_policies();
+  for (const auto& p : *pols)
     for (const auto& t : p.templates) out.insert(t.reqid);
   return out;
 }
@@ -277,7 +278,8 @@ TEST_F(IkeNouns, ARestartAfterSigkillClearsTheDeadInstancesChildSas) {
   ASSERT_EQ(kernel->dump_sas()->size(), 4u);
   ASSERT_EQ(kernel->dump_policies()->size(), 6u);
   std::set<std::uint32_t> old_indexes;
-  for (const auto& p : *kernel->dump_policies())
+  const auto before = kernel->dump_policies();
+  for (const auto& p : *before)
     if (p.templates.at(0).reqid == old_reqid) old_indexes.insert(p.index);
 
   Node right(right_dir.path, false, memory_ike(net, "192.0.2.2"));
@@ -307,7 +309,8 @@ TEST_F(IkeNouns, ARestartAfterSigkillClearsTheDeadInstancesChildSas) {
   EXPECT_NE(new_reqid, old_reqid);
   EXPECT_EQ(policy_reqids(*kernel), (std::multiset<std::uint32_t>{new_reqid, new_reqid, new_reqid}));
   std::set<std::uint32_t> new_indexes;
-  for (const auto& p : *kernel->dump_policies()) new_indexes.insert(p.index);
+  const auto after = kernel->dump_policies();
+  for (const auto& p : *after) new_indexes.insert(p.index);
   EXPECT_EQ(new_indexes, old_indexes);
 
   // Event 2025 at each start: the first found 4 SAs and 6 policies (3 of the
