@@ -309,11 +309,15 @@ Result<std::unique_ptr<XfrmChildSaKernel>> XfrmChildSaKernel::create(nl::XfrmApi
 Status XfrmChildSaKernel::scan_used() {
   STORCRYPT_ASSIGN_OR_RETURN(auto sas, xfrm_.dump_sas());
   STORCRYPT_ASSIGN_OR_RETURN(auto pols, xfrm_.dump_policies());
+  note_used(sas, pols);
+  return ok_status();
+}
+
+void XfrmChildSaKernel::note_used(const std::vector<nl::SaState>& sas, const std::vector<nl::Policy>& pols) {
   for (const auto& s : sas) used_.insert(s.sa.reqid);
   for (const auto& p : pols)
     for (const auto& t : p.templates) used_.insert(t.reqid);
   scanned_ = true;
-  return ok_status();
 }
 
 Result<std::uint32_t> XfrmChildSaKernel::next_reqid() {
@@ -547,12 +551,13 @@ Result<StaleObjects> XfrmChildSaKernel::clear_stale() {
   if (!fresh_)
     return invalid("clear_stale: this instance already reserved CHILD_SAs; their SAs would be taken for stale",
                    "call clear_stale() once at start-up, before the first CHILD_SA");
-  if (!scanned_) {  // the stale reqids stay in use: their policies' indexes derive from them
-    if (auto st = scan_used(); !st.ok()) return std::move(st).error().context("listing the reqids in use");
-  }
   const std::string what = "clearing the CHILD_SAs a previous instance left";
   auto sas = xfrm_.dump_sas();
   if (!sas.ok()) return std::move(sas).error().context(what);
+  auto pols = xfrm_.dump_policies();
+  if (!pols.ok()) return std::move(pols).error().context(what);
+  // The stale reqids stay in use: the kept policies' indexes derive from them.
+  note_used(*sas, *pols);
   StaleObjects r;
   for (const nl::SaState& s : *sas) {
     Status st = xfrm_.delete_sa(s.sa.id());
@@ -560,8 +565,6 @@ Result<StaleObjects> XfrmChildSaKernel::clear_stale() {
     if (!st.ok()) return std::move(st).error().context(what);
     ++r.sas_deleted;
   }
-  auto pols = xfrm_.dump_policies();
-  if (!pols.ok()) return std::move(pols).error().context(what);
   stale_ = std::move(*pols);
   r.policies_kept = stale_.size();
   return r;

@@ -88,6 +88,7 @@ class XfrmChildSaKernel : public ChildSaKernel {
   Result<ChildSaSlot> allocate(std::uint32_t reqid, const IpAddress& local, const IpAddress& remote);
   explicit XfrmChildSaKernel(netlink::XfrmApi& xfrm) : xfrm_(xfrm) {}
   Status scan_used();
+  void note_used(const std::vector<netlink::SaState>& sas, const std::vector<netlink::Policy>& pols);
   Result<std::uint32_t> next_reqid();
   std::optional<netlink::Mark> mark() const { return xfrm_.ownership().mark; }
 
