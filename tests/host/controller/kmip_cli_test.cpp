@@ -20,8 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "../kmip/pykmip_fixture.h"
-#include "daemon_fixture.h"
+#include "kmip_daemon_fixture.h"
 #include "storcrypt/testing/environment.h"
 #include "storcrypt/testing/process.h"
 
@@ -33,27 +32,8 @@ using storcrypt::testing::run;
 using storcrypt::testing::sh;
 namespace kt = storcrypt::kmip::testing;
 
-class KmipDaemon : public storcrypt::testing::Daemon {
+class KmipDaemon : public KmipDaemonBase {
  protected:
-  void SetUp() override {
-    Daemon::SetUp();
-    std::string why;
-    STORCRYPT_REQUIRE(kt::pykmip_available(why), why);
-    std::string err;
-    pki_ = kt::make_pki(err);
-    ASSERT_TRUE(err.empty()) << err;
-  }
-
-  /// Sign the node's CSR with `ca` (file prefix in the PKI dir) and the extension text.
-  std::string sign(const std::string& csr, const std::string& ca, const std::string& ext, const std::string& out) {
-    std::string extf = out + ".ext";
-    std::ofstream(extf) << ext;
-    ProcessResult r = run({"openssl", "x509", "-req", "-in", csr, "-CA", pki_.dir + "/" + ca + ".pem", "-CAkey",
-                           pki_.dir + "/" + ca + ".key", "-set_serial", std::to_string(100 + serial_++), "-days", "2",
-                           "-out", out, "-extfile", extf});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return out;
-  }
   std::string error_of(const json& j) { return j["ok"] == false ? j["error"]["name"].get<std::string>() : "(ok)"; }
 
   /// Key pair, CSR signed by the test CA; the certificate's path.
@@ -80,8 +60,6 @@ class KmipDaemon : public storcrypt::testing::Daemon {
     ASSERT_EQ(cli({"keyprovider", "add-server", pid, sid}).exit_code, 0);
   }
 
-  kt::TestPki pki_;
-  int serial_ = 0;
 };
 
 const char* kClientExt = "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n";

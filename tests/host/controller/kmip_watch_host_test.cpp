@@ -15,8 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "../kmip/pykmip_fixture.h"
-#include "daemon_fixture.h"
+#include "kmip_daemon_fixture.h"
 #include "storcrypt/testing/environment.h"
 #include "storcrypt/testing/process.h"
 
@@ -29,15 +28,12 @@ namespace kt = storcrypt::kmip::testing;
 
 const char* kClientExt = "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n";
 
-class KmipWatchDaemon : public storcrypt::testing::Daemon {
+class KmipWatchDaemon : public KmipDaemonBase {
  protected:
   void SetUp() override {
-    Daemon::SetUp();
-    std::string why;
-    STORCRYPT_REQUIRE(kt::pykmip_available(why), why);
-    std::string err;
-    pki_ = kt::make_pki(err);
-    ASSERT_TRUE(err.empty()) << err;
+    KmipDaemonBase::SetUp();
+    if (stopped()) return;
+    serial_base_ = 200;
     write_config("kmip_watch_interval_seconds = 1\n");
     start();
     ASSERT_EQ(cli({"kmip-client", "create-keypair", "--cn", "storcrypt-node"}).exit_code, 0);
@@ -47,13 +43,7 @@ class KmipWatchDaemon : public storcrypt::testing::Daemon {
 
   /// The node's CSR signed by the test CA, valid for `days` (negative: already expired).
   std::string signed_for(int days) {
-    const std::string out = dir_ + "/node-" + std::to_string(days) + ".pem", extf = out + ".ext";
-    std::ofstream(extf) << kClientExt;
-    ProcessResult r =
-        run({"openssl", "x509", "-req", "-in", csr_, "-CA", pki_.ca, "-CAkey", pki_.dir + "/ca.key", "-set_serial",
-             std::to_string(200 + serial_++), "-days", std::to_string(days), "-out", out, "-extfile", extf});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return out;
+    return sign(csr_, "ca", kClientExt, dir_ + "/node-" + std::to_string(days) + ".pem", days);
   }
 
   std::string create_server(const std::string& name, std::uint16_t port, const std::string& cert) {
@@ -90,9 +80,7 @@ class KmipWatchDaemon : public storcrypt::testing::Daemon {
     return pred();
   }
 
-  kt::TestPki pki_;
   std::string csr_, provider_;
-  int serial_ = 0;
 };
 
 /// The events of key server `id` (certificate events: of our client certificate; the
