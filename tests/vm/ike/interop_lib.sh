@@ -370,11 +370,16 @@ sa_packets() {
 # at_least WHAT VALUE MIN
 at_least() { [ "${2:-0}" -ge "$3" ] || fail "$1: $2 < $3"; ok "$1: $2 (>= $3)"; }
 # no_ike_objects NS: nothing of ours (reqids 0x6c000-0x7bfff) left in NS
-no_ike_objects() {
-  local r left=0
-  for r in $(ip -n "$1" xfrm state | sed -n 's/.* reqid \([0-9]*\) .*/\1/p'; ip -n "$1" xfrm policy | sed -n 's/.* reqid \([0-9]*\) .*/\1/p'); do
-    if [ "$r" -ge $((0x6c000)) ] && [ "$r" -le $((0x7bfff)) ]; then left=$((left + 1)); fi
+# our_reqids NS state|policy: the reqids of our IKE range (0x6c000-0x7bfff), one per object
+our_reqids() {
+  local r
+  for r in $(ip -n "$1" xfrm "$2" | sed -n 's/.* reqid \([0-9]*\) .*/\1/p'); do
+    if [ "$r" -ge $((0x6c000)) ] && [ "$r" -le $((0x7bfff)) ]; then echo "$r"; fi
   done
+}
+no_ike_objects() {
+  local left
+  left=$({ our_reqids "$1" state; our_reqids "$1" policy; } | grep -c . || true)
   [ "$left" = 0 ] || fail "$1: $left XFRM objects with our reqids left after teardown"
 }
 # probe_start NS SRC DST: ICMP echoes SRC -> DST at 100/s (numbered) in the

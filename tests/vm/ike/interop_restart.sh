@@ -18,14 +18,6 @@ ike_init iker
 ike_pki
 ike_net_direct
 
-in_range() { [ "$1" -ge $((0x6c000)) ] && [ "$1" -le $((0x7bfff)) ]; }
-# our_reqids NS state|policy: the reqids of our range, one per object
-our_reqids() {
-  local r
-  for r in $(ip -n "$1" xfrm "$2" | sed -n 's/.* reqid \([0-9]*\) .*/\1/p'); do
-    if in_range "$r"; then echo "$r"; fi
-  done
-}
 count() { grep -c . <<<"$1" || true; }
 
 charon_start rs "$B" 500 4500
