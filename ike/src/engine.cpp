@@ -23,6 +23,13 @@ IkeSaEnv Engine::env() {
     events_.push_back(ev);
     if (callback_) callback_(events_.back());
   };
+  // RFC 7296 §2.4: the peer restarted; its old IKE SAs (and their CHILD_SAs,
+  // whose policies would clash with the new one's) are gone.
+  e.initial_contact = [this](const IkeSa& sa) {
+    for (auto& [spi, other] : sas_)
+      if (other.get() != &sa && other->config().name == sa.config().name)
+        other->abort("replaced: the peer sent INITIAL_CONTACT in a new IKE SA");
+  };
   return e;
 }
 
@@ -226,10 +233,6 @@ void Engine::receive(const Datagram& d) {
   if (we_initiated == h.from_initiator()) return;
   IkeSa* sa = it->second.get();
   sa->receive(d, *m);
-  if (sa->take_initial_contact())  // RFC 7296 §2.4: the peer restarted; its old SAs are gone
-    for (auto& [spi, other] : sas_)
-      if (other.get() != sa && other->config().name == sa->config().name)
-        other->abort("replaced: the peer sent INITIAL_CONTACT in a new IKE SA");
   reap();
 }
 

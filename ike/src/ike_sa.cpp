@@ -934,8 +934,8 @@ void IkeSa::on_auth_request(const Message& m) {
   }
   state_ = IkeState::kEstablished;
   was_up_ = true;
-  peer_initial_contact_ = m.find_notify(notify::kInitialContact) != nullptr;
   emit(EventKind::kUp);
+  if (m.find_notify(notify::kInitialContact) && env_.initial_contact) env_.initial_contact(*this);
   std::vector<Payload> out = std::move(*payloads);
   respond_child(m, ni_, nr_, false, out);
   (void)send_response(ExchangeType::kIkeAuth, id, out);

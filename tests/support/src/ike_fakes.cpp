@@ -62,6 +62,10 @@ Status FakeChildSaKernel::install(const ike::ChildSaSpec& spec) {
   if (fail_install) return Error(ErrorCode::kKernel, "fake kernel: install refused");
   if (!reserved.count(spec.slot.spi_in)) return Error(ErrorCode::kKernel, "fake kernel: SPI not reserved");
   if (policies.count(spec.slot.reqid)) return Error(ErrorCode::kKernel, "fake kernel: policies of the reqid exist");
+  if (refuse_same_selectors)
+    for (const auto& [spi, other] : installed)
+      if (other.local_ts == spec.local_ts && other.remote_ts == spec.remote_ts)
+        return Error(ErrorCode::kConflict, "fake kernel: a policy of these selectors exists (EEXIST)");
   reserved.erase(spec.slot.spi_in);
   sas[spec.slot.spi_in] = Sa{spec.slot.reqid, ike::SaDirection::kIn, ++seq_};
   sas[spec.spi_out] = Sa{spec.slot.reqid, ike::SaDirection::kOut, ++seq_};

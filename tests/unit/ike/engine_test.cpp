@@ -680,6 +680,9 @@ TEST_F(EngineTest, KernelInstallFailureIsAChildFailure) {
 
 TEST_F(EngineTest, InitialContactReplacesTheOldIkeSa) {
   setup(left_cfg(), right_cfg());
+  // The old CHILD_SA's policies must be gone before the new one is installed
+  // (XFRM refuses a second policy of the same selectors).
+  right->kernel.refuse_same_selectors = true;
   up();
   ASSERT_EQ(right->kernel.installed.size(), 1u);
   const std::uint32_t old_spi = right->kernel.installed.begin()->first;
@@ -696,6 +699,7 @@ TEST_F(EngineTest, InitialContactReplacesTheOldIkeSa) {
   const Event* down = right->find(EventKind::kDown);
   ASSERT_NE(down, nullptr) << dump();
   EXPECT_NE(down->reason.find("INITIAL_CONTACT"), std::string::npos);
+  EXPECT_FALSE(right->has(EventKind::kChildFailed)) << dump();
   expect_mirrored(left->kernel, right->kernel);
 }
 

@@ -200,10 +200,17 @@ struct ChildSaInfo {
 };
 
 /// Everything an IkeSa needs from outside.
+class IkeSa;
+
 struct IkeSaEnv {
   Transport* transport = nullptr;
   ChildSaKernel* kernel = nullptr;
   std::function<void(Event)> emit;
+  /// The peer of this IKE SA, just authenticated as responder, sent
+  /// INITIAL_CONTACT (RFC 7296 §2.4): its other IKE SAs are stale. Called
+  /// before the IKE_AUTH's CHILD_SA is installed, so their CHILD_SAs (same
+  /// selectors) are gone first.
+  std::function<void(const IkeSa&)> initial_contact;
 };
 
 class IkeSa {
@@ -254,9 +261,6 @@ class IkeSa {
   const Endpoint& local_endpoint() const { return local_; }
   const Endpoint& remote_endpoint() const { return remote_; }
   bool nat_detected() const { return nat_; }
-  /// True once after the peer authenticated with INITIAL_CONTACT (RFC 7296
-  /// §2.4): the engine then drops the other IKE SAs of this peer.
-  bool take_initial_contact() { return std::exchange(peer_initial_contact_, false); }
   /// The IKE SA ended because the peer stopped answering (dead peer).
   bool peer_dead() const { return peer_dead_; }
   /// Whether a request of ours is outstanding (window 1).
@@ -430,7 +434,6 @@ class IkeSa {
   std::vector<Child> children_;
   std::vector<LingeringSa> lingering_;
   std::string peer_subject_, peer_issuer_;
-  bool peer_initial_contact_ = false;
   std::optional<std::chrono::steady_clock::time_point> half_open_since_;
   // Dead peer detection: an authenticated message arrived since the last
   // tick; since when the peer has been quiet; inbound ESP bytes seen then.

@@ -65,6 +65,9 @@ class FakeChildSaKernel : public ike::ChildSaKernel {
   std::vector<ike::ChildSaSpec> install_log;            ///< every successful install, in order
   std::vector<std::pair<ike::SaDirection, std::uint32_t>> sa_log;  ///< every install_sa(), in order
   bool fail_install = false;  ///< install() and install_sa() fail
+  /// Like XFRM's duplicate policy check: install() of the selectors an
+  /// installed CHILD_SA already holds is refused (kConflict, as EEXIST).
+  bool refuse_same_selectors = false;
   std::uint64_t bytes_in = 100;  ///< what counters() says every CHILD_SA received (tests raise it: ESP traffic)
   std::uint32_t next_spi = 0;  ///< 0: random SPIs (0xc0000000 | random)
   std::uint32_t next_reqid = 1;
