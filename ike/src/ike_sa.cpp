@@ -535,7 +535,10 @@ void IkeSa::remove_child(std::size_t index, bool emit_event) {
     lingering_.push_back(LingeringSa{c.slot.reqid, c.slot.spi_in, false, std::nullopt});
     return;
   }
-  (void)env_.kernel->remove(c.slot, local_.addr, remote_.addr, c.spi_out);
+  if (retire_children_)
+    (void)env_.kernel->retire(c.slot, local_.addr, remote_.addr, c.spi_out);
+  else
+    (void)env_.kernel->remove(c.slot, local_.addr, remote_.addr, c.spi_out);
   if (emit_event) emit(EventKind::kChildDown, {}, c.slot.spi_in, c.spi_out);
   // The peer's undecided rekey of it (a collision) has nothing left to replace.
   if (c.collider != 0)
@@ -1727,6 +1730,8 @@ void IkeSa::tick(std::chrono::steady_clock::time_point now) {
   }
   if (state_ == IkeState::kEstablished) {
     peer_dead_ = true;
+    // Restarted: its traffic is dropped meanwhile, not sent in clear.
+    retire_children_ = cfg_.dpd_action == PeerConfig::DeadPeerAction::kRestart;
     return fail(EventKind::kFailed,
                 "peer did not answer (" + sends + "): IKE SA considered dead" +
                     (cfg_.dpd_action == PeerConfig::DeadPeerAction::kRestart ? ", restarting it" : ""));

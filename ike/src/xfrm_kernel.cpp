@@ -523,27 +523,60 @@ Status XfrmChildSaKernel::remove(const ChildSaSlot& slot, const IpAddress& local
   // Stale policies it took over at install() (they kept their old index).
   if (auto r = replaced_.find(slot.reqid); r != replaced_.end())
     for (const nl::PolicyId& id : r->second) note(xfrm_.delete_policy(id));
-  // SAs: only those that carry this CHILD_SA's reqid (a stale SPI must not
-  // take another CHILD_SA's SA with it).
-  auto drop_sa = [&](const IpAddress& dst, std::uint32_t spi) {
+  if (auto e = drop_sas(slot, local, remote, spi_out, what); e && !first) first = std::move(e);
+  if (first) return std::move(*first);
+  pairs_.erase(slot.reqid);
+  replaced_.erase(slot.reqid);
+  used_.erase(slot.reqid);
+  return ok_status();
+}
+
+std::optional<Error> XfrmChildSaKernel::drop_sas(const ChildSaSlot& slot, const IpAddress& local,
+                                                 const IpAddress& remote, std::uint32_t spi_out,
+                                                 const std::string& what) {
+  // Only SAs that carry this CHILD_SA's reqid (a stale SPI must not take
+  // another CHILD_SA's SA with it).
+  std::optional<Error> first;
+  auto drop = [&](const IpAddress& dst, std::uint32_t spi) {
     if (spi < nl::kMinSpi) return;
     nl::SaId id{dst, spi, nl::XfrmProto::kEsp, mark()};
     auto cur = xfrm_.get_sa(id);
-    if (!cur.ok()) return note(std::move(cur).error());
+    if (!cur.ok()) {
+      if (Status st(std::move(cur).error()); !not_found(st) && !first) first = std::move(st).error().context(what);
+      return;
+    }
     if (cur->sa.reqid != slot.reqid) {
       if (!first)
         first = Error(ErrorCode::kConflict, fmt::format("{}: SA {} belongs to reqid 0x{:x}; left alone", what,
                                                         id.to_string(), cur->sa.reqid));
       return;
     }
-    note(xfrm_.delete_sa(id));
+    if (Status st = xfrm_.delete_sa(id); !st.ok() && !not_found(st) && !first)
+      first = std::move(st).error().context(what);
   };
-  drop_sa(local, slot.spi_in);
-  drop_sa(remote, spi_out);
-  if (first) return std::move(*first);
+  drop(local, slot.spi_in);
+  drop(remote, spi_out);
+  return first;
+}
+
+Status XfrmChildSaKernel::retire(const ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
+                                 std::uint32_t spi_out) {
+  STORCRYPT_TRY(require_ike_reqid(slot.reqid));
+  const std::string what = "retiring CHILD_SA " + reqid_text(slot.reqid) + " of a dead peer";
+  // Its policies (those it took over included: UPDPOLICY gave them its reqid)
+  // become stale; without a dump they cannot be told apart, so it is removed.
+  auto pols = xfrm_.dump_policies();
+  if (!pols.ok()) return remove(slot, local, remote, spi_out);
+  for (const nl::Policy& p : *pols)
+    for (const nl::Template& t : p.templates)
+      if (t.reqid == slot.reqid) {
+        stale_.push_back(p);
+        break;
+      }
+  if (auto e = drop_sas(slot, local, remote, spi_out, what)) return std::move(*e);
+  // The reqid stays in used_: the kept policies' indexes derive from it.
   pairs_.erase(slot.reqid);
   replaced_.erase(slot.reqid);
-  used_.erase(slot.reqid);
   return ok_status();
 }
 

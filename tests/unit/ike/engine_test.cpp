@@ -1135,6 +1135,7 @@ TEST_F(DpdTest, ADeadPeerIsDeclaredDownAndItsChildSasRemoved) {
   EXPECT_TRUE(left->kernel.installed.empty());
   EXPECT_TRUE(left->kernel.sas.empty());
   EXPECT_TRUE(left->kernel.policies.empty());
+  EXPECT_TRUE(left->kernel.retired.empty()) << "kNone: policies removed, not kept";
   left->transport.sent.clear();
   EXPECT_EQ(advance(std::chrono::seconds(120)), 0u) << "kNone: no new IKE SA";
   EXPECT_TRUE(left->engine.list().empty());
@@ -1147,6 +1148,8 @@ TEST_F(DpdTest, RestartBringsThePeerBackAndRetriesUntilItAnswers) {
   advance(std::chrono::seconds(8));
   ASSERT_NE(left->find(EventKind::kDown), nullptr) << dump();
   EXPECT_NE(left->find(EventKind::kDown)->reason.find("restarting"), std::string::npos);
+  // Its CHILD_SA retired: SAs gone, policies kept for the restart (XfrmChildSaKernel.Retire*).
+  EXPECT_EQ(left->kernel.retired.size(), 1u);
   // At once a new IKE_SA_INIT; unanswered, it fails and the next attempt follows kRestartRetry later.
   ASSERT_GE(left->transport.sent.size(), 1u);
   auto first = parse(left->transport.sent.back().data);

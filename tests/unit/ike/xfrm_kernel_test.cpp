@@ -512,6 +512,58 @@ TEST(XfrmChildSaKernel, RestartClearsStaleSasAndANewChildSaTakesOverTheStalePoli
   EXPECT_EQ(r.fake.dump_foreign_policies()->size(), foreign_pols);
 }
 
+// A dead peer to be restarted (dpd-action restart): retire() deletes its
+// CHILD_SA's SAs and keeps the policies as stale (its traffic is dropped, not
+// sent in clear); the restarted CHILD_SA takes them over in place, a second
+// retire() keeps the taken-over ones too, and prune_stale() without the peer
+// deletes them. Neighbours are untouched throughout.
+TEST(XfrmChildSaKernel, RetireOfADeadPeersChildSaKeepsItsPoliciesForTheRestart) {
+  Rig r;
+  add_neighbours(r.fake);
+  const auto foreign_sas = r.fake.total_sas() - r.fake.dump_sas()->size();
+  const auto foreign_pols = r.fake.dump_foreign_policies()->size();
+  auto old = *r.k->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
+  ChildSaSpec so = spec_for(old);
+  ASSERT_TRUE(r.k->install(so).ok());
+  const std::vector<nl::Policy> was = policies_of(r.fake, old.reqid);
+  ASSERT_EQ(was.size(), 3u);
+
+  auto st = r.k->retire(old, so.local, so.remote, so.spi_out);
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  EXPECT_EQ(r.fake.dump_sas()->size(), 0u);
+  EXPECT_EQ(policies_of(r.fake, old.reqid).size(), 3u);
+
+  // The restart: a new reqid (the kept indexes derive from the old one), the
+  // kept policies replaced in place.
+  auto fresh = *r.k->reserve(ip("192.0.2.1"), ip("192.0.2.2"));
+  EXPECT_NE(fresh.reqid, old.reqid);
+  ChildSaSpec sf = spec_for(fresh);
+  sf.spi_out = 0xc0ffee12;
+  auto inst = r.k->install(sf);
+  ASSERT_TRUE(inst.ok()) << inst.error().to_string();
+  EXPECT_EQ(policies_of(r.fake, old.reqid).size(), 0u);
+  auto now = policies_of(r.fake, fresh.reqid);
+  ASSERT_EQ(now.size(), 3u);
+  for (const nl::Policy& p : now) {
+    auto w = std::find_if(was.begin(), was.end(),
+                          [&](const nl::Policy& s) { return s.selector == p.selector && s.dir == p.dir; });
+    ASSERT_NE(w, was.end());
+    EXPECT_EQ(p.index, w->index);
+  }
+  EXPECT_EQ(r.fake.dump_sas()->size(), 2u);
+
+  // Dead again, then the peer is removed from the configuration.
+  ASSERT_TRUE(r.k->retire(fresh, sf.local, sf.remote, sf.spi_out).ok());
+  EXPECT_EQ(r.fake.dump_sas()->size(), 0u);
+  EXPECT_EQ(policies_of(r.fake, fresh.reqid).size(), 3u);
+  auto pruned = r.k->prune_stale({ip("192.0.2.99")});
+  ASSERT_TRUE(pruned.ok()) << pruned.error().to_string();
+  EXPECT_EQ(*pruned, 3u);
+  EXPECT_EQ(r.fake.dump_policies()->size(), 0u);
+  EXPECT_EQ(r.fake.total_sas(), foreign_sas);
+  EXPECT_EQ(r.fake.dump_foreign_policies()->size(), foreign_pols);
+}
+
 // Without clear_stale() (the state before this fix) a restarted instance
 // cannot install a CHILD_SA over its predecessor's policies: the kernel's
 // duplicate check ignores index and priority.

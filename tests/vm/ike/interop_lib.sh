@@ -377,6 +377,13 @@ our_reqids() {
     if [ "$r" -ge $((0x6c000)) ] && [ "$r" -le $((0x7bfff)) ]; then echo "$r"; fi
   done
 }
+# our_indexes NS: the policy indexes of our IKE range, sorted, on one line
+our_indexes() {
+  local i
+  for i in $(ip -s -n "$1" xfrm policy | sed -n 's/.*index \([0-9]*\).*/\1/p'); do
+    if [ "$i" -ge $((0xf8000000)) ]; then echo "$i"; fi
+  done | sort -n | tr '\n' ' '
+}
 no_ike_objects() {
   local left
   left=$({ our_reqids "$1" state; our_reqids "$1" policy; } | grep -c . || true)

@@ -38,12 +38,6 @@ sas=$(our_reqids "$A" state) pols=$(our_reqids "$A" policy)
 [ "$(count "$sas")" = 2 ] || fail "A should still hold the dead instance's 2 SAs: $sas"
 [ "$(count "$pols")" = 3 ] || fail "A should still hold the dead instance's 3 policies: $pols"
 old_reqid=$(head -1 <<<"$pols")
-our_indexes() {  # our_indexes NS: the indexes of our IKE range, sorted
-  local i
-  for i in $(ip -s -n "$1" xfrm policy | sed -n 's/.*index \([0-9]*\).*/\1/p'); do
-    if [ "$i" -ge $((0xf8000000)) ]; then echo "$i"; fi
-  done | sort -n | tr '\n' ' '
-}
 old_idx=$(our_indexes "$A")
 # A policy of our ranges for a peer that is not configured (192.0.2.99).
 ip -n "$A" xfrm policy add src 10.99.1.0/24 dst 10.99.2.0/24 dir out index $((0xf8fff001)) priority 5000 \

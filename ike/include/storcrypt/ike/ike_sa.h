@@ -439,6 +439,7 @@ class IkeSa {
   // tick; since when the peer has been quiet; inbound ESP bytes seen then.
   bool heard_ = false;
   bool peer_dead_ = false;
+  bool retire_children_ = false;  ///< dead peer to be restarted: CHILD_SAs' policies kept (kernel retire())
   std::optional<std::chrono::steady_clock::time_point> quiet_since_;
   std::uint64_t esp_in_seen_ = 0;
 };

@@ -130,6 +130,14 @@ class ChildSaKernel {
                         std::uint32_t spi_out) = 0;
   virtual Result<ChildSaCounters> counters(const ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
                                            std::uint32_t spi_out) = 0;
+  /// A CHILD_SA whose peer was found dead and will be restarted: remove its
+  /// SAs and keep its policies as stale (as clear_stale() does), so its
+  /// traffic is dropped, never sent in clear, until the restarted CHILD_SA
+  /// takes them over in install() or prune_stale() deletes them.
+  virtual Status retire(const ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
+                        std::uint32_t spi_out) {
+    return remove(slot, local, remote, spi_out);
+  }
 
   // Rekeying (RFC 7296 §2.8), make-before-break: the new SAs of a rekeyed
   // CHILD_SA take the old one's reqid, so the policies install() made carry

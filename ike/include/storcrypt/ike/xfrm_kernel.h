@@ -81,6 +81,8 @@ class XfrmChildSaKernel : public ChildSaKernel {
   Result<ChildSaSlot> reserve_rekey(const ChildSaSlot& old, const IpAddress& local, const IpAddress& remote) override;
   Status install_sa(const ChildSaSpec& spec, SaDirection dir) override;
   Status remove_sa(std::uint32_t reqid, const IpAddress& dst, std::uint32_t spi) override;
+  Status retire(const ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
+                std::uint32_t spi_out) override;
   Result<StaleObjects> clear_stale() override;
   Result<std::size_t> prune_stale(const std::vector<IpAddress>& keep) override;
 
@@ -90,6 +92,9 @@ class XfrmChildSaKernel : public ChildSaKernel {
   Status scan_used();
   void note_used(const std::vector<netlink::SaState>& sas, const std::vector<netlink::Policy>& pols);
   Result<std::uint32_t> next_reqid();
+  /// Delete the two SAs of a CHILD_SA, those that carry its reqid only.
+  std::optional<Error> drop_sas(const ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
+                                std::uint32_t spi_out, const std::string& what);
   std::optional<netlink::Mark> mark() const { return xfrm_.ownership().mark; }
 
   netlink::XfrmApi& xfrm_;
@@ -98,7 +103,7 @@ class XfrmChildSaKernel : public ChildSaKernel {
   std::uint32_t cursor_ = 0;                      ///< next reqid to try
   std::map<std::uint32_t, std::uint32_t> pairs_;  ///< reqid -> selector pairs installed
   bool fresh_ = true;                             ///< no CHILD_SA reserved yet (clear_stale allowed)
-  std::vector<netlink::Policy> stale_;            ///< a killed instance's policies, not replaced yet
+  std::vector<netlink::Policy> stale_;  ///< a killed instance's or a dead peer's policies, not replaced yet
   std::map<std::uint32_t, std::vector<netlink::PolicyId>> replaced_;  ///< reqid -> stale indexes it took over
 };
 

@@ -41,6 +41,12 @@ class FakeChildSaKernel : public ike::ChildSaKernel {
   Status install(const ike::ChildSaSpec& spec) override;
   Status remove(const ike::ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
                 std::uint32_t spi_out) override;
+  /// Recorded in `retired`, then as remove() (the fake keeps no stale policies).
+  Status retire(const ike::ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
+                std::uint32_t spi_out) override {
+    retired.push_back(slot.spi_in);
+    return remove(slot, local, remote, spi_out);
+  }
   Result<ike::ChildSaCounters> counters(const ike::ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
                                         std::uint32_t spi_out) override;
   Result<ike::ChildSaSlot> reserve_rekey(const ike::ChildSaSlot& old, const IpAddress& local,
@@ -61,6 +67,7 @@ class FakeChildSaKernel : public ike::ChildSaKernel {
   std::map<std::uint32_t, Sa> sas;                      ///< every SA, by SPI
   std::map<std::uint32_t, int> policies;                ///< reqid -> installed policy sets (0 or 1)
   std::vector<std::uint32_t> removed;                   ///< spi_in of every remove() call
+  std::vector<std::uint32_t> retired;                   ///< spi_in of every retire() call (then removed too)
   std::vector<ike::ChildSaSlot> reserve_log;            ///< every reservation, in order
   std::vector<ike::ChildSaSpec> install_log;            ///< every successful install, in order
   std::vector<std::pair<ike::SaDirection, std::uint32_t>> sa_log;  ///< every install_sa(), in order
