@@ -219,6 +219,7 @@ Result<ike::PeerConfig> IkeService::engine_config(const IkePeerSpec& spec) {
   c.remote_id = r.remote_id;
   c.ike_proposals = std::move(r.ike_proposals);
   c.esp_proposals = std::move(r.esp_proposals);
+  c.retransmit.half_open = deps_.half_open_timeout;
   // Keys roll over hourly (strongSwan's default rekey_time), make-before-break;
   // a CHILD_SA whose rekeys keep failing dies in the kernel 6 minutes later
   // (strongSwan's life_time = 110 % of rekey_time): its policies then drop the

@@ -17,6 +17,7 @@
 // Lock order: mu -> the Runner's mutex -> validator -> CertService.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -51,6 +52,9 @@ class IkeService {
     EventLog* events = nullptr;  ///< may be null (then events are only kept per peer)
     ike::RunnerOptions runner_options;
     IkeRunnerFactory factory;
+    /// Every peer's half-open IKE SAs are dropped after this (storcrypt.conf
+    /// ike_half_open_timeout_seconds).
+    std::chrono::milliseconds half_open_timeout = std::chrono::seconds(30);
   };
   explicit IkeService(Deps deps);
   ~IkeService();

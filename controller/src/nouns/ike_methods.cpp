@@ -137,6 +137,11 @@ std::shared_ptr<IkeState> ike_state(Context& ctx) {
   }
   o.udp.ike_port = static_cast<std::uint16_t>(ctx.config.ike_port);
   o.udp.natt_port = static_cast<std::uint16_t>(ctx.config.ike_natt_port);
+  o.engine.cookie_threshold = ctx.config.ike_cookie_threshold;
+  o.engine.cookie_threshold_ip = ctx.config.ike_cookie_threshold_ip;
+  o.engine.block_threshold = ctx.config.ike_block_threshold;
+  o.engine.half_open_limit = ctx.config.ike_half_open_limit;
+  deps.half_open_timeout = std::chrono::seconds(ctx.config.ike_half_open_timeout_seconds);
   if (auto f = ctx.service<IkeRunnerFactory>()) {
     deps.factory = *f;
   } else {
