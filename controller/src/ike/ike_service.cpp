@@ -407,6 +407,11 @@ std::vector<ike::IkeSaStatus> IkeService::sas(const std::string& peer) {
   return all;
 }
 
+std::optional<ike::EngineDosStats> IkeService::dos_stats() {
+  if (!runner_) return std::nullopt;
+  return runner_->with_engine([](ike::Engine& e) { return e.dos_stats(); });
+}
+
 std::vector<ike::Endpoint> IkeService::endpoints() const { return runner_ ? runner_->endpoints() : std::vector<ike::Endpoint>{}; }
 
 std::optional<IkeService::LastEvent> IkeService::last_event(const std::string& name) const { return pump_->last(name); }

@@ -85,6 +85,8 @@ class IkeService {
   /// IKE SAs (of one peer when `peer` is set); empty when the runner is not running.
   std::vector<ike::IkeSaStatus> sas(const std::string& peer = "");
   bool running() const { return runner_ != nullptr; }
+  /// The engine's half-open IKE SAs and COOKIE/drop counters (nullopt when not running).
+  std::optional<ike::EngineDosStats> dos_stats();
   /// What the runner listens on (empty when not running or in memory).
   std::vector<ike::Endpoint> endpoints() const;
 

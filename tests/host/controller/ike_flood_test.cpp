@@ -14,12 +14,17 @@
 // drops the rest (no forwarding): the sink. Requests from the other 496
 // addresses are no configured peer's and are dropped by right unanswered;
 // the four peers' addresses raise half-open IKE SAs until the cookie
-// threshold, then get COOKIEs only. right keeps its default limits and a
-// 3 s half-open timeout (ike_half_open_timeout_seconds).
+// threshold, then get COOKIEs only. right keeps its default limits; its
+// half-open timeout (ike_half_open_timeout_seconds) is 15 s, long enough that
+// the first half-open IKE SAs still stand when left starts (so left must
+// answer a COOKIE) and short enough to wait for.
 //
 // Judged: at least 10,000 requests sent, and the flood keeps going until
 // left's IKE SA is established on both sides (`ike peer up`, `ike list`);
-// the four peers got COOKIE-only answers, more of them than IKE SA answers;
+// the four peers got COOKIE-only answers, more of them than IKE SA answers,
+// and right's own counters (`ike list`: dos) show COOKIEs sent before left
+// started, one more COOKIE than the four peers got (left's: no other
+// configured address sends), and no request dropped at a limit;
 // right's half-open IKE SAs in `ike list` never exceed the cookie threshold
 // plus left's; right's VmRSS grows by less than 32 MiB during the flood and,
 // once the half-open IKE SAs have timed out, is within 10 % of its start.
@@ -147,7 +152,7 @@ class IkeFlood : public ::testing::Test {
     for (const char* a : kOtherPeers) ASSERT_EQ(flood_->ip(std::string("addr add ") + a + "/32 dev vf1"), 0);
 
     left_ = std::make_unique<IkeNode>("left", net_->left);
-    right_ = std::make_unique<IkeNode>("right", net_->right, "ike_half_open_timeout_seconds = 3\n");
+    right_ = std::make_unique<IkeNode>("right", net_->right, "ike_half_open_timeout_seconds = 15\n");
     left_->start();
     right_->start();
     if (HasFatalFailure()) return;
@@ -271,9 +276,11 @@ TEST_F(IkeFlood, CookiesEngageMemoryStaysBoundedAndALegitimatePeerComesUp) {
     half_open_max = std::max(half_open_max, count_state(l, "init-done") + count_state(l, "idle"));
     return l;
   };
+  std::uint64_t cookies_before_up = 0;
   EXPECT_TRUE(eventually([&] {
-    (void)watch();
-    return sent.load() >= kFloodRequests / 5;
+    json l = watch();
+    cookies_before_up = l.value("dos", json::object()).value("cookies_sent", std::uint64_t{0});
+    return sent.load() >= kFloodRequests / 5 && cookies_before_up > 0;
   }));
   left_->ok({"ike", "peer", "up", "right"});
   const bool up = eventually([&] {
@@ -313,21 +320,33 @@ TEST_F(IkeFlood, CookiesEngageMemoryStaysBoundedAndALegitimatePeerComesUp) {
   EXPECT_GT(cookie_answers, sa_answers);
   EXPECT_GT(sa_answers, 0);  // below the threshold they were answered in full
 
+  // The daemon's own count (ike list, dos) agrees: cookies were on before
+  // left started, left got one too, and nothing reached the per-address or
+  // overall limit.
+  const json dos = right_->ok({"ike", "list"}).value("dos", json::object());
+  EXPECT_GT(cookies_before_up, 0u);
+  EXPECT_GE(dos.value("cookies_sent", std::uint64_t{0}), static_cast<std::uint64_t>(cookie_answers)) << dos.dump();
+  EXPECT_GT(dos.value("cookies_sent", std::uint64_t{0}), static_cast<std::uint64_t>(cookie_answers))
+      << "left was not asked for a COOKIE: " << dos.dump();
+  EXPECT_EQ(dos.value("blocked", 1), 0) << dos.dump();
+  EXPECT_EQ(dos.value("over_limit", 1), 0) << dos.dump();
+
   const long rss_growth = rss_max - rss_start;
   EXPECT_LT(rss_growth, 32L * 1024) << "VmRSS " << rss_start << " KiB at the start, " << rss_max << " KiB at most";
 
-  // After the half-open timeout (3 s here) only left's IKE SA is left, and
+  // After the half-open timeout (15 s here) only left's IKE SA is left, and
   // the daemon's memory is back within 10 % of its start.
   EXPECT_TRUE(eventually([&] {
     json r = right_->ok({"ike", "list"});
     return r.value("sas", json::array()).size() == 1 && count_state(r, "established") == 1;
-  })) << right_->ok({"ike", "list"}).dump();
+  }, 3000)) << right_->ok({"ike", "list"}).dump();
   const long rss_end = vm_rss_kib(victim);
   EXPECT_LE(std::abs(rss_end - rss_start) * 10, rss_start)
       << "VmRSS " << rss_start << " KiB at the start, " << rss_end << " KiB after";
   std::printf("flood: %d requests (%d when left was up); answers to the four peers: %d COOKIE, %d IKE SA, %d other; "
-              "half-open IKE SAs at most %d; VmRSS %ld KiB at the start, %ld KiB at most, %ld KiB after\n",
-              sent.load(), sent_when_up, cookie_answers, sa_answers, other, half_open_max, rss_start, rss_max, rss_end);
+              "half-open IKE SAs at most %d; daemon: %s; VmRSS %ld KiB at the start, %ld KiB at most, %ld KiB after\n",
+              sent.load(), sent_when_up, cookie_answers, sa_answers, other, half_open_max, dos.dump().c_str(),
+              rss_start, rss_max, rss_end);
 }
 
 }  // namespace
