@@ -1,9 +1,13 @@
 include(GoogleTest)
 
-# storcrypt_test(NAME n LABEL unit|host|vm SOURCES ... LIBS ...)
-# One GoogleTest binary; every TEST() becomes one ctest test carrying LABEL.
+# storcrypt_test(NAME n LABEL unit|host|vm SOURCES ... LIBS ... [TIMEOUT seconds])
+# One GoogleTest binary; every TEST() becomes one ctest test carrying LABEL
+# and TIMEOUT (default 600 s).
 function(storcrypt_test)
-  cmake_parse_arguments(T "" "NAME;LABEL" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 600)
+  endif()
   if(NOT T_LABEL MATCHES "^(unit|host|vm)$")
     message(FATAL_ERROR "storcrypt_test(${T_NAME}): LABEL must be unit, host or vm")
   endif()
@@ -12,7 +16,7 @@ function(storcrypt_test)
   gtest_discover_tests(${T_NAME}
     TEST_PREFIX "${T_LABEL}."
     DISCOVERY_MODE PRE_TEST
-    PROPERTIES LABELS ${T_LABEL} TIMEOUT 600)
+    PROPERTIES LABELS ${T_LABEL} TIMEOUT ${T_TIMEOUT})
 endfunction()
 
 # storcrypt_fuzzer(NAME n SOURCES ... LIBS ... [CORPUS dir])

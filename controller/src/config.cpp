@@ -123,6 +123,18 @@ Result<Config> parse_config(std::string_view text, std::string_view origin) {
       STORCRYPT_ASSIGN_OR_RETURN(c.ike_port, parse_number<int>(value, 1, 65535, origin, line_no, key));
     } else if (key == "ike_natt_port") {
       STORCRYPT_ASSIGN_OR_RETURN(c.ike_natt_port, parse_number<int>(value, 1, 65535, origin, line_no, key));
+    } else if (key == "ike_cookie_threshold") {
+      STORCRYPT_ASSIGN_OR_RETURN(c.ike_cookie_threshold, parse_number<size_t>(value, 0, 100000, origin, line_no, key));
+    } else if (key == "ike_cookie_threshold_ip") {
+      STORCRYPT_ASSIGN_OR_RETURN(c.ike_cookie_threshold_ip,
+                                 parse_number<size_t>(value, 0, 100000, origin, line_no, key));
+    } else if (key == "ike_block_threshold") {
+      STORCRYPT_ASSIGN_OR_RETURN(c.ike_block_threshold, parse_number<size_t>(value, 1, 100000, origin, line_no, key));
+    } else if (key == "ike_half_open_limit") {
+      STORCRYPT_ASSIGN_OR_RETURN(c.ike_half_open_limit, parse_number<size_t>(value, 1, 1000000, origin, line_no, key));
+    } else if (key == "ike_half_open_timeout_seconds") {
+      STORCRYPT_ASSIGN_OR_RETURN(c.ike_half_open_timeout_seconds,
+                                 parse_number<int>(value, 1, 300, origin, line_no, key));
     } else if (key == "policy_warn_kernel_policies") {
       STORCRYPT_ASSIGN_OR_RETURN(c.policy_warn_kernel_policies,
                                  parse_number<size_t>(value, 0, 100000000, origin, line_no, key));
@@ -133,7 +145,8 @@ Result<Config> parse_config(std::string_view text, std::string_view origin) {
       return bad(origin, line_no, key,
                  "unknown key (known: state_directory, socket_path, socket_group, log_level, "
                  "request_timeout_seconds, max_request_bytes, worker_threads, ike_listen, ike_port, ike_natt_port, "
-                 "policy_warn_kernel_policies, kmip_watch_interval_seconds)");
+                 "ike_cookie_threshold, ike_cookie_threshold_ip, ike_block_threshold, ike_half_open_limit, "
+                 "ike_half_open_timeout_seconds, policy_warn_kernel_policies, kmip_watch_interval_seconds)");
     }
   }
   if (c.ike_port == c.ike_natt_port) {

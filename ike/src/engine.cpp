@@ -1,5 +1,7 @@
 #include "storcrypt/ike/engine.h"
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 
 #include "storcrypt/ike/auth.h"
@@ -158,16 +160,88 @@ void Engine::respond_unprotected(const Datagram& d, const Header& req, std::uint
   if (auto b = serialize(r)) (void)transport_.send(Datagram{d.local, d.remote, *b});
 }
 
-Bytes Engine::cookie_for(const Datagram& d, const Header& h, const Bytes& ni) const {
+Bytes Engine::cookie_for(const Datagram& d, const Header& h, const Bytes& ni, std::uint8_t version) const {
   // RFC 7296 §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>), here an HMAC.
+  const SecretBytes* secret = version == cookie_version_ ? &cookie_secret_
+                              : version == static_cast<std::uint8_t>(cookie_version_ - 1) ? &previous_cookie_secret_
+                                                                                          : nullptr;
+  if (secret == nullptr || secret->size() == 0) return {};
   Bytes input = ni;
   const std::size_t n = d.remote.addr.family == Family::kIPv4 ? 4 : 16;
   input.insert(input.end(), d.remote.addr.bytes.begin(), d.remote.addr.bytes.begin() + static_cast<std::ptrdiff_t>(n));
   for (int i = 7; i >= 0; --i) input.push_back(static_cast<std::uint8_t>(h.spi_i >> (8 * i)));
-  Bytes out = {0};
-  if (auto mac = prf(PrfAlg::kHmacSha256, cookie_secret_.view(), input))
-    out.insert(out.end(), mac->data(), mac->data() + mac->size());
+  auto mac = prf(PrfAlg::kHmacSha256, secret->view(), input);
+  if (!mac) return {};
+  Bytes out = {version};
+  out.insert(out.end(), mac->data(), mac->data() + mac->size());
   return out;
+}
+
+void Engine::rotate_cookie_secret(std::chrono::steady_clock::time_point now) {
+  if (!cookie_secret_since_) {
+    cookie_secret_since_ = now;
+    return;
+  }
+  if (now - *cookie_secret_since_ < options_.cookie_secret_lifetime) return;
+  auto fresh = SecretBytes::random(32);
+  if (!fresh) return;  // keep the current secret; the next tick tries again
+  previous_cookie_secret_ = std::move(cookie_secret_);
+  cookie_secret_ = std::move(*fresh);
+  ++cookie_version_;
+  cookie_secret_since_ = now;
+}
+
+Engine::HalfOpen Engine::count_half_open(const IpAddress& source) const {
+  HalfOpen n;
+  for (const auto& [spi, sa] : sas_)
+    if (sa->role() == IkeRole::kResponder && (sa->state() == IkeState::kIdle || sa->state() == IkeState::kInitDone)) {
+      ++n.total;
+      if (sa->remote_endpoint().addr == source) ++n.from_source;
+    }
+  return n;
+}
+
+EngineDosStats Engine::dos_stats() const {
+  EngineDosStats s = dos_;
+  s.half_open = count_half_open(IpAddress{}).total;
+  return s;
+}
+
+bool Engine::admit_sa_init(const Datagram& d, const Header& h, const Message& m) {
+  // Nothing here allocates per-request state: a flood of forged requests
+  // costs a count over our SAs and, when cookies are on, one HMAC each.
+  const HalfOpen n = count_half_open(d.remote.addr);
+  if (n.total >= options_.half_open_limit) {
+    ++dos_.over_limit;
+    return false;
+  }
+  if (n.from_source >= options_.block_threshold) {
+    ++dos_.blocked;
+    return false;
+  }
+  if (!options_.require_cookies && n.total < options_.cookie_threshold && n.from_source < options_.cookie_threshold_ip)
+    return true;
+  const auto* nonce = m.find(PayloadType::kNonce);
+  const auto* ni = nonce ? std::get_if<NoncePayload>(&nonce->body) : nullptr;
+  if (!ni) {
+    respond_unprotected(d, h, notify::kInvalidSyntax, {});
+    return false;
+  }
+  // RFC 7296 §2.6: the COOKIE notify comes first.
+  const NotifyPayload* offered = nullptr;
+  if (!m.payloads.empty() && m.payloads.front().type == static_cast<std::uint8_t>(PayloadType::kNotify))
+    if (const auto* np = std::get_if<NotifyPayload>(&m.payloads.front().body); np && np->type == notify::kCookie)
+      offered = np;
+  if (offered != nullptr && !offered->data.empty()) {
+    const Bytes want = cookie_for(d, h, ni->data, offered->data.front());
+    if (!want.empty() && want.size() == offered->data.size() &&
+        CRYPTO_memcmp(want.data(), offered->data.data(), want.size()) == 0)
+      return true;
+  }
+  if (offered != nullptr) ++dos_.bad_cookies;
+  ++dos_.cookies_sent;
+  respond_unprotected(d, h, notify::kCookie, cookie_for(d, h, ni->data, cookie_version_));
+  return false;
 }
 
 void Engine::receive(const Datagram& d) {
@@ -202,17 +276,7 @@ void Engine::receive(const Datagram& d) {
         break;
       }
     if (cfg == nullptr) return;  // nobody we know
-    if (options_.require_cookies) {
-      const auto* nonce = m->find(PayloadType::kNonce);
-      const auto* ni = nonce ? std::get_if<NoncePayload>(&nonce->body) : nullptr;
-      if (!ni) return respond_unprotected(d, h, notify::kInvalidSyntax, {});
-      const Bytes want = cookie_for(d, h, ni->data);
-      const bool first_is_cookie = !m->payloads.empty() &&
-                                   m->payloads.front().type == static_cast<std::uint8_t>(PayloadType::kNotify) &&
-                                   std::get<NotifyPayload>(m->payloads.front().body).type == notify::kCookie;
-      if (!first_is_cookie || std::get<NotifyPayload>(m->payloads.front().body).data != want)
-        return respond_unprotected(d, h, notify::kCookie, want);
-    }
+    if (!admit_sa_init(d, h, *m)) return;
     auto sa = IkeSa::responder(*cfg, env(), d);
     if (!sa) return;
     while (sas_.count((*sa)->local_spi())) {
@@ -244,6 +308,7 @@ constexpr auto kAttemptFailed = kUnderWay - std::chrono::steady_clock::duration(
 }  // namespace
 
 void Engine::tick(std::chrono::steady_clock::time_point now) {
+  rotate_cookie_secret(now);
   for (auto& [spi, sa] : sas_) {
     sa->tick(now);
     if (sa->state() == IkeState::kEstablished) restarts_.erase(sa->config().name);

@@ -154,6 +154,13 @@ void add_ike_commands(CLI::App& app, ClientContext& cc) {
     cc.run("ike.list", json::object(), [](const json& r) {
       if (!r.value("running", false)) std::cout << "IKE is not running (no peer configured or brought up)\n";
       print_sas(r["sas"]);
+      if (r.contains("dos")) {
+        const json& d = r["dos"];
+        std::cout << "half-open IKE SAs: " << plain(d["half_open"]) << "; IKE_SA_INIT answered with a COOKIE: "
+                  << plain(d["cookies_sent"]) << " (" << plain(d["bad_cookies"])
+                  << " with a bad one); dropped: " << plain(d["blocked"]) << " per-address limit, "
+                  << plain(d["over_limit"]) << " overall limit\n";
+      }
     });
   });
   auto* sa_show = noun->add_subcommand("show", "A peer's IKE SAs");

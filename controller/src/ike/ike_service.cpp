@@ -219,6 +219,7 @@ Result<ike::PeerConfig> IkeService::engine_config(const IkePeerSpec& spec) {
   c.remote_id = r.remote_id;
   c.ike_proposals = std::move(r.ike_proposals);
   c.esp_proposals = std::move(r.esp_proposals);
+  c.retransmit.half_open = deps_.half_open_timeout;
   // Keys roll over hourly (strongSwan's default rekey_time), make-before-break;
   // a CHILD_SA whose rekeys keep failing dies in the kernel 6 minutes later
   // (strongSwan's life_time = 110 % of rekey_time): its policies then drop the
@@ -404,6 +405,11 @@ std::vector<ike::IkeSaStatus> IkeService::sas(const std::string& peer) {
   auto all = runner_->with_engine([](ike::Engine& e) { return e.list(); });
   if (!peer.empty()) std::erase_if(all, [&](const ike::IkeSaStatus& s) { return s.peer != peer; });
   return all;
+}
+
+std::optional<ike::EngineDosStats> IkeService::dos_stats() {
+  if (!runner_) return std::nullopt;
+  return runner_->with_engine([](ike::Engine& e) { return e.dos_stats(); });
 }
 
 std::vector<ike::Endpoint> IkeService::endpoints() const { return runner_ ? runner_->endpoints() : std::vector<ike::Endpoint>{}; }

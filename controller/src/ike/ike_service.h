@@ -17,6 +17,7 @@
 // Lock order: mu -> the Runner's mutex -> validator -> CertService.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -51,6 +52,9 @@ class IkeService {
     EventLog* events = nullptr;  ///< may be null (then events are only kept per peer)
     ike::RunnerOptions runner_options;
     IkeRunnerFactory factory;
+    /// Every peer's half-open IKE SAs are dropped after this (storcrypt.conf
+    /// ike_half_open_timeout_seconds).
+    std::chrono::milliseconds half_open_timeout = std::chrono::seconds(30);
   };
   explicit IkeService(Deps deps);
   ~IkeService();
@@ -81,6 +85,8 @@ class IkeService {
   /// IKE SAs (of one peer when `peer` is set); empty when the runner is not running.
   std::vector<ike::IkeSaStatus> sas(const std::string& peer = "");
   bool running() const { return runner_ != nullptr; }
+  /// The engine's half-open IKE SAs and COOKIE/drop counters (nullopt when not running).
+  std::optional<ike::EngineDosStats> dos_stats();
   /// What the runner listens on (empty when not running or in memory).
   std::vector<ike::Endpoint> endpoints() const;
 

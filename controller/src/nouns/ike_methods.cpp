@@ -137,6 +137,11 @@ std::shared_ptr<IkeState> ike_state(Context& ctx) {
   }
   o.udp.ike_port = static_cast<std::uint16_t>(ctx.config.ike_port);
   o.udp.natt_port = static_cast<std::uint16_t>(ctx.config.ike_natt_port);
+  o.engine.cookie_threshold = ctx.config.ike_cookie_threshold;
+  o.engine.cookie_threshold_ip = ctx.config.ike_cookie_threshold_ip;
+  o.engine.block_threshold = ctx.config.ike_block_threshold;
+  o.engine.half_open_limit = ctx.config.ike_half_open_limit;
+  deps.half_open_timeout = std::chrono::seconds(ctx.config.ike_half_open_timeout_seconds);
   if (auto f = ctx.service<IkeRunnerFactory>()) {
     deps.factory = *f;
   } else {
@@ -242,7 +247,14 @@ Status register_ike_methods(Dispatcher& d, Context& ctx) {
                               for (const auto& sa : s.sas()) arr.push_back(sa_json(sa));
                               json eps = json::array();
                               for (const auto& e : s.endpoints()) eps.push_back(endpoint_json(e));
-                              return json{{"running", s.running()}, {"listening", eps}, {"sas", arr}};
+                              json out{{"running", s.running()}, {"listening", eps}, {"sas", arr}};
+                              if (auto d = s.dos_stats())
+                                out["dos"] = {{"half_open", d->half_open},
+                                              {"cookies_sent", d->cookies_sent},
+                                              {"bad_cookies", d->bad_cookies},
+                                              {"blocked", d->blocked},
+                                              {"over_limit", d->over_limit}};
+                              return out;
                             }));
   STORCRYPT_TRY(methods.add("ike.show", "one peer's IKE SAs", {{"peer", ParamType::kString, true, "peer name"}},
                             false, [](IkeService& s, const Params& p) -> Result<json> {

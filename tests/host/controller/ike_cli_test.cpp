@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "ike_node.h"
 #include "storcrypt/testing/environment.h"
 #include "storcrypt/testing/netns.h"
 #include "storcrypt/testing/process.h"
@@ -32,79 +33,12 @@
 namespace {
 
 using nlohmann::json;
+using storcrypt::testing::eventually;
+using storcrypt::testing::IkeNode;
 using storcrypt::testing::ProcessResult;
 using storcrypt::testing::run;
 using storcrypt::testing::TestNetns;
 using storcrypt::testing::VethPair;
-
-/// One storcryptd in a namespace, driven through the storcrypt binary.
-class Node {
- public:
-  Node(const std::string& name, const TestNetns& ns) : ns_(ns) {
-    std::string tmpl = (std::filesystem::temp_directory_path() / ("storcrypt-ike-" + name + "-XXXXXX")).string();
-    dir_ = ::mkdtemp(tmpl.data());
-    ::chmod(dir_.c_str(), 0755);
-    sock_ = dir_ + "/api.sock";
-    conf_ = dir_ + "/storcrypt.conf";
-    // The IKE keys are left at their defaults (0.0.0.0,:: ports 500/4500).
-    std::ofstream(conf_) << "state_directory = " << dir_ << "/state\nsocket_path = " << sock_
-                         << "\nlog_level = debug\n";
-  }
-  ~Node() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      while (::kill(pid_, 0) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  void start() {
-    ProcessResult r = run({"ip", "netns", "exec", ns_.name(), STORCRYPTD_BIN, "--config", conf_});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    json st = ok({"system", "status"});
-    pid_ = st.value("pid", -1);
-    ASSERT_GT(pid_, 1);
-  }
-  ProcessResult cli(std::vector<std::string> args) {
-    std::vector<std::string> argv{STORCRYPT_BIN, "--socket", sock_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv);
-  }
-  json cli_json(std::vector<std::string> args) {
-    args.insert(args.begin(), "--json");
-    ProcessResult r = cli(args);
-    json j = json::parse(r.out, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.out << r.err;
-    return j.is_discarded() ? json::object() : j;
-  }
-  /// The result of a command that must succeed.
-  json ok(std::vector<std::string> args) {
-    json j = cli_json(args);
-    EXPECT_EQ(j.value("ok", false), true) << args[0] << " " << (args.size() > 1 ? args[1] : "") << ": " << j.dump();
-    return j.value("result", json::object());
-  }
-  std::vector<json> events(int code) {
-    json r = ok({"event", "list", "--code", std::to_string(code)});
-    std::vector<json> out;
-    for (const auto& e : r.value("events", json::array())) out.push_back(e);
-    return out;
-  }
-  std::string file(const std::string& name) const { return dir_ + "/" + name; }
-
- private:
-  const TestNetns& ns_;
-  std::string dir_, sock_, conf_;
-  pid_t pid_ = -1;
-};
-
-template <class F>
-bool eventually(F pred) {
-  for (int i = 0; i < 1500; ++i) {  // a bound (~30 s), not a timing assertion
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
 
 class IkeCli : public ::testing::Test {
  protected:
@@ -113,8 +47,8 @@ class IkeCli : public ::testing::Test {
     STORCRYPT_REQUIRE(getgrnam("storcrypt") != nullptr, "needs group storcrypt (scripts/setup.sh)");
     net_ = std::make_unique<VethPair>();
     STORCRYPT_REQUIRE(net_->ok, "needs network namespaces and veth (ip netns add, ip link add type veth)");
-    left_ = std::make_unique<Node>("left", net_->left);
-    right_ = std::make_unique<Node>("right", net_->right);
+    left_ = std::make_unique<IkeNode>("left", net_->left);
+    right_ = std::make_unique<IkeNode>("right", net_->right);
     left_->start();
     right_->start();
     if (HasFatalFailure()) return;
@@ -127,7 +61,7 @@ class IkeCli : public ::testing::Test {
     net_.reset();
   }
   /// `to` trusts `from`'s internal root for ipsec (exported to a file, added from it).
-  void trust(Node& to, Node& from) {
+  void trust(IkeNode& to, IkeNode& from) {
     const std::string pem = from.file("root.pem");
     ProcessResult ex = from.cli({"cert", "export-root", "--out", pem});  // --out is written by the human form
     ASSERT_EQ(ex.exit_code, 0) << ex.err;
@@ -139,14 +73,14 @@ class IkeCli : public ::testing::Test {
     right_->ok({"ike", "peer", "add", "left", "--remote", "192.0.2.1", "--local-ts", "192.0.2.2/32",
                 "--remote-ts", "192.0.2.1/32", "--remote-id", "ip:192.0.2.1"});
   }
-  static std::optional<json> established(Node& n) {
+  static std::optional<json> established(IkeNode& n) {
     json r = n.ok({"ike", "list"});
     for (const auto& s : r.value("sas", json::array()))
       if (s["state"] == "established") return s;
     return std::nullopt;
   }
   std::unique_ptr<VethPair> net_;
-  std::unique_ptr<Node> left_, right_;
+  std::unique_ptr<IkeNode> left_, right_;
 };
 
 TEST_F(IkeCli, TwoNodesOneTunnelWithTheCnsaSuite) {

@@ -140,6 +140,11 @@ TEST(Config, ShippedExampleIsValidAndMatchesDefaults) {
   EXPECT_EQ(c->ike_listen, d.ike_listen);
   EXPECT_EQ(c->ike_port, d.ike_port);
   EXPECT_EQ(c->ike_natt_port, d.ike_natt_port);
+  EXPECT_EQ(c->ike_cookie_threshold, d.ike_cookie_threshold);
+  EXPECT_EQ(c->ike_cookie_threshold_ip, d.ike_cookie_threshold_ip);
+  EXPECT_EQ(c->ike_block_threshold, d.ike_block_threshold);
+  EXPECT_EQ(c->ike_half_open_limit, d.ike_half_open_limit);
+  EXPECT_EQ(c->ike_half_open_timeout_seconds, d.ike_half_open_timeout_seconds);
   EXPECT_EQ(c->policy_warn_kernel_policies, d.policy_warn_kernel_policies);
   EXPECT_EQ(c->kmip_watch_interval_seconds, d.kmip_watch_interval_seconds);
 }
@@ -153,6 +158,32 @@ TEST(Config, KmipWatchInterval) {
     auto b = parse_config(bad, "t.conf");
     ASSERT_FALSE(b.ok()) << bad;
     EXPECT_NE(b.error().message().find("kmip_watch_interval_seconds"), std::string::npos);
+  }
+}
+
+TEST(Config, IkeHalfOpenLimits) {
+  Config d;
+  EXPECT_EQ(d.ike_cookie_threshold, 10u);
+  EXPECT_EQ(d.ike_cookie_threshold_ip, 3u);
+  EXPECT_EQ(d.ike_block_threshold, 5u);
+  EXPECT_EQ(d.ike_half_open_limit, 1000u);
+  EXPECT_EQ(d.ike_half_open_timeout_seconds, 30);
+  auto c = parse_config(
+      "ike_cookie_threshold = 0\nike_cookie_threshold_ip = 2\nike_block_threshold = 4\nike_half_open_limit = 50\n"
+      "ike_half_open_timeout_seconds = 2\n",
+      "t.conf");
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  EXPECT_EQ(c->ike_cookie_threshold, 0u);
+  EXPECT_EQ(c->ike_cookie_threshold_ip, 2u);
+  EXPECT_EQ(c->ike_block_threshold, 4u);
+  EXPECT_EQ(c->ike_half_open_limit, 50u);
+  EXPECT_EQ(c->ike_half_open_timeout_seconds, 2);
+  for (const char* bad : {"ike_block_threshold = 0\n", "ike_half_open_limit = 0\n", "ike_half_open_timeout_seconds = 0\n",
+                          "ike_half_open_timeout_seconds = 301\n", "ike_cookie_threshold = -1\n"}) {
+    auto b = parse_config(bad, "t.conf");
+    ASSERT_FALSE(b.ok()) << bad;
+    EXPECT_NE(b.error().message().find(std::string(bad).substr(0, std::string(bad).find(' '))), std::string::npos)
+        << b.error().message();
   }
 }
 

@@ -147,6 +147,7 @@ TEST_F(IkeNouns, TwoNodesBringUpAPeerWithTheCnsaSuite) {
   trust(left, right);
   trust(right, left);
   EXPECT_FALSE(left.ok("ike.list")["running"]);
+  EXPECT_FALSE(left.ok("ike.list").contains("dos"));  // the counters come with the engine
   json lp = peer_params("right", "192.0.2.1", "192.0.2.2");
   lp["id"] = "fqdn:left.lab";  // what right demands with --remote-id
   json added = left.ok("ike.peer.add", lp);
@@ -175,6 +176,8 @@ TEST_F(IkeNouns, TwoNodesBringUpAPeerWithTheCnsaSuite) {
   EXPECT_EQ(sa["children"][0]["remote_ts"], json::array({"192.0.2.2/32"}));
   EXPECT_EQ(l["peer"]["state"], "up");
   json r = right.ok("ike.list");
+  // One IKE_SA_INIT, below every limit: nothing half-open, no COOKIE, nothing dropped.
+  EXPECT_EQ(r["dos"], json({{"half_open", 0}, {"cookies_sent", 0}, {"bad_cookies", 0}, {"blocked", 0}, {"over_limit", 0}}));
   ASSERT_EQ(r["sas"].size(), 1u);
   EXPECT_EQ(r["sas"][0]["role"], "responder");
   EXPECT_EQ(r["sas"][0]["spi_i"], sa["spi_i"]);

@@ -4,7 +4,9 @@
 // traffic selector narrowing, CREATE_CHILD_SA (with PFS), DELETE of CHILD and
 // IKE SAs, INVALID_KE_PAYLOAD retry, COOKIE, NO_PROPOSAL_CHOSEN, a refusing
 // peer validator on either side, retransmitted requests answered from the
-// cache, retransmission timeouts, UNSUPPORTED_CRITICAL_PAYLOAD.
+// cache, retransmission timeouts, UNSUPPORTED_CRITICAL_PAYLOAD; half-open
+// IKE SA limits (cookie thresholds overall and per source, block threshold,
+// overall limit) and the rotating COOKIE secret.
 #include "storcrypt/ike/engine.h"
 
 #include <gtest/gtest.h>
@@ -797,6 +799,185 @@ TEST_F(EngineTest, PeerManagement) {
   EXPECT_TRUE(right->kernel.installed.empty());
 }
 
+
+// ---------------------------------------------------------------------------
+// Half-open IKE SA limits and COOKIEs under load (RFC 7296 §2.6)
+
+class DosTest : public EngineTest {
+ protected:
+  // Right knows left (192.0.2.1) and four more peers, 192.0.2.11-14, whose
+  // addresses the forged requests below use; left's first request is the
+  // template of every forged one.
+  void setup_dos(EngineOptions o) {
+    setup(left_cfg(), right_cfg(), o);
+    for (int i = 1; i <= 4; ++i) {
+      PeerConfig c = right_cfg();
+      c.name = "other" + std::to_string(i);
+      c.remote_addr = ip(("192.0.2.1" + std::to_string(i)).c_str());
+      ASSERT_TRUE(right->engine.add_peer(std::move(c)).ok());
+    }
+    ASSERT_TRUE(left->engine.initiate("right").ok());
+    ASSERT_EQ(left->transport.sent.size(), 1u);
+    tmpl_ = as_received(left->transport.sent.front());
+    auto m = parse(tmpl_.data);
+    ASSERT_TRUE(m.ok());
+    request_ = *m;
+    left->transport.sent.clear();
+  }
+  // Left's IKE_SA_INIT request with initiator SPI `spi`, from `source`, with a COOKIE first when `cookie` is given.
+  Datagram forged(std::uint64_t spi, const char* source, const Bytes& cookie = {}) const {
+    Message m = request_;
+    m.header.spi_i = spi;
+    if (!cookie.empty()) m.payloads.insert(m.payloads.begin(), Payload::notification(notify::kCookie, cookie));
+    Datagram d = tmpl_;
+    d.remote.addr = ip(source);
+    d.data = *serialize(m);
+    return d;
+  }
+  // Right's answers to one datagram, parsed.
+  std::vector<Message> deliver(const Datagram& d) {
+    right->engine.receive(d);
+    std::vector<Message> out;
+    for (const Datagram& a : right->transport.sent) out.push_back(*parse(a.data));
+    right->transport.sent.clear();
+    return out;
+  }
+  // The answer is an IKE_SA_INIT response of a new IKE SA (SA payload, our SPI).
+  static bool is_sa_answer(const std::vector<Message>& a) {
+    return a.size() == 1 && a[0].find(PayloadType::kSa) != nullptr && a[0].header.spi_r != 0;
+  }
+  // The answer is a COOKIE notify and nothing else, with no SPI of ours; its data.
+  static std::optional<Bytes> cookie_only(const std::vector<Message>& a) {
+    if (a.size() != 1 || a[0].payloads.size() != 1 || a[0].header.spi_r != 0) return std::nullopt;
+    const NotifyPayload* n = a[0].find_notify(notify::kCookie);
+    if (n == nullptr) return std::nullopt;
+    return n->data;
+  }
+  static EngineOptions loose() {  // every limit out of reach; each test lowers one
+    EngineOptions o;
+    o.cookie_threshold = o.cookie_threshold_ip = o.block_threshold = o.half_open_limit = 1000;
+    return o;
+  }
+
+  Datagram tmpl_;
+  Message request_;
+};
+
+TEST_F(DosTest, BelowTheThresholdNoCookieAboveItACookieOnlyAndNoState) {
+  EngineOptions o = loose();
+  o.cookie_threshold = 3;
+  setup_dos(o);
+  const char* sources[] = {"192.0.2.11", "192.0.2.12", "192.0.2.13"};
+  for (std::uint64_t i = 0; i < 3; ++i) EXPECT_TRUE(is_sa_answer(deliver(forged(100 + i, sources[i]))));
+  ASSERT_EQ(right->engine.list().size(), 3u);
+  EXPECT_EQ(right->engine.dos_stats().half_open, 3u);
+  // From now on every new request needs a COOKIE: answered with one, nothing kept.
+  for (std::uint64_t i = 0; i < 200; ++i) {
+    auto cookie = cookie_only(deliver(forged(1000 + i, i % 2 ? "192.0.2.14" : "192.0.2.11")));
+    ASSERT_TRUE(cookie.has_value()) << "request " << i;
+    EXPECT_EQ(cookie->size(), 33u);  // generation byte + HMAC-SHA-256
+  }
+  EXPECT_EQ(right->engine.list().size(), 3u);
+  EXPECT_EQ(right->engine.dos_stats().cookies_sent, 200u);
+  EXPECT_EQ(right->engine.dos_stats().half_open, 3u);
+  EXPECT_TRUE(right->events.empty());
+}
+
+TEST_F(DosTest, TheRightCookieIsAcceptedATamperedOneIsNot) {
+  EngineOptions o = loose();
+  o.cookie_threshold = 1;
+  setup_dos(o);
+  EXPECT_TRUE(is_sa_answer(deliver(forged(100, "192.0.2.11"))));
+  auto cookie = cookie_only(deliver(forged(101, "192.0.2.12")));
+  ASSERT_TRUE(cookie.has_value());
+  // The cookie is bound to the SPI and to the source address.
+  EXPECT_TRUE(cookie_only(deliver(forged(102, "192.0.2.12", *cookie))).has_value());
+  EXPECT_TRUE(cookie_only(deliver(forged(101, "192.0.2.13", *cookie))).has_value());
+  Bytes tampered = *cookie;
+  tampered.back() ^= 1;
+  EXPECT_TRUE(cookie_only(deliver(forged(101, "192.0.2.12", tampered))).has_value());
+  EXPECT_EQ(right->engine.dos_stats().bad_cookies, 3u);
+  EXPECT_EQ(right->engine.list().size(), 1u);
+  EXPECT_TRUE(is_sa_answer(deliver(forged(101, "192.0.2.12", *cookie))));
+  EXPECT_EQ(right->engine.list().size(), 2u);
+}
+
+TEST_F(DosTest, OurInitiatorAnswersTheCookieAndComesUpUnderLoad) {
+  EngineOptions o = loose();
+  o.cookie_threshold = 2;
+  setup_dos(o);
+  EXPECT_TRUE(is_sa_answer(deliver(forged(100, "192.0.2.11"))));
+  EXPECT_TRUE(is_sa_answer(deliver(forged(101, "192.0.2.12"))));
+  left->transport.sent.push_back(Datagram{tmpl_.remote, tmpl_.local, tmpl_.data});  // left's first request again
+  run();
+  ASSERT_TRUE(left->has(EventKind::kUp)) << dump();
+  ASSERT_TRUE(right->has(EventKind::kUp)) << dump();
+  EXPECT_EQ(right->engine.dos_stats().cookies_sent, 1u);
+}
+
+TEST_F(DosTest, ACookieOutlivesOneSecretRotationButNotTwo) {
+  EngineOptions o = loose();
+  o.require_cookies = true;
+  o.cookie_secret_lifetime = std::chrono::seconds(120);
+  setup_dos(o);
+  const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  right->engine.tick(t0);
+  auto a = cookie_only(deliver(forged(100, "192.0.2.11")));
+  auto b = cookie_only(deliver(forged(101, "192.0.2.12")));
+  ASSERT_TRUE(a && b);
+  right->engine.tick(t0 + std::chrono::seconds(119));  // not yet
+  auto c = cookie_only(deliver(forged(102, "192.0.2.13")));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->front(), a->front());
+  right->engine.tick(t0 + std::chrono::seconds(120));  // first rotation: a and b still good
+  EXPECT_TRUE(is_sa_answer(deliver(forged(100, "192.0.2.11", *a))));
+  right->engine.tick(t0 + std::chrono::seconds(240));  // second rotation: b is stale
+  auto again = cookie_only(deliver(forged(101, "192.0.2.12", *b)));
+  ASSERT_TRUE(again.has_value());
+  EXPECT_NE(again->front(), b->front());
+  EXPECT_EQ(right->engine.dos_stats().bad_cookies, 1u);
+  EXPECT_EQ(right->engine.list().size(), 1u);
+  EXPECT_TRUE(is_sa_answer(deliver(forged(101, "192.0.2.12", *again))));  // a fresh one works
+}
+
+TEST_F(DosTest, ASourceOverTheBlockThresholdIsDropped) {
+  EngineOptions o = loose();
+  o.cookie_threshold_ip = 2;
+  o.block_threshold = 3;
+  setup_dos(o);
+  EXPECT_TRUE(is_sa_answer(deliver(forged(100, "192.0.2.11"))));
+  EXPECT_TRUE(is_sa_answer(deliver(forged(101, "192.0.2.11"))));
+  // Two half-open from .11: it needs a cookie, others do not.
+  auto cookie = cookie_only(deliver(forged(102, "192.0.2.11")));
+  ASSERT_TRUE(cookie.has_value());
+  EXPECT_TRUE(is_sa_answer(deliver(forged(103, "192.0.2.12"))));
+  EXPECT_TRUE(is_sa_answer(deliver(forged(102, "192.0.2.11", *cookie))));
+  // Three: .11 is dropped, even with a valid cookie, without an answer.
+  auto cookie2 = cookie_only(deliver(forged(104, "192.0.2.12")));
+  EXPECT_FALSE(cookie2.has_value());  // .12 has one half-open: no cookie needed
+  EXPECT_TRUE(deliver(forged(105, "192.0.2.11")).empty());
+  EXPECT_TRUE(deliver(forged(102, "192.0.2.11", *cookie)).size() == 1);  // a retransmission of a kept SA is answered
+  EXPECT_EQ(right->engine.dos_stats().blocked, 1u);
+  EXPECT_EQ(right->engine.list().size(), 5u);
+}
+
+TEST_F(DosTest, OverTheHalfOpenLimitEverythingIsDropped) {
+  EngineOptions o = loose();
+  o.half_open_limit = 2;
+  setup_dos(o);
+  EXPECT_TRUE(is_sa_answer(deliver(forged(100, "192.0.2.11"))));
+  EXPECT_TRUE(is_sa_answer(deliver(forged(101, "192.0.2.12"))));
+  EXPECT_TRUE(deliver(forged(102, "192.0.2.13")).empty());
+  EXPECT_TRUE(deliver(tmpl_).empty());
+  EXPECT_EQ(right->engine.dos_stats().over_limit, 2u);
+  EXPECT_EQ(right->engine.list().size(), 2u);
+  // When the half-open ones time out, requests are admitted again.
+  const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  right->engine.tick(t0);
+  right->engine.tick(t0 + std::chrono::seconds(30));
+  EXPECT_EQ(right->engine.dos_stats().half_open, 0u);
+  EXPECT_TRUE(is_sa_answer(deliver(forged(102, "192.0.2.13"))));
+}
 
 // ---------------------------------------------------------------------------
 // CHILD_SA rekey (RFC 7296 §2.8), make-before-break

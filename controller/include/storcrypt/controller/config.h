@@ -15,6 +15,11 @@
 //   ike_listen = 0.0.0.0,::                   # IKE: addresses to listen on (0.0.0.0 / :: = all)
 //   ike_port = 500                            # IKE: UDP port, 1..65535
 //   ike_natt_port = 4500                      # IKE NAT-T: UDP port, 1..65535, not ike_port
+//   ike_cookie_threshold = 10                 # IKE: half-open IKE SAs from which COOKIEs are required, 0..100000
+//   ike_cookie_threshold_ip = 3               # ... from one address, for that address, 0..100000
+//   ike_block_threshold = 5                   # ... from one address from which its requests are dropped, 1..100000
+//   ike_half_open_limit = 1000                # ... overall from which every request is dropped, 1..1000000
+//   ike_half_open_timeout_seconds = 30        # IKE: a half-open IKE SA is dropped after this, 1..300
 //   policy_warn_kernel_policies = 100000      # policy commit warns above this many kernel policies (0: never)
 //   kmip_watch_interval_seconds = 60          # KMIP fault watcher: key servers tested every N s, 1..86400
 #pragma once
@@ -43,6 +48,14 @@ struct Config {
   std::string ike_listen = "0.0.0.0,::";
   int ike_port = 500;
   int ike_natt_port = 4500;
+  /// Half-open IKE SA limits (ike::EngineOptions; strongSwan's
+  /// charon.cookie_threshold, cookie_threshold_ip, block_threshold,
+  /// init_limit_half_open) and how long a half-open IKE SA is kept.
+  size_t ike_cookie_threshold = 10;
+  size_t ike_cookie_threshold_ip = 3;
+  size_t ike_block_threshold = 5;
+  size_t ike_half_open_limit = 1000;
+  int ike_half_open_timeout_seconds = 30;
   /// `policy commit` warns (does not fail) when the list compiles to more
   /// kernel XFRM policies than this, with the kernel memory they take; 0: never.
   size_t policy_warn_kernel_policies = 100000;

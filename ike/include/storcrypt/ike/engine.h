@@ -14,10 +14,13 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,10 +32,42 @@
 
 namespace storcrypt::ike {
 
+/// Denial-of-service limits on half-open IKE SAs: responder SAs whose
+/// IKE_SA_INIT we answered and whose IKE_AUTH has not arrived (they are
+/// dropped after the peer's half-open timeout, 30 s by default). The defaults
+/// follow strongSwan's charon.cookie_threshold (10), cookie_threshold_ip (3),
+/// block_threshold (5) and init_limit_half_open (0 there = unlimited; 1000
+/// here). The checks run in this order on an IKE_SA_INIT request from a
+/// configured peer's address, before any per-request state (no IkeSa, no DH):
+/// over half_open_limit overall -> dropped; over block_threshold from its
+/// source address -> dropped; cookies required (require_cookies, or at
+/// cookie_threshold overall, or at cookie_threshold_ip from its source) and no
+/// valid COOKIE first -> answered with a COOKIE notify only (RFC 7296 §2.6).
+/// Requests from addresses that are no configured peer's are dropped first.
 struct EngineOptions {
-  /// Answer every IKE_SA_INIT request without a valid COOKIE with a COOKIE
-  /// (RFC 7296 §2.6, stateless). The next issue turns this on under load.
+  /// Require a COOKIE from every new IKE_SA_INIT, whatever the load.
   bool require_cookies = false;
+  /// Half-open IKE SAs overall from which new ones need a COOKIE (0: always).
+  std::size_t cookie_threshold = 10;
+  /// Half-open IKE SAs from one source address from which that address needs a COOKIE (0: always).
+  std::size_t cookie_threshold_ip = 3;
+  /// Half-open IKE SAs from one source address from which its IKE_SA_INIT requests are dropped.
+  std::size_t block_threshold = 5;
+  /// Half-open IKE SAs overall from which every IKE_SA_INIT request is dropped.
+  std::size_t half_open_limit = 1000;
+  /// The COOKIE secret is replaced this often (on tick()); cookies made with
+  /// the one before stay valid, so a cookie lives between one and two periods.
+  std::chrono::seconds cookie_secret_lifetime{120};
+};
+
+/// What the denial-of-service checks did (since construction) and the
+/// half-open IKE SAs now.
+struct EngineDosStats {
+  std::size_t half_open = 0;        ///< responder IKE SAs waiting for IKE_AUTH
+  std::uint64_t cookies_sent = 0;   ///< IKE_SA_INIT requests answered with a COOKIE
+  std::uint64_t bad_cookies = 0;    ///< of those, requests that carried an invalid or stale COOKIE
+  std::uint64_t blocked = 0;        ///< dropped: block_threshold of their source address
+  std::uint64_t over_limit = 0;     ///< dropped: half_open_limit
 };
 
 struct ChildSaStatus {
@@ -85,6 +120,7 @@ class Engine {
   void tick(std::chrono::steady_clock::time_point now);
 
   std::vector<IkeSaStatus> list() const;
+  EngineDosStats dos_stats() const;
 
   /// Events are queued (take_events()) and, when set, passed to the callback.
   void set_event_callback(std::function<void(const Event&)> cb) { callback_ = std::move(cb); }
@@ -94,13 +130,26 @@ class Engine {
   IkeSaEnv env();
   IkeSa* established_sa(const std::string& name);
   void respond_unprotected(const Datagram& d, const Header& req, std::uint16_t notify_type, Bytes data);
-  Bytes cookie_for(const Datagram& d, const Header& h, const Bytes& ni) const;
+  /// RFC 7296 §2.6 COOKIE for this request under secret generation `version`
+  /// (empty when that generation is not kept).
+  Bytes cookie_for(const Datagram& d, const Header& h, const Bytes& ni, std::uint8_t version) const;
+  /// Whether a new IKE_SA_INIT request may create an IKE SA; answers or drops it when not.
+  bool admit_sa_init(const Datagram& d, const Header& h, const Message& m);
+  struct HalfOpen {
+    std::size_t total = 0, from_source = 0;
+  };
+  HalfOpen count_half_open(const IpAddress& source) const;
+  void rotate_cookie_secret(std::chrono::steady_clock::time_point now);
   void reap();
 
   Transport& transport_;
   ChildSaKernel& kernel_;
   EngineOptions options_;
-  SecretBytes cookie_secret_;
+  /// The current COOKIE secret (generation cookie_version_) and the one before.
+  SecretBytes cookie_secret_, previous_cookie_secret_;
+  std::uint8_t cookie_version_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> cookie_secret_since_;
+  EngineDosStats dos_;
   std::map<std::string, PeerConfig> peers_;
   std::map<std::uint64_t, std::unique_ptr<IkeSa>> sas_;  ///< by our SPI
   std::deque<Event> events_;
