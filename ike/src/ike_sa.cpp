@@ -1426,6 +1426,15 @@ void IkeSa::pump() {
         break;
       case Op::kRekeyIke: {
         if (pending_ike_) continue;
+        // A CHILD_SA mid-rekey or mid-delete finishes on this IKE SA first (the
+        // peer's DELETE of a rekeyed one must find it here): again in 0.5-2 s.
+        if (std::any_of(children_.begin(), children_.end(), [](const Child& c) {
+              return c.rekeying || c.deleting || c.collider != 0 || c.collision_of != 0 || c.superseded_by != 0 ||
+                     c.pending_out != nullptr;
+            })) {
+          ike_rekey_retry_ = std::chrono::milliseconds(500) + jitter(std::chrono::milliseconds(1500));
+          continue;
+        }
         auto offer = ike_rekey_offer();
         if (!offer) {
           ike_rekey_retry_ = kIkeRekeyRetry;

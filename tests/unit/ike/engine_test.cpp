@@ -1404,6 +1404,31 @@ TEST_F(IkeRekeyTest, BothSidesRekeyAtOnceAndExactlyOneNewIkeSaSurvives) {
   expect_new_ike_sa_works();
 }
 
+// Our IKE rekey waits while a CHILD_SA rekey is unfinished here (left answered
+// right's rekey; right's DELETE of the old CHILD_SA must find it on this IKE SA).
+TEST_F(IkeRekeyTest, OurIkeRekeyWaitsForAChildRekeyToFinish) {
+  const Spis old = spis_of(left->engine.list()[0]);
+  ASSERT_TRUE(right->engine.rekey_child("left", right->kernel.installed.begin()->first).ok());
+  deliver(*right, *left);  // left answers: its new CHILD_SA waits for right's DELETE of the old one
+  ASSERT_EQ(left->transport.sent.size(), 1u);
+  left->events.clear();
+  right->events.clear();
+  ASSERT_TRUE(left->engine.rekey_ike("right").ok());
+  EXPECT_EQ(left->transport.sent.size(), 1u) << "no IKE rekey request while the CHILD_SA rekey is unfinished";
+  run();  // the CHILD_SA rekey ends
+  auto t = std::chrono::steady_clock::now();
+  settle(t);
+  left->kernel.sa_log.clear();
+  right->kernel.sa_log.clear();
+  for (int i = 0; i < 30 && !left->has(EventKind::kIkeRekeyed); ++i) {
+    t += std::chrono::milliseconds(100);
+    left->engine.tick(t);
+    right->engine.tick(t);
+    run();
+  }
+  expect_rekeyed(old);
+}
+
 TEST_F(IkeRekeyTest, TimedIkeAndChildRekeysOnBothSidesKeepOnePair) {
   left.reset();
   right.reset();

@@ -56,7 +56,8 @@
 // (our own IKE rekey too: a collision is resolved by both sides retrying
 // after a random 0.5-2 s, not by the §2.8.1 nonce rule) or a CHILD_SA is
 // mid-exchange; the peer retries. Our rekeys start by rekey_ike() or
-// PeerConfig::ike_rekey_time; a refused one (TEMPORARY_FAILURE: 0.5-2 s,
+// PeerConfig::ike_rekey_time and wait (0.5-2 s at a time) while a CHILD_SA
+// is mid-rekey or mid-delete here; a refused one (TEMPORARY_FAILURE: 0.5-2 s,
 // anything else: kIkeRekeyRetry) is tried again later.
 #pragma once
 
