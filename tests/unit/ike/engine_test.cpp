@@ -1258,7 +1258,22 @@ class IkeRekeyTest : public RekeyTest {
     ASSERT_EQ(right->transport.sent.size(), 1u);
     run();
     EXPECT_FALSE(right->engine.list()[0].state != IkeState::kEstablished);
+    // Retransmission on the new IKE SA: a lost request goes again on tick and is answered.
+    ASSERT_TRUE(left->engine.ping("right").ok());
+    ASSERT_EQ(left->transport.sent.size(), 1u);
+    const Bytes lost = left->transport.sent.front().data;
+    left->transport.sent.clear();
+    auto t2 = std::chrono::steady_clock::now() + std::chrono::hours(1);
+    left->engine.tick(t2);
+    left->engine.tick(t2 + std::chrono::seconds(1));
+    ASSERT_EQ(left->transport.sent.size(), 1u) << "the lost request is retransmitted";
+    EXPECT_EQ(left->transport.sent.front().data, lost);
+    run();
+    left->engine.tick(t2 + std::chrono::seconds(40));  // past the whole schedule: answered, so nothing gives up
+    EXPECT_TRUE(left->transport.sent.empty());
+    EXPECT_EQ(left->engine.list()[0].state, IkeState::kEstablished);
     EXPECT_FALSE(left->has(EventKind::kDown) || right->has(EventKind::kDown)) << dump();
+    EXPECT_FALSE(left->has(EventKind::kFailed)) << dump();
   }
   // `a` (its name for the other side: `peer`) rekeys the IKE SA, one datagram at a time.
   void rekey_by(Side& a, const char* peer, Side& b) {
