@@ -88,7 +88,8 @@ Status Engine::initiate(const std::string& name) {
   auto it = peers_.find(name);
   if (it == peers_.end()) return Error(ErrorCode::kNotFound, "no peer " + name);
   for (const auto& [spi, sa] : sas_)
-    if (sa->config().name == name && !sa->terminal() && sa->state() != IkeState::kDeleting)
+    if (sa->config().name == name && !sa->terminal() && sa->state() != IkeState::kDeleting &&
+        sa->state() != IkeState::kRekeyed)
       return Error(ErrorCode::kConflict,
                    "peer " + name + " already has an IKE SA (" + std::string(ike_state_name(sa->state())) + ")");
   auto sa = IkeSa::initiator(it->second, env());
@@ -141,6 +142,14 @@ Status Engine::rekey_child(const std::string& name, std::uint32_t spi_in) {
   IkeSa* sa = established_sa(name);
   if (!sa) return Error(ErrorCode::kConflict, "peer " + name + " has no established IKE SA");
   return sa->rekey_child(spi_in);
+}
+
+Status Engine::rekey_ike(const std::string& name) {
+  IkeSa* sa = established_sa(name);
+  if (!sa) return Error(ErrorCode::kConflict, "peer " + name + " has no established IKE SA");
+  auto s = sa->rekey_ike();
+  reap();
+  return s;
 }
 
 Status Engine::ping(const std::string& name) {
@@ -324,6 +333,18 @@ void Engine::tick(std::chrono::steady_clock::time_point now) {
 }
 
 void Engine::reap() {
+  // IKE SAs that replaced one in a rekey, filed under their SPI (the peer's next message may be for them).
+  std::vector<std::unique_ptr<IkeSa>> born;
+  for (auto& [spi, sa] : sas_)
+    if (auto next = sa->take_successor()) born.push_back(std::move(next));
+  for (auto& next : born) {
+    const std::uint64_t spi = next->local_spi();
+    if (sas_.count(spi)) {  // 2^-64: our new random SPI is taken; give the new IKE SA up rather than mix them
+      next->abort("the new IKE SA's SPI collides with another one of ours");
+      continue;
+    }
+    sas_.emplace(spi, std::move(next));
+  }
   // A restart attempt that ended (timed out in tick, or refused in receive,
   // e.g. NO_PROPOSAL_CHOSEN from a peer still loading its configuration) is
   // retried kRestartRetry later; its own event says why it failed.

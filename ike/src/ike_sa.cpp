@@ -33,6 +33,27 @@ Result<std::uint64_t> random_spi64() {
   }
 }
 
+Bytes spi64_bytes(std::uint64_t v) {
+  Bytes b(8);
+  for (int i = 0; i < 8; ++i) b[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (56 - 8 * i));
+  return b;
+}
+
+std::optional<std::uint64_t> spi64(const Bytes& b) {
+  if (b.size() != 8) return std::nullopt;
+  std::uint64_t v = 0;
+  for (std::uint8_t x : b) v = (v << 8) | x;
+  if (v == 0) return std::nullopt;
+  return v;
+}
+
+/// A random duration in [0, span).
+std::chrono::milliseconds jitter(std::chrono::milliseconds span) {
+  std::uint32_t r = 0;
+  RAND_bytes(reinterpret_cast<unsigned char*>(&r), sizeof r);
+  return span.count() > 0 ? std::chrono::milliseconds(r % static_cast<std::uint32_t>(span.count())) : span;
+}
+
 std::span<const std::uint8_t> addr_bytes(const IpAddress& a) {
   return {a.bytes.data(), a.family == Family::kIPv4 ? 4u : 16u};
 }
@@ -396,6 +417,10 @@ std::string_view event_kind_name(EventKind k) {
       return "child-rekeyed";
     case EventKind::kChildFailed:
       return "child-failed";
+    case EventKind::kIkeRekeyed:
+      return "ike-rekeyed";
+    case EventKind::kIkeRekeyFailed:
+      return "ike-rekey-failed";
   }
   return "?";
 }
@@ -414,6 +439,8 @@ std::string_view ike_state_name(IkeState s) {
       return "established";
     case IkeState::kDeleting:
       return "deleting";
+    case IkeState::kRekeyed:
+      return "rekeyed";
     case IkeState::kDeleted:
       return "deleted";
     case IkeState::kFailed:
@@ -653,9 +680,16 @@ Status IkeSa::derive_keys(const SecretBytes& shared) {
   prf_ = *alg;
   auto seed = skeyseed(prf_, ni_, nr_, shared);
   if (!seed) return seed.error();
+  return keys_from_seed(*seed);
+}
+
+Status IkeSa::keys_from_seed(const SecretBytes& seed) {
+  auto alg = prf_from_transform(suite_.prf);
+  if (!alg) return alg.error();
+  prf_ = *alg;
   auto sizes = ike_key_sizes(suite_.encr, suite_.encr_key_bits, suite_.integ);
   if (!sizes) return sizes.error();
-  auto keys = derive_ike_sa_keys(prf_, *seed, ni_, nr_, spi_i_, spi_r_, *sizes);
+  auto keys = derive_ike_sa_keys(prf_, seed, ni_, nr_, spi_i_, spi_r_, *sizes);
   if (!keys) return keys.error();
   const bool init = role_ == IkeRole::kInitiator;
   auto out = SkProtector::create(suite_.encr, suite_.encr_key_bits, suite_.integ,
@@ -1275,6 +1309,11 @@ Status IkeSa::rekey_child(std::uint32_t spi_in) {
 
 Status IkeSa::close() {
   if (terminal() || state_ == IkeState::kDeleting) return ok_status();
+  if (state_ == IkeState::kRekeyed) {  // its successor carries everything; it goes quietly
+    outstanding_.reset();
+    state_ = IkeState::kDeleted;
+    return ok_status();
+  }
   if (state_ != IkeState::kEstablished) {
     fail(EventKind::kFailed, "terminated before it was established");
     return ok_status();
@@ -1285,6 +1324,10 @@ Status IkeSa::close() {
 
 void IkeSa::abort(std::string reason) {
   if (terminal()) return;
+  if (state_ == IkeState::kRekeyed) {
+    (void)close();
+    return;
+  }
   if (state_ == IkeState::kDeleting) {
     remove_all_children();
     outstanding_.reset();
@@ -1384,6 +1427,26 @@ void IkeSa::pump() {
       case Op::kPing:
         (void)send_request(ExchangeType::kInformational, {}, q.op, 0);
         break;
+      case Op::kRekeyIke: {
+        if (pending_ike_) continue;
+        // A CHILD_SA mid-rekey or mid-delete finishes on this IKE SA first (the
+        // peer's DELETE of a rekeyed one must find it here): again in 0.5-2 s.
+        if (std::any_of(children_.begin(), children_.end(), [](const Child& c) {
+              return c.rekeying || c.deleting || c.collider != 0 || c.collision_of != 0 || c.superseded_by != 0 ||
+                     c.pending_out != nullptr;
+            })) {
+          ike_rekey_retry_ = std::chrono::milliseconds(500) + jitter(std::chrono::milliseconds(1500));
+          continue;
+        }
+        auto offer = ike_rekey_offer();
+        if (!offer) {
+          ike_rekey_retry_ = kIkeRekeyRetry;
+          emit(EventKind::kIkeRekeyFailed, "preparing the IKE SA rekey: " + offer.error().message());
+          continue;
+        }
+        (void)send_request(ExchangeType::kCreateChildSa, std::move(*offer), q.op, 0);
+        break;
+      }
     }
   }
 }
@@ -1450,11 +1513,15 @@ void IkeSa::on_response(const Message& m, const Outstanding& req) {
           break;
         }
       return;
-    case Op::kDeleteIke:
+    case Op::kDeleteIke: {
+      const bool rekeyed = state_ == IkeState::kRekeyed;  // its CHILD_SAs live on in the new IKE SA
       remove_all_children();
       state_ = IkeState::kDeleted;
-      emit(EventKind::kDown, "deleted by us");
+      if (!rekeyed) emit(EventKind::kDown, "deleted by us");
       return;
+    }
+    case Op::kRekeyIke:
+      return accept_ike_rekey(m);
     case Op::kPing:
     case Op::kDeleteOrphan:
       return;
@@ -1473,6 +1540,10 @@ Status IkeSa::send_response(ExchangeType ex, std::uint32_t message_id, const std
 }
 
 void IkeSa::on_create_child_request(const Message& m, std::vector<Payload>& out) {
+  // RFC 7296 §1.3.2: an SA payload of protocol IKE rekeys the IKE SA.
+  if (const auto* sa = body_of<SaPayload>(m, PayloadType::kSa);
+      sa && !sa->proposals.empty() && sa->proposals.front().protocol == ProtocolId::kIke)
+    return on_ike_rekey_request(m, out);
   respond_child(m, {}, {}, true, out);
 }
 
@@ -1522,8 +1593,8 @@ void IkeSa::on_request(const Datagram&, const Message& hdr, const Message& m) {
       if (role_ == IkeRole::kResponder && state_ == IkeState::kInitDone) on_auth_request(m);
       return;
     case ExchangeType::kCreateChildSa:
-      if (state_ != IkeState::kEstablished && state_ != IkeState::kDeleting) return;
-      if (state_ == IkeState::kDeleting) {
+      if (state_ != IkeState::kEstablished && state_ != IkeState::kDeleting && state_ != IkeState::kRekeyed) return;
+      if (state_ != IkeState::kEstablished) {
         out.push_back(Payload::notification(notify::kTemporaryFailure));
       } else {
         on_create_child_request(m, out);
@@ -1531,18 +1602,19 @@ void IkeSa::on_request(const Datagram&, const Message& hdr, const Message& m) {
       (void)send_response(ExchangeType::kCreateChildSa, id, out);
       return;
     case ExchangeType::kInformational: {
-      if (state_ != IkeState::kEstablished && state_ != IkeState::kDeleting) return;
+      if (state_ != IkeState::kEstablished && state_ != IkeState::kDeleting && state_ != IkeState::kRekeyed) return;
       bool delete_ike = false;
       for (const Payload& p : m.payloads)
         if (const auto* d = std::get_if<DeletePayload>(&p.body); d && d->protocol == ProtocolId::kIke)
           delete_ike = true;
       if (delete_ike) {  // RFC 7296 §1.4.1: answer with an empty INFORMATIONAL, then the IKE SA is gone
         (void)send_response(ExchangeType::kInformational, id, out);
+        const bool rekeyed = state_ == IkeState::kRekeyed;  // replaced: its CHILD_SAs live on in the new IKE SA
         remove_all_children();
         outstanding_.reset();
         queued_.clear();
         state_ = IkeState::kDeleted;
-        emit(EventKind::kDown, "deleted by the peer");
+        if (!rekeyed) emit(EventKind::kDown, "deleted by the peer");
         return;
       }
       const bool auth_failed = m.find_notify(notify::kAuthenticationFailed) != nullptr;
@@ -1636,11 +1708,6 @@ void IkeSa::receive(const Datagram& d, const Message& m) {
 }
 
 void IkeSa::rekey_timers(std::chrono::steady_clock::time_point now) {
-  auto jitter = [](std::chrono::milliseconds span) {
-    std::uint32_t r = 0;
-    RAND_bytes(reinterpret_cast<unsigned char*>(&r), sizeof r);
-    return span.count() > 0 ? std::chrono::milliseconds(r % static_cast<std::uint32_t>(span.count())) : span;
-  };
   std::vector<std::uint32_t> due;
   for (Child& c : children_) {
     if (c.pending_out && c.collision_of == 0) {
@@ -1700,7 +1767,17 @@ void IkeSa::tick(std::chrono::steady_clock::time_point now) {
   expire_lingering(now);
   if (state_ == IkeState::kEstablished) {
     rekey_timers(now);
+    ike_rekey_timer(now);
     dead_peer_check(now);
+    pump();  // requests moved here from the IKE SA this one replaced
+  }
+  if (state_ == IkeState::kRekeyed && !outstanding_) {
+    // Replaced by the peer's rekey: the peer deletes this one; if it never does, it goes by itself.
+    if (!rekeyed_since_) rekeyed_since_ = now;
+    if (now - *rekeyed_since_ >= kRekeyedIkeLinger) {
+      state_ = IkeState::kDeleted;
+      return;
+    }
   }
   if (role_ == IkeRole::kResponder && state_ == IkeState::kInitDone) {
     if (!half_open_since_) half_open_since_ = now;
@@ -1721,6 +1798,11 @@ void IkeSa::tick(std::chrono::steady_clock::time_point now) {
     return;
   }
   const std::string sends = std::to_string(outstanding_->retransmits + 1) + " transmissions";
+  if (state_ == IkeState::kRekeyed) {  // our DELETE of the replaced IKE SA went unanswered: it goes anyway
+    outstanding_.reset();
+    state_ = IkeState::kDeleted;
+    return;
+  }
   if (state_ == IkeState::kDeleting) {
     outstanding_.reset();
     remove_all_children();
@@ -1738,6 +1820,189 @@ void IkeSa::tick(std::chrono::steady_clock::time_point now) {
   }
   fail(EventKind::kFailed, std::string("peer did not answer our ") +
                                (state_ == IkeState::kInitSent ? "IKE_SA_INIT" : "IKE_AUTH") + " (" + sends + ")");
+}
+
+// ---------------------------------------------------------------------------
+// IKE SA rekey (RFC 7296 §1.3.2, §2.18)
+
+Status IkeSa::rekey_ike() {
+  if (state_ != IkeState::kEstablished) return Error(ErrorCode::kConflict, "IKE SA is not established");
+  if (pending_ike_ || std::any_of(queued_.begin(), queued_.end(), [](const QueuedOp& q) { return q.op == Op::kRekeyIke; }))
+    return Error(ErrorCode::kConflict, "IKE SA is being rekeyed already");
+  queue({Op::kRekeyIke, 0});
+  return ok_status();
+}
+
+bool IkeSa::ike_rekey_busy() const {
+  if (state_ != IkeState::kEstablished || outstanding_ || pending_child_ || pending_ike_) return true;
+  return std::any_of(children_.begin(), children_.end(), [](const Child& c) {
+    return c.rekeying || c.deleting || c.collider != 0 || c.collision_of != 0;
+  });
+}
+
+Result<std::vector<Payload>> IkeSa::ike_rekey_offer() {
+  PendingIkeRekey p;
+  auto spi = random_spi64();
+  if (!spi) return spi.error();
+  p.spi = *spi;
+  p.offered = numbered(cfg_.ike_proposals, ProtocolId::kIke, spi64_bytes(p.spi), true);
+  std::uint16_t group = 0;
+  for (const Transform& t : p.offered.front().transforms)
+    if (t.type == TransformType::kKe) group = t.id;
+  if (group == 0) return Error(ErrorCode::kInvalidInput, "the first IKE proposal has no D-H group");
+  auto n = random_bytes(32);
+  if (!n) return n.error();
+  p.nonce = std::move(*n);
+  auto k = KeyExchange::generate(group);
+  if (!k) return k.error();
+  std::vector<Payload> inner;
+  inner.push_back(Payload::sa(SaPayload{p.offered}));
+  inner.push_back(Payload::nonce(p.nonce));
+  inner.push_back(Payload::ke(KePayload{group, 0, k->public_value()}));
+  p.ke = std::move(*k);
+  pending_ike_ = std::move(p);
+  return inner;
+}
+
+Status IkeSa::make_successor(IkeRole role, std::uint64_t spi_i, std::uint64_t spi_r, const Suite& suite,
+                             const SecretBytes& shared, const Bytes& ni, const Bytes& nr) {
+  // SKEYSEED with the old IKE SA's PRF (the exchange belongs to it), SK_* with the new one's.
+  auto seed = skeyseed_rekey(prf_, sk_d_, shared, ni, nr);
+  if (!seed) return seed.error();
+  std::unique_ptr<IkeSa> next(new IkeSa(cfg_, env_, role));
+  next->spi_i_ = spi_i;
+  next->spi_r_ = spi_r;
+  next->local_ = local_;
+  next->remote_ = remote_;
+  next->nat_ = nat_;
+  next->ni_ = ni;
+  next->nr_ = nr;
+  next->suite_ = suite;
+  if (auto s = next->keys_from_seed(*seed); !s) return s;
+  next->peer_hashes_ = peer_hashes_;
+  next->peer_fragmentation_ = peer_fragmentation_;
+  next->peer_subject_ = peer_subject_;
+  next->peer_issuer_ = peer_issuer_;
+  next->state_ = IkeState::kEstablished;
+  next->was_up_ = true;
+  next->heard_ = true;
+  next->esp_in_seen_ = esp_in_seen_;
+  // Every CHILD_SA moves as it is (kernel SAs and policies untouched), with what is queued for them.
+  next->children_ = std::move(children_);
+  children_.clear();
+  next->lingering_ = std::move(lingering_);
+  lingering_.clear();
+  next->queued_ = std::move(queued_);
+  queued_.clear();
+  std::erase_if(next->queued_, [](const QueuedOp& q) { return q.op == Op::kRekeyIke; });
+  state_ = IkeState::kRekeyed;
+  if (env_.emit) {
+    Event e;
+    e.kind = EventKind::kIkeRekeyed;
+    e.peer = cfg_.name;
+    e.spi_i = spi_i;
+    e.spi_r = spi_r;
+    e.old_spi_i = spi_i_;
+    e.old_spi_r = spi_r_;
+    e.reason = fmt::format("replaces the IKE SA {:016x}_i {:016x}_r ({} CHILD_SA{} moved)", spi_i_, spi_r_,
+                           next->children_.size(), next->children_.size() == 1 ? "" : "s");
+    env_.emit(std::move(e));
+  }
+  successor_ = std::move(next);
+  return ok_status();
+}
+
+void IkeSa::on_ike_rekey_request(const Message& m, std::vector<Payload>& out) {
+  auto refuse = [&](std::uint16_t type, std::string reason, Bytes data = {}) {
+    out.push_back(Payload::notification(type, std::move(data)));
+    if (!reason.empty()) emit(EventKind::kIkeRekeyFailed, "peer's IKE SA rekey refused: " + reason);
+  };
+  // Something of ours is mid-exchange (our own IKE rekey too: a collision); the peer retries.
+  if (ike_rekey_busy()) return refuse(notify::kTemporaryFailure, {});
+  const auto* sa = body_of<SaPayload>(m, PayloadType::kSa);
+  const auto* ke = body_of<KePayload>(m, PayloadType::kKe);
+  const auto* nonce = body_of<NoncePayload>(m, PayloadType::kNonce);
+  if (!sa || !ke || !nonce || nonce->data.size() < 16 || nonce->data.size() > 256)
+    return refuse(notify::kInvalidSyntax, "the request lacks SA, KE or a valid nonce");
+  auto chosen = choose_proposal(*sa, cfg_.ike_proposals);
+  if (!chosen)
+    return refuse(notify::kNoProposalChosen,
+                  "no proposal chosen: peer offered " + describe(sa->proposals) + "; we accept " +
+                      describe(cfg_.ike_proposals));
+  auto suite = suite_of(*chosen);
+  if (!suite || suite->ke == 0) return refuse(notify::kNoProposalChosen, "the chosen IKE proposal has no D-H group");
+  std::optional<std::uint64_t> peer_spi;
+  for (const Proposal& p : sa->proposals)
+    if (p.number == chosen->number && p.protocol == ProtocolId::kIke) peer_spi = spi64(p.spi);
+  if (!peer_spi) return refuse(notify::kInvalidSyntax, "peer's new IKE SPI is not 8 non-zero bytes");
+  if (ke->group != suite->ke)  // normal negotiation: the peer retries with our group
+    return refuse(notify::kInvalidKePayload, {}, encode_invalid_ke(suite->ke));
+  auto nr = random_bytes(32);
+  auto kx = KeyExchange::generate(suite->ke);
+  auto our_spi = random_spi64();
+  if (!nr || !kx || !our_spi) return refuse(notify::kTemporaryFailure, "internal: random or key generation failed");
+  auto shared = kx->derive(ke->data);
+  if (!shared) return refuse(notify::kInvalidSyntax, "peer's KE value is invalid: " + shared.error().message());
+  // The rekey's initiator (the peer) is the new IKE SA's original initiator.
+  if (auto s = make_successor(IkeRole::kResponder, *peer_spi, *our_spi, *suite, *shared, nonce->data, *nr); !s)
+    return refuse(notify::kNoProposalChosen, "deriving the new IKE SA's keys: " + s.error().message());
+  Proposal answer = *chosen;
+  answer.spi = spi64_bytes(*our_spi);
+  out.push_back(Payload::sa(SaPayload{{answer}}));
+  out.push_back(Payload::nonce(*nr));
+  out.push_back(Payload::ke(KePayload{kx->group(), 0, kx->public_value()}));
+}
+
+void IkeSa::accept_ike_rekey(const Message& m) {
+  if (!pending_ike_) return;
+  PendingIkeRekey p = std::move(*pending_ike_);
+  pending_ike_.reset();
+  auto retry = [&](std::chrono::milliseconds after, std::string reason) {
+    ike_rekey_retry_ = after;
+    if (!reason.empty())
+      emit(EventKind::kIkeRekeyFailed,
+           reason + fmt::format("; the IKE SA stays, next attempt in {} s",
+                                std::chrono::duration_cast<std::chrono::seconds>(after).count()));
+  };
+  if (const NotifyPayload* e = first_error(m)) {
+    // Busy (e.g. its own rekey crossed ours): again soon.
+    if (e->type == notify::kTemporaryFailure)
+      return retry(std::chrono::milliseconds(500) + jitter(std::chrono::milliseconds(1500)), {});
+    std::string why = "peer refused the IKE SA rekey: " + notify_name(e->type);
+    if (e->type == notify::kNoProposalChosen) why += " (we offered " + describe(p.offered) + ")";
+    return retry(kIkeRekeyRetry, std::move(why));
+  }
+  const auto* sa = body_of<SaPayload>(m, PayloadType::kSa);
+  const auto* ke = body_of<KePayload>(m, PayloadType::kKe);
+  const auto* nonce = body_of<NoncePayload>(m, PayloadType::kNonce);
+  if (!sa || !ke || !nonce || nonce->data.size() < 16 || nonce->data.size() > 256)
+    return retry(kIkeRekeyRetry, "peer's IKE SA rekey answer lacks SA, KE or a valid nonce");
+  auto suite = check_chosen(*sa, p.offered);
+  if (!suite) return retry(kIkeRekeyRetry, "peer chose an IKE proposal we did not offer: " + suite.error().message());
+  auto peer_spi = spi64(sa->proposals.front().spi);
+  if (!peer_spi) return retry(kIkeRekeyRetry, "peer's new IKE SPI is not 8 non-zero bytes");
+  if (!p.ke || ke->group != suite->ke || p.ke->group() != suite->ke)
+    return retry(kIkeRekeyRetry, "peer's KE payload does not match the chosen D-H group");
+  auto shared = p.ke->derive(ke->data);
+  if (!shared) return retry(kIkeRekeyRetry, "peer's KE value is invalid: " + shared.error().message());
+  if (auto s = make_successor(IkeRole::kInitiator, p.spi, *peer_spi, *suite, *shared, p.nonce, nonce->data); !s)
+    return retry(kIkeRekeyRetry, "deriving the new IKE SA's keys: " + s.error().message());
+  // RFC 7296 §2.18: the rekey's initiator deletes the old IKE SA (on the old one).
+  DeletePayload del;
+  del.protocol = ProtocolId::kIke;
+  del.spi_size = 0;
+  (void)send_request(ExchangeType::kInformational, {Payload::of(PayloadType::kDelete, del)}, Op::kDeleteIke, 0);
+  successor_->pump();
+}
+
+void IkeSa::ike_rekey_timer(std::chrono::steady_clock::time_point now) {
+  if (ike_rekey_retry_) ike_rekey_at_ = now + *std::exchange(ike_rekey_retry_, std::nullopt);
+  if (!ike_rekey_at_ && cfg_.ike_rekey_time.count() > 0)
+    ike_rekey_at_ = now + cfg_.ike_rekey_time - jitter(cfg_.ike_rekey_time / 10);
+  if (ike_rekey_at_ && now >= *ike_rekey_at_) {
+    ike_rekey_at_.reset();
+    (void)rekey_ike();
+  }
 }
 
 }  // namespace storcrypt::ike

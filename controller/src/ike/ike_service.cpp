@@ -159,9 +159,13 @@ class IkeService::EventPump {
       case ike::EventKind::kChildFailed:
         (void)log_->raise(kIkeChildFailedEvent, "CHILD_SA with " + who + " failed: " + e.reason, sense);
         break;
+      case ike::EventKind::kIkeRekeyFailed:
+        (void)log_->raise(kIkeFailedEvent, "IKE SA rekey with " + who + " failed: " + e.reason, sense);
+        break;
       case ike::EventKind::kChildUp:
       case ike::EventKind::kChildDown:
       case ike::EventKind::kChildRekeyed:
+      case ike::EventKind::kIkeRekeyed:
         break;  // shown by `ike list`; not an event-log matter
     }
   }

@@ -15,6 +15,8 @@
 //   4  left / 5 right: delete the first CHILD_SA
 //   6  deliver one datagram left -> right, 7 right -> left
 //   8  both tick 600 ms on; 9 left creates one more CHILD_SA; 10 left pings
+//   11 left / 12 right: rekey the IKE SA (the new IkeSa takes over the side;
+//      the replaced one still gets the messages addressed to its SPI)
 // SPIs are fixed (left's kernel hands out 0xc0000100, 0xc0000101, ...,
 // right's 0xc0000200, ...), so the seeds in session_corpus/ can name them.
 // Properties: nothing crashes, leaks or reads out of bounds; every kernel
@@ -68,13 +70,27 @@ struct Side {
   MemoryTransport transport;
   FakeChildSaKernel kernel;
   std::unique_ptr<IkeSa> sa;
+  std::vector<std::unique_ptr<IkeSa>> replaced;  ///< IKE SAs that were rekeyed, oldest first
+  /// After an IKE SA rekey the new IkeSa is the side's SA.
+  void adopt() {
+    if (auto next = sa->take_successor()) {
+      replaced.push_back(std::move(sa));
+      sa = std::move(next);
+    }
+  }
 };
 
 void deliver_to(Side& to, const Datagram& d) {
   const Datagram in{d.remote, d.local, d.data};
   auto m = parse(in.data);
   if (!m) return;
-  to.sa->receive(in, *m);
+  // Dispatch by our SPI, as the engine does.
+  const std::uint64_t ours = m->header.from_initiator() ? m->header.spi_r : m->header.spi_i;
+  IkeSa* target = to.sa.get();
+  for (auto& old : to.replaced)
+    if (old->local_spi() == ours && ours != 0) target = old.get();
+  target->receive(in, *m);
+  to.adopt();
 }
 
 bool deliver_one(Side& from, Side& to) {
@@ -157,7 +173,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto t = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
   std::span<const std::uint8_t> in(data, size);
   for (int steps = 0; !in.empty() && steps < 64; ++steps) {
-    const std::uint8_t op = in[0] % 11;
+    const std::uint8_t op = in[0] % 13;
     in = in.subspan(1);
     switch (op) {
       case 0: {
@@ -193,8 +209,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       case 8:
         t += std::chrono::milliseconds(600);
-        l.sa->tick(t);
-        r.sa->tick(t);
+        for (Side* s : {&l, &r}) {
+          s->sa->tick(t);
+          for (auto& old : s->replaced) old->tick(t);
+          s->adopt();
+        }
         break;
       case 9:
         (void)l.sa->create_child();
@@ -202,11 +221,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 10:
         (void)l.sa->ping();
         break;
+      case 11:
+        (void)l.sa->rekey_ike();
+        break;
+      case 12:
+        (void)r.sa->rekey_ike();
+        break;
     }
   }
   run(l, r);
-  l.sa->abort("fuzz input done");
-  r.sa->abort("fuzz input done");
+  for (Side* s : {&l, &r}) {
+    s->sa->abort("fuzz input done");
+    for (auto& old : s->replaced) old->abort("fuzz input done");
+  }
   if (!kernel_empty(l.kernel) || !kernel_empty(r.kernel)) std::abort();  // an IKE SA left kernel objects behind
   return 0;
 }

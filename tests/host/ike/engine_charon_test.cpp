@@ -375,6 +375,60 @@ TEST_F(EngineCharon, CharonInitiatorOurResponder) {
   }
 }
 
+// IKE SA rekey (RFC 7296 §1.3.2), ours first, then charon's (swanctl --rekey
+// --ike): each time both sides name the same new SPIs, the old IKE SA is
+// gone on both sides, and the new one carries requests (message IDs from 0).
+TEST_F(EngineCharon, IkeSaRekeyedByEachSide) {
+  start_charon();
+  ASSERT_TRUE(engine_->add_peer(our_config()).ok());
+  ASSERT_TRUE(engine_->initiate("charon").ok());
+  ASSERT_TRUE(pump([&] { return has(EventKind::kUp) || has(EventKind::kFailed) || has(EventKind::kAuthFailed); }));
+  ASSERT_TRUE(has(EventKind::kUp)) << dump();
+  pump([&] { return has(EventKind::kChildUp) || has(EventKind::kChildFailed); }, 2);
+  auto count = [&](EventKind k) {
+    return std::count_if(events_.begin(), events_.end(), [&](const Event& e) { return e.kind == k; });
+  };
+  auto rekeyed = [&](std::size_t n, const std::function<void()>& start) {
+    const auto before = engine_->list();
+    ASSERT_EQ(before.size(), 1u);
+    start();
+    ASSERT_TRUE(pump([&] { return count(EventKind::kIkeRekeyed) >= static_cast<long>(n) && engine_->list().size() == 1; },
+                     15))
+        << dump();
+    pump([] { return false; }, 1);
+    const auto after = engine_->list();
+    ASSERT_EQ(after.size(), 1u) << dump();
+    EXPECT_EQ(after[0].state, IkeState::kEstablished);
+    EXPECT_NE(after[0].spi_i, before[0].spi_i);
+    EXPECT_NE(after[0].spi_r, before[0].spi_r);
+    auto list = charon_->swanctl({"--list-sas"});
+    std::cerr << "swanctl --list-sas:\n" << list.out;
+    EXPECT_NE(list.out.find(hex64(after[0].spi_i) + "_i"), std::string::npos) << list.out;
+    EXPECT_NE(list.out.find(hex64(after[0].spi_r) + "_r"), std::string::npos) << list.out;
+    EXPECT_EQ(list.out.find(hex64(before[0].spi_i)), std::string::npos) << "charon still has the old IKE SA\n"
+                                                                        << list.out;
+    EXPECT_FALSE(has(EventKind::kDown)) << dump();
+    EXPECT_FALSE(has(EventKind::kIkeRekeyFailed)) << dump();
+  };
+  rekeyed(1, [&] { ASSERT_TRUE(engine_->rekey_ike("charon").ok()); });
+  EXPECT_EQ(engine_->list()[0].role, IkeRole::kInitiator);
+  EXPECT_NE(charon_->log().find("IKE_SA lab[1] state change: ESTABLISHED => REKEYED"), std::string::npos) << charon_->log();
+  storcrypt::testing::ProcessResult r;
+  rekeyed(2, [&] {
+    std::thread t([&] { r = charon_->swanctl({"--rekey", "--ike", "lab"}); });
+    t.join();
+  });
+  EXPECT_EQ(engine_->list()[0].role, IkeRole::kResponder) << "charon initiated this rekey";
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  // A liveness check on the new IKE SA: our first request there has ID 0.
+  ASSERT_TRUE(engine_->ping("charon").ok());
+  pump([] { return false; }, 1);
+  EXPECT_NE(charon_->log().find("parsed INFORMATIONAL request 0 [ ]"), std::string::npos) << charon_->log();
+  EXPECT_EQ(engine_->list().size(), 1u);
+  ASSERT_TRUE(engine_->terminate("charon").ok());
+  ASSERT_TRUE(pump([&] { return has(EventKind::kDown); }, 5)) << dump();
+}
+
 TEST_F(EngineCharon, CharonRefusesOurChainAndWeSayWhy) {
   IkeTestPki other{"192.0.2.1", "192.0.2.2"};
   start_charon("\"O=storcrypt-test, CN=left.lab\"", other.root.get());  // charon trusts another root

@@ -1383,5 +1383,298 @@ TEST_F(DpdTest, RestartRefusedByThePeerIsRetried) {
   EXPECT_TRUE(left->has(EventKind::kUp)) << dump();
 }
 
+// IKE SA rekey (RFC 7296 §1.3.2, §2.18): a CREATE_CHILD_SA with IKE proposals
+// makes a new IKE SA; the CHILD_SAs move to it untouched; the rekey's
+// initiator deletes the old IKE SA, which takes no CHILD_SA along.
+class IkeRekeyTest : public RekeyTest {
+ protected:
+  struct Spis {
+    std::uint64_t i = 0, r = 0;
+    bool operator==(const Spis&) const = default;
+  };
+  static Spis spis_of(const IkeSaStatus& s) { return {s.spi_i, s.spi_r}; }
+  // The one IKE SA a side lists in `state`.
+  static const IkeSaStatus* listed(Side& s, IkeState state, std::vector<IkeSaStatus>& keep) {
+    keep = s.engine.list();
+    const IkeSaStatus* found = nullptr;
+    for (const IkeSaStatus& x : keep)
+      if (x.state == state) {
+        if (found) return nullptr;
+        found = &x;
+      }
+    return found;
+  }
+  // After a rekey: each side lists exactly one IKE SA, established, with the
+  // same new SPIs, holding the one CHILD_SA; the kernel was not touched.
+  void expect_rekeyed(const Spis& old) {
+    for (Side* s : {left.get(), right.get()}) {
+      auto l = s->engine.list();
+      ASSERT_EQ(l.size(), 1u) << "the old IKE SA must be gone" << dump();
+      EXPECT_EQ(l[0].state, IkeState::kEstablished);
+      EXPECT_NE(l[0].spi_i, old.i);
+      EXPECT_NE(l[0].spi_r, old.r);
+      ASSERT_EQ(l[0].children.size(), 1u) << dump();
+      EXPECT_FALSE(s->has(EventKind::kDown)) << dump();
+      EXPECT_FALSE(s->has(EventKind::kChildDown)) << dump();
+      EXPECT_FALSE(s->has(EventKind::kFailed)) << dump();
+      EXPECT_TRUE(s->kernel.removed.empty()) << "no CHILD_SA may be removed";
+      EXPECT_TRUE(s->kernel.sa_log.empty()) << "no kernel SA may be touched";
+      const Event* e = s->find(EventKind::kIkeRekeyed);
+      ASSERT_NE(e, nullptr) << dump();
+      EXPECT_EQ(e->old_spi_i, old.i);
+      EXPECT_EQ(e->old_spi_r, old.r);
+      EXPECT_EQ(e->spi_i, l[0].spi_i);
+      EXPECT_EQ(e->spi_r, l[0].spi_r);
+    }
+    EXPECT_EQ(spis_of(left->engine.list()[0]), spis_of(right->engine.list()[0]));
+    expect_one_pair();
+  }
+  // The moved CHILD_SA can be rekeyed over the new IKE SA, and a liveness check works there.
+  void expect_new_ike_sa_works() {
+    const std::uint32_t in = left->kernel.installed.begin()->first;
+    left->events.clear();
+    right->events.clear();
+    ASSERT_TRUE(left->engine.rekey_child("right", in).ok());
+    run();
+    auto t = std::chrono::steady_clock::now();
+    settle(t);
+    expect_one_pair();
+    EXPECT_NE(left->kernel.installed.begin()->first, in);
+    EXPECT_TRUE(left->has(EventKind::kChildRekeyed)) << dump();
+    EXPECT_TRUE(right->has(EventKind::kChildRekeyed)) << dump();
+    ASSERT_TRUE(right->engine.ping("left").ok());
+    ASSERT_EQ(right->transport.sent.size(), 1u);
+    run();
+    EXPECT_FALSE(right->engine.list()[0].state != IkeState::kEstablished);
+    // Retransmission on the new IKE SA: a lost request goes again on tick and is answered.
+    ASSERT_TRUE(left->engine.ping("right").ok());
+    ASSERT_EQ(left->transport.sent.size(), 1u);
+    const Bytes lost = left->transport.sent.front().data;
+    left->transport.sent.clear();
+    auto t2 = std::chrono::steady_clock::now() + std::chrono::hours(1);
+    left->engine.tick(t2);
+    left->engine.tick(t2 + std::chrono::seconds(1));
+    ASSERT_EQ(left->transport.sent.size(), 1u) << "the lost request is retransmitted";
+    EXPECT_EQ(left->transport.sent.front().data, lost);
+    run();
+    left->engine.tick(t2 + std::chrono::seconds(40));  // past the whole schedule: answered, so nothing gives up
+    EXPECT_TRUE(left->transport.sent.empty());
+    EXPECT_EQ(left->engine.list()[0].state, IkeState::kEstablished);
+    EXPECT_FALSE(left->has(EventKind::kDown) || right->has(EventKind::kDown)) << dump();
+    EXPECT_FALSE(left->has(EventKind::kFailed)) << dump();
+  }
+  // `a` (its name for the other side: `peer`) rekeys the IKE SA, one datagram at a time.
+  void rekey_by(Side& a, const char* peer, Side& b) {
+    const Spis old = spis_of(a.engine.list()[0]);
+    left->events.clear();
+    right->events.clear();
+    left->kernel.sa_log.clear();
+    right->kernel.sa_log.clear();
+    ASSERT_TRUE(a.engine.rekey_ike(peer).ok());
+    ASSERT_EQ(a.transport.sent.size(), 1u);
+    deliver(a, b);  // b answers: its new IKE SA holds the CHILD_SA, the old one waits for a's DELETE
+    std::vector<IkeSaStatus> keep;
+    const IkeSaStatus* b_old = listed(b, IkeState::kRekeyed, keep);
+    ASSERT_NE(b_old, nullptr) << dump();
+    EXPECT_EQ(spis_of(*b_old), old);
+    EXPECT_TRUE(b_old->children.empty());
+    const IkeSaStatus* b_new = listed(b, IkeState::kEstablished, keep);
+    ASSERT_NE(b_new, nullptr) << dump();
+    EXPECT_EQ(b_new->children.size(), 1u);
+    EXPECT_EQ(b_new->role, IkeRole::kResponder) << "the rekey's initiator is the new IKE SA's initiator";
+    ASSERT_EQ(b.transport.sent.size(), 1u);
+    deliver(b, a);  // a: new IKE SA, then the DELETE of the old one, on the old one
+    const IkeSaStatus* a_new = listed(a, IkeState::kEstablished, keep);
+    ASSERT_NE(a_new, nullptr) << dump();
+    EXPECT_EQ(a_new->role, IkeRole::kInitiator);
+    EXPECT_EQ(a_new->children.size(), 1u);
+    const Spis fresh = spis_of(*a_new);
+    ASSERT_EQ(a.transport.sent.size(), 1u);
+    auto del = parse(a.transport.sent.front().data);
+    ASSERT_TRUE(del.ok());
+    EXPECT_EQ(del->header.spi_i, old.i) << "the DELETE goes on the old IKE SA";
+    EXPECT_EQ(static_cast<ExchangeType>(del->header.exchange), ExchangeType::kInformational);
+    run();
+    expect_rekeyed(old);
+    EXPECT_EQ(spis_of(a.engine.list()[0]), fresh);
+    // The new IKE SA's message IDs start at 0 (RFC 7296 §2.18).
+    ASSERT_TRUE(b.engine.ping(peer == std::string("right") ? "left" : "right").ok());
+    ASSERT_EQ(b.transport.sent.size(), 1u);
+    auto ping = parse(b.transport.sent.front().data);
+    ASSERT_TRUE(ping.ok());
+    EXPECT_EQ(ping->header.message_id, 0u);
+    EXPECT_EQ(ping->header.spi_i, fresh.i);
+    run();
+    ASSERT_TRUE(a.engine.ping(peer).ok());
+    auto ping2 = parse(a.transport.sent.front().data);
+    ASSERT_TRUE(ping2.ok());
+    EXPECT_EQ(ping2->header.message_id, 0u);
+    run();
+  }
+};
+
+TEST_F(IkeRekeyTest, InitiatorOfTheIkeSaRekeysItChildrenMoveAndTheOldOneGoes) {
+  rekey_by(*left, "right", *right);
+  expect_new_ike_sa_works();
+}
+
+TEST_F(IkeRekeyTest, ResponderOfTheIkeSaRekeysItChildrenMoveAndTheOldOneGoes) {
+  rekey_by(*right, "left", *left);
+  expect_new_ike_sa_works();
+  // And again, the other way round, on the rekeyed IKE SA.
+  left->kernel.sa_log.clear();
+  right->kernel.sa_log.clear();
+  rekey_by(*left, "right", *right);
+}
+
+TEST_F(IkeRekeyTest, LostDeleteOfTheOldIkeSaLeavesTheChildren) {
+  const Spis old = spis_of(left->engine.list()[0]);
+  left->events.clear();
+  right->events.clear();
+  left->kernel.sa_log.clear();
+  right->kernel.sa_log.clear();
+  ASSERT_TRUE(left->engine.rekey_ike("right").ok());
+  deliver(*left, *right);
+  deliver(*right, *left);
+  left->transport.sent.clear();  // left's DELETE of the old IKE SA is lost, and so are its retransmissions
+  auto t = std::chrono::steady_clock::now();
+  for (int i = 0; i < 400 && (left->engine.list().size() > 1 || right->engine.list().size() > 1); ++i) {
+    t += std::chrono::milliseconds(500);
+    left->engine.tick(t);
+    right->engine.tick(t);
+    left->transport.sent.clear();
+  }
+  expect_rekeyed(old);
+  expect_new_ike_sa_works();
+}
+
+TEST_F(IkeRekeyTest, TemporaryFailureWhileThePeerIsBusyIsRetried) {
+  const Spis old = spis_of(left->engine.list()[0]);
+  left->events.clear();
+  right->events.clear();
+  left->kernel.sa_log.clear();
+  right->kernel.sa_log.clear();
+  ASSERT_TRUE(right->engine.ping("left").ok());  // right has a request of its own out
+  ASSERT_TRUE(left->engine.rekey_ike("right").ok());
+  deliver(*left, *right);  // right is busy: TEMPORARY_FAILURE
+  ASSERT_EQ(right->transport.sent.size(), 2u);
+  EXPECT_EQ(right->engine.list().size(), 1u) << "no new IKE SA while busy";
+  run();
+  EXPECT_EQ(left->engine.list().size(), 1u);
+  EXPECT_EQ(spis_of(left->engine.list()[0]), old);
+  EXPECT_FALSE(left->has(EventKind::kIkeRekeyed)) << dump();
+  EXPECT_FALSE(left->has(EventKind::kIkeRekeyFailed)) << "TEMPORARY_FAILURE is no failure" << dump();
+  // The retry comes 0.5-2 s later.
+  auto t = std::chrono::steady_clock::now();
+  left->engine.tick(t);
+  EXPECT_TRUE(left->transport.sent.empty());
+  for (int i = 0; i < 25 && !left->has(EventKind::kIkeRekeyed); ++i) {
+    t += std::chrono::milliseconds(100);
+    left->engine.tick(t);
+    right->engine.tick(t);
+    run();
+  }
+  expect_rekeyed(old);
+}
+
+TEST_F(IkeRekeyTest, BothSidesRekeyAtOnceAndExactlyOneNewIkeSaSurvives) {
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const Spis old = spis_of(left->engine.list()[0]);
+    left->events.clear();
+    right->events.clear();
+    left->kernel.sa_log.clear();
+    right->kernel.sa_log.clear();
+    ASSERT_TRUE(left->engine.rekey_ike("right").ok());
+    ASSERT_TRUE(right->engine.rekey_ike("left").ok());
+    run();  // the requests cross: each answers TEMPORARY_FAILURE, both retry after a random 0.5-2 s
+    auto t = std::chrono::steady_clock::now();
+    for (int i = 0; i < 300 && !(left->has(EventKind::kIkeRekeyed) && left->engine.list().size() == 1 &&
+                                 right->engine.list().size() == 1);
+         ++i) {
+      t += std::chrono::milliseconds(100);
+      left->engine.tick(t);
+      right->engine.tick(t);
+      run();
+    }
+    expect_rekeyed(old);
+    for (Side* s : {left.get(), right.get()})
+      EXPECT_EQ(std::count_if(s->events.begin(), s->events.end(),
+                              [](const Event& e) { return e.kind == EventKind::kIkeRekeyed; }),
+                1)
+          << dump();
+  }
+  expect_new_ike_sa_works();
+}
+
+// Our IKE rekey waits while a CHILD_SA rekey is unfinished here (left answered
+// right's rekey; right's DELETE of the old CHILD_SA must find it on this IKE SA).
+TEST_F(IkeRekeyTest, OurIkeRekeyWaitsForAChildRekeyToFinish) {
+  const Spis old = spis_of(left->engine.list()[0]);
+  ASSERT_TRUE(right->engine.rekey_child("left", right->kernel.installed.begin()->first).ok());
+  deliver(*right, *left);  // left answers: its new CHILD_SA waits for right's DELETE of the old one
+  ASSERT_EQ(left->transport.sent.size(), 1u);
+  left->events.clear();
+  right->events.clear();
+  ASSERT_TRUE(left->engine.rekey_ike("right").ok());
+  EXPECT_EQ(left->transport.sent.size(), 1u) << "no IKE rekey request while the CHILD_SA rekey is unfinished";
+  run();  // the CHILD_SA rekey ends
+  auto t = std::chrono::steady_clock::now();
+  settle(t);
+  left->kernel.sa_log.clear();
+  right->kernel.sa_log.clear();
+  for (int i = 0; i < 30 && !left->has(EventKind::kIkeRekeyed); ++i) {
+    t += std::chrono::milliseconds(100);
+    left->engine.tick(t);
+    right->engine.tick(t);
+    run();
+  }
+  expect_rekeyed(old);
+}
+
+TEST_F(IkeRekeyTest, TimedIkeAndChildRekeysOnBothSidesKeepOnePair) {
+  left.reset();
+  right.reset();
+  auto l = left_cfg();
+  auto r = right_cfg();
+  l.ike_rekey_time = std::chrono::seconds(10);
+  r.ike_rekey_time = std::chrono::seconds(13);
+  l.child_rekey_time = std::chrono::seconds(7);
+  r.child_rekey_time = std::chrono::seconds(9);
+  setup(std::move(l), std::move(r));
+  up();
+  auto t = std::chrono::steady_clock::now();
+  std::set<std::uint64_t> ike_spis;
+  for (int i = 0; i < 900; ++i) {  // 90 s in 100 ms steps
+    t += std::chrono::milliseconds(100);
+    left->engine.tick(t);
+    right->engine.tick(t);
+    run();
+    ASSERT_LE(left->engine.list().size(), 2u) << "step " << i << dump();
+    ASSERT_EQ(left->kernel.policies.size(), 1u) << "step " << i << dump();
+    ASSERT_EQ(right->kernel.policies.size(), 1u) << "step " << i << dump();
+    ASSERT_LE(left->kernel.installed.size(), 3u) << "step " << i << dump();
+    for (const IkeSaStatus& s : left->engine.list()) ike_spis.insert(s.spi_i);
+  }
+  settle(t);
+  for (int i = 0; i < 400 && (left->engine.list().size() > 1 || right->engine.list().size() > 1); ++i) {
+    t += std::chrono::milliseconds(100);
+    left->engine.tick(t);
+    right->engine.tick(t);
+    run();
+  }
+  EXPECT_GE(ike_spis.size(), 7u) << "an IKE rekey every 9-13 s over 90 s";
+  for (Side* s : {left.get(), right.get()}) {
+    EXPECT_FALSE(s->has(EventKind::kDown)) << dump();
+    EXPECT_FALSE(s->has(EventKind::kChildDown)) << dump();
+    EXPECT_FALSE(s->has(EventKind::kChildFailed)) << dump();
+    EXPECT_FALSE(s->has(EventKind::kIkeRekeyFailed)) << dump();
+    EXPECT_TRUE(s->has(EventKind::kChildRekeyed)) << dump();
+    EXPECT_TRUE(s->kernel.removed.empty());
+  }
+  expect_one_pair();
+  EXPECT_EQ(spis_of(left->engine.list()[0]), spis_of(right->engine.list()[0]));
+}
+
 }  // namespace
 }  // namespace storcrypt::ike

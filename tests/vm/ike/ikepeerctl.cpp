@@ -14,11 +14,13 @@
 //              --cert EE.pem [--chain INTERMEDIATES.pem] --key KEY.pem --ca ROOT.pem
 //              [--remote-id fqdn:NAME|ip:ADDR] [--ike default|cbc|gcm] [--esp gcm|cbc]
 //              [--ike-port 500] [--natt-port 4500] [--initiate] [--pfs] [--child-rekey SECONDS]
+//              [--ike-rekey SECONDS]
 //
 // Lines (space-separated key=value after a first word; values without spaces
 // except reason="..." last):
 //   ready listen=ADDR:PORT,...
-//   event up|down|failed|auth-failed|child-up|child-down|child-rekeyed|child-failed peer=NAME spi_i=HEX16 spi_r=HEX16
+//   event up|down|failed|auth-failed|child-up|child-down|child-rekeyed|child-failed|ike-rekeyed|ike-rekey-failed
+//         peer=NAME spi_i=HEX16 spi_r=HEX16 [old_spi_i=HEX16 old_spi_r=HEX16 (ike-rekeyed)]
 //         [spi_in=HEX8 spi_out=HEX8] [subject="..." issuer="..."] [reason="..."]
 //   sa peer=NAME role=initiator|responder state=STATE ike=AES_CBC-256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384
 //      local=ADDR:PORT remote=ADDR:PORT nat=yes|no children=N
@@ -182,6 +184,7 @@ std::string quoted(const std::string& s) {
 std::string event_line(const Event& e) {
   std::string l = "event " + std::string(event_kind_name(e.kind)) + " peer=" + e.peer + " spi_i=" + hex(e.spi_i, 16) +
                   " spi_r=" + hex(e.spi_r, 16);
+  if (e.old_spi_i != 0 || e.old_spi_r != 0) l += " old_spi_i=" + hex(e.old_spi_i, 16) + " old_spi_r=" + hex(e.old_spi_r, 16);
   if (e.child_spi_in != 0 || e.child_spi_out != 0)
     l += " spi_in=" + hex(e.child_spi_in, 8) + " spi_out=" + hex(e.child_spi_out, 8);
   if (!e.peer_subject.empty()) l += " subject=" + quoted(e.peer_subject) + " issuer=" + quoted(e.peer_issuer);
@@ -235,6 +238,7 @@ int main(int argc, char** argv) {
   std::uint16_t ike_port = kIkePort, natt_port = kNatTPort;
   bool initiate = false, pfs = false;
   unsigned child_rekey = 0;
+  int ike_rekey = -1;
   unsigned dpd = 0;
   bool dpd_restart = false;
   std::vector<unsigned> retransmit_ms;
@@ -260,6 +264,8 @@ int main(int argc, char** argv) {
   app.add_flag("--initiate", initiate, "initiate at start");
   app.add_flag("--pfs", pfs, "ESP proposal with ECP-384 (PFS) for rekeys and additional CHILD_SAs");
   app.add_option("--child-rekey", child_rekey, "rekey each CHILD_SA after SECONDS (minus up to 10%; 0: never)");
+  app.add_option("--ike-rekey", ike_rekey,
+                 "rekey the IKE SA after SECONDS (minus up to 10%; 0: never; default: the engine's 4 h)");
   app.add_option("--dpd", dpd, "dead peer detection: ask a peer silent for SECONDS (0: never)");
   app.add_flag("--dpd-restart", dpd_restart, "initiate a new IKE SA to a peer found dead");
   app.add_option("--retransmit", retransmit_ms, "waits before each retransmission, in ms (default 1000 2000 4000 8000 16000)")
@@ -337,6 +343,7 @@ int main(int argc, char** argv) {
     for (Proposal& p : cfg.esp_proposals)
       p.transforms.push_back(Transform::make(TransformType::kKe, transform_id::kGroupEcp384));
   cfg.child_rekey_time = std::chrono::seconds(child_rekey);
+  if (ike_rekey >= 0) cfg.ike_rekey_time = std::chrono::seconds(ike_rekey);
   cfg.dpd_delay = std::chrono::seconds(dpd);
   if (dpd_restart) cfg.dpd_action = PeerConfig::DeadPeerAction::kRestart;
   if (!retransmit_ms.empty()) {

@@ -202,6 +202,11 @@ ours_status() {
   awk '/^sa /{blk=""} /^(sa|child) /{blk=blk $0 "\n"} END{printf "%s", blk}' "$W/$1.out"
 }
 # field LINE KEY -> value of key=value
+# ours_listing TAG: ask for the SA list, print all of its sa/child lines (ours_status: the last SA's only)
+ours_listing() {
+  ours_status "$1" > /dev/null
+  awk '/^end$/ { last = blk; blk = ""; next } /^(sa|child) / { blk = blk $0 "\n" } END { printf "%s", last }' "$W/$1.out"
+}
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1" | head -1; }
 ours_stop() {  # ours_stop TAG: SIGTERM, wait for a clean exit
   local pid=${OURS_PID[$1]}

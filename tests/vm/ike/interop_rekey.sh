@@ -18,6 +18,11 @@
 #  2. ours (A) rekeying against charon (B): the same checks; charon's list
 #     shows one INSTALLED CHILD_SA whose SPIs are ours crosswise.
 #  3. charon (B) rekeying (swanctl --rekey) against ours (A): the same.
+#  4. IKE SA rekeys (RFC 7296 §1.3.2) with charon under the same traffic
+#     checks, the CHILD_SA moving to the new IKE SA untouched: charon
+#     initiating (swanctl --rekey --ike), then ours (--ike-rekey 3). After each
+#     batch both sides hold exactly one IKE SA, with the same new SPIs, and
+#     one CHILD_SA pair under the first reqid, policies as they were.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/interop_lib.sh"
 ike_init iker
@@ -202,4 +207,69 @@ cout=$(sed -n 's/^ *out *\([0-9a-f]\{8\}\).*/\1/p' <<<"$sas" | head -1)
 ok "after $CHARON_REKEYS charon rekeys: one CHILD_SA on both sides, SPIs crosswise"
 ours_stop a3
 charon_stop site-b3
+
+IKE_SA_REKEYS=${STORCRYPT_IKE_SA_REKEYS:-3}
+ike_rekeyed() { grep -c '^event ike-rekeyed ' "$W/$1.out" || true; }
+# ike_sa_agrees TAG CHARON OLD_SPI_I: TAG lists one IKE SA (the old ones are gone), charon one with the same
+# SPIs, neither the one whose initiator SPI was OLD_SPI_I; one CHILD_SA, SPIs crosswise
+ike_sa_agrees() {
+  local l sas si sr i good=no
+  for i in $(seq 20); do  # (ours --ike-rekey keeps rekeying: compare two listings taken between rekeys)
+    l=$(ours_listing "$1"); sas=$(charon_sas "$2" || true)
+    si=$(field "$(grep '^sa ' <<<"$l" | head -1)" spi_i); sr=$(field "$(grep '^sa ' <<<"$l" | head -1)" spi_r)
+    if [ "$(grep -c '^sa ' <<<"$l")" = 1 ] && [ "$(grep -c 'ESTABLISHED, IKEv2' <<<"$sas")" = 1 ] &&
+      grep -q "${si}_i\*\? ${sr}_r" <<<"$sas"; then good=yes; break; fi
+    sleep 0.5
+  done
+  echo "$l"; echo "$sas"
+  [ "$(grep -c '^sa ' <<<"$l")" = 1 ] || fail "$1 lists other than one IKE SA after the IKE rekeys"
+  [ "$(grep -c 'ESTABLISHED, IKEv2' <<<"$sas")" = 1 ] || fail "charon holds other than one IKE SA"
+  [ "$good" = yes ] || fail "charon's IKE SA is not ours ($si/$sr)"
+  [ "$si" != "$3" ] || fail "$1's IKE SA was not rekeyed"
+  grep -q "$3" <<<"$sas" && fail "charon still lists the old IKE SA $3"
+  [ "$(grep -c 'INSTALLED, TUNNEL' <<<"$sas")" = 1 ] || fail "charon holds other than one installed CHILD_SA"
+  [ "$(grep -c '^child ' <<<"$l")" = 1 ] || fail "$1 lists other than one CHILD_SA"
+  ok "one IKE SA on both sides, SPIs ${si}_i ${sr}_r, one CHILD_SA"
+}
+echo "== 4. IKE SA rekeys with charon: $IKE_SA_REKEYS by charon (swanctl --rekey --ike), then $IKE_SA_REKEYS by ours"
+charon_start site-b4 "$B" 500 4500
+charon_conf site-b4 site-b 192.0.2.2 192.0.2.1 500 "aes256-sha384-ecp384" 203.0.113.0/24 198.51.100.0/24 site-a.lab aes256gcm16-ecp384
+charon_load site-b4
+ours_start a4 "$A" 192.0.2.1 192.0.2.2 198.51.100.0/24 203.0.113.0/24 site-a --pfs --initiate
+wait_line a4 '^event child-up ' 60 || fail "no CHILD_SA with charon"
+charon_wait_established site-b4 10 || fail "charon shows no installed CHILD_SA"
+ra=$(reqid_of "$A")
+save_policies "$A"
+old=$(field "$(ours_listing a4 | grep '^sa ')" spi_i)
+rm -f "$W/probe.stop"
+( for i in $(seq "$IKE_SA_REKEYS"); do
+    [ -e "$W/probe.stop" ] && break
+    swanctl_in site-b4 --rekey --ike lab > /dev/null 2>&1 || true
+    for j in $(seq 40); do [ "$(ike_rekeyed a4)" -ge "$i" ] && break; sleep 0.25; done
+    sleep 1
+  done ) &
+PIDS+=($!)
+a4_ike() { ike_rekeyed a4; }
+under_traffic 5105 a4_ike "$IKE_SA_REKEYS"
+grep -q '^event \(down\|child-down\|ike-rekey-failed\) ' "$W/a4.out" && fail "A: $(grep -m1 '^event \(down\|child-down\|ike-rekey-failed\) ' "$W/a4.out")"
+grep '^event ike-rekeyed ' "$W/a4.out" | tail -1
+ike_sa_agrees a4 site-b4 "$old"
+one_pair "$A" "$ra"
+ours_stop a4
+no_ike_objects "$A"
+# ours initiating: an IKE rekey ~3 s after each IKE SA came up
+ours_start a5 "$A" 192.0.2.1 192.0.2.2 198.51.100.0/24 203.0.113.0/24 site-a --pfs --initiate --ike-rekey 3
+wait_line a5 '^event child-up ' 60 || fail "no CHILD_SA with charon"
+ra=$(reqid_of "$A")
+save_policies "$A"
+old=$(field "$(ours_listing a5 | grep '^sa ')" spi_i)
+rm -f "$W/probe.stop"
+a5_ike() { ike_rekeyed a5; }
+under_traffic 5106 a5_ike "$IKE_SA_REKEYS"
+grep -q '^event \(down\|child-down\|ike-rekey-failed\) ' "$W/a5.out" && fail "A: $(grep -m1 '^event \(down\|child-down\|ike-rekey-failed\) ' "$W/a5.out")"
+ike_sa_agrees a5 site-b4 "$old"
+one_pair "$A" "$ra"
+ours_stop a5
+charon_stop site-b4
+no_ike_objects "$A"
 echo "IKE CHILD_SA rekeys under traffic OK"

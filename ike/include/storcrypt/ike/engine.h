@@ -111,6 +111,8 @@ class Engine {
   Status delete_child(const std::string& name, std::uint32_t spi_in);
   /// Rekey one CHILD_SA (by our inbound SPI) of the peer's IKE SA, make-before-break.
   Status rekey_child(const std::string& name, std::uint32_t spi_in);
+  /// Rekey the peer's established IKE SA (its CHILD_SAs move to the new one).
+  Status rekey_ike(const std::string& name);
   /// Liveness check on the peer's established IKE SA.
   Status ping(const std::string& name);
 

@@ -40,7 +40,25 @@
 // nonces, so exactly one new pair survives. A rekey request for a CHILD_SA
 // we are deleting gets TEMPORARY_FAILURE (§2.25.1); whoever gets
 // TEMPORARY_FAILURE retries after a random 0.5-2 s. Dead peer detection:
-// PeerConfig::dpd_delay and dpd_action. Not here yet: IKE SA rekey.
+// PeerConfig::dpd_delay and dpd_action.
+//
+// IKE SA rekeying (RFC 7296 §1.3.2, §2.18): a CREATE_CHILD_SA whose SA
+// payload has IKE proposals (8-octet SPI), Ni/Nr and KEi/KEr. The new IKE SA
+// is a new IkeSa (take_successor(); the engine files it under its SPI):
+// SKEYSEED = prf_old(SK_d old, g^ir new | Ni | Nr), then SK_* from the new
+// PRF and SPIs; message IDs start at 0; the rekey's initiator is the new IKE
+// SA's original initiator. Every CHILD_SA moves to it as it is (kernel SAs
+// and policies untouched), with our queued requests. The old IkeSa becomes
+// kRekeyed: it only answers the peer (DELETE of it ends it, no kDown, no
+// CHILD_SA removed) or, as the rekey's initiator, sends that DELETE itself.
+// As responder we pick from our own IKE proposals only. We answer
+// TEMPORARY_FAILURE to an IKE rekey while a request of ours is outstanding
+// (our own IKE rekey too: a collision is resolved by both sides retrying
+// after a random 0.5-2 s, not by the §2.8.1 nonce rule) or a CHILD_SA is
+// mid-exchange; the peer retries. Our rekeys start by rekey_ike() or
+// PeerConfig::ike_rekey_time and wait (0.5-2 s at a time) while a CHILD_SA
+// is mid-rekey or mid-delete here; a refused one (TEMPORARY_FAILURE: 0.5-2 s,
+// anything else: kIkeRekeyRetry) is tried again later.
 #pragma once
 
 #include <openssl/types.h>
@@ -96,6 +114,12 @@ inline constexpr std::chrono::seconds kRekeyOutboundGrace{10};
 /// just before it switched may still be on the wire (strongSwan's
 /// delete_rekeyed_delay is 5 s too). Its outbound SA goes at once.
 inline constexpr std::chrono::seconds kRekeyedInboundLinger{5};
+/// How long an IKE SA replaced by a peer's rekey waits for the peer's DELETE
+/// of it before it goes by itself (its CHILD_SAs live on in the new one).
+inline constexpr std::chrono::seconds kRekeyedIkeLinger{30};
+/// When an IKE SA rekey of ours was refused (other than TEMPORARY_FAILURE)
+/// or failed, the next attempt is this much later.
+inline constexpr std::chrono::seconds kIkeRekeyRetry{60};
 
 struct RetransmitSchedule {
   std::vector<std::chrono::milliseconds> waits = {std::chrono::seconds(1), std::chrono::seconds(2),
@@ -144,6 +168,10 @@ struct PeerConfig {
   /// Rekey every CHILD_SA this long after it was installed, less a random
   /// jitter of up to 10 %. 0: only on request (rekey_child()).
   std::chrono::milliseconds child_rekey_time{0};
+  /// Rekey the IKE SA this long after it was established (or rekeyed), less
+  /// a random jitter of up to 10 % (strongSwan's rekey_time default: 4 h).
+  /// 0: only on request (rekey_ike()) or when the peer does.
+  std::chrono::milliseconds ike_rekey_time{std::chrono::hours(4)};
   std::uint32_t replay_window = 32;
   /// Dead peer detection (RFC 7296 §2.4): when nothing came from the peer
   /// for this long (no IKE message, no ESP byte on any CHILD_SA), an empty
@@ -165,6 +193,8 @@ enum class EventKind {
   kChildDown,    ///< a CHILD_SA was removed
   kChildFailed,  ///< a CHILD_SA could not be negotiated (the IKE SA stays)
   kChildRekeyed, ///< a CHILD_SA was replaced by a new one (child SPIs: the new pair; reason names the old)
+  kIkeRekeyed,   ///< the IKE SA was replaced by a new one (spi_i/spi_r: the new; old_spi_i/old_spi_r: the old)
+  kIkeRekeyFailed, ///< a rekey of the IKE SA was refused or failed (reason); the IKE SA stays, a retry follows
 };
 std::string_view event_kind_name(EventKind k);
 
@@ -172,6 +202,7 @@ struct Event {
   EventKind kind = EventKind::kUp;
   std::string peer;  ///< PeerConfig::name
   std::uint64_t spi_i = 0, spi_r = 0;
+  std::uint64_t old_spi_i = 0, old_spi_r = 0;  ///< kIkeRekeyed: the IKE SA replaced
   std::uint32_t child_spi_in = 0, child_spi_out = 0;
   std::string reason;        ///< for failures, in words an operator understands
   std::string peer_subject;  ///< auth failures: the peer certificate's subject (RFC 2253), if it sent one
@@ -186,6 +217,7 @@ enum class IkeState {
   kAuthSent,  ///< initiator: IKE_AUTH request out
   kEstablished,
   kDeleting,  ///< our DELETE of the IKE SA is out
+  kRekeyed,   ///< replaced by a rekey (its CHILD_SAs moved on): only its DELETE exchange is left
   kDeleted,   ///< gone after being up (terminal)
   kFailed,    ///< never came up / authentication failed (terminal)
 };
@@ -237,6 +269,12 @@ class IkeSa {
   /// Rekey one CHILD_SA by our inbound SPI (CREATE_CHILD_SA with REKEY_SA,
   /// PFS when the ESP proposals carry a KE group). kNotFound / kConflict.
   Status rekey_child(std::uint32_t spi_in);
+  /// Rekey the IKE SA (CREATE_CHILD_SA with IKE proposals); queued like the
+  /// others. kConflict unless established or when one is under way.
+  Status rekey_ike();
+  /// The IKE SA that replaced this one in a rekey, once (the engine takes it
+  /// after every call and files it under its SPI).
+  std::unique_ptr<IkeSa> take_successor() { return std::move(successor_); }
   /// Delete the IKE SA and its CHILD_SAs (INFORMATIONAL DELETE). Before it is
   /// established the SA is simply dropped.
   Status close();
@@ -315,7 +353,7 @@ class IkeSa {
   };
   /// kDeleteOrphan: a DELETE for a CHILD_SA the peer made for a rekey of
   /// ours whose old CHILD_SA went meanwhile (we installed nothing for it).
-  enum class Op { kCreateChild, kDeleteChild, kDeleteIke, kPing, kRekeyChild, kDeleteOrphan };
+  enum class Op { kCreateChild, kDeleteChild, kDeleteIke, kPing, kRekeyChild, kDeleteOrphan, kRekeyIke };
   struct QueuedOp {
     Op op;
     std::uint32_t spi = 0;
@@ -330,6 +368,14 @@ class IkeSa {
     std::optional<std::chrono::steady_clock::time_point> due;
   };
 
+  /// Our IKE SA rekey request, outstanding.
+  struct PendingIkeRekey {
+    std::uint64_t spi = 0;  ///< our SPI of the new IKE SA
+    std::vector<Proposal> offered;
+    Bytes nonce;
+    std::optional<KeyExchange> ke;
+  };
+
   /// tests/fuzz/ike/session_fuzzer.cpp plays the peer of an established SA:
   /// it seals fuzzed payloads with this SA's keys (seal, header, message IDs).
   friend struct IkeSaFuzzAccess;
@@ -341,6 +387,8 @@ class IkeSa {
   void on_sa_init_request(const Datagram& d, const Message& m);
   void on_sa_init_response(const Datagram& d, const Message& m);
   Status derive_keys(const SecretBytes& shared);
+  /// SK_* from SKEYSEED with ni_, nr_, spi_i_, spi_r_ and suite_'s PRF.
+  Status keys_from_seed(const SecretBytes& seed);
   Result<bool> check_nat(const Message& m, const Endpoint& local_seen, const Endpoint& remote_seen);
   // IKE_AUTH
   Status send_auth_request();
@@ -378,6 +426,17 @@ class IkeSa {
   void dead_peer_check(std::chrono::steady_clock::time_point now);
   void remove_child(std::size_t index, bool emit_event);
   void remove_all_children();
+  // IKE SA rekey
+  /// Whether a peer's IKE rekey must wait (TEMPORARY_FAILURE): something of ours or a CHILD_SA is mid-exchange.
+  bool ike_rekey_busy() const;
+  Result<std::vector<Payload>> ike_rekey_offer();
+  void on_ike_rekey_request(const Message& m, std::vector<Payload>& out);
+  void accept_ike_rekey(const Message& m);
+  /// The new IKE SA of a rekey (we are `role` in it), made from this one:
+  /// keys from `shared` and the nonces, CHILD_SAs and queued requests moved.
+  Status make_successor(IkeRole role, std::uint64_t spi_i, std::uint64_t spi_r, const Suite& suite,
+                        const SecretBytes& shared, const Bytes& ni, const Bytes& nr);
+  void ike_rekey_timer(std::chrono::steady_clock::time_point now);
   // Requests of ours
   void queue(QueuedOp op);
   void pump();
@@ -431,6 +490,12 @@ class IkeSa {
   std::optional<std::pair<std::uint32_t, FragmentReassembler>> reasm_request_, reasm_response_;
 
   std::optional<PendingChild> pending_child_;
+  std::optional<PendingIkeRekey> pending_ike_;
+  std::unique_ptr<IkeSa> successor_;
+  std::optional<std::chrono::steady_clock::time_point> ike_rekey_at_;
+  /// Set when a rekey of ours was refused: the next attempt's delay (the timer picks it up).
+  std::optional<std::chrono::milliseconds> ike_rekey_retry_;
+  std::optional<std::chrono::steady_clock::time_point> rekeyed_since_;
   std::vector<Child> children_;
   std::vector<LingeringSa> lingering_;
   std::string peer_subject_, peer_issuer_;
