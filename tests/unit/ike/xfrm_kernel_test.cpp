@@ -84,6 +84,22 @@ std::vector<nl::Policy> policies_of(nl::FakeXfrm& f, std::uint32_t reqid) {
   return out;
 }
 
+/// The CHILD_SA `now_reqid` took the policies `was` (of another reqid) over:
+/// 3 policies, each in the same kernel slot and index as before, with the new
+/// template; none of `was_reqid` left.
+void expect_taken_over(nl::FakeXfrm& f, std::uint32_t was_reqid, std::uint32_t now_reqid,
+                       const std::vector<nl::Policy>& was) {
+  EXPECT_EQ(policies_of(f, was_reqid).size(), 0u);
+  auto now = policies_of(f, now_reqid);
+  ASSERT_EQ(now.size(), 3u);
+  for (const nl::Policy& p : now) {
+    auto w = std::find_if(was.begin(), was.end(),
+                          [&](const nl::Policy& s) { return s.selector == p.selector && s.dir == p.dir; });
+    ASSERT_NE(w, was.end());
+    EXPECT_EQ(p.index, w->index);
+  }
+}
+
 /// The manual list's objects and another daemon's, on the same addresses.
 void add_neighbours(nl::FakeXfrm& f) {
   nl::Sa manual;
@@ -492,16 +508,7 @@ TEST(XfrmChildSaKernel, RestartClearsStaleSasAndANewChildSaTakesOverTheStalePoli
   sf.spi_out = 0xc0ffee11;
   auto inst = k2->install(sf);
   ASSERT_TRUE(inst.ok()) << inst.error().to_string();
-  EXPECT_EQ(policies_of(r.fake, old.reqid).size(), 0u);
-  auto now = policies_of(r.fake, fresh.reqid);
-  ASSERT_EQ(now.size(), 3u);
-  for (const nl::Policy& p : now) {
-    // Same kernel slot and index as the stale one, our new template.
-    auto was = std::find_if(stale_old.begin(), stale_old.end(),
-                            [&](const nl::Policy& s) { return s.selector == p.selector && s.dir == p.dir; });
-    ASSERT_NE(was, stale_old.end());
-    EXPECT_EQ(p.index, was->index);
-  }
+  expect_taken_over(r.fake, old.reqid, fresh.reqid, stale_old);
   EXPECT_EQ(r.fake.dump_sas()->size(), 2u);
 
   // A second restart before anything was removed: the same again.
@@ -541,15 +548,7 @@ TEST(XfrmChildSaKernel, RetireOfADeadPeersChildSaKeepsItsPoliciesForTheRestart) 
   sf.spi_out = 0xc0ffee12;
   auto inst = r.k->install(sf);
   ASSERT_TRUE(inst.ok()) << inst.error().to_string();
-  EXPECT_EQ(policies_of(r.fake, old.reqid).size(), 0u);
-  auto now = policies_of(r.fake, fresh.reqid);
-  ASSERT_EQ(now.size(), 3u);
-  for (const nl::Policy& p : now) {
-    auto w = std::find_if(was.begin(), was.end(),
-                          [&](const nl::Policy& s) { return s.selector == p.selector && s.dir == p.dir; });
-    ASSERT_NE(w, was.end());
-    EXPECT_EQ(p.index, w->index);
-  }
+  expect_taken_over(r.fake, old.reqid, fresh.reqid, was);
   EXPECT_EQ(r.fake.dump_sas()->size(), 2u);
 
   // Dead again, then the peer is removed from the configuration.
