@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "cli_client.h"
 #include "storcrypt/testing/environment.h"
 #include "storcrypt/testing/process.h"
 
@@ -106,18 +107,13 @@ class Daemon : public ::testing::Test {
   }
 
   ProcessResult cli(std::vector<std::string> args, const std::string& bin = STORCRYPT_BIN) {
-    std::vector<std::string> argv{bin, "--socket", sock_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv);
+    return storcrypt_cli(sock_, std::move(args), bin);
   }
   nlohmann::json cli_json(std::vector<std::string> args) {
-    args.insert(args.begin(), "--json");
-    ProcessResult r = cli(args);
-    nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.out << r.err;
-    if (j.is_discarded()) return nlohmann::json::object();
-    EXPECT_EQ(j["version"], 1);
-    j["exit_code"] = r.exit_code;
+    nlohmann::json j = storcrypt_cli_json(sock_, std::move(args));
+    if (!j.empty()) {
+      EXPECT_EQ(j["version"], 1);
+    }
     return j;
   }
   int64_t raise_test_event() {

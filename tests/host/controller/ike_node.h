@@ -18,6 +18,7 @@
 
 #include <gtest/gtest.h>
 
+#include "cli_client.h"
 #include "storcrypt/testing/netns.h"
 #include "storcrypt/testing/process.h"
 
@@ -57,18 +58,8 @@ class IkeNode {
     ASSERT_GT(pid_, 1);
   }
   pid_t pid() const { return pid_; }
-  ProcessResult cli(std::vector<std::string> args) {
-    std::vector<std::string> argv{STORCRYPT_BIN, "--socket", sock_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv);
-  }
-  nlohmann::json cli_json(std::vector<std::string> args) {
-    args.insert(args.begin(), "--json");
-    ProcessResult r = cli(args);
-    nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.out << r.err;
-    return j.is_discarded() ? nlohmann::json::object() : j;
-  }
+  ProcessResult cli(std::vector<std::string> args) { return storcrypt_cli(sock_, std::move(args)); }
+  nlohmann::json cli_json(std::vector<std::string> args) { return storcrypt_cli_json(sock_, std::move(args)); }
   /// The result of a command that must succeed.
   nlohmann::json ok(std::vector<std::string> args) {
     nlohmann::json j = cli_json(args);
