@@ -508,27 +508,33 @@ Status XfrmChildSaKernel::remove(const ChildSaSlot& slot, const IpAddress& local
     if (!st.ok() && !not_found(st) && !first) first = std::move(st).error().context(what);
   };
   // Policies first (OUT before IN/FWD), so no packet is sent into a template
-  // whose SA is gone. Unknown pair count (e.g. installed before a restart):
-  // try every index this reqid can have.
-  auto known = pairs_.find(slot.reqid);
-  const std::uint32_t n = known == pairs_.end() ? kMaxSelectorPairs : known->second;
-  for (std::uint32_t k = 0; k < n; ++k)
-    for (nl::Direction d : {nl::Direction::kOut, nl::Direction::kIn, nl::Direction::kFwd}) {
-      nl::PolicyId id;
-      id.dir = d;
-      id.index = policy_index(slot.reqid, k, d);
-      id.mark = mark();
-      note(xfrm_.delete_policy(id));
-    }
-  // Stale policies it took over at install() (they kept their old index).
-  if (auto r = replaced_.find(slot.reqid); r != replaced_.end())
-    for (const nl::PolicyId& id : r->second) note(xfrm_.delete_policy(id));
+  // whose SA is gone.
+  for (const nl::PolicyId& id : policy_ids(slot.reqid)) note(xfrm_.delete_policy(id));
   if (auto e = drop_sas(slot, local, remote, spi_out, what); e && !first) first = std::move(e);
   if (first) return std::move(*first);
   pairs_.erase(slot.reqid);
   replaced_.erase(slot.reqid);
   used_.erase(slot.reqid);
   return ok_status();
+}
+
+std::vector<nl::PolicyId> XfrmChildSaKernel::policy_ids(std::uint32_t reqid) const {
+  // Unknown pair count (e.g. installed before a restart): every index this
+  // reqid can have.
+  std::vector<nl::PolicyId> ids;
+  auto known = pairs_.find(reqid);
+  const std::uint32_t n = known == pairs_.end() ? kMaxSelectorPairs : known->second;
+  for (std::uint32_t k = 0; k < n; ++k)
+    for (nl::Direction d : {nl::Direction::kOut, nl::Direction::kIn, nl::Direction::kFwd}) {
+      nl::PolicyId id;
+      id.dir = d;
+      id.index = policy_index(reqid, k, d);
+      id.mark = mark();
+      ids.push_back(id);
+    }
+  // Stale policies it took over at install() (they kept their old index).
+  if (auto r = replaced_.find(reqid); r != replaced_.end()) ids.insert(ids.end(), r->second.begin(), r->second.end());
+  return ids;
 }
 
 std::optional<Error> XfrmChildSaKernel::drop_sas(const ChildSaSlot& slot, const IpAddress& local,
@@ -563,16 +569,17 @@ Status XfrmChildSaKernel::retire(const ChildSaSlot& slot, const IpAddress& local
                                  std::uint32_t spi_out) {
   STORCRYPT_TRY(require_ike_reqid(slot.reqid));
   const std::string what = "retiring CHILD_SA " + reqid_text(slot.reqid) + " of a dead peer";
-  // Its policies (those it took over included: UPDPOLICY gave them its reqid)
-  // become stale; without a dump they cannot be told apart, so it is removed.
-  auto pols = xfrm_.dump_policies();
-  if (!pols.ok()) return remove(slot, local, remote, spi_out);
-  for (const nl::Policy& p : *pols)
-    for (const nl::Template& t : p.templates)
-      if (t.reqid == slot.reqid) {
-        stale_.push_back(p);
-        break;
-      }
+  // Its policies (those it took over included) become stale, read back by
+  // their indexes; one that cannot be read is deleted rather than left
+  // untracked (it would refuse the restarted CHILD_SA's install).
+  for (const nl::PolicyId& id : policy_ids(slot.reqid)) {
+    auto p = xfrm_.get_policy(id);
+    if (p.ok()) {
+      stale_.push_back(std::move(*p));
+    } else if (Status st(std::move(p).error()); !not_found(st)) {
+      (void)xfrm_.delete_policy(id);
+    }
+  }
   if (auto e = drop_sas(slot, local, remote, spi_out, what)) return std::move(*e);
   // The reqid stays in used_: the kept policies' indexes derive from it.
   pairs_.erase(slot.reqid);

@@ -92,6 +92,8 @@ class XfrmChildSaKernel : public ChildSaKernel {
   Status scan_used();
   void note_used(const std::vector<netlink::SaState>& sas, const std::vector<netlink::Policy>& pols);
   Result<std::uint32_t> next_reqid();
+  /// The policy ids a CHILD_SA of `reqid` holds (its own indexes and the stale ones it took over).
+  std::vector<netlink::PolicyId> policy_ids(std::uint32_t reqid) const;
   /// Delete the two SAs of a CHILD_SA, those that carry its reqid only.
   std::optional<Error> drop_sas(const ChildSaSlot& slot, const IpAddress& local, const IpAddress& remote,
                                 std::uint32_t spi_out, const std::string& what);
