@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "storcrypt/ike/auth.h"
+#include "wire.h"
 
 namespace storcrypt::ike {
 
@@ -28,22 +29,20 @@ Result<std::uint64_t> random_spi64() {
     auto b = random_bytes(8);
     if (!b) return b.error();
     std::uint64_t v = 0;
-    for (std::uint8_t x : *b) v = (v << 8) | x;
+    Reader(*b).u64(v);
     if (v != 0) return v;
   }
 }
 
 Bytes spi64_bytes(std::uint64_t v) {
-  Bytes b(8);
-  for (int i = 0; i < 8; ++i) b[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (56 - 8 * i));
-  return b;
+  Writer w;
+  w.u64(v);
+  return std::move(w).take();
 }
 
 std::optional<std::uint64_t> spi64(const Bytes& b) {
-  if (b.size() != 8) return std::nullopt;
   std::uint64_t v = 0;
-  for (std::uint8_t x : b) v = (v << 8) | x;
-  if (v == 0) return std::nullopt;
+  if (b.size() != 8 || !Reader(b).u64(v) || v == 0) return std::nullopt;
   return v;
 }
 
